@@ -1,0 +1,246 @@
+//! Typed configuration, layered: built-in defaults, then an optional TOML file, then
+//! `SESSION_*` environment variables (`SESSION_STORE__BACKEND=dynamodb`). Validated once at
+//! start; every error names the setting.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or a value has the wrong type (figment names the key).
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of its allowed range.
+    #[error("configuration: {setting}: {problem}")]
+    Invalid {
+        /// The setting, as a dotted path (`limits.sessions_per_user`).
+        setting: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Where session state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// This process's memory: the embedded default.
+    Memory,
+    /// A DynamoDB table (or a DynamoDB-API server such as moto's).
+    Dynamodb,
+}
+
+/// Store settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Which adapter.
+    pub backend: StoreBackend,
+    /// The DynamoDB table.
+    pub table_name: String,
+    /// A DynamoDB endpoint other than AWS's (e.g. `http://127.0.0.1:5000`).
+    pub endpoint: Option<String>,
+}
+
+/// Quotas and lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Open sessions one user may have.
+    pub sessions_per_user: u32,
+    /// Simulators (not stopped or failed) one session may have.
+    pub simulators_per_session: u32,
+    /// WebSocket connections one session may have.
+    pub connections_per_session: u32,
+    /// How long a session lives, in seconds.
+    pub session_lifetime_secs: u64,
+}
+
+impl Limits {
+    /// How long a session lives.
+    pub fn session_lifetime(&self) -> Duration {
+        Duration::from_secs(self.session_lifetime_secs)
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line: for CloudWatch and log pipelines.
+    Json,
+    /// Human-readable lines: for a terminal.
+    Pretty,
+}
+
+/// Telemetry settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives (`info,session_core=debug`).
+    pub log_filter: String,
+}
+
+/// Every setting shared by the service's processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Session state.
+    pub store: StoreSettings,
+    /// Quotas and lifetimes.
+    pub limits: Limits,
+    /// Logs.
+    pub telemetry: TelemetrySettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            store: StoreSettings {
+                backend: StoreBackend::Memory,
+                table_name: "session-service".to_owned(),
+                endpoint: None,
+            },
+            limits: Limits {
+                sessions_per_user: 10,
+                simulators_per_session: 4,
+                connections_per_session: 8,
+                session_lifetime_secs: 24 * 3600,
+            },
+            telemetry: TelemetrySettings {
+                log_format: LogFormat::Json,
+                log_filter: "info".to_owned(),
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Prefix of the environment variables read; `__` separates levels.
+    pub const ENV_PREFIX: &'static str = "SESSION_";
+
+    /// Defaults, then `file` if given, then the environment; validated.
+    ///
+    /// # Errors
+    /// A source is unreadable, a value has the wrong type or is out of range.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid {
+                    setting: "config file",
+                    problem: format!("{} does not exist", file.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        Self::from_figment(figment.merge(Env::prefixed(Self::ENV_PREFIX).split("__")))
+    }
+
+    /// Extracts and validates settings from any figment (tests build their own).
+    ///
+    /// # Errors
+    /// A value has the wrong type or is out of range.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Self = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, problem: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                problem: problem.to_owned(),
+            })
+        };
+        let table = &self.store.table_name;
+        if !(3..=255).contains(&table.len())
+            || !table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return invalid(
+                "store.table_name",
+                "must be 3 to 255 letters, digits, '_', '.' or '-'",
+            );
+        }
+        if let Some(endpoint) = &self.store.endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return invalid("store.endpoint", "must be an http:// or https:// URL");
+            }
+        }
+        let limits = [
+            ("limits.sessions_per_user", self.limits.sessions_per_user),
+            (
+                "limits.simulators_per_session",
+                self.limits.simulators_per_session,
+            ),
+            (
+                "limits.connections_per_session",
+                self.limits.connections_per_session,
+            ),
+        ];
+        for (setting, value) in limits {
+            if value == 0 {
+                return invalid(setting, "must be at least 1");
+            }
+        }
+        if self.limits.session_lifetime_secs < 60 {
+            return invalid("limits.session_lifetime_secs", "must be at least 60");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
+            return invalid(
+                "telemetry.log_filter",
+                "is not a valid tracing filter (e.g. \"info,session_core=debug\")",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(toml: &str) -> Result<Settings, ConfigError> {
+        Settings::from_figment(
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)),
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid_and_use_the_in_memory_store() {
+        let settings = with("").unwrap();
+        assert_eq!(settings.store.backend, StoreBackend::Memory);
+    }
+
+    #[test]
+    fn a_file_overrides_defaults() {
+        let settings = with("[store]\nbackend = \"dynamodb\"\nendpoint = \"http://127.0.0.1:1\"").unwrap();
+        assert_eq!(settings.store.backend, StoreBackend::Dynamodb);
+        assert_eq!(settings.limits, Settings::default().limits);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = with("[limits]\nsessions_per_user = 0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration: limits.sessions_per_user: must be at least 1"
+        );
+        let err = with("[limits]\nsessions_per_user = \"ten\"").unwrap_err();
+        assert!(err.to_string().contains("sessions_per_user"), "{err}");
+        let err = with("[store]\nendpoint = \"localhost:8000\"").unwrap_err();
+        assert!(err.to_string().contains("store.endpoint"), "{err}");
+        let err = with("[store]\ntable = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("table"), "{err}");
+    }
+}

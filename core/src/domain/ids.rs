@@ -1,0 +1,183 @@
+//! Identifiers. Ids the service mints are prefixed ULIDs (`ses_01J…`): they sort by creation
+//! time, say what they name in logs, and cannot be confused with one another.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use ulid::{Generator, Ulid};
+
+use super::validation::{self, ValidationError};
+
+/// One generator per process so ids minted in the same millisecond still sort in mint order.
+static GENERATOR: Mutex<Option<Generator>> = Mutex::new(None);
+
+fn next_ulid() -> Ulid {
+    let mut guard = GENERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let generator = guard.get_or_insert_with(Generator::new);
+    // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random one if it happens.
+    generator.generate().unwrap_or_else(|_| Ulid::new())
+}
+
+/// What every id type has: text access, `Display`/`Debug` as the bare id, serde through `parse`.
+macro_rules! id_impls {
+    ($name:ident) => {
+        impl $name {
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ValidationError;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                Self::parse(stringify!($name), &text)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// What every id of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Mints a new id, later than every id minted before it in this process.
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, next_ulid()))
+            }
+
+            /// Parses an id received from a client; `field` names it in the error.
+            pub fn parse(field: &str, text: &str) -> Result<Self, ValidationError> {
+                let ulid = text.strip_prefix($prefix).ok_or_else(|| {
+                    ValidationError::new(field, format!("must start with {:?}", $prefix))
+                })?;
+                if ulid.len() != 26 || Ulid::from_string(ulid).is_err() {
+                    return Err(ValidationError::new(
+                        field,
+                        format!("must be {:?} followed by a 26-character ULID", $prefix),
+                    ));
+                }
+                Ok(Self(text.to_owned()))
+            }
+        }
+
+        id_impls!($name);
+    };
+}
+
+prefixed_id!(
+    /// Names a session.
+    SessionId,
+    "ses_"
+);
+prefixed_id!(
+    /// Names a simulator record of a session (not the backend's instance id).
+    SimulatorId,
+    "sim_"
+);
+prefixed_id!(
+    /// Names a connect ticket: its JWT `jti`, consumable once.
+    TicketId,
+    "tkt_"
+);
+
+macro_rules! external_id {
+    ($(#[$doc:meta])* $name:ident, $max:literal, $description:literal, $allowed:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates an id that comes from outside; `field` names it in the error.
+            pub fn parse(field: &str, text: &str) -> Result<Self, ValidationError> {
+                validation::length(field, text, 1, $max)?;
+                validation::charset(field, text, $description, $allowed)?;
+                Ok(Self(text.to_owned()))
+            }
+        }
+
+        id_impls!($name);
+    };
+}
+
+external_id!(
+    /// A user: the `sub` of a validated token. `#` is excluded because store keys use it.
+    UserId,
+    128,
+    "letters, digits and . _ @ : | + -",
+    |c: char| c.is_ascii_alphanumeric() || "._@:|+-".contains(c)
+);
+external_id!(
+    /// An API Gateway WebSocket connection id (base64-like, e.g. `L0SM9cOFvHcCIhw=`).
+    ConnectionId,
+    128,
+    "letters, digits and + / = _ -",
+    |c: char| c.is_ascii_alphanumeric() || "+/=_-".contains(c)
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_sort_in_mint_order_and_parse_back() {
+        let ids: Vec<SessionId> = (0..100).map(|_| SessionId::generate()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        for id in &ids {
+            assert_eq!(&SessionId::parse("session_id", id.as_str()).unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn an_id_of_another_kind_is_rejected_with_the_field_name() {
+        let sim = SimulatorId::generate();
+        let err = SessionId::parse("session_id", sim.as_str()).unwrap_err();
+        assert_eq!(err.field, "session_id");
+        assert!(err.problem.contains("ses_"), "{err}");
+    }
+
+    #[test]
+    fn malformed_ulids_are_rejected() {
+        for bad in ["ses_", "ses_123", "ses_01JDXXXXXXXXXXXXXXXXXXXXXXX", "ses_01jd!"] {
+            assert!(SessionId::parse("session_id", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_ids_refuse_the_store_key_separator() {
+        assert!(UserId::parse("sub", "auth0|abc-123").is_ok());
+        let err = UserId::parse("sub", "a#b").unwrap_err();
+        assert_eq!(err.to_string(), "sub: contains '#'; allowed are letters, digits and . _ @ : | + -");
+    }
+}

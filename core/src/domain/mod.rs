@@ -1,0 +1,28 @@
+//! The domain model: sessions, simulators, WebSocket connections, connect tickets, leases and
+//! idempotency records, with their validation and state machines.
+//!
+//! Nothing here knows about AWS, HTTP or gRPC; adapters translate at the edges.
+
+mod connection;
+mod ids;
+mod idempotency;
+mod lease;
+mod page;
+mod session;
+mod simulator;
+mod ticket;
+mod time;
+mod transition;
+pub mod validation;
+
+pub use connection::{Connection, ConnectionQuality};
+pub use ids::{ConnectionId, SessionId, SimulatorId, TicketId, UserId};
+pub use idempotency::{IdempotencyClaim, IdempotencyKey, RequestFingerprint, StoredResponse};
+pub use lease::Lease;
+pub use page::{Cursor, Page, PageRequest};
+pub use session::{Metadata, NewSession, Session, SessionName, SessionStatus};
+pub use simulator::{NewSimulator, Simulator, SimulatorStatus, Symbol};
+pub use ticket::{Ticket, Transport};
+pub use time::Timestamp;
+pub use transition::TransitionError;
+pub use validation::ValidationError;

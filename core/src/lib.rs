@@ -1,0 +1,11 @@
+//! The session service core: the domain, its ports (store traits) with their DynamoDB and
+//! in-memory adapters, configuration and telemetry.
+//!
+//! Layout: `domain` knows nothing of AWS or HTTP; `store` holds the ports and adapters; `config`
+//! and `telemetry` are each set up in one place for every binary.
+
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,283 @@
+//! Conversions between domain values and DynamoDB items.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::schema::TableSpec;
+use crate::domain::{
+    Connection, ConnectionId, ConnectionQuality, Lease, Metadata, Session, SessionId, SessionName,
+    SessionStatus, Simulator, SimulatorId, SimulatorStatus, StoredResponse, Symbol, Timestamp,
+    UserId,
+};
+use crate::store::StoreError;
+
+/// A DynamoDB item.
+pub(super) type Item = HashMap<String, AttributeValue>;
+
+/// A stored item this code cannot read: corrupt data or a schema mismatch.
+#[derive(Debug, thiserror::Error)]
+#[error("stored item has a missing or malformed attribute {0:?}")]
+pub(super) struct MalformedItem(String);
+
+fn malformed(attribute: &str) -> StoreError {
+    StoreError::Backend(Box::new(MalformedItem(attribute.to_owned())))
+}
+
+pub(super) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(super) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(super) fn ms(t: Timestamp) -> AttributeValue {
+    n(t.unix_millis())
+}
+
+pub(super) fn session_pk(id: &SessionId) -> String {
+    format!("SESSION#{id}")
+}
+
+pub(super) fn owner_pk(owner: &UserId) -> String {
+    format!("OWNER#{owner}")
+}
+
+pub(super) const SESSION_SK: &str = "SESSION";
+pub(super) const QUOTA_SK: &str = "QUOTA";
+pub(super) const SIM_PREFIX: &str = "SIM#";
+pub(super) const CONN_PREFIX: &str = "CONN#";
+
+/// The primary key `{PK, SK}` of an item.
+pub(super) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([
+        (TableSpec::PK.to_owned(), s(pk)),
+        (TableSpec::SK.to_owned(), s(sk)),
+    ])
+}
+
+/// Typed reads of attributes, each failing with the attribute's name.
+pub(super) trait ItemExt {
+    fn string(&self, name: &str) -> Result<&str, StoreError>;
+    fn opt_string(&self, name: &str) -> Option<&str>;
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T, StoreError>;
+    fn opt_number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, StoreError>;
+    fn timestamp(&self, name: &str) -> Result<Timestamp, StoreError> {
+        self.number(name).map(Timestamp::from_unix_millis)
+    }
+}
+
+impl ItemExt for Item {
+    fn string(&self, name: &str) -> Result<&str, StoreError> {
+        self.opt_string(name).ok_or_else(|| malformed(name))
+    }
+
+    fn opt_string(&self, name: &str) -> Option<&str> {
+        match self.get(name) {
+            Some(AttributeValue::S(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T, StoreError> {
+        self.opt_number(name)?.ok_or_else(|| malformed(name))
+    }
+
+    fn opt_number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| malformed(name)),
+            Some(_) => Err(malformed(name)),
+        }
+    }
+}
+
+fn parse<T, E>(name: &str, result: Result<T, E>) -> Result<T, StoreError> {
+    result.map_err(|_| malformed(name))
+}
+
+pub(super) fn session_item(session: &Session) -> Item {
+    let mut item = key(session_pk(&session.id), SESSION_SK);
+    item.extend([
+        ("id".to_owned(), s(session.id.as_str())),
+        ("owner".to_owned(), s(session.owner.as_str())),
+        ("status".to_owned(), s(session.status.as_str())),
+        ("created_at".to_owned(), ms(session.created_at)),
+        ("expires_at".to_owned(), ms(session.expires_at)),
+        ("version".to_owned(), n(session.version)),
+        (TableSpec::TTL.to_owned(), n(session.expires_at.unix_seconds_ceil())),
+        (TableSpec::GSI1PK.to_owned(), s(owner_pk(&session.owner))),
+        (TableSpec::GSI1SK.to_owned(), s(session.id.as_str())),
+    ]);
+    if let Some(name) = &session.name {
+        item.insert("name".to_owned(), s(name.as_str()));
+    }
+    if let Some(metadata) = &session.metadata {
+        item.insert("metadata".to_owned(), s(metadata.to_json()));
+    }
+    if let Some(closed_at) = session.closed_at {
+        item.insert("closed_at".to_owned(), ms(closed_at));
+    }
+    item
+}
+
+pub(super) fn session_from(item: &Item) -> Result<Session, StoreError> {
+    let metadata = item
+        .opt_string("metadata")
+        .map(|json| {
+            let value = parse("metadata", serde_json::from_str(json))?;
+            parse("metadata", Metadata::parse("metadata", value))
+        })
+        .transpose()?;
+    Ok(Session {
+        id: parse("id", SessionId::parse("id", item.string("id")?))?,
+        owner: parse("owner", UserId::parse("owner", item.string("owner")?))?,
+        name: item
+            .opt_string("name")
+            .map(|v| parse("name", SessionName::parse("name", v)))
+            .transpose()?,
+        metadata,
+        status: SessionStatus::parse(item.string("status")?).ok_or_else(|| malformed("status"))?,
+        created_at: item.timestamp("created_at")?,
+        expires_at: item.timestamp("expires_at")?,
+        closed_at: item
+            .opt_number("closed_at")?
+            .map(Timestamp::from_unix_millis),
+        version: item.number("version")?,
+    })
+}
+
+pub(super) fn simulator_item(sim: &Simulator) -> Item {
+    let mut item = key(session_pk(&sim.session_id), format!("{SIM_PREFIX}{}", sim.id));
+    let symbols: Vec<String> = sim.symbols.iter().map(|s| s.as_str().to_owned()).collect();
+    item.extend([
+        ("id".to_owned(), s(sim.id.as_str())),
+        ("session_id".to_owned(), s(sim.session_id.as_str())),
+        ("symbols".to_owned(), AttributeValue::L(symbols.into_iter().map(s).collect())),
+        ("seed".to_owned(), n(sim.seed)),
+        ("events_per_second".to_owned(), n(sim.events_per_second)),
+        ("status".to_owned(), s(sim.status.as_str())),
+        ("created_at".to_owned(), ms(sim.created_at)),
+        ("updated_at".to_owned(), ms(sim.updated_at)),
+        ("expires_at".to_owned(), ms(sim.expires_at)),
+        ("version".to_owned(), n(sim.version)),
+        (TableSpec::TTL.to_owned(), n(sim.expires_at.unix_seconds_ceil())),
+    ]);
+    if let Some(backend_id) = &sim.backend_id {
+        item.insert("backend_id".to_owned(), s(backend_id));
+    }
+    if let Some(reason) = &sim.reason {
+        item.insert("reason".to_owned(), s(reason));
+    }
+    item
+}
+
+pub(super) fn simulator_from(item: &Item) -> Result<Simulator, StoreError> {
+    let Some(AttributeValue::L(list)) = item.get("symbols") else {
+        return Err(malformed("symbols"));
+    };
+    let symbols = list
+        .iter()
+        .map(|v| match v {
+            AttributeValue::S(text) => parse("symbols", Symbol::parse("symbols", text)),
+            _ => Err(malformed("symbols")),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Simulator {
+        id: parse("id", SimulatorId::parse("id", item.string("id")?))?,
+        session_id: parse(
+            "session_id",
+            SessionId::parse("session_id", item.string("session_id")?),
+        )?,
+        symbols,
+        seed: item.number("seed")?,
+        events_per_second: item.number("events_per_second")?,
+        status: SimulatorStatus::parse(item.string("status")?)
+            .ok_or_else(|| malformed("status"))?,
+        backend_id: item.opt_string("backend_id").map(str::to_owned),
+        reason: item.opt_string("reason").map(str::to_owned),
+        created_at: item.timestamp("created_at")?,
+        updated_at: item.timestamp("updated_at")?,
+        expires_at: item.timestamp("expires_at")?,
+        version: item.number("version")?,
+    })
+}
+
+pub(super) fn connection_item(c: &Connection) -> Item {
+    let mut item = key(session_pk(&c.session_id), format!("{CONN_PREFIX}{}", c.id));
+    let q = &c.quality;
+    item.extend([
+        ("id".to_owned(), s(c.id.as_str())),
+        ("session_id".to_owned(), s(c.session_id.as_str())),
+        ("owner".to_owned(), s(c.owner.as_str())),
+        ("connected_at".to_owned(), ms(c.connected_at)),
+        ("last_seen_at".to_owned(), ms(c.last_seen_at)),
+        ("expires_at".to_owned(), ms(c.expires_at)),
+        ("version".to_owned(), n(c.version)),
+        ("rtt_ms".to_owned(), n(q.rtt_ms)),
+        ("jitter_ms".to_owned(), n(q.jitter_ms)),
+        ("heartbeats".to_owned(), n(q.heartbeats)),
+        ("missed_heartbeats".to_owned(), n(q.missed_heartbeats)),
+        ("events_received".to_owned(), n(q.events_received)),
+        ("events_sent".to_owned(), n(q.events_sent)),
+        (TableSpec::TTL.to_owned(), n(c.expires_at.unix_seconds_ceil())),
+    ]);
+    if let Some(last) = &c.last_event_id {
+        item.insert("last_event_id".to_owned(), s(last));
+    }
+    item
+}
+
+pub(super) fn connection_from(item: &Item) -> Result<Connection, StoreError> {
+    Ok(Connection {
+        id: parse("id", ConnectionId::parse("id", item.string("id")?))?,
+        session_id: parse(
+            "session_id",
+            SessionId::parse("session_id", item.string("session_id")?),
+        )?,
+        owner: parse("owner", UserId::parse("owner", item.string("owner")?))?,
+        connected_at: item.timestamp("connected_at")?,
+        last_seen_at: item.timestamp("last_seen_at")?,
+        expires_at: item.timestamp("expires_at")?,
+        last_event_id: item.opt_string("last_event_id").map(str::to_owned),
+        quality: ConnectionQuality {
+            rtt_ms: item.number("rtt_ms")?,
+            jitter_ms: item.number("jitter_ms")?,
+            heartbeats: item.number("heartbeats")?,
+            missed_heartbeats: item.number("missed_heartbeats")?,
+            events_received: item.number("events_received")?,
+            events_sent: item.number("events_sent")?,
+        },
+        version: item.number("version")?,
+    })
+}
+
+pub(super) fn lease_from(item: &Item) -> Result<Lease, StoreError> {
+    Ok(Lease {
+        name: item.string("name")?.to_owned(),
+        owner: item.string("owner")?.to_owned(),
+        expires_at: item.timestamp("expires_at")?,
+        token: item.number("token")?,
+    })
+}
+
+pub(super) fn response_attributes(response: &StoredResponse) -> [(String, AttributeValue); 3] {
+    let headers = serde_json::to_string(&response.headers).unwrap_or_else(|_| "[]".to_owned());
+    [
+        ("response_status".to_owned(), n(response.status)),
+        ("response_headers".to_owned(), s(headers)),
+        ("response_body".to_owned(), s(response.body.clone())),
+    ]
+}
+
+pub(super) fn response_from(item: &Item) -> Result<StoredResponse, StoreError> {
+    Ok(StoredResponse {
+        status: item.number("response_status")?,
+        headers: parse(
+            "response_headers",
+            serde_json::from_str(item.string("response_headers")?),
+        )?,
+        body: item.string("response_body")?.to_owned(),
+    })
+}

@@ -1,0 +1,185 @@
+//! The session store: narrow ports, one per capability, and their adapters.
+//!
+//! Each port is a trait so a Lambda can depend on only what it uses (and its IAM policy can
+//! match). [`Store`] bundles them for processes that need everything. Both adapters honour the
+//! same contract, proven by one test suite (`tests/tests/store`):
+//! - every state change is conditional on the version it was made from ([`StoreError::Conflict`]);
+//! - quotas are enforced atomically with the write they limit;
+//! - an item past its expiry is absent, whether or not the backend has deleted it yet.
+
+mod dynamodb;
+mod error;
+mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use dynamodb::{DynamoStore, TableSpec, create_table};
+pub use error::{Quota, StoreError};
+pub use memory::InMemoryStore;
+
+use crate::domain::{
+    Connection, ConnectionId, IdempotencyClaim, IdempotencyKey, Lease, Page, PageRequest,
+    RequestFingerprint, Session, SessionId, Simulator, SimulatorId, StoredResponse, TicketId,
+    Timestamp, UserId,
+};
+
+/// Sessions: create under the owner's quota, read, list by owner, change.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session if its owner has fewer than `max_open` usable sessions.
+    async fn create_session(&self, session: &Session, max_open: u32) -> Result<(), StoreError>;
+
+    /// The session, unless it does not exist or has expired.
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// The owner's unexpired sessions, newest first.
+    async fn list_sessions(
+        &self,
+        owner: &UserId,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError>;
+
+    /// Replaces `previous` with `next` if the stored session is still at `previous.version`;
+    /// closing releases the owner's quota slot in the same write.
+    async fn update_session(&self, previous: &Session, next: &Session) -> Result<(), StoreError>;
+}
+
+/// Simulators of a session.
+#[async_trait]
+pub trait SimulatorStore: Send + Sync {
+    /// Stores a new simulator if its session is usable and has fewer than `max_active`
+    /// simulators that are not stopped or failed.
+    async fn create_simulator(&self, simulator: &Simulator, max_active: u32)
+    -> Result<(), StoreError>;
+
+    /// One simulator of a session.
+    async fn get_simulator(
+        &self,
+        session: &SessionId,
+        id: &SimulatorId,
+    ) -> Result<Option<Simulator>, StoreError>;
+
+    /// Every simulator of a session, oldest first.
+    async fn list_simulators(&self, session: &SessionId) -> Result<Vec<Simulator>, StoreError>;
+
+    /// Replaces `previous` with `next` if the stored simulator is still at `previous.version`;
+    /// entering stopped or failed releases the session's quota slot in the same write.
+    async fn update_simulator(
+        &self,
+        previous: &Simulator,
+        next: &Simulator,
+    ) -> Result<(), StoreError>;
+}
+
+/// WebSocket connections of a session.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Records a connection if its session is usable and has fewer than `max_per_session`
+    /// unexpired connections.
+    async fn put_connection(
+        &self,
+        connection: &Connection,
+        max_per_session: u32,
+    ) -> Result<(), StoreError>;
+
+    /// One connection, unless gone or expired.
+    async fn get_connection(
+        &self,
+        session: &SessionId,
+        id: &ConnectionId,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// The session's unexpired connections.
+    async fn list_connections(&self, session: &SessionId) -> Result<Vec<Connection>, StoreError>;
+
+    /// Replaces `previous` with `next` (a heartbeat) if still at `previous.version`.
+    async fn update_connection(
+        &self,
+        previous: &Connection,
+        next: &Connection,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a connection; `false` if it was already gone. Idempotent.
+    async fn delete_connection(
+        &self,
+        session: &SessionId,
+        id: &ConnectionId,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Single-use connect tickets.
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    /// Marks the ticket used; [`StoreError::TicketAlreadyUsed`] if it was, ever, before it
+    /// expired.
+    async fn consume_ticket(&self, id: &TicketId, expires_at: Timestamp) -> Result<(), StoreError>;
+}
+
+/// Idempotency keys of POST requests, per user.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for a request with `fingerprint`, or says what happened to it before.
+    async fn claim_idempotency(
+        &self,
+        owner: &UserId,
+        key: &IdempotencyKey,
+        fingerprint: &RequestFingerprint,
+        ttl: Duration,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Stores the response of a claimed request, for its retries.
+    async fn complete_idempotency(
+        &self,
+        owner: &UserId,
+        key: &IdempotencyKey,
+        fingerprint: &RequestFingerprint,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError>;
+
+    /// Drops an unfinished claim (the request failed without effect), so a retry can run.
+    async fn abandon_idempotency(
+        &self,
+        owner: &UserId,
+        key: &IdempotencyKey,
+        fingerprint: &RequestFingerprint,
+    ) -> Result<(), StoreError>;
+}
+
+/// Leases that give one streamer a session.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes `name` for `owner` if it is free, lapsed or already `owner`'s;
+    /// [`StoreError::LeaseHeld`] otherwise.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError>;
+
+    /// Extends a lease its holder still holds; [`StoreError::LeaseLost`] otherwise.
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError>;
+
+    /// Gives a lease up if still held by this holder; a no-op otherwise.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// The current unexpired lease of `name`.
+    async fn get_lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
+}
+
+/// Every port at once, for processes that use them all (the local stack, tests).
+pub trait Store:
+    SessionStore + SimulatorStore + ConnectionStore + TicketStore + IdempotencyStore + LeaseStore
+{
+}
+
+impl<T> Store for T where
+    T: SessionStore + SimulatorStore + ConnectionStore + TicketStore + IdempotencyStore + LeaseStore
+{
+}
+
+/// A shared handle to a whole store.
+pub type SharedStore = Arc<dyn Store>;
