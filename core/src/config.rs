@@ -141,14 +141,14 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(file));
         }
-        Self::from_figment(figment.merge(Env::prefixed(Self::ENV_PREFIX).split("__")))
+        Self::from_figment(&figment.merge(Env::prefixed(Self::ENV_PREFIX).split("__")))
     }
 
     /// Extracts and validates settings from any figment (tests build their own).
     ///
     /// # Errors
     /// A value has the wrong type or is out of range.
-    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
         let settings: Self = figment.extract().map_err(Box::new)?;
         settings.validate()?;
         Ok(settings)
@@ -172,10 +172,10 @@ impl Settings {
                 "must be 3 to 255 letters, digits, '_', '.' or '-'",
             );
         }
-        if let Some(endpoint) = &self.store.endpoint {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return invalid("store.endpoint", "must be an http:// or https:// URL");
-            }
+        if let Some(endpoint) = &self.store.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return invalid("store.endpoint", "must be an http:// or https:// URL");
         }
         let limits = [
             ("limits.sessions_per_user", self.limits.sessions_per_user),
@@ -212,7 +212,7 @@ mod tests {
 
     fn with(toml: &str) -> Result<Settings, ConfigError> {
         Settings::from_figment(
-            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)),
+            &Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)),
         )
     }
 
@@ -224,7 +224,8 @@ mod tests {
 
     #[test]
     fn a_file_overrides_defaults() {
-        let settings = with("[store]\nbackend = \"dynamodb\"\nendpoint = \"http://127.0.0.1:1\"").unwrap();
+        let settings =
+            with("[store]\nbackend = \"dynamodb\"\nendpoint = \"http://127.0.0.1:1\"").unwrap();
         assert_eq!(settings.store.backend, StoreBackend::Dynamodb);
         assert_eq!(settings.limits, Settings::default().limits);
     }

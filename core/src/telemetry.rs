@@ -97,7 +97,8 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let request = tracing::info_span!("request", request_id = "req-1");
             let _r = request.enter();
-            let session = tracing::info_span!("session", session_id = "ses_1", connection_id = "c-1");
+            let session =
+                tracing::info_span!("session", session_id = "ses_1", connection_id = "c-1");
             let _s = session.enter();
             tracing::info!(simulators = 2, "session read");
         });

@@ -1,1 +1,3 @@
-//! Test support shared by the end-to-end suites.
+//! Helpers shared by the end-to-end and contract suites: servers the tests start themselves.
+
+pub mod moto;

@@ -169,7 +169,12 @@ mod tests {
 
     #[test]
     fn malformed_ulids_are_rejected() {
-        for bad in ["ses_", "ses_123", "ses_01JDXXXXXXXXXXXXXXXXXXXXXXX", "ses_01jd!"] {
+        for bad in [
+            "ses_",
+            "ses_123",
+            "ses_01JDXXXXXXXXXXXXXXXXXXXXXXX",
+            "ses_01jd!",
+        ] {
             assert!(SessionId::parse("session_id", bad).is_err(), "{bad}");
         }
     }
@@ -178,6 +183,9 @@ mod tests {
     fn user_ids_refuse_the_store_key_separator() {
         assert!(UserId::parse("sub", "auth0|abc-123").is_ok());
         let err = UserId::parse("sub", "a#b").unwrap_err();
-        assert_eq!(err.to_string(), "sub: contains '#'; allowed are letters, digits and . _ @ : | + -");
+        assert_eq!(
+            err.to_string(),
+            "sub: contains '#'; allowed are letters, digits and . _ @ : | + -"
+        );
     }
 }

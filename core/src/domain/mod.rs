@@ -4,8 +4,8 @@
 //! Nothing here knows about AWS, HTTP or gRPC; adapters translate at the edges.
 
 mod connection;
-mod ids;
 mod idempotency;
+mod ids;
 mod lease;
 mod page;
 mod session;
@@ -16,8 +16,8 @@ mod transition;
 pub mod validation;
 
 pub use connection::{Connection, ConnectionQuality};
-pub use ids::{ConnectionId, SessionId, SimulatorId, TicketId, UserId};
 pub use idempotency::{IdempotencyClaim, IdempotencyKey, RequestFingerprint, StoredResponse};
+pub use ids::{ConnectionId, SessionId, SimulatorId, TicketId, UserId};
 pub use lease::Lease;
 pub use page::{Cursor, Page, PageRequest};
 pub use session::{Metadata, NewSession, Session, SessionName, SessionStatus};

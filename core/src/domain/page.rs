@@ -92,7 +92,13 @@ mod tests {
     #[test]
     fn limits_are_bounded() {
         assert_eq!(PageRequest::parse(None, None).unwrap().limit, 20);
-        assert_eq!(PageRequest::parse(Some(0), None).unwrap_err().field, "limit");
-        assert_eq!(PageRequest::parse(Some(101), None).unwrap_err().field, "limit");
+        assert_eq!(
+            PageRequest::parse(Some(0), None).unwrap_err().field,
+            "limit"
+        );
+        assert_eq!(
+            PageRequest::parse(Some(101), None).unwrap_err().field,
+            "limit"
+        );
     }
 }

@@ -226,7 +226,9 @@ mod tests {
     #[test]
     fn closing_twice_is_an_illegal_transition() {
         let closed = session().close(Timestamp::from_unix_millis(2_000)).unwrap();
-        let err = closed.close(Timestamp::from_unix_millis(3_000)).unwrap_err();
+        let err = closed
+            .close(Timestamp::from_unix_millis(3_000))
+            .unwrap_err();
         assert_eq!(err.to_string(), "a session cannot go from closed to closed");
     }
 
@@ -247,6 +249,11 @@ mod tests {
         let err = Metadata::parse("metadata", serde_json::json!([1])).unwrap_err();
         assert_eq!(err.to_string(), "metadata: must be a JSON object");
         let big = serde_json::json!({ "k": "x".repeat(4100) });
-        assert!(Metadata::parse("metadata", big).unwrap_err().problem.contains("4096"));
+        assert!(
+            Metadata::parse("metadata", big)
+                .unwrap_err()
+                .problem
+                .contains("4096")
+        );
     }
 }

@@ -163,7 +163,10 @@ impl NewSimulator {
             let field = format!("symbols[{i}]");
             let symbol = Symbol::parse(&field, text)?;
             if !seen.insert(symbol.clone()) {
-                return Err(ValidationError::new(field, format!("{text:?} is listed twice")));
+                return Err(ValidationError::new(
+                    field,
+                    format!("{text:?} is listed twice"),
+                ));
             }
             parsed.push(symbol);
         }
@@ -279,7 +282,11 @@ mod tests {
         ];
         for from in SimulatorStatus::ALL {
             for to in SimulatorStatus::ALL {
-                assert_eq!(from.can_become(to), allowed.contains(&(from, to)), "{from} -> {to}");
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
             }
         }
     }
@@ -289,15 +296,25 @@ mod tests {
         let request = NewSimulator::parse(&strings(&["BTC-USD"]), Some(7), None).unwrap();
         let now = Timestamp::from_unix_millis(5);
         let owner = super::super::UserId::parse("sub", "alice").unwrap();
-        let session = Session::open(owner, super::super::NewSession::default(), now, std::time::Duration::from_secs(60));
+        let session = Session::open(
+            owner,
+            super::super::NewSession::default(),
+            now,
+            std::time::Duration::from_secs(60),
+        );
         let sim = Simulator::starting(&session, request, now);
         let failed = sim
             .transition(SimulatorStatus::Failed, Some("backend down".into()), now)
             .unwrap();
         assert_eq!(failed.version, 2);
         assert_eq!(failed.reason.as_deref(), Some("backend down"));
-        let err = failed.transition(SimulatorStatus::Running, None, now).unwrap_err();
-        assert_eq!(err.to_string(), "a simulator cannot go from failed to running");
+        let err = failed
+            .transition(SimulatorStatus::Running, None, now)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a simulator cannot go from failed to running"
+        );
     }
 
     #[test]
@@ -311,7 +328,10 @@ mod tests {
         let err = NewSimulator::parse(&strings(&["AAPL"]), None, Some(0)).unwrap_err();
         assert_eq!(err.field, "events_per_second");
         let ok = NewSimulator::parse(&strings(&["AAPL", "ETH-BTC"]), Some(1), None).unwrap();
-        assert_eq!(ok.events_per_second, NewSimulator::DEFAULT_EVENTS_PER_SECOND);
+        assert_eq!(
+            ok.events_per_second,
+            NewSimulator::DEFAULT_EVENTS_PER_SECOND
+        );
     }
 
     #[test]

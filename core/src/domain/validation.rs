@@ -55,7 +55,7 @@ pub fn charset(
 }
 
 /// Checks that `value` is within `min..=max`.
-pub fn range<T: PartialOrd + fmt::Display>(
+pub fn range<T: PartialOrd + fmt::Display + Copy>(
     field: &str,
     value: T,
     min: T,

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    ConnectionStore, IdempotencyStore, LeaseStore, Quota, SessionStore, SimulatorStore,
-    StoreError, TicketStore,
+    ConnectionStore, IdempotencyStore, LeaseStore, Quota, SessionStore, SimulatorStore, StoreError,
+    TicketStore,
 };
 use crate::clock::Clock;
 use crate::domain::{
@@ -52,10 +52,10 @@ impl State {
 
     /// Drops what has expired, once the maps have grown (amortised: at most every 1024 inserts).
     fn sweep(&mut self, now: Timestamp) {
-        if self.tickets.len() % 1024 == 0 {
+        if self.tickets.len().is_multiple_of(1024) {
             self.tickets.retain(|_, expires_at| *expires_at > now);
         }
-        if self.idempotency.len() % 1024 == 0 {
+        if self.idempotency.len().is_multiple_of(1024) {
             self.idempotency.retain(|_, e| e.expires_at > now);
         }
     }
@@ -281,7 +281,11 @@ impl ConnectionStore for InMemoryStore {
         state
             .connections
             .retain(|(s, _), c| s != &session || !c.is_expired(now));
-        let live = state.connections.keys().filter(|(s, _)| s == &session).count();
+        let live = state
+            .connections
+            .keys()
+            .filter(|(s, _)| s == &session)
+            .count();
         if live >= max_per_session as usize {
             return Err(StoreError::QuotaExceeded {
                 quota: Quota::ConnectionsPerSession,
@@ -344,7 +348,10 @@ impl ConnectionStore for InMemoryStore {
         id: &ConnectionId,
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
-        let removed = self.lock().connections.remove(&(session.clone(), id.clone()));
+        let removed = self
+            .lock()
+            .connections
+            .remove(&(session.clone(), id.clone()));
         Ok(removed.is_some_and(|c| !c.is_expired(now)))
     }
 }
@@ -375,7 +382,11 @@ impl IdempotencyStore for InMemoryStore {
         let now = self.clock.now();
         let mut state = self.lock();
         let map_key = (owner.clone(), key.clone());
-        if let Some(entry) = state.idempotency.get(&map_key).filter(|e| e.expires_at > now) {
+        if let Some(entry) = state
+            .idempotency
+            .get(&map_key)
+            .filter(|e| e.expires_at > now)
+        {
             if &entry.fingerprint != fingerprint {
                 return Ok(IdempotencyClaim::Mismatch);
             }
@@ -409,7 +420,9 @@ impl IdempotencyStore for InMemoryStore {
         let now = self.clock.now();
         let mut state = self.lock();
         match state.idempotency.get_mut(&(owner.clone(), key.clone())) {
-            Some(e) if e.expires_at > now && &e.fingerprint == fingerprint && e.response.is_none() => {
+            Some(e)
+                if e.expires_at > now && &e.fingerprint == fingerprint && e.response.is_none() =>
+            {
                 e.response = Some(response.clone());
                 Ok(())
             }
@@ -484,11 +497,12 @@ impl LeaseStore for InMemoryStore {
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         let now = self.clock.now();
-        if let Some(l) = self.lock().leases.get_mut(&lease.name) {
-            if l.owner == lease.owner && l.token == lease.token {
-                // Lapse it rather than delete it, so the next holder's token is still higher.
-                l.expires_at = now;
-            }
+        if let Some(l) = self.lock().leases.get_mut(&lease.name)
+            && l.owner == lease.owner
+            && l.token == lease.token
+        {
+            // Lapse it rather than delete it, so the next holder's token is still higher.
+            l.expires_at = now;
         }
         Ok(())
     }

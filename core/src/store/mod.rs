@@ -52,8 +52,11 @@ pub trait SessionStore: Send + Sync {
 pub trait SimulatorStore: Send + Sync {
     /// Stores a new simulator if its session is usable and has fewer than `max_active`
     /// simulators that are not stopped or failed.
-    async fn create_simulator(&self, simulator: &Simulator, max_active: u32)
-    -> Result<(), StoreError>;
+    async fn create_simulator(
+        &self,
+        simulator: &Simulator,
+        max_active: u32,
+    ) -> Result<(), StoreError>;
 
     /// One simulator of a session.
     async fn get_simulator(
@@ -177,7 +180,12 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: SessionStore + SimulatorStore + ConnectionStore + TicketStore + IdempotencyStore + LeaseStore
+    T: SessionStore
+        + SimulatorStore
+        + ConnectionStore
+        + TicketStore
+        + IdempotencyStore
+        + LeaseStore
 {
 }
 

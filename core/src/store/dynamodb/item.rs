@@ -28,7 +28,7 @@ pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-pub(super) fn n(value: impl ToString) -> AttributeValue {
+pub(super) fn n<T: ToString + Copy>(value: T) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -106,7 +106,10 @@ pub(super) fn session_item(session: &Session) -> Item {
         ("created_at".to_owned(), ms(session.created_at)),
         ("expires_at".to_owned(), ms(session.expires_at)),
         ("version".to_owned(), n(session.version)),
-        (TableSpec::TTL.to_owned(), n(session.expires_at.unix_seconds_ceil())),
+        (
+            TableSpec::TTL.to_owned(),
+            n(session.expires_at.unix_seconds_ceil()),
+        ),
         (TableSpec::GSI1PK.to_owned(), s(owner_pk(&session.owner))),
         (TableSpec::GSI1SK.to_owned(), s(session.id.as_str())),
     ]);
@@ -149,12 +152,18 @@ pub(super) fn session_from(item: &Item) -> Result<Session, StoreError> {
 }
 
 pub(super) fn simulator_item(sim: &Simulator) -> Item {
-    let mut item = key(session_pk(&sim.session_id), format!("{SIM_PREFIX}{}", sim.id));
+    let mut item = key(
+        session_pk(&sim.session_id),
+        format!("{SIM_PREFIX}{}", sim.id),
+    );
     let symbols: Vec<String> = sim.symbols.iter().map(|s| s.as_str().to_owned()).collect();
     item.extend([
         ("id".to_owned(), s(sim.id.as_str())),
         ("session_id".to_owned(), s(sim.session_id.as_str())),
-        ("symbols".to_owned(), AttributeValue::L(symbols.into_iter().map(s).collect())),
+        (
+            "symbols".to_owned(),
+            AttributeValue::L(symbols.into_iter().map(s).collect()),
+        ),
         ("seed".to_owned(), n(sim.seed)),
         ("events_per_second".to_owned(), n(sim.events_per_second)),
         ("status".to_owned(), s(sim.status.as_str())),
@@ -162,7 +171,10 @@ pub(super) fn simulator_item(sim: &Simulator) -> Item {
         ("updated_at".to_owned(), ms(sim.updated_at)),
         ("expires_at".to_owned(), ms(sim.expires_at)),
         ("version".to_owned(), n(sim.version)),
-        (TableSpec::TTL.to_owned(), n(sim.expires_at.unix_seconds_ceil())),
+        (
+            TableSpec::TTL.to_owned(),
+            n(sim.expires_at.unix_seconds_ceil()),
+        ),
     ]);
     if let Some(backend_id) = &sim.backend_id {
         item.insert("backend_id".to_owned(), s(backend_id));
@@ -221,7 +233,10 @@ pub(super) fn connection_item(c: &Connection) -> Item {
         ("missed_heartbeats".to_owned(), n(q.missed_heartbeats)),
         ("events_received".to_owned(), n(q.events_received)),
         ("events_sent".to_owned(), n(q.events_sent)),
-        (TableSpec::TTL.to_owned(), n(c.expires_at.unix_seconds_ceil())),
+        (
+            TableSpec::TTL.to_owned(),
+            n(c.expires_at.unix_seconds_ceil()),
+        ),
     ]);
     if let Some(last) = &c.last_event_id {
         item.insert("last_event_id".to_owned(), s(last));

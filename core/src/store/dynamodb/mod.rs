@@ -20,16 +20,16 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use backon::{ExponentialBuilder, Retryable as _};
 
 use self::item::{
-    CONN_PREFIX, ItemExt as _, QUOTA_SK, SESSION_SK, SIM_PREFIX, connection_from,
-    connection_item, key, lease_from, ms, n, owner_pk, response_attributes, response_from, s,
-    session_from, session_item, session_pk, simulator_from, simulator_item,
+    CONN_PREFIX, ItemExt as _, QUOTA_SK, SESSION_SK, SIM_PREFIX, connection_from, connection_item,
+    key, lease_from, ms, n, owner_pk, response_attributes, response_from, s, session_from,
+    session_item, session_pk, simulator_from, simulator_item,
 };
 pub use self::schema::{TableSpec, create_table};
 use self::write::{Write, WriteError, backend, classify};
 use super::memory::IDEMPOTENCY_LOCK;
 use super::{
-    ConnectionStore, IdempotencyStore, LeaseStore, Quota, SessionStore, SimulatorStore,
-    StoreError, TicketStore,
+    ConnectionStore, IdempotencyStore, LeaseStore, Quota, SessionStore, SimulatorStore, StoreError,
+    TicketStore,
 };
 use crate::clock::Clock;
 use crate::domain::{
@@ -74,6 +74,19 @@ impl DynamoStore {
             loader = loader.endpoint_url(endpoint);
         }
         Client::new(&loader.load().await)
+    }
+
+    /// A client for a DynamoDB-API server on this machine (moto's server, DynamoDB Local),
+    /// which accepts any credentials: fixed dummy ones and region are used.
+    pub fn local_client(endpoint: &str) -> Client {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "local"))
+            .endpoint_url(endpoint)
+            .build();
+        Client::from_conf(config)
     }
 
     /// The table's name.
@@ -205,7 +218,9 @@ impl DynamoStore {
         let mut released = 0;
         let mut before: Option<SessionId> = None;
         loop {
-            let (sessions, more) = self.query_owner_sessions(owner, before.as_ref(), 100).await?;
+            let (sessions, more) = self
+                .query_owner_sessions(owner, before.as_ref(), 100)
+                .await?;
             for session in &sessions {
                 if session.status == SessionStatus::Active && session.is_expired(now) {
                     let closed = Session {
@@ -249,9 +264,12 @@ impl DynamoStore {
     /// Deletes one connection record at its version and releases its slot; `false` if the
     /// record changed or vanished meanwhile.
     async fn delete_connection_record(&self, c: &Connection) -> Result<bool, StoreError> {
-        let delete = Write::delete(key(session_pk(&c.session_id), format!("{CONN_PREFIX}{}", c.id)))
-            .when("#version = :version")
-            .bind(":version", n(c.version));
+        let delete = Write::delete(key(
+            session_pk(&c.session_id),
+            format!("{CONN_PREFIX}{}", c.id),
+        ))
+        .when("#version = :version")
+        .bind(":version", n(c.version));
         let release = Write::update(
             key(session_pk(&c.session_id), SESSION_SK),
             "SET #connections = #connections - :one",
@@ -331,20 +349,23 @@ fn cancellation<R>(
 where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    if let SdkError::ServiceError(service) = &err {
-        if let TransactWriteItemsError::TransactionCanceledException(e) = service.err() {
-            let codes: Vec<&str> = e
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().unwrap_or("None"))
-                .collect();
-            let failed: Vec<bool> = codes.iter().map(|c| *c == "ConditionalCheckFailed").collect();
-            if failed.iter().any(|f| *f) {
-                return Ok(Err(Cancelled { failed }));
-            }
-            if codes.contains(&"TransactionConflict") {
-                return Err(TxError::Conflict);
-            }
+    if let SdkError::ServiceError(service) = &err
+        && let TransactWriteItemsError::TransactionCanceledException(e) = service.err()
+    {
+        let codes: Vec<&str> = e
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None"))
+            .collect();
+        let failed: Vec<bool> = codes
+            .iter()
+            .map(|c| *c == "ConditionalCheckFailed")
+            .collect();
+        if failed.iter().any(|f| *f) {
+            return Ok(Err(Cancelled { failed }));
+        }
+        if codes.contains(&"TransactionConflict") {
+            return Err(TxError::Conflict);
         }
     }
     Err(TxError::Store(classify(err)))
@@ -453,7 +474,11 @@ impl SessionStore for DynamoStore {
         let optional = [
             ("#closed_at", ":closed_at", next.closed_at.map(ms)),
             ("#name", ":name", next.name.as_ref().map(|v| s(v.as_str()))),
-            ("#metadata", ":metadata", next.metadata.as_ref().map(|m| s(m.to_json()))),
+            (
+                "#metadata",
+                ":metadata",
+                next.metadata.as_ref().map(|m| s(m.to_json())),
+            ),
         ];
         let mut assignments = Vec::new();
         for (attribute, placeholder, value) in optional {

@@ -94,7 +94,13 @@ fn string_attribute(name: &str) -> Result<AttributeDefinition, StoreError> {
 /// # Errors
 /// The endpoint refused or could not be reached.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    if client.describe_table().table_name(table).send().await.is_ok() {
+    if client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok()
+    {
         return Ok(());
     }
     let gsi = GlobalSecondaryIndex::builder()

@@ -1,0 +1,74 @@
+//! The harness every contract case gets: a store, its manual clock, and builders of test data.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::clock::ManualClock;
+use session_core::domain::{
+    Connection, ConnectionId, ConnectionQuality, NewSession, NewSimulator, Session, Simulator,
+    Timestamp, UserId,
+};
+use session_core::store::{DynamoStore, InMemoryStore, SharedStore, create_table};
+use session_tests::moto::Moto;
+
+/// Sessions made by [`Harness::session`] live this long.
+pub const LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A store under test and the clock it reads.
+pub struct Harness {
+    pub store: SharedStore,
+    pub clock: ManualClock,
+}
+
+impl Harness {
+    pub fn in_memory() -> Self {
+        let clock = ManualClock::at_system_time();
+        let store = Arc::new(InMemoryStore::new(Arc::new(clock.clone())));
+        Self { store, clock }
+    }
+
+    /// A DynamoDB store on a fresh table of the shared moto server.
+    pub async fn dynamodb() -> Self {
+        let moto = Moto::shared();
+        let client = DynamoStore::local_client(moto.endpoint());
+        let table = format!("contract-{}", ulid::Ulid::new());
+        create_table(&client, &table)
+            .await
+            .unwrap_or_else(|e| panic!("creating {table} on {}: {e:?}", moto.endpoint()));
+        let clock = ManualClock::at_system_time();
+        let store = Arc::new(DynamoStore::new(client, &table, Arc::new(clock.clone())));
+        Self { store, clock }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        use session_core::clock::Clock as _;
+        self.clock.now()
+    }
+
+    pub fn session(&self, owner: &str) -> Session {
+        Session::open(user(owner), NewSession::default(), self.now(), LIFETIME)
+    }
+
+    pub fn simulator(&self, session: &Session) -> Simulator {
+        let request = NewSimulator::parse(&["BTC-USD".to_owned()], Some(1), Some(10)).unwrap();
+        Simulator::starting(session, request, self.now())
+    }
+
+    pub fn connection(&self, session: &Session, id: &str, lives: Duration) -> Connection {
+        Connection {
+            id: ConnectionId::parse("connection_id", id).unwrap(),
+            session_id: session.id.clone(),
+            owner: session.owner.clone(),
+            connected_at: self.now(),
+            last_seen_at: self.now(),
+            expires_at: self.now().plus(lives),
+            last_event_id: None,
+            quality: ConnectionQuality::default(),
+            version: 1,
+        }
+    }
+}
+
+pub fn user(name: &str) -> UserId {
+    UserId::parse("sub", name).unwrap()
+}

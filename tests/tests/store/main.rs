@@ -1,0 +1,69 @@
+//! The store contract: one suite, run against the in-memory adapter and against the DynamoDB
+//! adapter on a real moto server. Every case is an `async fn(Harness)`; `contract!` makes a
+//! test of it for each adapter, so both are held to exactly the same behaviour.
+
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
+mod concurrency;
+mod connections;
+mod helpers;
+mod idempotency;
+mod leases;
+mod sessions;
+mod simulators;
+mod tickets;
+
+macro_rules! contract {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod in_memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    crate::$module::$case(crate::helpers::Harness::in_memory()).await;
+                }
+            )*
+        }
+        mod dynamodb_on_moto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::$module::$case(crate::helpers::Harness::dynamodb().await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    sessions::a_created_session_reads_back_identically,
+    sessions::an_unknown_session_is_absent,
+    sessions::creating_the_same_session_twice_is_refused,
+    sessions::sessions_list_newest_first_in_pages_and_only_the_owners,
+    sessions::a_forged_cursor_position_lists_nothing_of_other_users,
+    sessions::the_sessions_quota_counts_open_sessions_and_closing_frees_a_slot,
+    sessions::a_stale_writer_cannot_overwrite_a_newer_session,
+    sessions::updating_an_unknown_session_is_not_found,
+    sessions::an_expired_session_is_absent_everywhere_and_frees_its_slot,
+    simulators::simulators_are_created_listed_and_transitioned,
+    simulators::the_simulators_quota_counts_only_unfinished_ones,
+    simulators::a_closed_or_expired_session_takes_no_simulators,
+    simulators::a_stale_writer_cannot_overwrite_a_newer_simulator,
+    connections::connections_are_recorded_listed_and_deleted_idempotently,
+    connections::a_heartbeat_update_needs_the_current_version,
+    connections::the_connections_quota_frees_slots_of_dead_connections,
+    connections::a_closed_session_takes_no_connections,
+    tickets::a_ticket_is_consumed_once,
+    tickets::a_consumption_record_is_absent_after_the_ticket_expires,
+    idempotency::a_key_is_claimed_then_replayed_or_refused,
+    idempotency::an_abandoned_or_stuck_claim_can_be_taken_again,
+    idempotency::keys_belong_to_one_user_and_expire,
+    leases::a_lease_has_one_holder_until_it_lapses,
+    leases::a_released_lease_is_taken_with_a_higher_token,
+    concurrency::concurrent_creates_against_the_sessions_quota_admit_exactly_the_quota,
+    concurrency::concurrent_simulator_starts_admit_exactly_the_quota,
+    concurrency::concurrent_connects_admit_exactly_the_quota,
+    concurrency::concurrent_consumptions_of_one_ticket_have_one_winner,
+    concurrency::streamers_racing_for_a_lease_yield_one_owner,
+    concurrency::concurrent_writers_from_one_version_have_one_winner,
+    concurrency::concurrent_claims_of_one_idempotency_key_have_one_winner,
+);
