@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format as _, Serialized, Toml};
-use serde::{Deserialize, Serialize};
+use figment::providers::{Env, Format as _, Toml};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,7 @@ pub enum ConfigError {
 }
 
 /// Where session state lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreBackend {
     /// This process's memory: the embedded default.
@@ -36,8 +37,8 @@ pub enum StoreBackend {
 }
 
 /// Store settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
     /// Which adapter.
     pub backend: StoreBackend,
@@ -48,8 +49,8 @@ pub struct StoreSettings {
 }
 
 /// Quotas and lifetimes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Open sessions one user may have.
     pub sessions_per_user: u32,
@@ -69,7 +70,7 @@ impl Limits {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// One JSON object per line: for CloudWatch and log pipelines.
@@ -79,8 +80,8 @@ pub enum LogFormat {
 }
 
 /// Telemetry settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// Log format.
     pub log_format: LogFormat,
@@ -88,9 +89,27 @@ pub struct TelemetrySettings {
     pub log_filter: String,
 }
 
+/// Authentication settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HMAC key that signs connect tickets; every process that mints or checks tickets needs
+    /// the same one (at least 32 bytes). Required where tickets are used; never logged.
+    pub ticket_secret: Option<SecretString>,
+    /// How long a connect ticket is valid, in seconds.
+    pub ticket_ttl_secs: u64,
+    /// The audience bearer tokens must be issued for.
+    pub token_audience: String,
+}
+
+impl AuthSettings {
+    /// Shortest ticket key accepted, in bytes.
+    pub const MIN_SECRET_BYTES: usize = 32;
+}
+
 /// Every setting shared by the service's processes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Session state.
     pub store: StoreSettings,
@@ -98,26 +117,46 @@ pub struct Settings {
     pub limits: Limits,
     /// Logs.
     pub telemetry: TelemetrySettings,
+    /// Tokens and tickets.
+    pub auth: AuthSettings,
 }
 
-impl Default for Settings {
+impl Default for StoreSettings {
     fn default() -> Self {
         Self {
-            store: StoreSettings {
-                backend: StoreBackend::Memory,
-                table_name: "session-service".to_owned(),
-                endpoint: None,
-            },
-            limits: Limits {
-                sessions_per_user: 10,
-                simulators_per_session: 4,
-                connections_per_session: 8,
-                session_lifetime_secs: 24 * 3600,
-            },
-            telemetry: TelemetrySettings {
-                log_format: LogFormat::Json,
-                log_filter: "info".to_owned(),
-            },
+            backend: StoreBackend::Memory,
+            table_name: "session-service".to_owned(),
+            endpoint: None,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            sessions_per_user: 10,
+            simulators_per_session: 4,
+            connections_per_session: 8,
+            session_lifetime_secs: 24 * 3600,
+        }
+    }
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Json,
+            log_filter: "info".to_owned(),
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            ticket_secret: None,
+            ticket_ttl_secs: 60,
+            token_audience: "session-service".to_owned(),
         }
     }
 }
@@ -131,7 +170,7 @@ impl Settings {
     /// # Errors
     /// A source is unreadable, a value has the wrong type or is out of range.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        let mut figment = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
                 return Err(ConfigError::Invalid {
@@ -196,6 +235,14 @@ impl Settings {
         if self.limits.session_lifetime_secs < 60 {
             return invalid("limits.session_lifetime_secs", "must be at least 60");
         }
+        if let Some(secret) = &self.auth.ticket_secret
+            && secret.expose_secret().len() < AuthSettings::MIN_SECRET_BYTES
+        {
+            return invalid("auth.ticket_secret", "must be at least 32 bytes");
+        }
+        if !(5..=600).contains(&self.auth.ticket_ttl_secs) {
+            return invalid("auth.ticket_ttl_secs", "must be between 5 and 600");
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return invalid(
                 "telemetry.log_filter",
@@ -211,9 +258,7 @@ mod tests {
     use super::*;
 
     fn with(toml: &str) -> Result<Settings, ConfigError> {
-        Settings::from_figment(
-            &Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)),
-        )
+        Settings::from_figment(&Figment::new().merge(Toml::string(toml)))
     }
 
     #[test]
@@ -227,7 +272,7 @@ mod tests {
         let settings =
             with("[store]\nbackend = \"dynamodb\"\nendpoint = \"http://127.0.0.1:1\"").unwrap();
         assert_eq!(settings.store.backend, StoreBackend::Dynamodb);
-        assert_eq!(settings.limits, Settings::default().limits);
+        assert_eq!(settings.limits, Limits::default());
     }
 
     #[test]
@@ -243,5 +288,10 @@ mod tests {
         assert!(err.to_string().contains("store.endpoint"), "{err}");
         let err = with("[store]\ntable = \"x\"").unwrap_err();
         assert!(err.to_string().contains("table"), "{err}");
+        let err = with("[auth]\nticket_secret = \"short\"").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration: auth.ticket_secret: must be at least 32 bytes"
+        );
     }
 }

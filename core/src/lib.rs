@@ -4,8 +4,10 @@
 //! Layout: `domain` knows nothing of AWS or HTTP; `store` holds the ports and adapters; `config`
 //! and `telemetry` are each set up in one place for every binary.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod resilience;
 pub mod store;
 pub mod telemetry;
