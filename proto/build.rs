@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/auth/v1/auth.proto",
         "proto/simulator/v1/book.proto",
         "proto/simulator/v1/control.proto",
+        "proto/simulator/v1/faults.proto",
         "proto/simulator/v1/market_data.proto",
     ];
     for file in files {
