@@ -107,6 +107,52 @@ impl AuthSettings {
     pub const MIN_SECRET_BYTES: usize = 32;
 }
 
+/// Where the gRPC backends are and how patiently to call them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendSettings {
+    /// The auth service (`auth.v1.AuthService`).
+    pub auth_url: String,
+    /// The exchange simulator service (`simulator.v1.SimulatorControl`, `MarketData`).
+    pub simulator_url: String,
+    /// Deadline of one call attempt, in milliseconds.
+    pub deadline_ms: u64,
+    /// Retries of a transient failure after the first attempt.
+    pub max_retries: u32,
+    /// Upper bound of the first retry delay, in milliseconds (full jitter, doubling).
+    pub retry_base_ms: u64,
+}
+
+impl BackendSettings {
+    /// Deadline of one call attempt.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    /// The retry policy of backend calls made while a client waits.
+    pub fn retry_policy(&self) -> crate::resilience::RetryPolicy {
+        let base = Duration::from_millis(self.retry_base_ms);
+        crate::resilience::RetryPolicy {
+            max_retries: self.max_retries,
+            base,
+            cap: base.saturating_mul(16),
+        }
+    }
+}
+
+/// The addresses clients are given to connect to, and what the streamer retains for them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingSettings {
+    /// Base URL of the streamer's SSE endpoint (`https://stream.example.com`).
+    pub sse_url: String,
+    /// URL of the API Gateway WebSocket API (`wss://ws.example.com/prod`).
+    pub ws_url: String,
+    /// Events the streamer keeps per stream for resuming clients; a client further behind gets
+    /// a snapshot.
+    pub replay_window_events: u64,
+}
+
 /// Every setting shared by the service's processes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -119,6 +165,10 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Tokens and tickets.
     pub auth: AuthSettings,
+    /// gRPC backends.
+    pub backends: BackendSettings,
+    /// Streaming endpoints given to clients.
+    pub streaming: StreamingSettings,
 }
 
 impl Default for StoreSettings {
@@ -157,6 +207,28 @@ impl Default for AuthSettings {
             ticket_secret: None,
             ticket_ttl_secs: 60,
             token_audience: "session-service".to_owned(),
+        }
+    }
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        Self {
+            auth_url: "http://127.0.0.1:50052".to_owned(),
+            simulator_url: "http://127.0.0.1:50051".to_owned(),
+            deadline_ms: 2_000,
+            max_retries: 3,
+            retry_base_ms: 50,
+        }
+    }
+}
+
+impl Default for StreamingSettings {
+    fn default() -> Self {
+        Self {
+            sse_url: "http://127.0.0.1:8090".to_owned(),
+            ws_url: "ws://127.0.0.1:8091".to_owned(),
+            replay_window_events: 10_000,
         }
     }
 }
@@ -242,6 +314,32 @@ impl Settings {
         }
         if !(5..=600).contains(&self.auth.ticket_ttl_secs) {
             return invalid("auth.ticket_ttl_secs", "must be between 5 and 600");
+        }
+        for (setting, url) in [
+            ("backends.auth_url", &self.backends.auth_url),
+            ("backends.simulator_url", &self.backends.simulator_url),
+            ("streaming.sse_url", &self.streaming.sse_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(setting, "must be an http:// or https:// URL");
+            }
+        }
+        if !(self.streaming.ws_url.starts_with("ws://")
+            || self.streaming.ws_url.starts_with("wss://"))
+        {
+            return invalid("streaming.ws_url", "must be a ws:// or wss:// URL");
+        }
+        if !(10..=60_000).contains(&self.backends.deadline_ms) {
+            return invalid("backends.deadline_ms", "must be between 10 and 60000");
+        }
+        if self.backends.max_retries > 10 {
+            return invalid("backends.max_retries", "must be at most 10");
+        }
+        if !(1..=10_000).contains(&self.backends.retry_base_ms) {
+            return invalid("backends.retry_base_ms", "must be between 1 and 10000");
+        }
+        if self.streaming.replay_window_events == 0 {
+            return invalid("streaming.replay_window_events", "must be at least 1");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return invalid(

@@ -5,9 +5,11 @@
 //! and `telemetry` are each set up in one place for every binary.
 
 pub mod auth;
+pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod resilience;
+pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -1,1 +1,7 @@
-//! Placeholder until its issue lands: the Lambda entry points.
+//! The session service's Lambda functions: the REST control plane (an axum router run by
+//! `lambda_http`) and the HTTP API request authorizer. The binaries in `src/bin` only wire them.
+
+pub mod authorizer;
+pub mod caller;
+pub mod http;
+pub mod wiring;

@@ -175,7 +175,13 @@ pub trait LeaseStore: Send + Sync {
 
 /// Every port at once, for processes that use them all (the local stack, tests).
 pub trait Store:
-    SessionStore + SimulatorStore + ConnectionStore + TicketStore + IdempotencyStore + LeaseStore
+    SessionStore
+    + SimulatorStore
+    + ConnectionStore
+    + TicketStore
+    + IdempotencyStore
+    + LeaseStore
+    + std::fmt::Debug
 {
 }
 
@@ -186,8 +192,24 @@ impl<T> Store for T where
         + TicketStore
         + IdempotencyStore
         + LeaseStore
+        + std::fmt::Debug
 {
 }
 
 /// A shared handle to a whole store.
 pub type SharedStore = Arc<dyn Store>;
+
+/// The store `settings` name: in memory, or the DynamoDB table (at `settings.endpoint` if set,
+/// else where the environment's AWS configuration points).
+pub async fn from_settings(
+    settings: &crate::config::StoreSettings,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> SharedStore {
+    match settings.backend {
+        crate::config::StoreBackend::Memory => Arc::new(InMemoryStore::new(clock)),
+        crate::config::StoreBackend::Dynamodb => {
+            let client = DynamoStore::client_from_env(settings.endpoint.as_deref()).await;
+            Arc::new(DynamoStore::new(client, &settings.table_name, clock))
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! [`SimulatorBackend`] over `simulator.v1.SimulatorControl`: every call has a deadline,
+//! transient failures are retried with full jitter, and a circuit breaker fails fast while the
+//! backend is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use session_proto::simulator::v1 as pb;
+use session_proto::simulator::v1::simulator_control_client::SimulatorControlClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use super::{BackendError, BackendSimulator, SimulatorBackend, StartSpec};
+use crate::domain::{BookView, EventId, Level, SimulatorStatus, Symbol};
+use crate::resilience::{BreakerState, CircuitBreaker, RetryPolicy, retry};
+
+/// Talks to one simulator service.
+#[derive(Debug, Clone)]
+pub struct GrpcSimulatorBackend {
+    client: SimulatorControlClient<Channel>,
+    retry: RetryPolicy,
+    breaker: Arc<CircuitBreaker>,
+}
+
+impl GrpcSimulatorBackend {
+    /// A backend at `url`, each attempt bounded by `deadline`. Connects lazily: building it does
+    /// no I/O, so a Lambda's cold start does not wait for the backend.
+    ///
+    /// # Errors
+    /// `url` is not a valid endpoint URL.
+    pub fn new(
+        url: &str,
+        deadline: Duration,
+        retry: RetryPolicy,
+    ) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(deadline)
+            .timeout(deadline)
+            .connect_lazy();
+        Ok(Self {
+            client: SimulatorControlClient::new(channel),
+            retry,
+            breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
+        })
+    }
+
+    /// Runs one RPC with retries, behind the breaker.
+    async fn call<T, F, Fut>(&self, rpc: F) -> Result<T, BackendError>
+    where
+        F: Fn(SimulatorControlClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        retry(self.retry, || async {
+            match self
+                .breaker
+                .call(async { rpc(self.client.clone()).await.map_err(from_status) })
+                .await
+            {
+                Ok(response) => Ok(response.into_inner()),
+                Err(Ok(e)) => Err(e),
+                Err(Err(open)) => Err(BackendError::CircuitOpen(open.to_string())),
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SimulatorBackend for GrpcSimulatorBackend {
+    async fn start(&self, spec: &StartSpec) -> Result<BackendSimulator, BackendError> {
+        let request = pb::StartRequest {
+            symbols: spec.symbols.iter().map(|s| s.as_str().to_owned()).collect(),
+            seed: spec.seed,
+            events_per_second: spec.events_per_second,
+            client_token: spec.client_token.to_string(),
+        };
+        let info = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.start(request).await }
+            })
+            .await?;
+        from_info(info)
+    }
+
+    async fn stop(&self, backend_id: &str) -> Result<BackendSimulator, BackendError> {
+        let request = pb::StopRequest {
+            simulator_id: backend_id.to_owned(),
+        };
+        let info = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.stop(request).await }
+            })
+            .await?;
+        from_info(info)
+    }
+
+    async fn get(&self, backend_id: &str) -> Result<BackendSimulator, BackendError> {
+        let request = pb::GetRequest {
+            simulator_id: backend_id.to_owned(),
+        };
+        let info = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.get(request).await }
+            })
+            .await?;
+        from_info(info)
+    }
+
+    async fn book(&self, backend_id: &str, symbol: &Symbol) -> Result<BookView, BackendError> {
+        let request = pb::GetBookRequest {
+            simulator_id: backend_id.to_owned(),
+            symbol: symbol.as_str().to_owned(),
+            depth: 0,
+        };
+        let response = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.get_book(request).await }
+            })
+            .await?;
+        let book = response
+            .book
+            .ok_or_else(|| BackendError::Unavailable("the backend sent no book".to_owned()))?;
+        let levels = |levels: Vec<pb::PriceLevel>| {
+            levels
+                .into_iter()
+                .map(|l| Level {
+                    price: l.price,
+                    quantity: l.quantity,
+                })
+                .collect()
+        };
+        Ok(BookView {
+            symbol: book.symbol,
+            at: EventId {
+                epoch: response.epoch,
+                sequence: response.sequence,
+            },
+            price_scale: book.price_scale,
+            quantity_scale: book.quantity_scale,
+            bids: levels(book.bids),
+            asks: levels(book.asks),
+        })
+    }
+
+    fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+}
+
+/// Maps a gRPC status to what the caller can do about it.
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(from_status)`
+fn from_status(status: Status) -> BackendError {
+    let message = status.message().to_owned();
+    match status.code() {
+        Code::NotFound => BackendError::NotFound(message),
+        Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::AlreadyExists
+        | Code::OutOfRange
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::Unimplemented => BackendError::Refused(message),
+        // Unavailable, DeadlineExceeded, ResourceExhausted, Aborted, Cancelled, Unknown (broken
+        // connections surface as Unknown) and Internal may all pass.
+        _ => BackendError::Unavailable(format!("{:?}: {message}", status.code())),
+    }
+}
+
+fn from_info(info: pb::SimulatorInfo) -> Result<BackendSimulator, BackendError> {
+    let status = match info.state() {
+        pb::SimulatorState::Starting => SimulatorStatus::Starting,
+        pb::SimulatorState::Running => SimulatorStatus::Running,
+        pb::SimulatorState::Stopping => SimulatorStatus::Stopping,
+        pb::SimulatorState::Stopped => SimulatorStatus::Stopped,
+        pb::SimulatorState::Failed => SimulatorStatus::Failed,
+        pb::SimulatorState::Unspecified => {
+            return Err(BackendError::Unavailable(
+                "the backend reported no simulator state".to_owned(),
+            ));
+        }
+    };
+    Ok(BackendSimulator {
+        backend_id: info.simulator_id,
+        status,
+        position: EventId {
+            epoch: info.epoch,
+            sequence: info.sequence,
+        },
+        reason: (!info.reason.is_empty()).then_some(info.reason),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resilience::Classify as _;
+
+    #[test]
+    fn only_passing_failures_are_transient() {
+        assert!(from_status(Status::unavailable("down")).is_transient());
+        assert!(from_status(Status::deadline_exceeded("slow")).is_transient());
+        assert!(!from_status(Status::invalid_argument("bad symbol")).is_transient());
+        assert_eq!(
+            from_status(Status::not_found("sim_x")),
+            BackendError::NotFound("sim_x".to_owned())
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! The use cases of the control plane: what a caller may do with sessions, simulators and
+//! connect tickets, independent of how the request arrived (HTTP via API Gateway, tests).
+//!
+//! [`SessionService`] owns the rules (ownership, quotas, state machines, reconciliation with the
+//! simulator backend); the store and the backend are ports. Every method takes the calling
+//! [`Principal`], and a resource of another user is indistinguishable from a missing one.
+
+mod connect;
+mod error;
+mod health;
+mod sessions;
+mod simulators;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use connect::{IssuedTicket, Reconnect, Resume, SnapshotReason};
+pub use error::ServiceError;
+pub use health::{Dependency, DependencyState, Health, HealthStatus};
+pub use sessions::SessionDetail;
+
+use crate::auth::{Principal, TicketCodec};
+use crate::backend::SimulatorBackend;
+use crate::clock::Clock;
+use crate::config::{Limits, StreamingSettings};
+use crate::domain::{Session, SessionId};
+use crate::store::SharedStore;
+
+/// The control plane's use cases over a store and a simulator backend.
+#[derive(Debug, Clone)]
+pub struct SessionService {
+    store: SharedStore,
+    backend: Arc<dyn SimulatorBackend>,
+    tickets: Option<TicketCodec>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    streaming: StreamingSettings,
+    /// After this long a simulator still `starting` (or `stopping`) without a backend id is
+    /// taken as abandoned by a crashed request, and its start is completed or undone.
+    settle_after: Duration,
+}
+
+/// What [`SessionService`] is built from.
+#[derive(Debug, Clone)]
+pub struct ServiceParts {
+    /// Where state lives.
+    pub store: SharedStore,
+    /// The simulator service.
+    pub backend: Arc<dyn SimulatorBackend>,
+    /// Mints connect tickets; `None` where no ticket secret is configured (ticket routes then
+    /// answer that the service is not configured for them).
+    pub tickets: Option<TicketCodec>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Quotas and lifetimes.
+    pub limits: Limits,
+    /// Where clients connect for streams.
+    pub streaming: StreamingSettings,
+    /// The longest a backend call may take, retries included.
+    pub backend_patience: Duration,
+}
+
+impl SessionService {
+    /// A service over `parts`.
+    pub fn new(parts: ServiceParts) -> Self {
+        Self {
+            store: parts.store,
+            backend: parts.backend,
+            tickets: parts.tickets,
+            clock: parts.clock,
+            limits: parts.limits,
+            streaming: parts.streaming,
+            settle_after: parts.backend_patience.saturating_mul(2),
+        }
+    }
+
+    /// The caller's session, or `NotFound` whether it is missing, expired or someone else's.
+    async fn owned_session(
+        &self,
+        caller: &Principal,
+        id: &SessionId,
+    ) -> Result<Session, ServiceError> {
+        match self.store.get_session(id).await? {
+            Some(session) if session.owner == caller.user => Ok(session),
+            _ => Err(ServiceError::not_found("session", id)),
+        }
+    }
+}

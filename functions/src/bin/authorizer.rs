@@ -1,0 +1,20 @@
+//! The HTTP API REQUEST authorizer Lambda: bearer token in, allow/deny and the caller out.
+
+use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use lambda_runtime::{LambdaEvent, service_fn};
+use session_core::config::Settings;
+use session_core::telemetry;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let settings = Settings::load(None)?;
+    telemetry::init(&settings.telemetry)?;
+    let validator = session_functions::wiring::token_validator(&settings)?;
+    let validator = &validator;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
+            session_functions::authorizer::authorize(validator, &event.payload).await
+        },
+    ))
+    .await
+}

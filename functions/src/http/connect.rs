@@ -1,0 +1,107 @@
+//! `/v1/sessions/{session_id}/tickets` and `/v1/sessions/{session_id}/reconnect`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use session_core::domain::{EventId, SessionId, SimulatorId};
+
+use super::App;
+use super::caller::Caller;
+use super::dto::{CreateTicket, ReconnectBody, ReconnectRequest, TicketBody};
+use super::idempotency::{self, Reply};
+use super::input;
+use super::problem::{ApiError, Problem};
+
+/// A single-use connect ticket for `EventSource` (`sse`) or `WebSocket` (`ws`), with the URL to
+/// open.
+#[utoipa::path(
+    post, path = "/v1/sessions/{session_id}/tickets", tag = "streaming",
+    params(("session_id" = String, Path, description = "The session's id.")),
+    request_body(content = CreateTicket, content_type = "application/json"),
+    responses(
+        (status = 201, description = "A ticket", body = TicketBody),
+        (status = 409, description = "The session is closed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn ticket(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(session_id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = input::body_bytes(body)?;
+    let path = format!("/v1/sessions/{session_id}/tickets");
+    idempotency::once(&app, &caller, &headers, (&method, &path, &body), async {
+        let session_id = SessionId::parse("session_id", &session_id)?;
+        let request: CreateTicket = input::json(&headers, &body)?;
+        let simulator = simulator_id(request.simulator_id.as_deref())?;
+        let ticket = app
+            .service
+            .issue_ticket(
+                &caller,
+                &session_id,
+                request.transport.into(),
+                simulator.as_ref(),
+            )
+            .await?;
+        Reply::json(StatusCode::CREATED, &TicketBody::from(&ticket))
+    })
+    .await
+}
+
+/// After a dropped connection: a fresh ticket and URL, and whether the stream will replay from
+/// the last event id seen or restart from a snapshot.
+#[utoipa::path(
+    post, path = "/v1/sessions/{session_id}/reconnect", tag = "streaming",
+    params(("session_id" = String, Path, description = "The session's id.")),
+    request_body(content = ReconnectRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "A ticket and how the stream resumes", body = ReconnectBody),
+        (status = 409, description = "The session is closed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn reconnect(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(session_id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = input::body_bytes(body)?;
+    let path = format!("/v1/sessions/{session_id}/reconnect");
+    idempotency::once(&app, &caller, &headers, (&method, &path, &body), async {
+        let session_id = SessionId::parse("session_id", &session_id)?;
+        let request: ReconnectRequest = input::json(&headers, &body)?;
+        let last = request
+            .last_event_id
+            .as_deref()
+            .map(|id| EventId::parse("last_event_id", id))
+            .transpose()?;
+        let simulator = simulator_id(request.simulator_id.as_deref())?;
+        let reconnect = app
+            .service
+            .reconnect(
+                &caller,
+                &session_id,
+                request.transport.into(),
+                last,
+                simulator.as_ref(),
+            )
+            .await?;
+        Reply::json(StatusCode::OK, &ReconnectBody::from(&reconnect))
+    })
+    .await
+}
+
+fn simulator_id(id: Option<&str>) -> Result<Option<SimulatorId>, ApiError> {
+    Ok(id
+        .map(|id| SimulatorId::parse("simulator_id", id))
+        .transpose()?)
+}

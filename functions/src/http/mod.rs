@@ -1,0 +1,78 @@
+//! The REST control plane as an axum router. In Lambda, `lambda_http` runs it behind API
+//! Gateway's HTTP API; locally, the emulator in `session-local` feeds it the same events.
+//!
+//! Layout: one file per resource (`sessions`, `simulators`, `connect`, `meta`), the shapes in
+//! `dto`, request reading in `input`, errors in `problem`, and the OpenAPI document in `openapi`.
+
+mod caller;
+mod connect;
+pub mod dto;
+mod idempotency;
+mod input;
+mod meta;
+pub mod openapi;
+pub mod problem;
+mod sessions;
+mod simulators;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use session_core::clock::Clock;
+use session_core::service::SessionService;
+use session_core::store::SharedStore;
+
+pub use caller::Caller;
+pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+pub use input::MAX_BODY_BYTES;
+pub use problem::{ApiError, Problem};
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The use cases.
+    pub service: SessionService,
+    /// The store, for idempotency records.
+    pub store: SharedStore,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The API's routes. Paths use API Gateway's `{name}` syntax (axum 0.8 shares it), so the
+/// OpenAPI document, API Gateway's route keys and this router name routes the same way.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/v1/sessions", get(sessions::list).post(sessions::create))
+        .route(
+            "/v1/sessions/{session_id}",
+            get(sessions::get).delete(sessions::close),
+        )
+        .route(
+            "/v1/sessions/{session_id}/simulators",
+            axum::routing::post(simulators::start),
+        )
+        .route(
+            "/v1/sessions/{session_id}/simulators/{simulator_id}",
+            get(simulators::get).delete(simulators::stop),
+        )
+        .route(
+            "/v1/sessions/{session_id}/simulators/{simulator_id}/book",
+            get(simulators::book),
+        )
+        .route(
+            "/v1/sessions/{session_id}/tickets",
+            axum::routing::post(connect::ticket),
+        )
+        .route(
+            "/v1/sessions/{session_id}/reconnect",
+            axum::routing::post(connect::reconnect),
+        )
+        .route("/v1/health", get(meta::health))
+        .route("/v1/openapi.json", get(meta::openapi))
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}

@@ -1,0 +1,128 @@
+//! `/v1/sessions` and `/v1/sessions/{session_id}`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use session_core::domain::{Metadata, NewSession, PageRequest, SessionId, SessionName};
+
+use super::App;
+use super::caller::Caller;
+use super::dto::{CreateSession, SessionBody, SessionDetailBody, SessionList};
+use super::idempotency::{self, Reply};
+use super::input;
+use super::problem::{ApiError, Problem};
+
+/// Creates a session for the caller.
+#[utoipa::path(
+    post, path = "/v1/sessions", tag = "sessions",
+    request_body(content = CreateSession, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = SessionBody,
+         headers(("Location" = String, description = "The session's URL"))),
+        (status = 429, description = "Open-sessions quota reached", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn create(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = input::body_bytes(body)?;
+    idempotency::once(
+        &app,
+        &caller,
+        &headers,
+        (&method, "/v1/sessions", &body),
+        async {
+            let request: CreateSession = input::json(&headers, &body)?;
+            let new = NewSession {
+                name: request
+                    .name
+                    .map(|n| SessionName::parse("name", &n))
+                    .transpose()?,
+                metadata: request
+                    .metadata
+                    .map(|m| Metadata::parse("metadata", m))
+                    .transpose()?,
+            };
+            let session = app.service.create_session(&caller, new).await?;
+            Ok(
+                Reply::json(StatusCode::CREATED, &SessionBody::from(&session))?
+                    .at(format!("/v1/sessions/{}", session.id)),
+            )
+        },
+    )
+    .await
+}
+
+/// The caller's sessions, newest first.
+#[utoipa::path(
+    get, path = "/v1/sessions", tag = "sessions",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of sessions", body = SessionList),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn list(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<SessionList>, ApiError> {
+    let params = input::query(raw.as_deref(), &["limit", "cursor"])?;
+    let page = PageRequest::parse(
+        input::query_u32(&params, "limit")?,
+        params.get("cursor").map(String::as_str),
+    )?;
+    let page = app.service.list_sessions(&caller, &page).await?;
+    Ok(axum::Json(SessionList {
+        items: page.items.iter().map(SessionBody::from).collect(),
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
+}
+
+/// One of the caller's sessions, with its simulators and live connection count.
+#[utoipa::path(
+    get, path = "/v1/sessions/{session_id}", tag = "sessions",
+    params(("session_id" = String, Path, description = "The session's id.")),
+    responses(
+        (status = 200, description = "The session", body = SessionDetailBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn get(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(session_id): Path<String>,
+) -> Result<axum::Json<SessionDetailBody>, ApiError> {
+    let id = SessionId::parse("session_id", &session_id)?;
+    let detail = app.service.session_detail(&caller, &id).await?;
+    Ok(axum::Json(SessionDetailBody::from(&detail)))
+}
+
+/// Closes one of the caller's sessions: stops its simulators, ends its tickets. Idempotent.
+#[utoipa::path(
+    delete, path = "/v1/sessions/{session_id}", tag = "sessions",
+    params(("session_id" = String, Path, description = "The session's id.")),
+    responses(
+        (status = 200, description = "The closed session", body = SessionBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn close(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(session_id): Path<String>,
+) -> Result<axum::Json<SessionBody>, ApiError> {
+    let id = SessionId::parse("session_id", &session_id)?;
+    let session = app.service.close_session(&caller, &id).await?;
+    Ok(axum::Json(SessionBody::from(&session)))
+}

@@ -1,0 +1,155 @@
+//! `/v1/sessions/{session_id}/simulators/...`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use session_core::domain::{NewSimulator, SessionId, SimulatorId, SimulatorStatus, Symbol};
+
+use super::App;
+use super::caller::Caller;
+use super::dto::{BookBody, SimulatorBody, StartSimulator};
+use super::idempotency::{self, Reply};
+use super::input;
+use super::problem::{ApiError, Problem};
+
+/// Starts a simulator in one of the caller's active sessions. The answer is the simulator after
+/// the simulator service answered: `running` (or `starting`), or `failed` with a reason.
+#[utoipa::path(
+    post, path = "/v1/sessions/{session_id}/simulators", tag = "simulators",
+    params(("session_id" = String, Path, description = "The session's id.")),
+    request_body(content = StartSimulator, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted; see `status`", body = SimulatorBody,
+         headers(("Location" = String, description = "The simulator's URL"))),
+        (status = 409, description = "The session is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Simulators-per-session quota reached", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn start(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(session_id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = input::body_bytes(body)?;
+    let path = format!("/v1/sessions/{session_id}/simulators");
+    idempotency::once(&app, &caller, &headers, (&method, &path, &body), async {
+        let session_id = SessionId::parse("session_id", &session_id)?;
+        let request: StartSimulator = input::json(&headers, &body)?;
+        let request =
+            NewSimulator::parse(&request.symbols, request.seed, request.events_per_second)?;
+        let simulator = app
+            .service
+            .start_simulator(&caller, &session_id, request)
+            .await?;
+        Ok(
+            Reply::json(StatusCode::ACCEPTED, &SimulatorBody::from(&simulator))?
+                .at(format!("{path}/{}", simulator.id)),
+        )
+    })
+    .await
+}
+
+/// One simulator, its status reconciled with the simulator service.
+#[utoipa::path(
+    get, path = "/v1/sessions/{session_id}/simulators/{simulator_id}", tag = "simulators",
+    params(
+        ("session_id" = String, Path, description = "The session's id."),
+        ("simulator_id" = String, Path, description = "The simulator's id."),
+    ),
+    responses((status = 200, description = "The simulator", body = SimulatorBody)),
+    security(("bearer" = []))
+)]
+pub(super) async fn get(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path((session_id, simulator_id)): Path<(String, String)>,
+) -> Result<Json<SimulatorBody>, ApiError> {
+    let (session_id, simulator_id) = ids(&session_id, &simulator_id)?;
+    let simulator = app
+        .service
+        .get_simulator(&caller, &session_id, &simulator_id)
+        .await?;
+    Ok(Json(SimulatorBody::from(&simulator)))
+}
+
+/// The authoritative order book of one symbol, with the event id it reflects.
+#[utoipa::path(
+    get, path = "/v1/sessions/{session_id}/simulators/{simulator_id}/book", tag = "simulators",
+    params(
+        ("session_id" = String, Path, description = "The session's id."),
+        ("simulator_id" = String, Path, description = "The simulator's id."),
+        ("symbol" = String, Query, description = "One of the simulator's symbols."),
+    ),
+    responses(
+        (status = 200, description = "The book", body = BookBody),
+        (status = 409, description = "The simulator is not running", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn book(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path((session_id, simulator_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<BookBody>, ApiError> {
+    let (session_id, simulator_id) = ids(&session_id, &simulator_id)?;
+    let params = input::query(raw.as_deref(), &["symbol"])?;
+    let symbol = params.get("symbol").ok_or_else(|| {
+        ApiError::from(session_core::domain::ValidationError::new(
+            "symbol",
+            "is required",
+        ))
+    })?;
+    let symbol = Symbol::parse("symbol", symbol)?;
+    let book = app
+        .service
+        .simulator_book(&caller, &session_id, &simulator_id, &symbol)
+        .await?;
+    Ok(Json(BookBody::from(&book)))
+}
+
+/// Stops a simulator. Idempotent. `200` once stopped; `202` while the simulator service has not
+/// confirmed yet (`stopping`: read it again later).
+#[utoipa::path(
+    delete, path = "/v1/sessions/{session_id}/simulators/{simulator_id}", tag = "simulators",
+    params(
+        ("session_id" = String, Path, description = "The session's id."),
+        ("simulator_id" = String, Path, description = "The simulator's id."),
+    ),
+    responses(
+        (status = 200, description = "Stopped (or had failed)", body = SimulatorBody),
+        (status = 202, description = "Stopping", body = SimulatorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn stop(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path((session_id, simulator_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (session_id, simulator_id) = ids(&session_id, &simulator_id)?;
+    let simulator = app
+        .service
+        .stop_simulator(&caller, &session_id, &simulator_id)
+        .await?;
+    let status = if simulator.status == SimulatorStatus::Stopping {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(SimulatorBody::from(&simulator))).into_response())
+}
+
+fn ids(session_id: &str, simulator_id: &str) -> Result<(SessionId, SimulatorId), ApiError> {
+    Ok((
+        SessionId::parse("session_id", session_id)?,
+        SimulatorId::parse("simulator_id", simulator_id)?,
+    ))
+}

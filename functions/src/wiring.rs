@@ -1,0 +1,110 @@
+//! Builds the functions' dependencies from settings, once per process (a Lambda's cold start):
+//! only what every request needs, and no I/O — gRPC channels connect on first use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::auth::{GrpcTokenValidator, TicketCodec};
+use session_core::backend::{GrpcSimulatorBackend, SimulatorBackend};
+use session_core::clock::{Clock, SystemClock};
+use session_core::config::Settings;
+use session_core::service::{ServiceParts, SessionService};
+use session_core::store::{self, SharedStore};
+
+use crate::http::App;
+
+/// Why the functions could not be wired.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// A backend URL is not a valid endpoint.
+    #[error("{setting}: {source}")]
+    Endpoint {
+        /// The setting holding the URL.
+        setting: &'static str,
+        /// What is wrong.
+        source: tonic::transport::Error,
+    },
+}
+
+/// The REST API's state from `settings`, over `store` and `backend` (tests and the local stack
+/// pass their own; [`rest_api`] builds them from settings).
+pub fn app(
+    settings: &Settings,
+    store: SharedStore,
+    backend: Arc<dyn SimulatorBackend>,
+    clock: Arc<dyn Clock>,
+) -> App {
+    let tickets =
+        settings.auth.ticket_secret.as_ref().map(|secret| {
+            TicketCodec::new(secret, Duration::from_secs(settings.auth.ticket_ttl_secs))
+        });
+    let backends = &settings.backends;
+    let patience = backends
+        .deadline()
+        .saturating_mul(backends.max_retries + 1)
+        .saturating_add(
+            backends
+                .retry_policy()
+                .cap
+                .saturating_mul(backends.max_retries),
+        );
+    let service = SessionService::new(ServiceParts {
+        store: store.clone(),
+        backend,
+        tickets,
+        clock: clock.clone(),
+        limits: settings.limits.clone(),
+        streaming: settings.streaming.clone(),
+        backend_patience: patience,
+    });
+    App {
+        service,
+        store,
+        clock,
+    }
+}
+
+/// The REST API's state, everything built from `settings`.
+///
+/// # Errors
+/// A backend URL is invalid.
+pub async fn rest_api(settings: &Settings) -> Result<App, WiringError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = store::from_settings(&settings.store, clock.clone()).await;
+    Ok(app(settings, store, simulator_backend(settings)?, clock))
+}
+
+/// The simulator service client of `settings`.
+///
+/// # Errors
+/// `backends.simulator_url` is invalid.
+pub fn simulator_backend(settings: &Settings) -> Result<Arc<dyn SimulatorBackend>, WiringError> {
+    let backends = &settings.backends;
+    let backend = GrpcSimulatorBackend::new(
+        &backends.simulator_url,
+        backends.deadline(),
+        backends.retry_policy(),
+    )
+    .map_err(|source| WiringError::Endpoint {
+        setting: "backends.simulator_url",
+        source,
+    })?;
+    Ok(Arc::new(backend))
+}
+
+/// The auth service client of `settings`.
+///
+/// # Errors
+/// `backends.auth_url` is invalid.
+pub fn token_validator(settings: &Settings) -> Result<GrpcTokenValidator, WiringError> {
+    GrpcTokenValidator::new(
+        &settings.backends.auth_url,
+        &settings.auth.token_audience,
+        settings.backends.deadline(),
+        Arc::new(SystemClock),
+    )
+    .map_err(|source| WiringError::Endpoint {
+        setting: "backends.auth_url",
+        source,
+    })
+}
