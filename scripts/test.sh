@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project. Needs only the Rust toolchain and Python 3 on the machine:
-# it installs what the tests need (moto's DynamoDB-API server, in .venv under the repo), then
-# checks formatting and lints and runs every test of the workspace.
+# it installs what the tests need (moto's DynamoDB-API server and schemathesis, in .venv under
+# the repo), then checks formatting and lints, runs every test of the workspace, and fuzzes the
+# REST API against its OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +22,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
 cargo test --workspace --locked
+
+echo "==> schemathesis against the local stack (scripts/api-fuzz.sh)"
+scripts/api-fuzz.sh

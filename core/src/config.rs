@@ -153,6 +153,56 @@ pub struct StreamingSettings {
     pub replay_window_events: u64,
 }
 
+/// WebSocket connections: liveness and reconnect advice.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketSettings {
+    /// A connection not heard from for this long is dead and its record expires.
+    pub heartbeat_timeout_secs: u64,
+    /// API Gateway's cap on a connection's life (2 hours); shorter in tests.
+    pub max_connection_secs: u64,
+    /// Advise reconnecting this long before the cap.
+    pub reconnect_before_cap_secs: u64,
+    /// A round-trip time above this is poor.
+    pub poor_rtt_ms: u32,
+    /// A jitter above this is poor.
+    pub poor_jitter_ms: u32,
+    /// This many heartbeats missed at once make the connection poor.
+    pub max_missed_heartbeats: u64,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_timeout_secs: 90,
+            max_connection_secs: 2 * 3600,
+            reconnect_before_cap_secs: 300,
+            poor_rtt_ms: 2000,
+            poor_jitter_ms: 500,
+            max_missed_heartbeats: 3,
+        }
+    }
+}
+
+impl WebSocketSettings {
+    /// How long a connection lives without a heartbeat.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+
+    /// The thresholds of reconnect advice.
+    pub fn advice_policy(&self) -> crate::domain::AdvicePolicy {
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        crate::domain::AdvicePolicy {
+            max_age_ms: ms(self.max_connection_secs),
+            reconnect_before_cap_ms: ms(self.reconnect_before_cap_secs),
+            poor_rtt_ms: self.poor_rtt_ms,
+            poor_jitter_ms: self.poor_jitter_ms,
+            max_missed_heartbeats: self.max_missed_heartbeats,
+        }
+    }
+}
+
 /// Every setting shared by the service's processes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -169,6 +219,8 @@ pub struct Settings {
     pub backends: BackendSettings,
     /// Streaming endpoints given to clients.
     pub streaming: StreamingSettings,
+    /// WebSocket liveness and advice.
+    pub websocket: WebSocketSettings,
 }
 
 impl Default for StoreSettings {
@@ -337,6 +389,24 @@ impl Settings {
         }
         if !(1..=10_000).contains(&self.backends.retry_base_ms) {
             return invalid("backends.retry_base_ms", "must be between 1 and 10000");
+        }
+        if !(10..=3600).contains(&self.websocket.heartbeat_timeout_secs) {
+            return invalid(
+                "websocket.heartbeat_timeout_secs",
+                "must be between 10 and 3600",
+            );
+        }
+        if !(60..=7200).contains(&self.websocket.max_connection_secs) {
+            return invalid(
+                "websocket.max_connection_secs",
+                "must be between 60 and 7200",
+            );
+        }
+        if self.websocket.reconnect_before_cap_secs >= self.websocket.max_connection_secs {
+            return invalid(
+                "websocket.reconnect_before_cap_secs",
+                "must be below websocket.max_connection_secs",
+            );
         }
         if self.streaming.replay_window_events == 0 {
             return invalid("streaming.replay_window_events", "must be at least 1");

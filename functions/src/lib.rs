@@ -4,4 +4,6 @@
 pub mod authorizer;
 pub mod caller;
 pub mod http;
+pub mod invoke;
+pub mod websocket;
 pub mod wiring;

@@ -26,6 +26,28 @@ pub enum WiringError {
     },
 }
 
+/// Why a Lambda could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The settings are invalid (the error names the setting).
+    #[error("configuration: {0}")]
+    Config(#[from] session_core::config::ConfigError),
+    /// Logs could not be set up.
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] session_core::telemetry::TelemetryError),
+}
+
+/// What every Lambda does first, once per cold start: read the settings (defaults, then
+/// `SESSION_*` variables) and set up telemetry.
+///
+/// # Errors
+/// A setting is invalid, or telemetry was already set up.
+pub fn init() -> Result<Settings, InitError> {
+    let settings = Settings::load(None)?;
+    session_core::telemetry::init(&settings.telemetry)?;
+    Ok(settings)
+}
+
 /// The REST API's state from `settings`, over `store` and `backend` (tests and the local stack
 /// pass their own; [`rest_api`] builds them from settings).
 pub fn app(
@@ -55,6 +77,7 @@ pub fn app(
         clock: clock.clone(),
         limits: settings.limits.clone(),
         streaming: settings.streaming.clone(),
+        websocket: settings.websocket.clone(),
         backend_patience: patience,
     });
     App {

@@ -1,1 +1,20 @@
-//! Placeholder until its issue lands: local stand-ins for AWS and the backends.
+//! Local stand-ins for the backends of the session service: a reference exchange simulator and
+//! a reference auth service, both speaking exactly the gRPC contracts of `proto/`.
+//!
+//! Each runs as a binary (`exchange-simulator`, `auth-service`) or in-process on a free loopback
+//! port for tests and the local stack ([`simulator::SimulatorServer::spawn`],
+//! [`auth::AuthServer::spawn`]). `server` holds what both share: serving until a shutdown
+//! future resolves, with a bounded drain, and the handle of a spawned server; `cli` the flags of
+//! the binaries. `http_api` and `ws_api` emulate API Gateway's HTTP and WebSocket APIs (the
+//! latter with its `@connections` API) in front of the functions; `stack` runs all of it.
+
+pub mod auth;
+pub mod cli;
+pub mod http_api;
+mod server;
+pub mod simulator;
+pub mod stack;
+pub mod tokens;
+pub mod ws_api;
+
+pub use server::{DRAIN_TIMEOUT, ServerError, ServerHandle, shutdown_signal};

@@ -19,6 +19,9 @@ pub struct ConnectionQuality {
     pub events_received: u64,
     /// Events the server sent to it.
     pub events_sent: u64,
+    /// The counter of the latest heartbeat (0 before the first); older ones are ignored.
+    #[serde(default, skip_serializing)]
+    pub last_seq: u64,
 }
 
 /// A WebSocket connection of a session.

@@ -4,6 +4,7 @@
 //! Nothing here knows about AWS, HTTP or gRPC; adapters translate at the edges.
 
 mod connection;
+mod heartbeat;
 mod idempotency;
 mod ids;
 mod lease;
@@ -17,6 +18,7 @@ mod transition;
 pub mod validation;
 
 pub use connection::{Connection, ConnectionQuality};
+pub use heartbeat::{AdvicePolicy, Heartbeat, ReconnectReason, advice};
 pub use idempotency::{IdempotencyClaim, IdempotencyKey, RequestFingerprint, StoredResponse};
 pub use ids::{ConnectionId, SessionId, SimulatorId, TicketId, UserId};
 pub use lease::Lease;

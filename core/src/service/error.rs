@@ -43,6 +43,9 @@ pub enum ServiceError {
         /// Its state.
         status: &'static str,
     },
+    /// A connect ticket was refused.
+    #[error("ticket refused: {0}")]
+    TicketRefused(#[from] super::connections::TicketRefusal),
     /// The simulator backend refused or could not be reached.
     #[error("simulator backend: {0}")]
     Backend(#[from] BackendError),

@@ -6,6 +6,7 @@
 //! [`Principal`], and a resource of another user is indistinguishable from a missing one.
 
 mod connect;
+mod connections;
 mod error;
 mod health;
 mod sessions;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use connect::{IssuedTicket, Reconnect, Resume, SnapshotReason};
+pub use connections::{Admission, HeartbeatAck, TicketRefusal};
 pub use error::ServiceError;
 pub use health::{Dependency, DependencyState, Health, HealthStatus};
 pub use sessions::SessionDetail;
@@ -22,7 +24,7 @@ pub use sessions::SessionDetail;
 use crate::auth::{Principal, TicketCodec};
 use crate::backend::SimulatorBackend;
 use crate::clock::Clock;
-use crate::config::{Limits, StreamingSettings};
+use crate::config::{Limits, StreamingSettings, WebSocketSettings};
 use crate::domain::{Session, SessionId};
 use crate::store::SharedStore;
 
@@ -35,6 +37,7 @@ pub struct SessionService {
     clock: Arc<dyn Clock>,
     limits: Limits,
     streaming: StreamingSettings,
+    websocket: WebSocketSettings,
     /// After this long a simulator still `starting` (or `stopping`) without a backend id is
     /// taken as abandoned by a crashed request, and its start is completed or undone.
     settle_after: Duration,
@@ -56,6 +59,8 @@ pub struct ServiceParts {
     pub limits: Limits,
     /// Where clients connect for streams.
     pub streaming: StreamingSettings,
+    /// WebSocket liveness and advice.
+    pub websocket: WebSocketSettings,
     /// The longest a backend call may take, retries included.
     pub backend_patience: Duration,
 }
@@ -70,6 +75,7 @@ impl SessionService {
             clock: parts.clock,
             limits: parts.limits,
             streaming: parts.streaming,
+            websocket: parts.websocket,
             settle_after: parts.backend_patience.saturating_mul(2),
         }
     }

@@ -2,13 +2,10 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use lambda_runtime::{LambdaEvent, service_fn};
-use session_core::config::Settings;
-use session_core::telemetry;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let settings = Settings::load(None)?;
-    telemetry::init(&settings.telemetry)?;
+    let settings = session_functions::wiring::init()?;
     let validator = session_functions::wiring::token_validator(&settings)?;
     let validator = &validator;
     lambda_runtime::run(service_fn(

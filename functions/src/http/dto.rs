@@ -85,8 +85,7 @@ impl From<&SessionDetail> for SessionDetailBody {
 pub struct SessionList {
     /// The sessions, newest first.
     pub items: Vec<SessionBody>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 

@@ -50,11 +50,14 @@ pub(super) fn json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Res
                 strip_position(&inner.to_string()),
             ))
         } else if inner.is_data() {
-            // Unknown fields surface at the root; serde names them in the message.
-            ApiError::from(ValidationError::new(
-                "body",
-                strip_position(&inner.to_string()),
-            ))
+            // Unknown fields surface at the root; serde names them only in the message.
+            let message = strip_position(&inner.to_string());
+            let field = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map_or("body", |(name, _)| name)
+                .to_owned();
+            ApiError::from(ValidationError::new(field, message))
         } else {
             ApiError::MalformedJson(inner.to_string())
         }

@@ -106,6 +106,7 @@ impl ApiError {
                 }
                 S::SessionClosed { .. } => kind(C::CONFLICT, "session-closed", "Session closed"),
                 S::InvalidState(_) => kind(C::CONFLICT, "invalid-state", "Invalid state"),
+                S::TicketRefused(_) => kind(C::FORBIDDEN, "ticket-refused", "Ticket refused"),
                 S::SimulatorNotRunning { .. } => kind(
                     C::CONFLICT,
                     "simulator-not-running",

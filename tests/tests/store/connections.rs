@@ -50,6 +50,7 @@ pub async fn a_heartbeat_update_needs_the_current_version(h: Harness) {
         quality: ConnectionQuality {
             rtt_ms: 20,
             heartbeats: 1,
+            last_seq: 1,
             ..ConnectionQuality::default()
         },
         version: 2,

@@ -233,6 +233,7 @@ pub(super) fn connection_item(c: &Connection) -> Item {
         ("missed_heartbeats".to_owned(), n(q.missed_heartbeats)),
         ("events_received".to_owned(), n(q.events_received)),
         ("events_sent".to_owned(), n(q.events_sent)),
+        ("last_seq".to_owned(), n(q.last_seq)),
         (
             TableSpec::TTL.to_owned(),
             n(c.expires_at.unix_seconds_ceil()),
@@ -263,6 +264,7 @@ pub(super) fn connection_from(item: &Item) -> Result<Connection, StoreError> {
             missed_heartbeats: item.number("missed_heartbeats")?,
             events_received: item.number("events_received")?,
             events_sent: item.number("events_sent")?,
+            last_seq: item.opt_number("last_seq")?.unwrap_or(0),
         },
         version: item.number("version")?,
     })

@@ -1,0 +1,243 @@
+//! WebSocket connections: admitting a `$connect` by its single-use ticket, recording the
+//! connection under the session's quota, heartbeats (liveness, quality, reconnect advice), and
+//! removal on `$disconnect`.
+
+use tracing::{info, instrument};
+
+use super::{ServiceError, SessionService};
+use crate::auth::TicketError;
+use crate::domain::{
+    Connection, ConnectionId, ConnectionQuality, Heartbeat, ReconnectReason, SessionId, TicketId,
+    Timestamp, Transport, UserId, advice,
+};
+use crate::store::StoreError;
+
+/// A `$connect` its ticket admits: the session and user the connection will belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// The session.
+    pub session_id: SessionId,
+    /// The user the ticket was issued to.
+    pub user: UserId,
+    /// The consumed ticket.
+    pub ticket_id: TicketId,
+}
+
+/// Why a ticket did not admit a connection (all answered 403 by API Gateway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TicketRefusal {
+    /// Not a ticket of this service, or malformed.
+    #[error("invalid")]
+    Invalid,
+    /// Past its expiry.
+    #[error("expired")]
+    Expired,
+    /// Already used once.
+    #[error("already_used")]
+    AlreadyUsed,
+    /// Issued for the other transport.
+    #[error("wrong_transport")]
+    WrongTransport,
+}
+
+/// The answer to a heartbeat, sent back on the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatAck {
+    /// The heartbeat's counter.
+    pub seq: u64,
+    /// The server's clock, to be echoed as `last_server_time` by the next heartbeat.
+    pub server_time: Timestamp,
+    /// The connection's quality as measured so far.
+    pub quality: ConnectionQuality,
+    /// Whether and why the client should reconnect.
+    pub advice: Option<ReconnectReason>,
+    /// What a reconnect resumes from: the last event id the client reported.
+    pub last_event_id: Option<String>,
+    /// When the connection counts as dead without another heartbeat.
+    pub expires_at: Timestamp,
+    /// `true` for a repeated or out-of-order heartbeat, which changed nothing.
+    pub stale: bool,
+}
+
+impl SessionService {
+    /// Checks a `$connect` ticket and consumes it: a ticket admits one connection, ever.
+    ///
+    /// # Errors
+    /// `TicketRefused` (invalid, expired, used, other transport); `NotFound` if the session is
+    /// gone or not the ticket owner's; `SessionClosed`.
+    #[instrument(skip_all)]
+    pub async fn admit_connect(&self, ticket: &str) -> Result<Admission, ServiceError> {
+        let codec = self.tickets.as_ref().ok_or(ServiceError::NotConfigured {
+            setting: "auth.ticket_secret",
+        })?;
+        let now = self.clock.now();
+        let ticket = codec.verify(ticket, now).map_err(|e| match e {
+            TicketError::Expired => ServiceError::TicketRefused(TicketRefusal::Expired),
+            TicketError::Invalid | TicketError::Signing => {
+                ServiceError::TicketRefused(TicketRefusal::Invalid)
+            }
+        })?;
+        if ticket.transport != Transport::Ws {
+            return Err(ServiceError::TicketRefused(TicketRefusal::WrongTransport));
+        }
+        // The session is checked before the ticket is spent, so a ticket for a closed session
+        // stays unspent; it expires within a minute anyway.
+        let session = self
+            .store
+            .get_session(&ticket.session_id)
+            .await?
+            .filter(|s| s.owner == ticket.owner)
+            .ok_or_else(|| ServiceError::not_found("session", &ticket.session_id))?;
+        if !session.is_usable(now) {
+            return Err(ServiceError::SessionClosed {
+                id: session.id.to_string(),
+            });
+        }
+        match self
+            .store
+            .consume_ticket(&ticket.id, ticket.expires_at)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::TicketAlreadyUsed) => {
+                return Err(ServiceError::TicketRefused(TicketRefusal::AlreadyUsed));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Admission {
+            session_id: ticket.session_id,
+            user: ticket.owner,
+            ticket_id: ticket.id,
+        })
+    }
+
+    /// Records a connection admitted by `admission`, under the session's connection quota.
+    ///
+    /// # Errors
+    /// `QuotaExceeded`, `SessionClosed`, or the store failed.
+    #[instrument(skip_all, fields(connection = %id, session = %admission.session_id))]
+    pub async fn open_connection(
+        &self,
+        id: &ConnectionId,
+        admission: &Admission,
+    ) -> Result<Connection, ServiceError> {
+        let now = self.clock.now();
+        let connection = Connection {
+            id: id.clone(),
+            session_id: admission.session_id.clone(),
+            owner: admission.user.clone(),
+            connected_at: now,
+            last_seen_at: now,
+            expires_at: now.plus(self.websocket.heartbeat_timeout()),
+            last_event_id: None,
+            quality: ConnectionQuality::default(),
+            version: 1,
+        };
+        self.store
+            .put_connection(&connection, self.limits.connections_per_session)
+            .await?;
+        info!("connection opened");
+        Ok(connection)
+    }
+
+    /// Records a heartbeat: liveness, quality, the client's last event id; and advises.
+    ///
+    /// # Errors
+    /// `NotFound` if the connection is gone (expired or disconnected).
+    #[instrument(skip_all, fields(connection = %id, session = %session, seq = beat.seq))]
+    pub async fn heartbeat(
+        &self,
+        session: &SessionId,
+        id: &ConnectionId,
+        beat: &Heartbeat,
+    ) -> Result<HeartbeatAck, ServiceError> {
+        if beat.seq == 0 {
+            return Err(ServiceError::Invalid(crate::domain::ValidationError::new(
+                "seq",
+                "must be at least 1",
+            )));
+        }
+        let policy = self.websocket.advice_policy();
+        // A concurrent heartbeat of the same connection may win the write; re-read and re-apply.
+        for _ in 0..3 {
+            let now = self.clock.now();
+            let current = self
+                .store
+                .get_connection(session, id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("connection", id))?;
+            let Some(quality) = current.quality.after(beat, now) else {
+                return Ok(self.ack(&current, beat.seq, now, current.quality, true));
+            };
+            let missed_now = quality.missed_heartbeats - current.quality.missed_heartbeats;
+            let next = Connection {
+                last_seen_at: now,
+                expires_at: now.plus(self.websocket.heartbeat_timeout()),
+                last_event_id: beat
+                    .last_event_id
+                    .clone()
+                    .or_else(|| current.last_event_id.clone()),
+                quality,
+                version: current.version + 1,
+                ..current.clone()
+            };
+            match self.store.update_connection(&current, &next).await {
+                Ok(()) => {
+                    let mut ack = self.ack(&next, beat.seq, now, quality, false);
+                    if ack.advice.is_none() && quality.is_poor(&policy, missed_now) {
+                        ack.advice = Some(ReconnectReason::PoorQuality);
+                    }
+                    return Ok(ack);
+                }
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Internal(
+            "heartbeat lost three write races".to_owned(),
+        ))
+    }
+
+    fn ack(
+        &self,
+        connection: &Connection,
+        seq: u64,
+        now: Timestamp,
+        quality: ConnectionQuality,
+        stale: bool,
+    ) -> HeartbeatAck {
+        // Draining and session moves come from the streamer's leases (the streamer issue).
+        let advice = advice(
+            &self.websocket.advice_policy(),
+            connection.connected_at,
+            now,
+            false,
+            false,
+            false,
+        );
+        HeartbeatAck {
+            seq,
+            server_time: now,
+            quality,
+            advice,
+            last_event_id: connection.last_event_id.clone(),
+            expires_at: connection.expires_at,
+            stale,
+        }
+    }
+
+    /// Removes a connection; `false` if it was already gone. Idempotent.
+    ///
+    /// # Errors
+    /// The store failed.
+    #[instrument(skip_all, fields(connection = %id, session = %session))]
+    pub async fn close_connection(
+        &self,
+        session: &SessionId,
+        id: &ConnectionId,
+    ) -> Result<bool, ServiceError> {
+        let removed = self.store.delete_connection(session, id).await?;
+        info!(removed, "connection closed");
+        Ok(removed)
+    }
+}

@@ -1,0 +1,23 @@
+//! The WebSocket API's `$connect` REQUEST authorizer Lambda: single-use ticket in, policy out.
+
+use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let settings = session_functions::wiring::init()?;
+    let service = &session_functions::wiring::rest_api(&settings)
+        .await?
+        .service;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
+            session_functions::websocket::authorize_connect(service, &event.payload)
+                .await
+                .map_err(|e| lambda_runtime::Diagnostic {
+                    error_type: "ConnectAuthorizerFailed".to_owned(),
+                    error_message: e.to_string(),
+                })
+        },
+    ))
+    .await
+}

@@ -1,0 +1,20 @@
+//! The WebSocket API's routes (`$connect`, `heartbeat`, `$disconnect`, `$default`) as one Lambda.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let settings = session_functions::wiring::init()?;
+    let service = &session_functions::wiring::rest_api(&settings)
+        .await?
+        .service;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, lambda_runtime::Error>(
+                session_functions::websocket::handle(service, &event.payload).await,
+            )
+        },
+    ))
+    .await
+}

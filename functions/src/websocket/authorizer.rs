@@ -1,0 +1,88 @@
+//! The `$connect` REQUEST authorizer: the ticket in `?ticket=` (browsers cannot set headers on
+//! a WebSocket handshake) is checked and consumed once; the session and user travel on as the
+//! authorizer's context, which API Gateway hands to every later event of the connection.
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ApiGatewayCustomAuthorizerResponse,
+};
+use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use serde::{Deserialize, Serialize};
+use session_core::service::{ServiceError, SessionService};
+use tracing::{info, instrument};
+
+/// What the handlers learn of a connection from its `$connect` authorizer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectContext {
+    /// The session the connection streams.
+    pub session_id: String,
+    /// The user the ticket was issued to.
+    pub user: String,
+    /// The consumed ticket's id, for audit logs.
+    pub ticket_id: String,
+}
+
+/// The authorizer's answer: an IAM policy (Allow on this route, or Deny) and the context.
+pub type ConnectAuthorizerResponse = ApiGatewayCustomAuthorizerResponse<Option<ConnectContext>>;
+
+/// Decides one `$connect`: Allow with the context, or Deny (API Gateway answers 403).
+///
+/// # Errors
+/// The store could not be asked (API Gateway answers 500 and the handshake fails).
+#[instrument(skip_all)]
+pub async fn authorize_connect(
+    service: &SessionService,
+    event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> Result<ConnectAuthorizerResponse, ServiceError> {
+    let resource = event.method_arn.clone().unwrap_or_default();
+    let Some(ticket) = event.query_string_parameters.first("ticket") else {
+        info!(reason = "no_ticket", "connect refused");
+        return Ok(policy(IamPolicyEffect::Deny, resource, "anonymous", None));
+    };
+    match service.admit_connect(ticket).await {
+        Ok(admission) => {
+            let context = ConnectContext {
+                session_id: admission.session_id.to_string(),
+                user: admission.user.to_string(),
+                ticket_id: admission.ticket_id.to_string(),
+            };
+            let user = context.user.clone();
+            Ok(policy(
+                IamPolicyEffect::Allow,
+                resource,
+                &user,
+                Some(context),
+            ))
+        }
+        Err(
+            e @ (ServiceError::TicketRefused(_)
+            | ServiceError::NotFound { .. }
+            | ServiceError::SessionClosed { .. }
+            | ServiceError::Invalid(_)),
+        ) => {
+            info!(reason = %e, "connect refused");
+            Ok(policy(IamPolicyEffect::Deny, resource, "anonymous", None))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn policy(
+    effect: IamPolicyEffect,
+    resource: String,
+    principal: &str,
+    context: Option<ConnectContext>,
+) -> ConnectAuthorizerResponse {
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".to_owned()];
+    statement.effect = effect;
+    statement.resource = vec![resource];
+    let mut document = ApiGatewayCustomAuthorizerPolicy::default();
+    document.version = Some("2012-10-17".to_owned());
+    document.statement = vec![statement];
+    let mut response = ConnectAuthorizerResponse::default();
+    response.principal_id = Some(principal.to_owned());
+    response.policy_document = document;
+    response.context = context;
+    response
+}

@@ -1,0 +1,156 @@
+//! The WebSocket routes' handler: `$connect` records the connection (the authorizer admitted
+//! it), `heartbeat` measures and advises, `$disconnect` removes, `$default` explains.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use serde::Serialize;
+use session_core::domain::{ConnectionId, Heartbeat, SessionId};
+use session_core::service::{ServiceError, SessionService};
+use tracing::{error, info, warn};
+
+use super::authorizer::ConnectContext;
+use super::frames::{ErrorFrame, HeartbeatAckFrame};
+
+/// Handles one WebSocket event. Never fails: every outcome is a status (for `$connect`, a
+/// non-2xx refuses the handshake) or a frame for the client.
+pub async fn handle(
+    service: &SessionService,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let context = &event.request_context;
+    let route = context.route_key.as_deref().unwrap_or("$default");
+    let Some((connection, session, caller)) = identify(event) else {
+        error!(route, "event without a connection id or authorizer context");
+        return status(500, None);
+    };
+    match route {
+        "$connect" => connect(service, &connection, &session, &caller).await,
+        "$disconnect" => match service.close_connection(&session, &connection).await {
+            Ok(_) => status(200, None),
+            Err(e) => {
+                // Nothing is sent on a closed connection; the record expires on its own.
+                warn!(error = %e, "disconnect cleanup failed");
+                status(500, None)
+            }
+        },
+        "heartbeat" => heartbeat(service, &connection, &session, event.body.as_deref()).await,
+        _ => default_route(event.body.as_deref()),
+    }
+}
+
+fn identify(
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> Option<(ConnectionId, SessionId, ConnectContext)> {
+    let context = &event.request_context;
+    let connection =
+        ConnectionId::parse("connection_id", context.connection_id.as_deref()?).ok()?;
+    let fields = &context.authorizer.fields;
+    let value =
+        serde_json::Value::Object(fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let caller: ConnectContext = serde_json::from_value(value).ok()?;
+    let session = SessionId::parse("session_id", &caller.session_id).ok()?;
+    Some((connection, session, caller))
+}
+
+async fn connect(
+    service: &SessionService,
+    connection: &ConnectionId,
+    session: &SessionId,
+    caller: &ConnectContext,
+) -> ApiGatewayProxyResponse {
+    let (Ok(user), Ok(ticket_id)) = (
+        session_core::domain::UserId::parse("user", &caller.user),
+        session_core::domain::TicketId::parse("ticket_id", &caller.ticket_id),
+    ) else {
+        return status(403, None);
+    };
+    let admission = session_core::service::Admission {
+        session_id: session.clone(),
+        user,
+        ticket_id,
+    };
+    match service.open_connection(connection, &admission).await {
+        Ok(_) => status(200, None),
+        Err(ServiceError::QuotaExceeded { .. }) => {
+            info!("connect refused: connection quota");
+            status(429, None)
+        }
+        Err(ServiceError::SessionClosed { .. } | ServiceError::NotFound { .. }) => {
+            status(403, None)
+        }
+        Err(e) => {
+            error!(error = %e, "connect failed");
+            status(500, None)
+        }
+    }
+}
+
+async fn heartbeat(
+    service: &SessionService,
+    connection: &ConnectionId,
+    session: &SessionId,
+    body: Option<&str>,
+) -> ApiGatewayProxyResponse {
+    // `action` routed the message here; the rest is the heartbeat (flatten would lose the
+    // field paths that errors name).
+    let parsed = body
+        .ok_or_else(|| "the message is empty".to_owned())
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).map_err(|e| e.to_string()))
+        .and_then(|mut message| {
+            if let Some(fields) = message.as_object_mut() {
+                fields.remove("action");
+            }
+            serde_path_to_error::deserialize::<_, Heartbeat>(message)
+                .map_err(|e| format!("{}: {}", e.path(), e.inner()))
+        });
+    let beat = match parsed {
+        Ok(beat) => beat,
+        Err(problem) => return frame(&ErrorFrame::new("invalid_heartbeat", problem)),
+    };
+    match service.heartbeat(session, connection, &beat).await {
+        Ok(ack) => frame(&HeartbeatAckFrame::new(session.as_str(), &ack)),
+        Err(ServiceError::Invalid(e)) => {
+            frame(&ErrorFrame::new("invalid_heartbeat", e.to_string()))
+        }
+        Err(ServiceError::NotFound { .. }) => frame(&ErrorFrame::new(
+            "connection_gone",
+            "this connection is no longer recorded (no heartbeat in time); reconnect",
+        )),
+        Err(e) => {
+            error!(error = %e, "heartbeat failed");
+            frame(&ErrorFrame::new(
+                "internal",
+                "the heartbeat could not be recorded; retry",
+            ))
+        }
+    }
+}
+
+fn default_route(body: Option<&str>) -> ApiGatewayProxyResponse {
+    let parsed: Result<serde_json::Value, _> = serde_json::from_str(body.unwrap_or_default());
+    let error = match parsed {
+        Err(e) => ErrorFrame::new("malformed_json", format!("the message is not JSON: {e}")),
+        Ok(message) => match message.get("action").and_then(|a| a.as_str()) {
+            Some(action) => ErrorFrame::new(
+                "unknown_action",
+                format!("action: unknown action {action:?}; known: \"heartbeat\""),
+            ),
+            None => ErrorFrame::new("unknown_action", "action: missing; known: \"heartbeat\""),
+        },
+    };
+    frame(&error)
+}
+
+fn status(code: i64, body: Option<String>) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = code;
+    response.body = body.map(Body::Text);
+    response
+}
+
+fn frame<T: Serialize>(frame: &T) -> ApiGatewayProxyResponse {
+    status(
+        200,
+        Some(serde_json::to_string(frame).unwrap_or_else(|_| unreachable!("frames serialise"))),
+    )
+}

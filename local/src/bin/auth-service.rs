@@ -1,0 +1,63 @@
+//! The reference auth service as a process: `auth-service --listen 127.0.0.1:50052`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use session_core::config::{LogFormat, TelemetrySettings};
+use session_local::auth::AuthServer;
+use session_local::cli::{AuthArgs, CliError};
+use session_local::shutdown_signal;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = match AuthArgs::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(CliError::Help(usage)) => {
+            eprintln!("{usage}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(error) => {
+            eprintln!("auth-service: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // Logs to stderr: stdout carries the tokens and JWKS asked for.
+    let logs = session_core::telemetry::subscriber(
+        &TelemetrySettings {
+            log_format: LogFormat::Pretty,
+            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        },
+        std::io::stderr,
+    )
+    .context("setting up logs")?;
+    tracing::subscriber::set_global_default(logs).context("setting up logs")?;
+    let server = AuthServer::new(args.settings.clone()).context("generating the signing key")?;
+    print_startup_output(&server, &args)?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, kid = %server.auth().current_kid(), "auth service listening");
+    server
+        .run(listener, shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the requested tokens (`SUBJECT TOKEN`, one a line) and the JWKS: the point of the
+/// flags, so stdout it is.
+#[allow(clippy::print_stdout)]
+fn print_startup_output(server: &AuthServer, args: &AuthArgs) -> anyhow::Result<()> {
+    for request in &args.tokens {
+        let token = server
+            .auth()
+            .issue(&request.subject, &request.scopes, args.token_ttl)
+            .context("issuing a token")?;
+        println!("{} {token}", request.subject);
+    }
+    if args.print_jwks {
+        println!("{}", server.auth().jwks());
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The whole session service on this machine: `cargo run --release -p session-local`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use session_core::config::{LogFormat, Settings, StoreBackend, TelemetrySettings};
+use session_local::cli::{CliError, STACK_USAGE, StackArgs};
+use session_local::shutdown_signal;
+use session_local::stack::{Stack, StackSettings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = match StackArgs::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(CliError::Help(usage)) => {
+            eprintln!("{usage}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(error) => {
+            eprintln!("session-local: {error}\n\n{STACK_USAGE}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    session_core::telemetry::init(&TelemetrySettings {
+        log_format: LogFormat::Pretty,
+        log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+    })
+    .context("setting up logs")?;
+    let mut service = Settings::load(args.config.as_deref()).context("reading settings")?;
+    if let Some(endpoint) = args.dynamodb_endpoint {
+        service.store.backend = StoreBackend::Dynamodb;
+        service.store.endpoint = Some(endpoint);
+    }
+    if let Some(table) = args.table {
+        service.store.table_name = table;
+    }
+    let stack = Stack::start(StackSettings {
+        http_api: args.http_api,
+        ws_api: args.ws_api,
+        simulator: args.simulator,
+        auth: args.auth,
+        endpoints_file: args.endpoints_file,
+        ..StackSettings::local(service)
+    })
+    .await
+    .context("starting the local stack")?;
+
+    let endpoints = stack.endpoints();
+    let token = stack.token("dev-user");
+    let banner = format!(
+        "\nsession-local is ready\n  HTTP API      {http}\n  WebSocket API {ws}?ticket=...\n  @connections  {connections}/@connections/{{id}}\n  dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n  auth gRPC     {auth}\n  simulator     {sim}\n\n  a token for dev-user (1 h):\n  export TOKEN={token}\n  curl -H \"Authorization: Bearer $TOKEN\" -X POST {http}/v1/sessions -d '{{}}'\n",
+        http = endpoints.http_api,
+        ws = endpoints.ws_api,
+        connections = endpoints.connections_url,
+        tokens = endpoints.token_url,
+        auth = endpoints.auth_grpc,
+        sim = endpoints.simulator_grpc,
+    );
+    eprintln!("{banner}");
+
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    stack.shutdown().await.context("stopping")?;
+    Ok(ExitCode::SUCCESS)
+}

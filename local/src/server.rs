@@ -1,0 +1,171 @@
+//! Serving a tonic router on a listener until a shutdown future resolves, and the handle of a
+//! server spawned in-process.
+//!
+//! Both reference backends share this: `run(listener, shutdown)` serves until `shutdown`
+//! resolves, then stops accepting, lets open connections finish for at most [`DRAIN_TIMEOUT`]
+//! and returns. [`ServerHandle`] is what `spawn` gives tests: the bound address and a way to
+//! stop the server (explicitly, or by dropping the handle).
+
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::{Channel, Endpoint};
+use tracing::{info, warn};
+
+/// How long open connections may take to finish after shutdown is asked for; a client that
+/// never reads its stream must not hold a shutdown forever.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding or inspecting the listening socket failed.
+    #[error("cannot listen: {0}")]
+    Listen(#[from] io::Error),
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    /// The server task panicked or was cancelled.
+    #[error("the server task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The settings cannot work (the error names the setting).
+    #[error("invalid settings: {0}")]
+    Settings(String),
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains (bounded).
+pub(crate) async fn serve(
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let addr = listener.local_addr()?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        info!(%addr, "shutting down");
+        let _ = stopping_tx.send(());
+    };
+    let serving = router.serve_with_incoming_shutdown(incoming, signal);
+    let drain_deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = serving => result.map_err(ServerError::from),
+        () = drain_deadline => {
+            warn!(%addr, timeout = ?DRAIN_TIMEOUT, "connections still open after the drain timeout; leaving them");
+            Ok(())
+        }
+    }
+}
+
+/// Binds a listener on 127.0.0.1 with an OS-chosen port, as tests and the local stack want.
+pub(crate) async fn bind_loopback() -> io::Result<TcpListener> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await
+}
+
+/// A server running on a task of the current runtime; dropping the handle asks it to stop.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl ServerHandle {
+    /// Spawns `run(listener, shutdown)` for an already bound `listener`.
+    pub(crate) fn spawn<F, Fut>(listener: TcpListener, run: F) -> Result<Self, ServerError>
+    where
+        F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+        Fut: Future<Output = Result<(), ServerError>> + Send + 'static,
+    {
+        let addr = listener.local_addr()?;
+        let (shutdown, stop) = oneshot::channel();
+        let task = tokio::spawn(run(listener, stop));
+        Ok(Self {
+            addr,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL clients connect to, e.g. `http://127.0.0.1:50051`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A lazily connecting channel to the server.
+    pub fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.endpoint())
+            .unwrap_or_else(|_| unreachable!("an http URL of a socket address is a valid URI"))
+            .tcp_nodelay(true)
+            .connect_lazy()
+    }
+
+    /// Stops the server and waits until it has drained (at most [`DRAIN_TIMEOUT`]).
+    ///
+    /// # Errors
+    /// The server failed while running, or its task panicked.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        // The task stops by itself once told to; nothing waits for it here.
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Resolves on ctrl-c or (on Unix) SIGTERM: the shutdown signal of the binaries.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            warn!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,200 @@
+//! The reference exchange simulator: `SimulatorControl`, `MarketData` and the local-only
+//! `FaultInjection` over gRPC, plus the gRPC health service.
+//!
+//! Layout, bottom up: `book` (a pure L2 book with matching), `engine` (the deterministic
+//! generator of one instance's events), `instance` (one running instance: epoch, sequence,
+//! retained window, broadcast), `subscription` (one subscriber's gapless stream), `faults`,
+//! `registry` ([`Simulators`]: every instance and the operations on them), `service` (the gRPC
+//! edge), `replica` (a client's rebuilt books, for tests), and here the server you can run or
+//! spawn.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use session_local::simulator::{SimulatorServer, SimulatorSettings};
+//! use session_proto::simulator::v1 as pb;
+//!
+//! let simulator = SimulatorServer::spawn(SimulatorSettings::default()).await?;
+//! let mut control = simulator.control_client();
+//! let info = control
+//!     .start(pb::StartRequest {
+//!         symbols: vec!["BTC-USD".into()],
+//!         seed: 7,
+//!         events_per_second: 1000,
+//!         client_token: String::new(),
+//!     })
+//!     .await?
+//!     .into_inner();
+//! simulator.simulators().fail_starts(2, std::time::Duration::ZERO);
+//! simulator.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+mod book;
+mod engine;
+mod faults;
+mod instance;
+mod registry;
+mod replica;
+mod service;
+mod subscription;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use session_proto::simulator::v1::fault_injection_client::FaultInjectionClient;
+use session_proto::simulator::v1::fault_injection_server::FaultInjectionServer;
+use session_proto::simulator::v1::market_data_client::MarketDataClient;
+use session_proto::simulator::v1::simulator_control_client::SimulatorControlClient;
+use session_proto::simulator::v1::simulator_control_server::SimulatorControlServer;
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Server};
+
+pub use book::{Book, Fill, InvariantViolation, LevelChange, Outcome, Side};
+pub use engine::{Engine, EngineConfig, Event};
+pub use faults::FaultConfig;
+pub use instance::{InstanceSettings, InstanceStats, MAX_BACKLOG_EVENTS, MAX_BATCH_EVENTS};
+pub use registry::{SimulatorError, SimulatorSettings, Simulators};
+pub use replica::{Replica, ReplicaError};
+pub use service::{ControlService, FaultService, MarketDataService};
+
+use crate::server::{self, ServerError, ServerHandle};
+
+/// A simulator server: its instances and the gRPC services over them.
+#[derive(Debug, Clone)]
+pub struct SimulatorServer {
+    simulators: Arc<Simulators>,
+}
+
+impl SimulatorServer {
+    /// A server with no instance yet.
+    pub fn new(settings: SimulatorSettings) -> Self {
+        Self {
+            simulators: Arc::new(Simulators::new(settings)),
+        }
+    }
+
+    /// Its instances, for in-process control (starting instances, injecting faults).
+    pub fn simulators(&self) -> &Arc<Simulators> {
+        &self.simulators
+    }
+
+    /// Serves every service on `listener` until `shutdown` resolves; then stops every instance
+    /// (each open stream gets its final `STOPPED` status and ends) and drains connections.
+    ///
+    /// # Errors
+    /// The gRPC server failed.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_serving::<SimulatorControlServer<ControlService>>()
+            .await;
+        reporter.set_serving::<MarketDataService>().await;
+        reporter
+            .set_serving::<FaultInjectionServer<FaultService>>()
+            .await;
+        let simulators = Arc::clone(&self.simulators);
+        let router = Server::builder()
+            .tcp_nodelay(true)
+            .add_service(health)
+            .add_service(SimulatorControlServer::new(ControlService::new(
+                Arc::clone(&simulators),
+            )))
+            .add_service(MarketDataService::new(Arc::clone(&simulators)))
+            .add_service(FaultInjectionServer::new(FaultService::new(Arc::clone(
+                &simulators,
+            ))));
+        let stopping = async move {
+            shutdown.await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            // Stalled streams would hold the drain for their whole stall.
+            simulators.clear_faults();
+            simulators.stop_all("the simulator server is shutting down");
+        };
+        server::serve(router, listener, stopping).await
+    }
+
+    /// Binds 127.0.0.1 on a free port and runs a server with `settings` on a task of the
+    /// current runtime.
+    ///
+    /// # Errors
+    /// The port cannot be bound.
+    pub async fn spawn(settings: SimulatorSettings) -> Result<SimulatorHandle, ServerError> {
+        let listener = server::bind_loopback().await?;
+        Self::new(settings).spawn_on(listener)
+    }
+
+    /// Runs this server on `listener` on a task of the current runtime.
+    ///
+    /// # Errors
+    /// The listener's address cannot be read.
+    pub fn spawn_on(self, listener: TcpListener) -> Result<SimulatorHandle, ServerError> {
+        let simulators = Arc::clone(&self.simulators);
+        let server = ServerHandle::spawn(listener, move |listener, stop| {
+            self.run(listener, async move {
+                let _ = stop.await;
+            })
+        })?;
+        Ok(SimulatorHandle { server, simulators })
+    }
+}
+
+/// A simulator server running in-process; dropping it stops the server.
+#[derive(Debug)]
+pub struct SimulatorHandle {
+    server: ServerHandle,
+    simulators: Arc<Simulators>,
+}
+
+impl SimulatorHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// The URL clients connect to, e.g. `http://127.0.0.1:50051`.
+    pub fn endpoint(&self) -> String {
+        self.server.endpoint()
+    }
+
+    /// Its instances, for in-process control: [`Simulators::start`],
+    /// [`Simulators::fail_starts`], [`Simulators::end_streams`], [`Simulators::restart`]...
+    pub fn simulators(&self) -> &Arc<Simulators> {
+        &self.simulators
+    }
+
+    /// A new, lazily connecting channel: its own HTTP/2 connection.
+    pub fn channel(&self) -> Channel {
+        self.server.channel()
+    }
+
+    /// A `SimulatorControl` client on a new connection.
+    pub fn control_client(&self) -> SimulatorControlClient<Channel> {
+        SimulatorControlClient::new(self.channel())
+    }
+
+    /// A `MarketData` client on a new connection (streams of one connection share its flow
+    /// control window: give a subscriber that may be slow a connection of its own).
+    pub fn market_data_client(&self) -> MarketDataClient<Channel> {
+        MarketDataClient::new(self.channel())
+    }
+
+    /// A `FaultInjection` client on a new connection.
+    pub fn fault_client(&self) -> FaultInjectionClient<Channel> {
+        FaultInjectionClient::new(self.channel())
+    }
+
+    /// Stops the server: every instance stops, every stream ends, connections drain.
+    ///
+    /// # Errors
+    /// The server failed while running, or its task panicked.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.server.shutdown().await
+    }
+}

@@ -1,0 +1,389 @@
+//! The local stack: every part of the session service that exists so far, in one process, on
+//! loopback, wired the way AWS wires them — the reference auth service and exchange simulator
+//! over real gRPC, the HTTP API emulator in front of the REST and authorizer functions, and the
+//! WebSocket API emulator (with its `@connections` API) in front of the WebSocket functions.
+//!
+//! Tests start it on port 0 ([`StackSettings::ephemeral`]); `session-local` starts it on fixed
+//! ports and prints the endpoints.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use base64::Engine as _;
+use secrecy::SecretString;
+use serde::Serialize;
+use session_core::clock::{Clock, SystemClock};
+use session_core::config::{Settings, StoreBackend};
+use session_core::service::SessionService;
+use session_core::store::{DynamoStore, SharedStore, StoreError, create_table};
+use session_functions::wiring::{self, WiringError};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::auth::{AuthHandle, AuthServer, AuthService, AuthSettings};
+use crate::http_api::{HttpApi, HttpApiSettings, RouteError, RouteTable};
+use crate::server::ServerError;
+use crate::simulator::{SimulatorHandle, SimulatorServer, SimulatorSettings};
+use crate::tokens;
+use crate::ws_api::{WsApi, WsApiSettings};
+
+/// Where each part listens and how the service is configured.
+#[derive(Debug, Clone)]
+pub struct StackSettings {
+    /// The HTTP API emulator.
+    pub http_api: SocketAddr,
+    /// The WebSocket API emulator and its `@connections` API.
+    pub ws_api: SocketAddr,
+    /// The exchange simulator's gRPC server.
+    pub simulator: SocketAddr,
+    /// The auth service's gRPC server.
+    pub auth: SocketAddr,
+    /// The session service's settings; backend URLs are pointed at the parts started here, and
+    /// a ticket secret is generated if none is set.
+    pub service: Settings,
+    /// The exchange simulator's settings (faults included).
+    pub simulators: SimulatorSettings,
+    /// The HTTP API's limits.
+    pub http: HttpApiSettings,
+    /// The WebSocket API's limits (idle timeout, connection cap, frame and message sizes).
+    pub ws: WsApiSettings,
+    /// Where to write the endpoints as JSON once everything is ready.
+    pub endpoints_file: Option<PathBuf>,
+}
+
+impl StackSettings {
+    /// Fixed, documented ports on 127.0.0.1: what `session-local` uses by default.
+    pub fn local(service: Settings) -> Self {
+        let at = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        Self {
+            http_api: at(8080),
+            ws_api: at(8081),
+            simulator: at(50051),
+            auth: at(50052),
+            service,
+            simulators: SimulatorSettings::default(),
+            http: HttpApiSettings::default(),
+            ws: WsApiSettings::default(),
+            endpoints_file: None,
+        }
+    }
+
+    /// Free ports on 127.0.0.1, for tests.
+    pub fn ephemeral(service: Settings) -> Self {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Self {
+            http_api: any,
+            ws_api: any,
+            simulator: any,
+            auth: any,
+            ..Self::local(service)
+        }
+    }
+}
+
+/// Why the stack could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP API emulator failed while serving.
+    #[error("the HTTP API emulator failed: {0}")]
+    Http(std::io::Error),
+    /// The WebSocket API emulator failed while serving.
+    #[error("the WebSocket API emulator failed: {0}")]
+    Ws(std::io::Error),
+    /// A backend server failed to start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The functions could not be wired.
+    #[error(transparent)]
+    Wiring(#[from] WiringError),
+    /// The API's routes could not be read.
+    #[error(transparent)]
+    Routes(#[from] RouteError),
+    /// The DynamoDB table could not be created.
+    #[error("cannot create the DynamoDB table: {0}")]
+    Store(#[from] StoreError),
+    /// The endpoints file could not be written.
+    #[error("cannot write {path}: {source}")]
+    EndpointsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Where to reach each part; written as JSON to `--endpoints-file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoints {
+    /// Base URL of the HTTP API (`.../v1/sessions`).
+    pub http_api: String,
+    /// Where to mint dev tokens (`POST {"sub": ..., "scopes": [...]}`).
+    pub token_url: String,
+    /// The auth service's gRPC endpoint.
+    pub auth_grpc: String,
+    /// The exchange simulator's gRPC endpoint.
+    pub simulator_grpc: String,
+    /// The WebSocket API (`ws://127.0.0.1:8081/local`; connect with `?ticket=`).
+    pub ws_api: String,
+    /// The `@connections` management API (`http://127.0.0.1:8081/local`), the endpoint for
+    /// `aws-sdk-apigatewaymanagement`.
+    pub connections_url: String,
+}
+
+/// A running stack; dropping it stops every part (each handle stops its server when dropped).
+#[derive(Debug)]
+pub struct Stack {
+    endpoints: Endpoints,
+    auth: AuthHandle,
+    simulator: Option<SimulatorHandle>,
+    service: SessionService,
+    http_stop: Option<oneshot::Sender<()>>,
+    http_task: JoinHandle<std::io::Result<()>>,
+    ws_api: WsApi,
+    ws_stop: Option<oneshot::Sender<()>>,
+    ws_task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Stack {
+    /// Starts every part and returns once all of them accept connections.
+    ///
+    /// # Errors
+    /// A port is taken, the settings cannot work, or the DynamoDB table cannot be created.
+    pub async fn start(settings: StackSettings) -> Result<Self, StackError> {
+        let StackSettings {
+            http_api,
+            ws_api,
+            simulator,
+            auth,
+            mut service,
+            simulators,
+            http,
+            ws,
+            endpoints_file,
+        } = settings;
+
+        let auth = AuthServer::new(AuthSettings {
+            audience: service.auth.token_audience.clone(),
+            ..AuthSettings::default()
+        })
+        .map_err(|e| ServerError::Settings(e.to_string()))?
+        .spawn_on(bind(auth).await?)?;
+        let simulator = SimulatorServer::new(simulators).spawn_on(bind(simulator).await?)?;
+
+        service.backends.auth_url = auth.endpoint();
+        service.backends.simulator_url = simulator.endpoint();
+        // Bound first: ticket URLs name the WebSocket API, and the service is built with them.
+        let ws_listener = bind(ws_api).await?;
+        let ws_addr = local_addr(&ws_listener, ws_api)?;
+        service.streaming.ws_url = format!("ws://{ws_addr}/{}", crate::ws_api::STAGE);
+        if service.auth.ticket_secret.is_none() {
+            service.auth.ticket_secret = Some(random_secret());
+        }
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = store(&service, clock.clone()).await?;
+        let backend = wiring::simulator_backend(&service)?;
+        let app = wiring::app(&service, store, backend, clock);
+        let session_service = app.service.clone();
+        let ws_emulator = WsApi::new(session_service.clone(), ws);
+        let integration = session_functions::http::router(app);
+        let authorizer = Arc::new(wiring::token_validator(&service)?);
+        let document: serde_json::Value =
+            serde_json::from_str(session_functions::http::openapi::json())
+                .unwrap_or_else(|_| unreachable!("the OpenAPI document is JSON"));
+        let api = HttpApi::new(
+            RouteTable::from_openapi(&document)?,
+            integration,
+            authorizer,
+            http,
+        );
+
+        let listener = bind(http_api).await?;
+        let http_addr = local_addr(&listener, http_api)?;
+        let base = format!("http://{http_addr}");
+        let extra = Router::new()
+            .route(tokens::PATH, post(tokens::mint))
+            .with_state(Arc::clone(auth.auth()));
+        let (http_stop, stopped) = oneshot::channel::<()>();
+        let http_task = tokio::spawn(api.serve(listener, extra, async move {
+            let _ = stopped.await;
+        }));
+
+        let (ws_stop, ws_stopped) = oneshot::channel::<()>();
+        let ws_task = tokio::spawn(ws_emulator.clone().serve(ws_listener, async move {
+            let _ = ws_stopped.await;
+        }));
+
+        let endpoints = Endpoints {
+            token_url: format!("{base}{}", tokens::PATH),
+            http_api: base,
+            auth_grpc: auth.endpoint(),
+            simulator_grpc: simulator.endpoint(),
+            ws_api: format!("ws://{ws_addr}/{}", crate::ws_api::STAGE),
+            connections_url: format!("http://{ws_addr}/{}", crate::ws_api::STAGE),
+        };
+        if let Some(path) = &endpoints_file {
+            write_endpoints(path, &endpoints)?;
+        }
+        info!(?endpoints, "local stack ready");
+        Ok(Self {
+            endpoints,
+            auth,
+            simulator: Some(simulator),
+            service: session_service,
+            http_stop: Some(http_stop),
+            http_task,
+            ws_api: ws_emulator,
+            ws_stop: Some(ws_stop),
+            ws_task,
+        })
+    }
+
+    /// Where each part listens.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The session service the functions run (the WebSocket handlers share it).
+    pub fn service(&self) -> &SessionService {
+        &self.service
+    }
+
+    /// The WebSocket API emulator (its open connections).
+    pub fn ws_api(&self) -> &WsApi {
+        &self.ws_api
+    }
+
+    /// The auth service, to mint tokens.
+    pub fn auth(&self) -> &Arc<AuthService> {
+        self.auth.auth()
+    }
+
+    /// The exchange simulator, for its clients and fault injection.
+    ///
+    /// # Panics
+    /// After [`Stack::stop_exchange_simulator`].
+    pub fn simulator(&self) -> &SimulatorHandle {
+        self.simulator
+            .as_ref()
+            .expect("the exchange simulator was stopped")
+    }
+
+    /// Stops the exchange simulator, as an outage would (chaos tests); the rest keeps running.
+    ///
+    /// # Errors
+    /// The simulator server failed while running.
+    pub async fn stop_exchange_simulator(&mut self) -> Result<(), StackError> {
+        if let Some(simulator) = self.simulator.take() {
+            simulator.shutdown().await?;
+        }
+        Ok(())
+    }
+
+    /// A dev token for `subject`, valid for an hour.
+    pub fn token(&self, subject: &str) -> String {
+        self.auth()
+            .issue(subject, &tokens::DEFAULT_SCOPES, Duration::from_secs(3600))
+            .unwrap_or_else(|e| panic!("the local auth service signs tokens: {e}"))
+    }
+
+    /// Stops every part: the APIs first (no new requests; WebSocket connections close with
+    /// `$disconnect`), then the backends.
+    ///
+    /// # Errors
+    /// A part failed while running.
+    pub async fn shutdown(mut self) -> Result<(), StackError> {
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stop) = self.ws_stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.http_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StackError::Http(e)),
+            Err(e) => return Err(ServerError::Task(e).into()),
+        }
+        match (&mut self.ws_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StackError::Ws(e)),
+            Err(e) => return Err(ServerError::Task(e).into()),
+        }
+        self.stop_exchange_simulator().await?;
+        self.auth.shutdown().await?;
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StackError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StackError::Listen { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StackError> {
+    listener
+        .local_addr()
+        .map_err(|source| StackError::Listen { addr, source })
+}
+
+/// The store of `settings`; for DynamoDB, the table is created if missing. A local endpoint
+/// gets fixed dummy credentials unless the environment has AWS credentials.
+async fn store(settings: &Settings, clock: Arc<dyn Clock>) -> Result<SharedStore, StackError> {
+    let store = &settings.store;
+    match (store.backend, store.endpoint.as_deref()) {
+        (StoreBackend::Dynamodb, Some(endpoint)) if !has_aws_credentials() => {
+            let client = DynamoStore::local_client(endpoint);
+            create_table(&client, &store.table_name).await?;
+            Ok(Arc::new(DynamoStore::new(client, &store.table_name, clock)))
+        }
+        (StoreBackend::Dynamodb, endpoint) => {
+            let client = DynamoStore::client_from_env(endpoint).await;
+            create_table(&client, &store.table_name).await?;
+            Ok(Arc::new(DynamoStore::new(client, &store.table_name, clock)))
+        }
+        (StoreBackend::Memory, _) => Ok(session_core::store::from_settings(store, clock).await),
+    }
+}
+
+fn has_aws_credentials() -> bool {
+    [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ]
+    .iter()
+    .any(|name| std::env::var_os(name).is_some())
+}
+
+/// A fresh ticket secret: tickets of a local stack do not outlive it.
+fn random_secret() -> SecretString {
+    let bytes: [u8; 32] = rand::random();
+    SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Writes `endpoints` so a reader never sees a half-written file: to a sibling, then renamed.
+fn write_endpoints(path: &Path, endpoints: &Endpoints) -> Result<(), StackError> {
+    let error = |source| StackError::EndpointsFile {
+        path: path.to_owned(),
+        source,
+    };
+    let json =
+        serde_json::to_vec_pretty(endpoints).unwrap_or_else(|_| unreachable!("strings serialise"));
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, json).map_err(error)?;
+    std::fs::rename(&partial, path).map_err(error)
+}

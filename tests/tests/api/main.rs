@@ -1,0 +1,18 @@
+//! The REST API end to end: the local stack (HTTP API emulator, authorizer and REST functions
+//! through their real event payloads, auth service and exchange simulator over real gRPC) on
+//! loopback, driven over HTTP; the WebSocket API emulator driven by a real WebSocket client and
+//! the AWS SDK's `@connections` client.
+
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
+mod helpers;
+
+mod gateway;
+mod idempotency;
+mod problems;
+mod quotas;
+mod sessions;
+mod simulators;
+mod tickets;
+mod websocket;
+mod ws_emulator;

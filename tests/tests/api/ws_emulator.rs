@@ -1,0 +1,587 @@
+//! The WebSocket API emulator through a real WebSocket client: handshakes refused the way API
+//! Gateway refuses them, heartbeats and error frames over the socket, the idle timeout, the
+//! connection cap and the frame limit closing the socket and removing the record, quota races,
+//! and the `@connections` API driven by `aws-sdk-apigatewaymanagement`.
+
+use std::time::Duration;
+
+use aws_sdk_apigatewaymanagement::config::{Credentials, Region};
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use futures_util::{SinkExt as _, StreamExt as _};
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use session_core::auth::TicketCodec;
+use session_core::domain::{SessionId, Timestamp, Transport, UserId};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::helpers::{TestApi, User};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The longest any single wait in these tests may take; far above what each needs.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A WebSocket ticket's URL (as the REST API hands it out: it names the emulator).
+async fn ticket_url(user: &User, session: &str) -> String {
+    let answer = user
+        .post(
+            &format!("/v1/sessions/{session}/tickets"),
+            &json!({"transport": "ws"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+    answer.body["url"].as_str().unwrap().to_owned()
+}
+
+/// Connects to `url`; the handshake's HTTP status if it is refused.
+async fn try_connect(url: &str) -> Result<Socket, StatusCode> {
+    let attempt = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("the handshake is answered");
+    match attempt {
+        Ok((socket, _)) => Ok(socket),
+        Err(WsError::Http(response)) => {
+            Err(StatusCode::from_u16(response.status().as_u16()).unwrap())
+        }
+        Err(e) => panic!("the handshake failed: {e}"),
+    }
+}
+
+async fn connect(user: &User, session: &str) -> Socket {
+    let url = ticket_url(user, session).await;
+    try_connect(&url).await.expect("the handshake is accepted")
+}
+
+/// The next data or close message (pings and pongs skipped), `None` once the socket ended.
+async fn next(socket: &mut Socket) -> Option<Message> {
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a message or the end in time");
+        match message {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(message)) => return Some(message),
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Sends `message` and returns the JSON frame that answers it.
+async fn exchange(socket: &mut Socket, message: &str) -> Value {
+    socket.send(Message::text(message)).await.unwrap();
+    match next(socket).await {
+        Some(Message::Text(text)) => serde_json::from_str(&text).unwrap(),
+        other => panic!("no text frame: {other:?}"),
+    }
+}
+
+/// The close frame's code the server ends the connection with.
+async fn closed_with(socket: &mut Socket) -> CloseCode {
+    loop {
+        match next(socket).await {
+            Some(Message::Close(Some(frame))) => return frame.code,
+            Some(Message::Close(None)) | None => panic!("closed without a close frame"),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The session's open connections, as its detail reports them.
+async fn connections(user: &User, session: &str) -> u64 {
+    let detail = user.get(&format!("/v1/sessions/{session}")).await;
+    assert_eq!(detail.status, StatusCode::OK, "{detail:?}");
+    detail.body["connections"].as_u64().unwrap()
+}
+
+fn heartbeat(seq: u64) -> String {
+    json!({"action": "heartbeat", "seq": seq, "client_time": 1_000 * seq}).to_string()
+}
+
+const SECRET: &str = "a-test-ticket-secret-of-at-least-32-bytes";
+
+/// A stack whose ticket secret the test knows, to mint tickets the REST API would not.
+async fn spawn_with_known_secret() -> (TestApi, TicketCodec) {
+    let api =
+        TestApi::spawn_with(|s| s.auth.ticket_secret = Some(SecretString::from(SECRET))).await;
+    let codec = TicketCodec::new(&SecretString::from(SECRET), Duration::from_secs(60));
+    (api, codec)
+}
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    Timestamp::from_unix_millis(i64::try_from(ms).unwrap())
+}
+
+fn management(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+    let config = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDLOCAL",
+            "local-secret",
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn a_ticket_url_opens_a_connection_that_answers_heartbeats() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let url = ticket_url(&alice, &session).await;
+
+    let mut socket = try_connect(&url).await.expect("accepted");
+    let first = exchange(&mut socket, &heartbeat(1)).await;
+    let second = exchange(&mut socket, &heartbeat(2)).await;
+
+    assert!(url.starts_with(&api.stack.endpoints().ws_api), "{url}");
+    assert_eq!(first["type"], "heartbeat_ack", "{first}");
+    assert_eq!(first["seq"], 1);
+    assert_eq!(second["seq"], 2);
+    assert_eq!(second["quality"]["heartbeats"], 2, "{second}");
+    assert_eq!(second["resume"]["session_id"], session.as_str());
+    assert_eq!(connections(&alice, &session).await, 1);
+}
+
+#[tokio::test]
+async fn a_replayed_ticket_is_refused_with_403() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let url = ticket_url(&alice, &session).await;
+
+    let _first = try_connect(&url).await.expect("accepted");
+    let replay = try_connect(&url).await;
+
+    assert_eq!(replay.err(), Some(StatusCode::FORBIDDEN));
+    assert_eq!(connections(&alice, &session).await, 1);
+}
+
+#[tokio::test]
+async fn an_expired_ticket_is_refused_with_403() {
+    let (api, codec) = spawn_with_known_secret().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let minted_long_ago = now().minus(Duration::from_secs(600));
+    let (ticket, _) = codec
+        .issue(
+            &SessionId::parse("session_id", &session).unwrap(),
+            &UserId::parse("user", "alice").unwrap(),
+            Transport::Ws,
+            minted_long_ago,
+        )
+        .unwrap();
+    // The same codec now mints a ticket the authorizer accepts: the secret is the stack's.
+    let (fresh, _) = codec
+        .issue(
+            &SessionId::parse("session_id", &session).unwrap(),
+            &UserId::parse("user", "alice").unwrap(),
+            Transport::Ws,
+            now(),
+        )
+        .unwrap();
+    let base = &api.stack.endpoints().ws_api;
+
+    let expired = try_connect(&format!("{base}?ticket={ticket}")).await;
+    let accepted = try_connect(&format!("{base}?ticket={fresh}")).await;
+
+    assert_eq!(expired.err(), Some(StatusCode::FORBIDDEN));
+    assert!(accepted.is_ok());
+}
+
+#[tokio::test]
+async fn a_ticket_for_another_users_session_is_refused_with_403() {
+    let (api, codec) = spawn_with_known_secret().await;
+    let bob = api.user("bob");
+    let bobs = bob.create_session().await;
+    let (ticket, _) = codec
+        .issue(
+            &SessionId::parse("session_id", &bobs).unwrap(),
+            &UserId::parse("user", "alice").unwrap(),
+            Transport::Ws,
+            now(),
+        )
+        .unwrap();
+
+    let refused = try_connect(&format!("{}?ticket={ticket}", api.stack.endpoints().ws_api)).await;
+
+    assert_eq!(refused.err(), Some(StatusCode::FORBIDDEN));
+    assert_eq!(connections(&bob, &bobs).await, 0);
+}
+
+#[tokio::test]
+async fn a_malformed_ticket_is_refused_with_403_and_a_missing_one_with_401() {
+    let api = TestApi::spawn().await;
+    let base = &api.stack.endpoints().ws_api;
+
+    let malformed = try_connect(&format!("{base}?ticket=not-a-ticket")).await;
+    let empty = try_connect(&format!("{base}?ticket=")).await;
+    let missing = try_connect(base).await;
+
+    assert_eq!(malformed.err(), Some(StatusCode::FORBIDDEN));
+    assert_eq!(empty.err(), Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(missing.err(), Some(StatusCode::UNAUTHORIZED));
+}
+
+#[tokio::test]
+async fn unknown_actions_and_malformed_json_get_error_frames_and_the_connection_stays_open() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+
+    let unknown = exchange(&mut socket, r#"{"action":"dance"}"#).await;
+    let malformed = exchange(&mut socket, "{nope").await;
+    let bad = exchange(
+        &mut socket,
+        r#"{"action":"heartbeat","seq":"one","client_time":1}"#,
+    )
+    .await;
+    let still_open = exchange(&mut socket, &heartbeat(1)).await;
+
+    assert_eq!(unknown["code"], "unknown_action", "{unknown}");
+    assert!(unknown["message"].as_str().unwrap().contains("dance"));
+    assert_eq!(malformed["code"], "malformed_json", "{malformed}");
+    assert_eq!(bad["code"], "invalid_heartbeat", "{bad}");
+    assert_eq!(still_open["type"], "heartbeat_ack", "{still_open}");
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_with_1001_and_its_record_removed() {
+    let api = TestApi::spawn_stack(|s| s.ws.idle_timeout = Duration::from_millis(300)).await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+
+    let code = closed_with(&mut socket).await;
+
+    assert_eq!(code, CloseCode::Away);
+    assert_eq!(connections(&alice, &session).await, 0);
+    assert_eq!(api.stack.ws_api().open_connections(), 0);
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_with_1001_at_the_cap_and_its_record_removed() {
+    let api =
+        TestApi::spawn_stack(|s| s.ws.max_connection_duration = Duration::from_millis(300)).await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+
+    let code = closed_with(&mut socket).await;
+
+    assert_eq!(code, CloseCode::Away);
+    assert_eq!(connections(&alice, &session).await, 0);
+}
+
+#[tokio::test]
+async fn a_frame_over_32_kb_closes_the_connection_with_1009() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+    let oversize = json!({"action": "heartbeat", "pad": "x".repeat(33 * 1024)}).to_string();
+
+    socket.send(Message::text(oversize)).await.unwrap();
+    let code = closed_with(&mut socket).await;
+
+    assert_eq!(code, CloseCode::Size);
+    assert_eq!(connections(&alice, &session).await, 0);
+}
+
+#[tokio::test]
+async fn closing_the_client_disconnects_and_removes_the_record() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+    let before = connections(&alice, &session).await;
+
+    socket.close(None).await.unwrap();
+    // The server answers the close frame after `$disconnect` ran; then the socket ends.
+    while next(&mut socket).await.is_some() {}
+
+    assert_eq!(before, 1);
+    assert_eq!(connections(&alice, &session).await, 0);
+}
+
+#[tokio::test]
+async fn concurrent_connects_beyond_the_quota_are_refused_with_429() {
+    let api = TestApi::spawn_with(|s| s.limits.connections_per_session = 3).await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut urls = Vec::new();
+    for _ in 0..8 {
+        urls.push(ticket_url(&alice, &session).await);
+    }
+
+    let attempts = futures_util::future::join_all(urls.iter().map(|url| try_connect(url))).await;
+
+    let accepted = attempts.iter().filter(|a| a.is_ok()).count();
+    let refused: Vec<_> = attempts.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert_eq!(accepted, 3);
+    assert!(
+        refused.iter().all(|s| **s == StatusCode::TOO_MANY_REQUESTS),
+        "{refused:?}"
+    );
+    assert_eq!(connections(&alice, &session).await, 3);
+}
+
+#[tokio::test]
+async fn the_aws_sdk_posts_to_gets_and_deletes_a_connection() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+    let id = api
+        .stack
+        .ws_api()
+        .connection_ids()
+        .pop()
+        .expect("one connection");
+    let client = management(&api.stack.endpoints().connections_url);
+    // An endpoint without the stage works too.
+    let base = api
+        .stack
+        .endpoints()
+        .connections_url
+        .trim_end_matches("/local");
+    let staged = management(base);
+
+    client
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new(r#"{"type":"hello"}"#))
+        .send()
+        .await
+        .unwrap();
+    let received = next(&mut socket).await;
+    let described = staged
+        .get_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .unwrap();
+    client
+        .delete_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let code = closed_with(&mut socket).await;
+    let gone = client
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new("late"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    let gone_get = client
+        .get_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+
+    assert_eq!(received, Some(Message::text(r#"{"type":"hello"}"#)));
+    assert_eq!(id.len(), 16);
+    assert!(id.ends_with('='));
+    assert_eq!(
+        described.identity().and_then(|i| i.source_ip()),
+        Some("127.0.0.1")
+    );
+    assert!(described.connected_at().is_some());
+    assert!(described.last_active_at() >= described.connected_at());
+    assert_eq!(code, CloseCode::Normal);
+    assert!(gone.is_gone_exception(), "{gone:?}");
+    assert!(gone_get.is_gone_exception(), "{gone_get:?}");
+    assert_eq!(connections(&alice, &session).await, 0);
+}
+
+#[tokio::test]
+async fn posting_over_128_kb_is_refused_with_payload_too_large() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let _socket = connect(&alice, &session).await;
+    let id = api
+        .stack
+        .ws_api()
+        .connection_ids()
+        .pop()
+        .expect("one connection");
+    let client = management(&api.stack.endpoints().connections_url);
+
+    let refused = client
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new(vec![b'x'; 129 * 1024]))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+
+    assert!(refused.is_payload_too_large_exception(), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_closed_connection_is_gone_for_the_aws_sdk() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+    let id = api
+        .stack
+        .ws_api()
+        .connection_ids()
+        .pop()
+        .expect("one connection");
+    let client = management(&api.stack.endpoints().connections_url);
+    socket.close(None).await.unwrap();
+    while next(&mut socket).await.is_some() {}
+
+    let gone = client
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new("hello"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+
+    assert!(gone.is_gone_exception(), "{gone:?}");
+}
+
+#[tokio::test]
+async fn a_message_over_128_kb_in_small_frames_closes_the_connection_with_1009() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+    let chunk = vec![b'x'; 30 * 1024];
+
+    // Five frames under the frame limit, together over the message limit.
+    socket
+        .send(Message::Frame(Frame::message(
+            chunk.clone(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .unwrap();
+    for last in [false, false, false, true] {
+        let frame = Frame::message(chunk.clone(), OpCode::Data(Data::Continue), last);
+        if socket.send(Message::Frame(frame)).await.is_err() {
+            break; // the server may close before the last frames are out
+        }
+    }
+    let code = closed_with(&mut socket).await;
+
+    assert_eq!(code, CloseCode::Size);
+    assert_eq!(connections(&alice, &session).await, 0);
+}
+
+#[tokio::test]
+async fn stopping_the_stack_closes_open_connections_with_1001() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+    let TestApi { stack, .. } = api;
+
+    let stopping = tokio::spawn(stack.shutdown());
+    let code = closed_with(&mut socket).await;
+    while next(&mut socket).await.is_some() {}
+    let stopped = tokio::time::timeout(WAIT, stopping).await;
+
+    assert_eq!(code, CloseCode::Away);
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+}
+
+/// Milliseconds since the Unix epoch on this machine's clock (the client's clock here).
+fn client_clock() -> i64 {
+    now().unix_millis()
+}
+
+#[tokio::test]
+async fn a_delay_on_the_path_raises_rtt_and_jitter_and_poor_quality_is_advised() {
+    let api = TestApi::spawn_with(|s| s.websocket.poor_rtt_ms = 200).await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+    let delay = Duration::from_millis(300);
+
+    // Two prompt rounds, then one whose acknowledgement is held back on its way to the client
+    // (read late, as a slow network would deliver it).
+    let mut last = exchange(&mut socket, &heartbeat(1)).await;
+    let mut seen_at = client_clock();
+    let mut quality = Vec::new();
+    for seq in 2..=4 {
+        let beat = json!({"action": "heartbeat", "seq": seq, "client_time": client_clock(),
+            "last_server_time": last["server_time"], "seen_at": seen_at});
+        socket.send(Message::text(beat.to_string())).await.unwrap();
+        if seq == 3 {
+            tokio::time::sleep(delay).await;
+        }
+        last = match next(&mut socket).await {
+            Some(Message::Text(text)) => serde_json::from_str(&text).unwrap(),
+            other => panic!("no text frame: {other:?}"),
+        };
+        seen_at = client_clock();
+        quality.push(last.clone());
+    }
+
+    // Heartbeat 4 measures the round that carried the delayed acknowledgement.
+    let delayed = &quality[2];
+    assert!(
+        delayed["quality"]["rtt_ms"].as_u64().unwrap() >= 300,
+        "{delayed}"
+    );
+    assert!(
+        delayed["quality"]["jitter_ms"].as_u64().unwrap() > 0,
+        "{delayed}"
+    );
+    assert_eq!(delayed["reconnect"]["reason"], "poor_quality", "{delayed}");
+    assert_eq!(quality[0]["quality"]["missed_heartbeats"], 0);
+}
+
+#[tokio::test]
+async fn near_the_shortened_cap_heartbeats_advise_reconnecting_for_connection_age() {
+    let api = TestApi::spawn_with(|s| {
+        s.websocket.max_connection_secs = 60;
+        s.websocket.reconnect_before_cap_secs = 59;
+    })
+    .await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+
+    let young = exchange(&mut socket, &heartbeat(1)).await;
+    // Past one second of age the connection is within 59 s of its 60 s cap.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let old = exchange(&mut socket, &heartbeat(2)).await;
+
+    assert!(
+        young["reconnect"].is_null() || young["reconnect"]["reason"] == "connection_age",
+        "{young}"
+    );
+    assert_eq!(old["reconnect"]["reason"], "connection_age", "{old}");
+    assert_eq!(old["resume"]["session_id"], session.as_str());
+}
