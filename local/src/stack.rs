@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::post;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use secrecy::SecretString;
 use serde::Serialize;
@@ -216,6 +216,7 @@ impl Stack {
         let base = format!("http://{http_addr}");
         let extra = Router::new()
             .route(tokens::PATH, post(tokens::mint))
+            .route(tokens::JWKS_PATH, get(tokens::jwks))
             .with_state(Arc::clone(auth.auth()));
         let (http_stop, stopped) = oneshot::channel::<()>();
         let http_task = tokio::spawn(api.serve(listener, extra, async move {

@@ -1,12 +1,13 @@
-//! `POST /_local/tokens`: mints a bearer token for any subject. Dev-only: it exists only on the
-//! local stack's HTTP API, never in AWS.
+//! `POST /_local/tokens` mints a bearer token for any subject; `GET /_local/jwks.json` publishes
+//! the auth service's public keys, so any client can verify those tokens. Dev-only: both exist
+//! only on the local stack's HTTP API, never in AWS.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,9 @@ use crate::auth::AuthService;
 
 /// Where the route is mounted.
 pub const PATH: &str = "/_local/tokens";
+
+/// Where the public keys are published.
+pub const JWKS_PATH: &str = "/_local/jwks.json";
 
 /// Scopes a token gets when the request names none.
 pub const DEFAULT_SCOPES: [&str; 2] = ["sessions:read", "sessions:write"];
@@ -44,14 +48,12 @@ pub struct TokenResponse {
     pub expires_in: u64,
 }
 
-/// Mints a token; bad input is a 400 naming the field.
-pub async fn mint(
-    State(auth): State<Arc<AuthService>>,
-    body: Result<Json<TokenRequest>, JsonRejection>,
-) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_request(&rejection.body_text()),
+/// Mints a token; bad input is a 400 naming the field. The body is read as JSON whatever its
+/// content type, so a bare `curl -d '{"sub": "alice"}'` works.
+pub async fn mint(State(auth): State<Arc<AuthService>>, body: Bytes) -> Response {
+    let request: TokenRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return bad_request(&format!("the body is not a token request: {e}")),
     };
     let sub = request.sub.trim();
     if sub.is_empty() || sub.len() > 128 || sub.chars().any(char::is_control) {
@@ -89,6 +91,11 @@ pub async fn mint(
                 .into_response()
         }
     }
+}
+
+/// The auth service's public keys as a JWKS document (RFC 7517).
+pub async fn jwks(State(auth): State<Arc<AuthService>>) -> Response {
+    Json(auth.jwks()).into_response()
 }
 
 fn bad_request(message: &str) -> Response {

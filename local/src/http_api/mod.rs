@@ -209,8 +209,8 @@ async fn handle(
     }
 }
 
-/// An answer of API Gateway itself: `{"message": "..."}`.
-fn gateway_answer(status: StatusCode, message: &str) -> Response<Body> {
+/// An answer of API Gateway itself: `{"message": "..."}` (both emulated APIs answer so).
+pub(crate) fn gateway_answer(status: StatusCode, message: &str) -> Response<Body> {
     let mut response = Response::new(Body::from(
         serde_json::json!({ "message": message }).to_string(),
     ));
@@ -222,6 +222,7 @@ fn gateway_answer(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
-fn internal_error() -> Response<Body> {
+/// API Gateway's 500.
+pub(crate) fn internal_error() -> Response<Body> {
     gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }

@@ -46,6 +46,8 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 use connections::{Command, Registry};
 use event::{ConnectionFacts, MessageBody};
 
+use crate::http_api::{gateway_answer, internal_error};
+
 /// API Gateway's WebSocket limits that the emulator enforces.
 #[derive(Debug, Clone)]
 pub struct WsApiSettings {
@@ -617,21 +619,6 @@ async fn close(mut ws: Socket, frame: CloseFrame) {
         }
     })
     .await;
-}
-
-/// An answer of API Gateway itself: `{"message": "..."}`.
-fn gateway_answer(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response = Response::new(Body::from(json!({ "message": message }).to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-fn internal_error() -> Response<Body> {
-    gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }
 
 #[cfg(test)]

@@ -122,3 +122,32 @@ async fn the_endpoints_file_is_written_once_the_stack_is_ready() {
     stack.shutdown().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn the_local_jwks_publishes_the_key_that_signs_local_tokens() {
+    let api = TestApi::spawn().await;
+    let anyone = api.anonymous();
+
+    let minted = anyone.post("/_local/tokens", &json!({"sub": "dave"})).await;
+    let jwks = anyone.get("/_local/jwks.json").await;
+
+    assert_eq!(jwks.status, StatusCode::OK, "{jwks:?}");
+    let token = minted.body["token"].as_str().unwrap();
+    let header: serde_json::Value = {
+        use base64::Engine as _;
+        let encoded = token.split('.').next().unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(encoded)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let keys = jwks.body["keys"].as_array().unwrap();
+    let key = keys
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the token's kid is published");
+    assert_eq!(key["kty"], "EC");
+    assert_eq!(header["alg"], "ES256");
+}
