@@ -166,6 +166,19 @@ impl User {
             .to_owned()
     }
 
+    /// A fresh WebSocket ticket for `session`: the ticket and the URL to open.
+    pub async fn ws_ticket(&self, session: &str) -> (String, String) {
+        let answer = self
+            .post(
+                &format!("/v1/sessions/{session}/tickets"),
+                &serde_json::json!({"transport": "ws"}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+        let text = |field: &str| answer.body[field].as_str().expect(field).to_owned();
+        (text("ticket"), text("url"))
+    }
+
     /// Starts a simulator on `symbols` and returns its id once the service reports it running.
     pub async fn start_simulator(&self, session: &str, symbols: &[&str]) -> String {
         let answer = self

@@ -6,22 +6,10 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayProxyResponse,
     ApiGatewayWebsocketProxyRequest,
 };
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use session_functions::websocket::{authorize_connect, handle};
 
 use crate::helpers::{TestApi, User};
-
-async fn ws_ticket(user: &User, session: &str) -> String {
-    let answer = user
-        .post(
-            &format!("/v1/sessions/{session}/tickets"),
-            &json!({"transport": "ws"}),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
-    answer.body["ticket"].as_str().unwrap().to_owned()
-}
 
 fn authorizer_event(ticket: Option<&str>) -> ApiGatewayCustomAuthorizerRequestTypeRequest {
     let query = ticket.map_or(json!({}), |t| json!({ "ticket": t }));
@@ -79,7 +67,7 @@ fn frame(response: &ApiGatewayProxyResponse) -> Value {
 
 /// Authorizes and connects with a fresh ticket; returns the authorizer context.
 async fn connect(api: &TestApi, user: &User, session: &str, connection: &str) -> (Value, i64) {
-    let ticket = ws_ticket(user, session).await;
+    let ticket = user.ws_ticket(session).await.0;
     let verdict = authorize_connect(api.stack.service(), &authorizer_event(Some(&ticket)))
         .await
         .unwrap();
@@ -98,7 +86,7 @@ async fn a_ticket_admits_one_connection_and_a_replay_is_denied() {
     let api = TestApi::spawn().await;
     let alice = api.user("alice");
     let session = alice.create_session().await;
-    let ticket = ws_ticket(&alice, &session).await;
+    let ticket = alice.ws_ticket(&session).await.0;
 
     let first = authorize_connect(api.stack.service(), &authorizer_event(Some(&ticket)))
         .await
@@ -140,7 +128,7 @@ async fn an_sse_ticket_or_a_closed_session_does_not_open_a_websocket() {
             &json!({"transport": "sse"}),
         )
         .await;
-    let ws = ws_ticket(&alice, &session).await;
+    let ws = alice.ws_ticket(&session).await.0;
     alice.delete(&format!("/v1/sessions/{session}")).await;
 
     for ticket in [sse.body["ticket"].as_str().unwrap(), ws.as_str()] {

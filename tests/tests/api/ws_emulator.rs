@@ -25,18 +25,6 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// The longest any single wait in these tests may take; far above what each needs.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A WebSocket ticket's URL (as the REST API hands it out: it names the emulator).
-async fn ticket_url(user: &User, session: &str) -> String {
-    let answer = user
-        .post(
-            &format!("/v1/sessions/{session}/tickets"),
-            &json!({"transport": "ws"}),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
-    answer.body["url"].as_str().unwrap().to_owned()
-}
-
 /// Connects to `url`; the handshake's HTTP status if it is refused.
 async fn try_connect(url: &str) -> Result<Socket, StatusCode> {
     let attempt = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
@@ -52,7 +40,7 @@ async fn try_connect(url: &str) -> Result<Socket, StatusCode> {
 }
 
 async fn connect(user: &User, session: &str) -> Socket {
-    let url = ticket_url(user, session).await;
+    let url = user.ws_ticket(session).await.1;
     try_connect(&url).await.expect("the handshake is accepted")
 }
 
@@ -140,7 +128,7 @@ async fn a_ticket_url_opens_a_connection_that_answers_heartbeats() {
     let api = TestApi::spawn().await;
     let alice = api.user("alice");
     let session = alice.create_session().await;
-    let url = ticket_url(&alice, &session).await;
+    let url = alice.ws_ticket(&session).await.1;
 
     let mut socket = try_connect(&url).await.expect("accepted");
     let first = exchange(&mut socket, &heartbeat(1)).await;
@@ -160,7 +148,7 @@ async fn a_replayed_ticket_is_refused_with_403() {
     let api = TestApi::spawn().await;
     let alice = api.user("alice");
     let session = alice.create_session().await;
-    let url = ticket_url(&alice, &session).await;
+    let url = alice.ws_ticket(&session).await.1;
 
     let _first = try_connect(&url).await.expect("accepted");
     let replay = try_connect(&url).await;
@@ -324,7 +312,7 @@ async fn concurrent_connects_beyond_the_quota_are_refused_with_429() {
     let session = alice.create_session().await;
     let mut urls = Vec::new();
     for _ in 0..8 {
-        urls.push(ticket_url(&alice, &session).await);
+        urls.push(alice.ws_ticket(&session).await.1);
     }
 
     let attempts = futures_util::future::join_all(urls.iter().map(|url| try_connect(url))).await;
