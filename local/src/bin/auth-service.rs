@@ -1,27 +1,16 @@
 //! The reference auth service as a process: `auth-service --listen 127.0.0.1:50052`.
 
-use std::process::ExitCode;
-
 use anyhow::Context;
+use clap::Parser as _;
 use session_core::config::{LogFormat, TelemetrySettings};
 use session_local::auth::AuthServer;
-use session_local::cli::{AuthArgs, CliError};
+use session_local::cli::AuthArgs;
 use session_local::shutdown_signal;
 use tokio::net::TcpListener;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    let args = match AuthArgs::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(CliError::Help(usage)) => {
-            eprintln!("{usage}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Err(error) => {
-            eprintln!("auth-service: {error}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+async fn main() -> anyhow::Result<()> {
+    let args = AuthArgs::parse();
     // Logs to stderr: stdout carries the tokens and JWKS asked for.
     let logs = session_core::telemetry::subscriber(
         &TelemetrySettings {
@@ -32,7 +21,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     )
     .context("setting up logs")?;
     tracing::subscriber::set_global_default(logs).context("setting up logs")?;
-    let server = AuthServer::new(args.settings.clone()).context("generating the signing key")?;
+    let server = AuthServer::new(args.settings()).context("generating the signing key")?;
     print_startup_output(&server, &args)?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -42,7 +31,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         .run(listener, shutdown_signal())
         .await
         .context("serving")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Prints the requested tokens (`SUBJECT TOKEN`, one a line) and the JWKS: the point of the
@@ -52,7 +41,7 @@ fn print_startup_output(server: &AuthServer, args: &AuthArgs) -> anyhow::Result<
     for request in &args.tokens {
         let token = server
             .auth()
-            .issue(&request.subject, &request.scopes, args.token_ttl)
+            .issue(&request.subject, &request.scopes, args.token_ttl())
             .context("issuing a token")?;
         println!("{} {token}", request.subject);
     }

@@ -1,27 +1,16 @@
 //! The reference exchange simulator as a process: `exchange-simulator --listen 127.0.0.1:50051`.
 
-use std::process::ExitCode;
-
 use anyhow::Context;
+use clap::Parser as _;
 use session_core::config::{LogFormat, TelemetrySettings};
-use session_local::cli::{CliError, SimulatorArgs};
+use session_local::cli::SimulatorArgs;
 use session_local::shutdown_signal;
 use session_local::simulator::SimulatorServer;
 use tokio::net::TcpListener;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    let args = match SimulatorArgs::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(CliError::Help(usage)) => {
-            eprintln!("{usage}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Err(error) => {
-            eprintln!("exchange-simulator: {error}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+async fn main() -> anyhow::Result<()> {
+    let args = SimulatorArgs::parse();
     session_core::telemetry::init(&TelemetrySettings {
         log_format: LogFormat::Pretty,
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
@@ -31,9 +20,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "exchange simulator listening");
-    SimulatorServer::new(args.settings)
+    SimulatorServer::new(args.settings())
         .run(listener, shutdown_signal())
         .await
         .context("serving")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

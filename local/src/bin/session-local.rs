@@ -1,26 +1,15 @@
 //! The whole session service on this machine: `cargo run --release -p session-local`.
 
-use std::process::ExitCode;
-
 use anyhow::Context;
+use clap::Parser as _;
 use session_core::config::{LogFormat, Settings, StoreBackend, TelemetrySettings};
-use session_local::cli::{CliError, STACK_USAGE, StackArgs};
+use session_local::cli::StackArgs;
 use session_local::shutdown_signal;
 use session_local::stack::{Stack, StackSettings};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    let args = match StackArgs::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(CliError::Help(usage)) => {
-            eprintln!("{usage}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Err(error) => {
-            eprintln!("session-local: {error}\n\n{STACK_USAGE}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+async fn main() -> anyhow::Result<()> {
+    let args = StackArgs::parse();
     session_core::telemetry::init(&TelemetrySettings {
         log_format: LogFormat::Pretty,
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
@@ -61,5 +50,5 @@ async fn main() -> anyhow::Result<ExitCode> {
     shutdown_signal().await;
     tracing::info!("stopping");
     stack.shutdown().await.context("stopping")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -181,6 +181,6 @@ async fn the_binaries_refuse_unknown_flags_with_exit_status_2_and_print_usage_on
         .await
         .unwrap();
         assert!(help.status.success(), "{binary}");
-        assert!(String::from_utf8_lossy(&help.stderr).contains("usage:"));
+        assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
     }
 }
