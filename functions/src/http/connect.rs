@@ -18,7 +18,7 @@ use super::problem::{ApiError, Problem};
 /// open.
 #[utoipa::path(
     post, path = "/v1/sessions/{session_id}/tickets", tag = "streaming",
-    params(("session_id" = String, Path, description = "The session's id.")),
+    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
     request_body(content = CreateTicket, content_type = "application/json"),
     responses(
         (status = 201, description = "A ticket", body = TicketBody),
@@ -58,7 +58,7 @@ pub(super) async fn ticket(
 /// the last event id seen or restart from a snapshot.
 #[utoipa::path(
     post, path = "/v1/sessions/{session_id}/reconnect", tag = "streaming",
-    params(("session_id" = String, Path, description = "The session's id.")),
+    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
     request_body(content = ReconnectRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "A ticket and how the stream resumes", body = ReconnectBody),

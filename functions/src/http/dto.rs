@@ -218,6 +218,7 @@ pub struct CreateTicket {
     /// The transport to open.
     pub transport: TransportBody,
     /// The simulator whose stream to follow; default: the session's newest live simulator.
+    #[schema(pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$")]
     pub simulator_id: Option<String>,
 }
 
@@ -257,9 +258,10 @@ pub struct ReconnectRequest {
     /// The transport to reopen.
     pub transport: TransportBody,
     /// The id of the last event the client processed (`<epoch>-<sequence>`).
-    #[schema(example = "8123456789-4031")]
+    #[schema(example = "8123456789-4031", pattern = r"^[0-9]{1,20}-[0-9]{1,20}$")]
     pub last_event_id: Option<String>,
     /// The simulator whose stream to follow; default: the session's newest live simulator.
+    #[schema(pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$")]
     pub simulator_id: Option<String>,
 }
 

@@ -92,7 +92,7 @@ pub(super) async fn list(
 /// One of the caller's sessions, with its simulators and live connection count.
 #[utoipa::path(
     get, path = "/v1/sessions/{session_id}", tag = "sessions",
-    params(("session_id" = String, Path, description = "The session's id.")),
+    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
     responses(
         (status = 200, description = "The session", body = SessionDetailBody),
     ),
@@ -111,7 +111,7 @@ pub(super) async fn get(
 /// Closes one of the caller's sessions: stops its simulators, ends its tickets. Idempotent.
 #[utoipa::path(
     delete, path = "/v1/sessions/{session_id}", tag = "sessions",
-    params(("session_id" = String, Path, description = "The session's id.")),
+    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
     responses(
         (status = 200, description = "The closed session", body = SessionBody),
     ),

@@ -19,7 +19,7 @@ use super::problem::{ApiError, Problem};
 /// the simulator service answered: `running` (or `starting`), or `failed` with a reason.
 #[utoipa::path(
     post, path = "/v1/sessions/{session_id}/simulators", tag = "simulators",
-    params(("session_id" = String, Path, description = "The session's id.")),
+    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
     request_body(content = StartSimulator, content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted; see `status`", body = SimulatorBody,
@@ -60,8 +60,8 @@ pub(super) async fn start(
 #[utoipa::path(
     get, path = "/v1/sessions/{session_id}/simulators/{simulator_id}", tag = "simulators",
     params(
-        ("session_id" = String, Path, description = "The session's id."),
-        ("simulator_id" = String, Path, description = "The simulator's id."),
+        ("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$"),
+        ("simulator_id" = String, Path, description = "The simulator's id.", pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$"),
     ),
     responses((status = 200, description = "The simulator", body = SimulatorBody)),
     security(("bearer" = []))
@@ -83,9 +83,9 @@ pub(super) async fn get(
 #[utoipa::path(
     get, path = "/v1/sessions/{session_id}/simulators/{simulator_id}/book", tag = "simulators",
     params(
-        ("session_id" = String, Path, description = "The session's id."),
-        ("simulator_id" = String, Path, description = "The simulator's id."),
-        ("symbol" = String, Query, description = "One of the simulator's symbols."),
+        ("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$"),
+        ("simulator_id" = String, Path, description = "The simulator's id.", pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$"),
+        ("symbol" = String, Query, description = "One of the simulator's symbols.", pattern = r"^[A-Z][A-Z0-9./-]{0,15}$"),
     ),
     responses(
         (status = 200, description = "The book", body = BookBody),
@@ -120,8 +120,8 @@ pub(super) async fn book(
 #[utoipa::path(
     delete, path = "/v1/sessions/{session_id}/simulators/{simulator_id}", tag = "simulators",
     params(
-        ("session_id" = String, Path, description = "The session's id."),
-        ("simulator_id" = String, Path, description = "The simulator's id."),
+        ("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$"),
+        ("simulator_id" = String, Path, description = "The simulator's id.", pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$"),
     ),
     responses(
         (status = 200, description = "Stopped (or had failed)", body = SimulatorBody),
