@@ -47,3 +47,12 @@ impl CallerContext {
         })
     }
 }
+
+/// An authorizer's context as API Gateway hands it on (`requestContext.authorizer`), read back
+/// into its type; `None` if it does not have that shape. HTTP and WebSocket handlers share this.
+pub fn from_authorizer<T: serde::de::DeserializeOwned, S: std::hash::BuildHasher>(
+    fields: &std::collections::HashMap<String, serde_json::Value, S>,
+) -> Option<T> {
+    let object = fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    serde_json::from_value(serde_json::Value::Object(object)).ok()
+}

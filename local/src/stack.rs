@@ -345,19 +345,15 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
 /// gets fixed dummy credentials unless the environment has AWS credentials.
 async fn store(settings: &Settings, clock: Arc<dyn Clock>) -> Result<SharedStore, StackError> {
     let store = &settings.store;
-    match (store.backend, store.endpoint.as_deref()) {
-        (StoreBackend::Dynamodb, Some(endpoint)) if !has_aws_credentials() => {
-            let client = DynamoStore::local_client(endpoint);
-            create_table(&client, &store.table_name).await?;
-            Ok(Arc::new(DynamoStore::new(client, &store.table_name, clock)))
-        }
-        (StoreBackend::Dynamodb, endpoint) => {
-            let client = DynamoStore::client_from_env(endpoint).await;
-            create_table(&client, &store.table_name).await?;
-            Ok(Arc::new(DynamoStore::new(client, &store.table_name, clock)))
-        }
-        (StoreBackend::Memory, _) => Ok(session_core::store::from_settings(store, clock).await),
+    if store.backend == StoreBackend::Memory {
+        return Ok(session_core::store::from_settings(store, clock).await);
     }
+    let client = match store.endpoint.as_deref() {
+        Some(endpoint) if !has_aws_credentials() => DynamoStore::local_client(endpoint),
+        endpoint => DynamoStore::client_from_env(endpoint).await,
+    };
+    create_table(&client, &store.table_name).await?;
+    Ok(Arc::new(DynamoStore::new(client, &store.table_name, clock)))
 }
 
 fn has_aws_credentials() -> bool {

@@ -7,8 +7,8 @@ use tracing::{info, instrument};
 use super::{ServiceError, SessionService};
 use crate::auth::TicketError;
 use crate::domain::{
-    Connection, ConnectionId, ConnectionQuality, Heartbeat, ReconnectReason, SessionId, TicketId,
-    Timestamp, Transport, UserId, advice,
+    AdvicePolicy, Connection, ConnectionId, ConnectionQuality, Heartbeat, ReconnectReason,
+    SessionId, TicketId, Timestamp, Transport, UserId, advice,
 };
 use crate::store::StoreError;
 
@@ -167,7 +167,7 @@ impl SessionService {
                 .await?
                 .ok_or_else(|| ServiceError::not_found("connection", id))?;
             let Some(quality) = current.quality.after(beat, now) else {
-                return Ok(self.ack(&current, beat.seq, now, current.quality, true));
+                return Ok(ack(&policy, &current, beat.seq, now, false, true));
             };
             let missed_now = quality.missed_heartbeats - current.quality.missed_heartbeats;
             let next = Connection {
@@ -183,11 +183,8 @@ impl SessionService {
             };
             match self.store.update_connection(&current, &next).await {
                 Ok(()) => {
-                    let mut ack = self.ack(&next, beat.seq, now, quality, false);
-                    if ack.advice.is_none() && quality.is_poor(&policy, missed_now) {
-                        ack.advice = Some(ReconnectReason::PoorQuality);
-                    }
-                    return Ok(ack);
+                    let poor = quality.is_poor(&policy, missed_now);
+                    return Ok(ack(&policy, &next, beat.seq, now, poor, false));
                 }
                 Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -196,34 +193,6 @@ impl SessionService {
         Err(ServiceError::Internal(
             "heartbeat lost three write races".to_owned(),
         ))
-    }
-
-    fn ack(
-        &self,
-        connection: &Connection,
-        seq: u64,
-        now: Timestamp,
-        quality: ConnectionQuality,
-        stale: bool,
-    ) -> HeartbeatAck {
-        // Draining and session moves come from the streamer's leases (the streamer issue).
-        let advice = advice(
-            &self.websocket.advice_policy(),
-            connection.connected_at,
-            now,
-            false,
-            false,
-            false,
-        );
-        HeartbeatAck {
-            seq,
-            server_time: now,
-            quality,
-            advice,
-            last_event_id: connection.last_event_id.clone(),
-            expires_at: connection.expires_at,
-            stale,
-        }
     }
 
     /// Removes a connection; `false` if it was already gone. Idempotent.
@@ -239,5 +208,34 @@ impl SessionService {
         let removed = self.store.delete_connection(session, id).await?;
         info!(removed, "connection closed");
         Ok(removed)
+    }
+}
+
+/// The acknowledgement of heartbeat `seq` for `connection` as recorded, advising by `policy`.
+fn ack(
+    policy: &AdvicePolicy,
+    connection: &Connection,
+    seq: u64,
+    now: Timestamp,
+    quality_poor: bool,
+    stale: bool,
+) -> HeartbeatAck {
+    // Draining and session moves come from the streamer's leases (the streamer issue).
+    let advice = advice(
+        policy,
+        connection.connected_at,
+        now,
+        quality_poor,
+        false,
+        false,
+    );
+    HeartbeatAck {
+        seq,
+        server_time: now,
+        quality: connection.quality,
+        advice,
+        last_event_id: connection.last_event_id.clone(),
+        expires_at: connection.expires_at,
+        stale,
     }
 }

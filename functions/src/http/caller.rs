@@ -9,7 +9,7 @@ use session_core::auth::Principal;
 
 use super::App;
 use super::problem::ApiError;
-use crate::caller::CallerContext;
+use crate::caller::{CallerContext, from_authorizer};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -27,10 +27,7 @@ impl FromRequestParts<App> for Caller {
             .as_ref()
             .map(|a| &a.fields)
             .ok_or(ApiError::Unauthorized)?;
-        let value =
-            serde_json::Value::Object(fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-        let caller: CallerContext =
-            serde_json::from_value(value).map_err(|_| ApiError::Unauthorized)?;
+        let caller: CallerContext = from_authorizer(fields).ok_or(ApiError::Unauthorized)?;
         caller
             .principal(app.clock.now())
             .map(Caller)

@@ -1,16 +1,14 @@
 //! `/v1/sessions/{session_id}/tickets` and `/v1/sessions/{session_id}/reconnect`.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use session_core::domain::{EventId, SessionId, SimulatorId};
 
 use super::App;
 use super::caller::Caller;
 use super::dto::{CreateTicket, ReconnectBody, ReconnectRequest, TicketBody};
-use super::idempotency::{self, Reply};
+use super::idempotency::{self, Post, Reply};
 use super::input;
 use super::problem::{ApiError, Problem};
 
@@ -30,15 +28,11 @@ pub(super) async fn ticket(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(session_id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    post: Post,
 ) -> Result<Response, ApiError> {
-    let body = input::body_bytes(body)?;
-    let path = format!("/v1/sessions/{session_id}/tickets");
-    idempotency::once(&app, &caller, &headers, (&method, &path, &body), async {
+    idempotency::once(&app, &caller, &post, async {
         let session_id = SessionId::parse("session_id", &session_id)?;
-        let request: CreateTicket = input::json(&headers, &body)?;
+        let request: CreateTicket = input::json(&post.headers, &post.body)?;
         let simulator = simulator_id(request.simulator_id.as_deref())?;
         let ticket = app
             .service
@@ -70,15 +64,11 @@ pub(super) async fn reconnect(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(session_id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    post: Post,
 ) -> Result<Response, ApiError> {
-    let body = input::body_bytes(body)?;
-    let path = format!("/v1/sessions/{session_id}/reconnect");
-    idempotency::once(&app, &caller, &headers, (&method, &path, &body), async {
+    idempotency::once(&app, &caller, &post, async {
         let session_id = SessionId::parse("session_id", &session_id)?;
-        let request: ReconnectRequest = input::json(&headers, &body)?;
+        let request: ReconnectRequest = input::json(&post.headers, &post.body)?;
         let last = request
             .last_event_id
             .as_deref()

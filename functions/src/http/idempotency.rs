@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use session_core::auth::Principal;
 use session_core::domain::{IdempotencyClaim, IdempotencyKey, RequestFingerprint, StoredResponse};
 
-use super::App;
 use super::problem::ApiError;
+use super::{App, input};
 
 /// The header clients send.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -21,6 +22,35 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 
 /// How long a completed request's response is kept for its retries.
 const KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// A POST as idempotency sees it: what identifies the request (method, path, body) and the
+/// headers that carry the key and the content type. The body is read within the API's limit.
+#[derive(Debug)]
+pub(super) struct Post {
+    method: Method,
+    path: String,
+    /// The request's headers.
+    pub headers: HeaderMap,
+    /// The request's body.
+    pub body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Post {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let headers = request.headers().clone();
+        let body = input::body_bytes(Bytes::from_request(request, state).await)?;
+        Ok(Self {
+            method,
+            path,
+            headers,
+            body,
+        })
+    }
+}
 
 /// A successful answer, in a form that can be stored and replayed byte for byte.
 #[derive(Debug)]
@@ -95,18 +125,17 @@ fn to_response(stored: &StoredResponse, replayed: bool) -> Response {
     response
 }
 
-/// Runs `work` at most once per idempotency key of `caller` (when the request has one).
+/// Runs `work` at most once per idempotency key of `caller` (when `post` has one).
 pub(super) async fn once<F>(
     app: &App,
     caller: &Principal,
-    headers: &HeaderMap,
-    (method, path, body): (&Method, &str, &[u8]),
+    post: &Post,
     work: F,
 ) -> Result<Response, ApiError>
 where
     F: Future<Output = Result<Reply, ApiError>>,
 {
-    let Some(key) = headers.get(IDEMPOTENCY_KEY) else {
+    let Some(key) = post.headers.get(IDEMPOTENCY_KEY) else {
         return work.await.map(IntoResponse::into_response);
     };
     let key = key.to_str().map_err(|_| {
@@ -116,7 +145,11 @@ where
         ))
     })?;
     let key = IdempotencyKey::parse("Idempotency-Key", key)?;
-    let fingerprint = RequestFingerprint::of(&[method.as_str().as_bytes(), path.as_bytes(), body]);
+    let fingerprint = RequestFingerprint::of(&[
+        post.method.as_str().as_bytes(),
+        post.path.as_bytes(),
+        &post.body,
+    ]);
     let store = &app.store;
     match store
         .claim_idempotency(&caller.user, &key, &fingerprint, KEEP_FOR)

@@ -1,16 +1,14 @@
 //! `/v1/sessions` and `/v1/sessions/{session_id}`.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use session_core::domain::{Metadata, NewSession, PageRequest, SessionId, SessionName};
 
 use super::App;
 use super::caller::Caller;
 use super::dto::{CreateSession, SessionBody, SessionDetailBody, SessionList};
-use super::idempotency::{self, Reply};
+use super::idempotency::{self, Post, Reply};
 use super::input;
 use super::problem::{ApiError, Problem};
 
@@ -28,35 +26,26 @@ use super::problem::{ApiError, Problem};
 pub(super) async fn create(
     State(app): State<App>,
     Caller(caller): Caller,
-    method: Method,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    post: Post,
 ) -> Result<Response, ApiError> {
-    let body = input::body_bytes(body)?;
-    idempotency::once(
-        &app,
-        &caller,
-        &headers,
-        (&method, "/v1/sessions", &body),
-        async {
-            let request: CreateSession = input::json(&headers, &body)?;
-            let new = NewSession {
-                name: request
-                    .name
-                    .map(|n| SessionName::parse("name", &n))
-                    .transpose()?,
-                metadata: request
-                    .metadata
-                    .map(|m| Metadata::parse("metadata", m))
-                    .transpose()?,
-            };
-            let session = app.service.create_session(&caller, new).await?;
-            Ok(
-                Reply::json(StatusCode::CREATED, &SessionBody::from(&session))?
-                    .at(format!("/v1/sessions/{}", session.id)),
-            )
-        },
-    )
+    idempotency::once(&app, &caller, &post, async {
+        let request: CreateSession = input::json(&post.headers, &post.body)?;
+        let new = NewSession {
+            name: request
+                .name
+                .map(|n| SessionName::parse("name", &n))
+                .transpose()?,
+            metadata: request
+                .metadata
+                .map(|m| Metadata::parse("metadata", m))
+                .transpose()?,
+        };
+        let session = app.service.create_session(&caller, new).await?;
+        Ok(
+            Reply::json(StatusCode::CREATED, &SessionBody::from(&session))?
+                .at(format!("/v1/sessions/{}", session.id)),
+        )
+    })
     .await
 }
 

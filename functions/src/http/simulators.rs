@@ -1,17 +1,15 @@
 //! `/v1/sessions/{session_id}/simulators/...`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use session_core::domain::{NewSimulator, SessionId, SimulatorId, SimulatorStatus, Symbol};
 
 use super::App;
 use super::caller::Caller;
 use super::dto::{BookBody, SimulatorBody, StartSimulator};
-use super::idempotency::{self, Reply};
+use super::idempotency::{self, Post, Reply};
 use super::input;
 use super::problem::{ApiError, Problem};
 
@@ -33,15 +31,11 @@ pub(super) async fn start(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(session_id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    post: Post,
 ) -> Result<Response, ApiError> {
-    let body = input::body_bytes(body)?;
-    let path = format!("/v1/sessions/{session_id}/simulators");
-    idempotency::once(&app, &caller, &headers, (&method, &path, &body), async {
+    idempotency::once(&app, &caller, &post, async {
         let session_id = SessionId::parse("session_id", &session_id)?;
-        let request: StartSimulator = input::json(&headers, &body)?;
+        let request: StartSimulator = input::json(&post.headers, &post.body)?;
         let request =
             NewSimulator::parse(&request.symbols, request.seed, request.events_per_second)?;
         let simulator = app
@@ -49,8 +43,10 @@ pub(super) async fn start(
             .start_simulator(&caller, &session_id, request)
             .await?;
         Ok(
-            Reply::json(StatusCode::ACCEPTED, &SimulatorBody::from(&simulator))?
-                .at(format!("{path}/{}", simulator.id)),
+            Reply::json(StatusCode::ACCEPTED, &SimulatorBody::from(&simulator))?.at(format!(
+                "/v1/sessions/{session_id}/simulators/{}",
+                simulator.id
+            )),
         )
     })
     .await

@@ -44,10 +44,7 @@ fn identify(
     let context = &event.request_context;
     let connection =
         ConnectionId::parse("connection_id", context.connection_id.as_deref()?).ok()?;
-    let fields = &context.authorizer.fields;
-    let value =
-        serde_json::Value::Object(fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    let caller: ConnectContext = serde_json::from_value(value).ok()?;
+    let caller: ConnectContext = crate::caller::from_authorizer(&context.authorizer.fields)?;
     let session = SessionId::parse("session_id", &caller.session_id).ok()?;
     Some((connection, session, caller))
 }
