@@ -203,6 +203,141 @@ impl WebSocketSettings {
     }
 }
 
+/// The streamer: where it listens, what it keeps, how it treats slow clients and drains.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamerSettings {
+    /// Address of its HTTP server (SSE, health, metrics).
+    pub listen: String,
+    /// This instance's name (the pod's); default: `streamer-<pid>`.
+    pub instance_id: Option<String>,
+    /// Browser origins allowed to open streams (CORS); empty allows none.
+    pub cors_origins: Vec<String>,
+    /// Most bytes of events a stream keeps for resuming clients.
+    pub window_bytes: u64,
+    /// Most bytes a client may be behind before its backlog is conflated into a snapshot.
+    pub client_queue_bytes: u64,
+    /// A client conflated more than this many times within `conflation_period_secs` is told
+    /// to reconnect and closed.
+    pub max_conflations: u32,
+    /// The period of `max_conflations`.
+    pub conflation_period_secs: u64,
+    /// Seconds between comment heartbeats on an idle SSE connection.
+    pub heartbeat_secs: u64,
+    /// What `EventSource` is told to wait before reconnecting (`retry:`), in milliseconds.
+    pub retry_ms: u64,
+    /// How long a stream without clients keeps its upstream and window.
+    pub linger_secs: u64,
+    /// An upstream silent for this long is taken as stalled and resumed.
+    pub upstream_idle_timeout_ms: u64,
+    /// Consecutive upstream failures that open the circuit.
+    pub upstream_breaker_threshold: u32,
+    /// How long the open circuit refuses, in seconds.
+    pub upstream_breaker_cool_down_secs: u64,
+    /// How long a dropped SSE connection's ticket may reopen it (`EventSource` reconnects).
+    pub resume_grace_secs: u64,
+    /// On SIGTERM, the longest the streamer waits for clients to leave before it exits.
+    pub drain_deadline_secs: u64,
+}
+
+impl Default for StreamerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8090".to_owned(),
+            instance_id: None,
+            cors_origins: Vec::new(),
+            window_bytes: 32 * 1024 * 1024,
+            client_queue_bytes: 1024 * 1024,
+            max_conflations: 3,
+            conflation_period_secs: 60,
+            heartbeat_secs: 15,
+            retry_ms: 1_000,
+            linger_secs: 30,
+            upstream_idle_timeout_ms: 5_000,
+            upstream_breaker_threshold: 5,
+            upstream_breaker_cool_down_secs: 10,
+            resume_grace_secs: 60,
+            drain_deadline_secs: 20,
+        }
+    }
+}
+
+impl StreamerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, problem: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("streamer.listen", "must be an address like 127.0.0.1:8090");
+        }
+        if let Some(origin) = self
+            .cors_origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+        {
+            return invalid(
+                "streamer.cors_origins",
+                &format!("{origin:?} is not an origin like https://app.example.com"),
+            );
+        }
+        if self.client_queue_bytes < 64 * 1024 {
+            return invalid("streamer.client_queue_bytes", "must be at least 65536");
+        }
+        if self.window_bytes < self.client_queue_bytes {
+            return invalid(
+                "streamer.window_bytes",
+                "must be at least streamer.client_queue_bytes",
+            );
+        }
+        for (setting, value, range) in [
+            ("streamer.heartbeat_secs", self.heartbeat_secs, 1..=300),
+            ("streamer.retry_ms", self.retry_ms, 100..=60_000),
+            ("streamer.linger_secs", self.linger_secs, 0..=3600),
+            (
+                "streamer.upstream_idle_timeout_ms",
+                self.upstream_idle_timeout_ms,
+                1_100..=600_000,
+            ),
+            (
+                "streamer.resume_grace_secs",
+                self.resume_grace_secs,
+                1..=3600,
+            ),
+            (
+                "streamer.drain_deadline_secs",
+                self.drain_deadline_secs,
+                0..=3600,
+            ),
+            (
+                "streamer.conflation_period_secs",
+                self.conflation_period_secs,
+                1..=3600,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return invalid(
+                    setting,
+                    &format!("must be between {} and {}", range.start(), range.end()),
+                );
+            }
+        }
+        if self.upstream_breaker_threshold == 0 {
+            return invalid("streamer.upstream_breaker_threshold", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// This instance's name.
+    pub fn instance(&self) -> String {
+        self.instance_id
+            .clone()
+            .unwrap_or_else(|| format!("streamer-{}", std::process::id()))
+    }
+}
+
 /// Every setting shared by the service's processes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -221,6 +356,8 @@ pub struct Settings {
     pub streaming: StreamingSettings,
     /// WebSocket liveness and advice.
     pub websocket: WebSocketSettings,
+    /// The streamer.
+    pub streamer: StreamerSettings,
 }
 
 impl Default for StoreSettings {
@@ -411,6 +548,7 @@ impl Settings {
         if self.streaming.replay_window_events == 0 {
             return invalid("streaming.replay_window_events", "must be at least 1");
         }
+        self.streamer.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return invalid(
                 "telemetry.log_filter",

@@ -9,6 +9,8 @@ pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod domain;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod resilience;
 pub mod service;
 pub mod store;

@@ -2,13 +2,12 @@
 //! only what every request needs, and no I/O — gRPC channels connect on first use.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use session_core::auth::{GrpcTokenValidator, TicketCodec};
+use session_core::auth::GrpcTokenValidator;
 use session_core::backend::{GrpcSimulatorBackend, SimulatorBackend};
 use session_core::clock::{Clock, SystemClock};
 use session_core::config::Settings;
-use session_core::service::{ServiceParts, SessionService};
+use session_core::service::SessionService;
 use session_core::store::{self, SharedStore};
 
 use crate::http::App;
@@ -56,30 +55,7 @@ pub fn app(
     backend: Arc<dyn SimulatorBackend>,
     clock: Arc<dyn Clock>,
 ) -> App {
-    let tickets =
-        settings.auth.ticket_secret.as_ref().map(|secret| {
-            TicketCodec::new(secret, Duration::from_secs(settings.auth.ticket_ttl_secs))
-        });
-    let backends = &settings.backends;
-    let patience = backends
-        .deadline()
-        .saturating_mul(backends.max_retries + 1)
-        .saturating_add(
-            backends
-                .retry_policy()
-                .cap
-                .saturating_mul(backends.max_retries),
-        );
-    let service = SessionService::new(ServiceParts {
-        store: store.clone(),
-        backend,
-        tickets,
-        clock: clock.clone(),
-        limits: settings.limits.clone(),
-        streaming: settings.streaming.clone(),
-        websocket: settings.websocket.clone(),
-        backend_patience: patience,
-    });
+    let service = SessionService::from_settings(settings, store.clone(), backend, clock.clone());
     App {
         service,
         store,
@@ -102,16 +78,11 @@ pub async fn rest_api(settings: &Settings) -> Result<App, WiringError> {
 /// # Errors
 /// `backends.simulator_url` is invalid.
 pub fn simulator_backend(settings: &Settings) -> Result<Arc<dyn SimulatorBackend>, WiringError> {
-    let backends = &settings.backends;
-    let backend = GrpcSimulatorBackend::new(
-        &backends.simulator_url,
-        backends.deadline(),
-        backends.retry_policy(),
-    )
-    .map_err(|source| WiringError::Endpoint {
-        setting: "backends.simulator_url",
-        source,
-    })?;
+    let backend =
+        GrpcSimulatorBackend::from_settings(settings).map_err(|source| WiringError::Endpoint {
+            setting: "backends.simulator_url",
+            source,
+        })?;
     Ok(Arc::new(backend))
 }
 
@@ -120,13 +91,7 @@ pub fn simulator_backend(settings: &Settings) -> Result<Arc<dyn SimulatorBackend
 /// # Errors
 /// `backends.auth_url` is invalid.
 pub fn token_validator(settings: &Settings) -> Result<GrpcTokenValidator, WiringError> {
-    GrpcTokenValidator::new(
-        &settings.backends.auth_url,
-        &settings.auth.token_audience,
-        settings.backends.deadline(),
-        Arc::new(SystemClock),
-    )
-    .map_err(|source| WiringError::Endpoint {
+    GrpcTokenValidator::from_settings(settings).map_err(|source| WiringError::Endpoint {
         setting: "backends.auth_url",
         source,
     })

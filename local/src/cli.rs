@@ -17,7 +17,7 @@ use crate::simulator::SimulatorSettings;
     name = "session-local",
     about = "The session service on this machine, on the in-memory store by default: the API \
              Gateway HTTP and WebSocket API emulators with the REST, authorizer and WebSocket \
-             functions, the auth service and the exchange simulator.",
+             functions, the streamer, the auth service and the exchange simulator.",
     after_help = "Ports 0 pick free ones. Ctrl-C or SIGTERM stops everything.\n\
                   Logs go to stdout; RUST_LOG sets the filter (default info)."
 )]
@@ -28,6 +28,9 @@ pub struct StackArgs {
     /// WebSocket API emulator and @connections API address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
     pub ws_api: SocketAddr,
+    /// Streamer (SSE, health, metrics) address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
+    pub sse: SocketAddr,
     /// Exchange simulator gRPC address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
     pub simulator: SocketAddr,

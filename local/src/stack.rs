@@ -1,7 +1,8 @@
 //! The local stack: every part of the session service that exists so far, in one process, on
 //! loopback, wired the way AWS wires them — the reference auth service and exchange simulator
 //! over real gRPC, the HTTP API emulator in front of the REST and authorizer functions, and the
-//! WebSocket API emulator (with its `@connections` API) in front of the WebSocket functions.
+//! WebSocket API emulator (with its `@connections` API) in front of the WebSocket functions, and
+//! the streamer (SSE) reading the simulator's market data.
 //!
 //! Tests start it on port 0 ([`StackSettings::ephemeral`]); `session-local` starts it on fixed
 //! ports and prints the endpoints.
@@ -40,6 +41,8 @@ pub struct StackSettings {
     pub http_api: SocketAddr,
     /// The WebSocket API emulator and its `@connections` API.
     pub ws_api: SocketAddr,
+    /// The streamer (SSE, health, metrics).
+    pub sse: SocketAddr,
     /// The exchange simulator's gRPC server.
     pub simulator: SocketAddr,
     /// The auth service's gRPC server.
@@ -64,6 +67,7 @@ impl StackSettings {
         Self {
             http_api: at(8080),
             ws_api: at(8081),
+            sse: at(8090),
             simulator: at(50051),
             auth: at(50052),
             service,
@@ -80,6 +84,7 @@ impl StackSettings {
         Self {
             http_api: any,
             ws_api: any,
+            sse: any,
             simulator: any,
             auth: any,
             ..Self::local(service)
@@ -104,6 +109,9 @@ pub enum StackError {
     /// The WebSocket API emulator failed while serving.
     #[error("the WebSocket API emulator failed: {0}")]
     Ws(std::io::Error),
+    /// The streamer could not start or failed while serving.
+    #[error("the streamer failed: {0}")]
+    Streamer(String),
     /// A backend server failed to start.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -142,6 +150,8 @@ pub struct Endpoints {
     /// The `@connections` management API (`http://127.0.0.1:8081/local`), the endpoint for
     /// `aws-sdk-apigatewaymanagement`.
     pub connections_url: String,
+    /// The streamer's base URL (`{sse}/v1/sessions/{id}/stream`, `/health/ready`, `/metrics`).
+    pub sse: String,
 }
 
 /// A running stack; dropping it stops every part (each handle stops its server when dropped).
@@ -156,6 +166,9 @@ pub struct Stack {
     ws_api: WsApi,
     ws_stop: Option<oneshot::Sender<()>>,
     ws_task: JoinHandle<std::io::Result<()>>,
+    streamer_hub: session_streamer::hub::Hub,
+    streamer_stop: Option<oneshot::Sender<()>>,
+    streamer_task: JoinHandle<std::io::Result<()>>,
 }
 
 impl Stack {
@@ -167,6 +180,7 @@ impl Stack {
         let StackSettings {
             http_api,
             ws_api,
+            sse,
             simulator,
             auth,
             mut service,
@@ -190,6 +204,10 @@ impl Stack {
         let ws_listener = bind(ws_api).await?;
         let ws_addr = local_addr(&ws_listener, ws_api)?;
         service.streaming.ws_url = format!("ws://{ws_addr}/{}", crate::ws_api::STAGE);
+        let sse_listener = bind(sse).await?;
+        let sse_addr = local_addr(&sse_listener, sse)?;
+        service.streaming.sse_url = format!("http://{sse_addr}");
+        service.streamer.listen = sse_addr.to_string();
         if service.auth.ticket_secret.is_none() {
             service.auth.ticket_secret = Some(random_secret());
         }
@@ -201,6 +219,20 @@ impl Stack {
         let ws_emulator = WsApi::new(session_service.clone(), ws);
         let integration = session_functions::http::router(app);
         let authorizer = Arc::new(wiring::token_validator(&service)?);
+        let streamer = session_streamer::Streamer::on(
+            sse_listener,
+            session_streamer::StreamerParts {
+                settings: service.clone(),
+                service: session_service.clone(),
+                tokens: authorizer.clone(),
+            },
+        )
+        .map_err(|e| StackError::Streamer(e.to_string()))?;
+        let streamer_hub = streamer.hub().clone();
+        let (streamer_stop, streamer_stopped) = oneshot::channel::<()>();
+        let streamer_task = tokio::spawn(streamer.run(async move {
+            let _ = streamer_stopped.await;
+        }));
         let document: serde_json::Value =
             serde_json::from_str(session_functions::http::openapi::json())
                 .unwrap_or_else(|_| unreachable!("the OpenAPI document is JSON"));
@@ -235,6 +267,7 @@ impl Stack {
             simulator_grpc: simulator.endpoint(),
             ws_api: format!("ws://{ws_addr}/{}", crate::ws_api::STAGE),
             connections_url: format!("http://{ws_addr}/{}", crate::ws_api::STAGE),
+            sse: format!("http://{sse_addr}"),
         };
         if let Some(path) = &endpoints_file {
             write_endpoints(path, &endpoints)?;
@@ -250,6 +283,9 @@ impl Stack {
             ws_api: ws_emulator,
             ws_stop: Some(ws_stop),
             ws_task,
+            streamer_hub,
+            streamer_stop: Some(streamer_stop),
+            streamer_task,
         })
     }
 
@@ -266,6 +302,11 @@ impl Stack {
     /// The WebSocket API emulator (its open connections).
     pub fn ws_api(&self) -> &WsApi {
         &self.ws_api
+    }
+
+    /// The streamer's hub (its streams and their clients).
+    pub fn streamer_hub(&self) -> &session_streamer::hub::Hub {
+        &self.streamer_hub
     }
 
     /// The auth service, to mint tokens.
@@ -312,6 +353,14 @@ impl Stack {
         }
         if let Some(stop) = self.ws_stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(stop) = self.streamer_stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.streamer_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StackError::Streamer(e.to_string())),
+            Err(e) => return Err(ServerError::Task(e).into()),
         }
         match (&mut self.http_task).await {
             Ok(Ok(())) => {}

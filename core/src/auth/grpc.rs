@@ -50,6 +50,21 @@ impl GrpcTokenValidator {
         })
     }
 
+    /// The validator of `settings` (`backends.auth_url`, `auth.token_audience`).
+    ///
+    /// # Errors
+    /// The URL is not a valid endpoint URL.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+    ) -> Result<Self, tonic::transport::Error> {
+        Self::new(
+            &settings.backends.auth_url,
+            &settings.auth.token_audience,
+            settings.backends.deadline(),
+            Arc::new(crate::clock::SystemClock),
+        )
+    }
+
     /// The state of the breaker in front of the auth service, for health checks.
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()

@@ -45,6 +45,21 @@ impl GrpcSimulatorBackend {
         })
     }
 
+    /// The backend at `backends.simulator_url` of `settings`.
+    ///
+    /// # Errors
+    /// The URL is not a valid endpoint URL.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+    ) -> Result<Self, tonic::transport::Error> {
+        let backends = &settings.backends;
+        Self::new(
+            &backends.simulator_url,
+            backends.deadline(),
+            backends.retry_policy(),
+        )
+    }
+
     /// Runs one RPC with retries, behind the breaker.
     async fn call<T, F, Fut>(&self, rpc: F) -> Result<T, BackendError>
     where

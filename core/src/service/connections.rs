@@ -82,17 +82,7 @@ impl SessionService {
         }
         // The session is checked before the ticket is spent, so a ticket for a closed session
         // stays unspent; it expires within a minute anyway.
-        let session = self
-            .store
-            .get_session(&ticket.session_id)
-            .await?
-            .filter(|s| s.owner == ticket.owner)
-            .ok_or_else(|| ServiceError::not_found("session", &ticket.session_id))?;
-        if !session.is_usable(now) {
-            return Err(ServiceError::SessionClosed {
-                id: session.id.to_string(),
-            });
-        }
+        self.ticket_session(&ticket).await?;
         match self
             .store
             .consume_ticket(&ticket.id, ticket.expires_at)
@@ -109,6 +99,25 @@ impl SessionService {
             user: ticket.owner,
             ticket_id: ticket.id,
         })
+    }
+
+    /// The usable session a ticket opens, if it is still its owner's.
+    pub(super) async fn ticket_session(
+        &self,
+        ticket: &crate::domain::Ticket,
+    ) -> Result<crate::domain::Session, ServiceError> {
+        let session = self
+            .store
+            .get_session(&ticket.session_id)
+            .await?
+            .filter(|s| s.owner == ticket.owner)
+            .ok_or_else(|| ServiceError::not_found("session", &ticket.session_id))?;
+        if !session.is_usable(self.clock.now()) {
+            return Err(ServiceError::SessionClosed {
+                id: session.id.to_string(),
+            });
+        }
+        Ok(session)
     }
 
     /// Records a connection admitted by `admission`, under the session's connection quota.

@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod sessions;
 mod simulators;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use connections::{Admission, HeartbeatAck, TicketRefusal};
 pub use error::ServiceError;
 pub use health::{Dependency, DependencyState, Health, HealthStatus};
 pub use sessions::SessionDetail;
+pub use streams::{StreamAdmission, StreamCredential};
 
 use crate::auth::{Principal, TicketCodec};
 use crate::backend::SimulatorBackend;
@@ -78,6 +80,38 @@ impl SessionService {
             websocket: parts.websocket,
             settle_after: parts.backend_patience.saturating_mul(2),
         }
+    }
+
+    /// A service configured by `settings`, over `store` and `backend`.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        store: SharedStore,
+        backend: Arc<dyn SimulatorBackend>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let tickets = settings.auth.ticket_secret.as_ref().map(|secret| {
+            TicketCodec::new(secret, Duration::from_secs(settings.auth.ticket_ttl_secs))
+        });
+        let backends = &settings.backends;
+        let patience = backends
+            .deadline()
+            .saturating_mul(backends.max_retries + 1)
+            .saturating_add(
+                backends
+                    .retry_policy()
+                    .cap
+                    .saturating_mul(backends.max_retries),
+            );
+        Self::new(ServiceParts {
+            store,
+            backend,
+            tickets,
+            clock,
+            limits: settings.limits.clone(),
+            streaming: settings.streaming.clone(),
+            websocket: settings.websocket.clone(),
+            backend_patience: patience,
+        })
     }
 
     /// The caller's session, or `NotFound` whether it is missing, expired or someone else's.

@@ -16,9 +16,9 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::domain::{
-    Connection, ConnectionId, Cursor, IdempotencyClaim, IdempotencyKey, Lease, Page, PageRequest,
-    RequestFingerprint, Session, SessionId, Simulator, SimulatorId, StoredResponse, TicketId,
-    Timestamp, UserId,
+    Connection, ConnectionId, Cursor, EventId, IdempotencyClaim, IdempotencyKey, Lease, Page,
+    PageRequest, RequestFingerprint, Session, SessionId, Simulator, SimulatorId, StoredResponse,
+    TicketId, Timestamp, UserId,
 };
 
 /// How long an unfinished idempotency claim blocks retries before one may take it over.
@@ -32,12 +32,35 @@ struct IdempotencyEntry {
     expires_at: Timestamp,
 }
 
+/// A consumed ticket.
+#[derive(Debug)]
+struct TicketEntry {
+    expires_at: Timestamp,
+    /// Set while the connection the ticket opened has ended and may be resumed.
+    release: Option<TicketRelease>,
+}
+
+/// Where a released ticket's stream may be reopened from, and until when.
+#[derive(Debug, Clone, Copy)]
+struct TicketRelease {
+    last_delivered: EventId,
+    resumable_until: Timestamp,
+}
+
+impl TicketRelease {
+    fn admits(&self, from: EventId, now: Timestamp) -> bool {
+        now < self.resumable_until
+            && from.epoch == self.last_delivered.epoch
+            && from.sequence <= self.last_delivered.sequence
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     sessions: BTreeMap<SessionId, Session>,
     simulators: BTreeMap<SessionId, BTreeMap<SimulatorId, Simulator>>,
     connections: BTreeMap<(SessionId, ConnectionId), Connection>,
-    tickets: HashMap<TicketId, Timestamp>,
+    tickets: HashMap<TicketId, TicketEntry>,
     idempotency: HashMap<(UserId, IdempotencyKey), IdempotencyEntry>,
     leases: HashMap<String, Lease>,
 }
@@ -53,7 +76,7 @@ impl State {
     /// Drops what has expired, once the maps have grown (amortised: at most every 1024 inserts).
     fn sweep(&mut self, now: Timestamp) {
         if self.tickets.len().is_multiple_of(1024) {
-            self.tickets.retain(|_, expires_at| *expires_at > now);
+            self.tickets.retain(|_, t| t.expires_at > now);
         }
         if self.idempotency.len().is_multiple_of(1024) {
             self.idempotency.retain(|_, e| e.expires_at > now);
@@ -361,12 +384,52 @@ impl TicketStore for InMemoryStore {
     async fn consume_ticket(&self, id: &TicketId, expires_at: Timestamp) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut state = self.lock();
-        if state.tickets.get(id).is_some_and(|e| *e > now) {
+        if state.tickets.get(id).is_some_and(|t| t.expires_at > now) {
             return Err(StoreError::TicketAlreadyUsed);
         }
-        state.tickets.insert(id.clone(), expires_at);
+        state.tickets.insert(
+            id.clone(),
+            TicketEntry {
+                expires_at,
+                release: None,
+            },
+        );
         state.sweep(now);
         Ok(())
+    }
+
+    async fn release_ticket(
+        &self,
+        id: &TicketId,
+        last_delivered: EventId,
+        resumable_until: Timestamp,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        match self.lock().tickets.get_mut(id) {
+            Some(t) if t.expires_at > now => {
+                t.expires_at = t.expires_at.max(resumable_until);
+                t.release = Some(TicketRelease {
+                    last_delivered,
+                    resumable_until,
+                });
+                Ok(())
+            }
+            _ => Err(StoreError::NotFound {
+                entity: "ticket",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    async fn resume_ticket(&self, id: &TicketId, from: EventId) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        match self.lock().tickets.get_mut(id) {
+            Some(t) if t.expires_at > now && t.release.is_some_and(|r| r.admits(from, now)) => {
+                t.release = None;
+                Ok(())
+            }
+            _ => Err(StoreError::TicketAlreadyUsed),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ pub use error::{Quota, StoreError};
 pub use memory::InMemoryStore;
 
 use crate::domain::{
-    Connection, ConnectionId, IdempotencyClaim, IdempotencyKey, Lease, Page, PageRequest,
+    Connection, ConnectionId, EventId, IdempotencyClaim, IdempotencyKey, Lease, Page, PageRequest,
     RequestFingerprint, Session, SessionId, Simulator, SimulatorId, StoredResponse, TicketId,
     Timestamp, UserId,
 };
@@ -113,12 +113,33 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
-/// Single-use connect tickets.
+/// Single-use connect tickets, and the resume chain of the stream one opened: a consumed ticket
+/// may reopen its stream only as a continuation of the connection it opened (released, then
+/// resumed), never in parallel with it.
 #[async_trait]
 pub trait TicketStore: Send + Sync {
     /// Marks the ticket used; [`StoreError::TicketAlreadyUsed`] if it was, ever, before it
     /// expired.
     async fn consume_ticket(&self, id: &TicketId, expires_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Records that the connection a consumed ticket opened has ended, having delivered events
+    /// up to `last_delivered`, so that the same ticket may reopen it from there once, until
+    /// `resumable_until` (EventSource reconnects to the same URL); keeps the record at least
+    /// until then. A later release overwrites an earlier one (the latest connection's position
+    /// wins). [`StoreError::NotFound`] if the ticket was never consumed or its record expired.
+    async fn release_ticket(
+        &self,
+        id: &TicketId,
+        last_delivered: EventId,
+        resumable_until: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Reopens a released ticket's stream from `from`: succeeds once per release, while the
+    /// release has not lapsed (now < `resumable_until`) and `from` is in the released epoch at
+    /// or before `last_delivered`; the ticket is then held again (not resumable until released
+    /// again). [`StoreError::TicketAlreadyUsed`] otherwise (never consumed, held by a live
+    /// connection, lapsed, another epoch, a position ahead).
+    async fn resume_ticket(&self, id: &TicketId, from: EventId) -> Result<(), StoreError>;
 }
 
 /// Idempotency keys of POST requests, per user.

@@ -11,7 +11,7 @@ mod idempotency;
 mod input;
 mod meta;
 pub mod openapi;
-pub mod problem;
+pub use session_core::http::problem;
 mod sessions;
 mod simulators;
 

@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let stack = Stack::start(StackSettings {
         http_api: args.http_api,
         ws_api: args.ws_api,
+        sse: args.sse,
         simulator: args.simulator,
         auth: args.auth,
         endpoints_file: args.endpoints_file,
@@ -37,10 +38,11 @@ async fn main() -> anyhow::Result<()> {
     let endpoints = stack.endpoints();
     let token = stack.token("dev-user");
     let banner = format!(
-        "\nsession-local is ready\n  HTTP API      {http}\n  WebSocket API {ws}?ticket=...\n  @connections  {connections}/@connections/{{id}}\n  dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n  auth gRPC     {auth}\n  simulator     {sim}\n\n  a token for dev-user (1 h):\n  export TOKEN={token}\n  curl -H \"Authorization: Bearer $TOKEN\" -X POST {http}/v1/sessions -d '{{}}'\n",
+        "\nsession-local is ready\n  HTTP API      {http}\n  WebSocket API {ws}?ticket=...\n  @connections  {connections}/@connections/{{id}}\n  SSE streamer  {sse}/v1/sessions/{{id}}/stream?ticket=...\n  dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n  auth gRPC     {auth}\n  simulator     {sim}\n\n  a token for dev-user (1 h):\n  export TOKEN={token}\n  curl -H \"Authorization: Bearer $TOKEN\" -X POST {http}/v1/sessions -d '{{}}'\n",
         http = endpoints.http_api,
         ws = endpoints.ws_api,
         connections = endpoints.connections_url,
+        sse = endpoints.sse,
         tokens = endpoints.token_url,
         auth = endpoints.auth_grpc,
         sim = endpoints.simulator_grpc,

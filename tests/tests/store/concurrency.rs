@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::domain::{
-    IdempotencyClaim, IdempotencyKey, RequestFingerprint, SessionName, TicketId,
+    EventId, IdempotencyClaim, IdempotencyKey, RequestFingerprint, SessionName, TicketId,
 };
 use session_core::store::{SharedStore, StoreError};
 use tokio::task::JoinSet;
@@ -98,6 +98,40 @@ pub async fn concurrent_consumptions_of_one_ticket_have_one_winner(h: Harness) {
     let results = race(&h.store, |store, _| {
         let ticket = ticket.clone();
         async move { store.consume_ticket(&ticket, expires_at).await }
+    })
+    .await;
+
+    assert_eq!(winners(&results), 1);
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, StoreError::TicketAlreadyUsed))
+    );
+}
+
+pub async fn concurrent_resumes_of_one_release_have_one_winner(h: Harness) {
+    let ticket = TicketId::generate();
+    let last_delivered = EventId {
+        epoch: 7,
+        sequence: 42,
+    };
+    h.store
+        .consume_ticket(&ticket, h.now().plus(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    h.store
+        .release_ticket(
+            &ticket,
+            last_delivered,
+            h.now().plus(Duration::from_secs(120)),
+        )
+        .await
+        .unwrap();
+
+    let results = race(&h.store, |store, _| {
+        let ticket = ticket.clone();
+        async move { store.resume_ticket(&ticket, last_delivered).await }
     })
     .await;
 

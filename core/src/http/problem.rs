@@ -4,13 +4,13 @@
 //! clients can switch on; `detail` is for people. Internal errors are logged in full and
 //! answered with an opaque message.
 
+use crate::backend::BackendError;
+use crate::domain::ValidationError;
+use crate::service::ServiceError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use session_core::backend::BackendError;
-use session_core::domain::ValidationError;
-use session_core::service::ServiceError;
 use tracing::error;
 use utoipa::ToSchema;
 
@@ -71,6 +71,12 @@ pub enum ApiError {
     /// A request with the same idempotency key is still running.
     #[error("a request with this idempotency key is in progress")]
     IdempotencyInProgress,
+    /// The auth service could not check the token.
+    #[error("the token could not be checked; retry later")]
+    AuthUnavailable,
+    /// This instance is shutting down; another one serves.
+    #[error("this instance is draining; reconnect")]
+    Draining,
 }
 
 impl From<ValidationError> for ApiError {
@@ -164,6 +170,12 @@ impl ApiError {
                 "idempotency-in-progress",
                 "Request in progress",
             ),
+            Self::AuthUnavailable => kind(
+                C::SERVICE_UNAVAILABLE,
+                "auth-unavailable",
+                "The auth service is unavailable",
+            ),
+            Self::Draining => kind(C::SERVICE_UNAVAILABLE, "draining", "Draining"),
         }
     }
 

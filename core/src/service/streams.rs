@@ -1,0 +1,196 @@
+//! Admitting SSE stream connections, and the resume chain of their tickets.
+//!
+//! A browser's `EventSource` cannot set headers and, when its connection drops, reconnects on
+//! its own to the same URL — whose single-use ticket the first connection already spent — with
+//! a `Last-Event-ID` header. Such a reconnect is admitted as a continuation of the connection
+//! the ticket opened, never beside it: when a connection ends, the streamer releases its ticket
+//! with the last event it delivered ([`SessionService::release_stream`]); the same ticket may
+//! then reopen the stream once, within `resume_grace`, from a position it was actually sent.
+//! A leaked URL is therefore worthless while its connection is open (no parallel stream) and
+//! after the grace period (dead for good), and a ticket that never delivered anything never
+//! reopens. A streamer that crashed released nothing: the client gets a new ticket from the
+//! reconnect endpoint.
+
+use std::time::Duration;
+
+use tracing::instrument;
+
+use super::{ServiceError, SessionService, TicketRefusal};
+use crate::auth::{Principal, TicketError};
+use crate::domain::{
+    EventId, Session, SessionId, Simulator, SimulatorId, SimulatorStatus, TicketId, Transport,
+    UserId,
+};
+use crate::store::StoreError;
+
+/// What authorises a stream connection.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamCredential<'a> {
+    /// A connect ticket from the URL (browsers).
+    Ticket(&'a str),
+    /// A validated bearer token (other clients).
+    Bearer(&'a Principal),
+}
+
+/// An admitted stream connection.
+#[derive(Debug, Clone)]
+pub struct StreamAdmission {
+    /// The session streamed.
+    pub session: Session,
+    /// The user it belongs to.
+    pub user: UserId,
+    /// The simulator whose market data is streamed.
+    pub simulator: Simulator,
+    /// The simulator's id at the backend (what the streamer subscribes to).
+    pub backend_id: String,
+    /// The ticket spent or resumed, to release when the connection ends.
+    pub ticket: Option<TicketId>,
+}
+
+impl SessionService {
+    /// Admits a stream connection to `session_id`, following `simulator` (default: the
+    /// session's newest live simulator). `resume_from` is the client's `Last-Event-ID` header,
+    /// which lets a ticket already spent reopen its stream (see the module's doc).
+    ///
+    /// # Errors
+    /// `TicketRefused`, `NotFound` (the session or simulator is missing or not the caller's),
+    /// `SessionClosed`, `SimulatorNotRunning`, or the store failed.
+    #[instrument(skip_all, fields(session = %session_id))]
+    pub async fn admit_stream(
+        &self,
+        credential: StreamCredential<'_>,
+        session_id: &SessionId,
+        simulator: Option<&SimulatorId>,
+        resume_from: Option<EventId>,
+    ) -> Result<StreamAdmission, ServiceError> {
+        let (session, ticket) = match credential {
+            StreamCredential::Bearer(caller) => {
+                (self.owned_session(caller, session_id).await?, None)
+            }
+            StreamCredential::Ticket(token) => {
+                let (session, ticket) = self
+                    .spend_stream_ticket(token, session_id, resume_from)
+                    .await?;
+                (session, Some(ticket))
+            }
+        };
+        if !session.is_usable(self.clock.now()) {
+            return Err(ServiceError::SessionClosed {
+                id: session.id.to_string(),
+            });
+        }
+        let simulator = self.streamed_simulator(&session.id, simulator).await?;
+        let backend_id = simulator
+            .backend_id
+            .clone()
+            .filter(|_| !simulator.status.is_terminal())
+            .ok_or_else(|| ServiceError::SimulatorNotRunning {
+                id: simulator.id.to_string(),
+                status: simulator.status.as_str(),
+            })?;
+        Ok(StreamAdmission {
+            user: session.owner.clone(),
+            session,
+            simulator,
+            backend_id,
+            ticket,
+        })
+    }
+
+    /// Records that a stream connection admitted by `ticket` ended after delivering
+    /// `last_delivered`, so that the ticket may reopen it within `grace`.
+    ///
+    /// # Errors
+    /// The store failed, or the ticket's record is gone (its session expired).
+    pub async fn release_stream(
+        &self,
+        ticket: &TicketId,
+        last_delivered: EventId,
+        grace: Duration,
+    ) -> Result<(), ServiceError> {
+        let until = self.clock.now().plus(grace);
+        self.store
+            .release_ticket(ticket, last_delivered, until)
+            .await
+            .map_err(ServiceError::from)
+    }
+
+    /// Checks an SSE ticket and spends it, or resumes its chain from `resume_from`.
+    async fn spend_stream_ticket(
+        &self,
+        token: &str,
+        session_id: &SessionId,
+        resume_from: Option<EventId>,
+    ) -> Result<(Session, TicketId), ServiceError> {
+        let codec = self.tickets.as_ref().ok_or(ServiceError::NotConfigured {
+            setting: "auth.ticket_secret",
+        })?;
+        let refused = |why| ServiceError::TicketRefused(why);
+        let ticket = codec.decode(token).map_err(|e| match e {
+            TicketError::Expired => refused(TicketRefusal::Expired),
+            TicketError::Invalid | TicketError::Signing => refused(TicketRefusal::Invalid),
+        })?;
+        if ticket.transport != Transport::Sse {
+            return Err(refused(TicketRefusal::WrongTransport));
+        }
+        if ticket.session_id != *session_id {
+            return Err(refused(TicketRefusal::Invalid));
+        }
+        let session = self.ticket_session(&ticket).await?;
+        let expired = ticket.expires_at <= self.clock.now();
+        // The consumption record lives as long as the session, so that the chain can be
+        // released and resumed for as long as the stream is usable.
+        let spent = if expired {
+            Err(StoreError::TicketAlreadyUsed)
+        } else {
+            let keep_until = ticket.expires_at.max(session.expires_at);
+            self.store.consume_ticket(&ticket.id, keep_until).await
+        };
+        match (spent, resume_from) {
+            (Ok(()), _) => {}
+            (Err(StoreError::TicketAlreadyUsed), Some(from)) => {
+                match self.store.resume_ticket(&ticket.id, from).await {
+                    Ok(()) => {}
+                    Err(StoreError::TicketAlreadyUsed) if expired => {
+                        return Err(refused(TicketRefusal::Expired));
+                    }
+                    Err(StoreError::TicketAlreadyUsed) => {
+                        return Err(refused(TicketRefusal::AlreadyUsed));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            (Err(StoreError::TicketAlreadyUsed), None) if expired => {
+                return Err(refused(TicketRefusal::Expired));
+            }
+            (Err(StoreError::TicketAlreadyUsed), None) => {
+                return Err(refused(TicketRefusal::AlreadyUsed));
+            }
+            (Err(e), _) => return Err(e.into()),
+        }
+        Ok((session, ticket.id))
+    }
+
+    /// The simulator a stream follows: the one named, or the session's newest live one.
+    async fn streamed_simulator(
+        &self,
+        session_id: &SessionId,
+        simulator: Option<&SimulatorId>,
+    ) -> Result<Simulator, ServiceError> {
+        match simulator {
+            Some(id) => self
+                .store
+                .get_simulator(session_id, id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("simulator", id)),
+            None => self
+                .store
+                .list_simulators(session_id)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|s| !s.status.is_terminal() && s.status != SimulatorStatus::Stopping)
+                .ok_or_else(|| ServiceError::not_found("live simulator of session", session_id)),
+        }
+    }
+}

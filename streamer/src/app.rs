@@ -1,0 +1,251 @@
+//! The streamer as an application: its parts, its HTTP routes, and its lifecycle (bind, serve,
+//! drain on shutdown). `main` and the local stack run the same [`Streamer`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use session_core::auth::{GrpcTokenValidator, TokenValidator};
+use session_core::backend::GrpcSimulatorBackend;
+use session_core::clock::{Clock, SystemClock};
+use session_core::config::{Settings, StreamerSettings};
+use session_core::http::ApiError;
+use session_core::service::{HealthStatus, SessionService};
+use session_core::store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::{info, warn};
+
+use crate::hub::{Hub, HubSettings, UpstreamState};
+use crate::upstream::{Upstream, UpstreamSettings};
+use crate::{metrics, sse};
+
+/// What the streamer is built from (the local stack passes its own service and validator).
+#[derive(Debug, Clone)]
+pub struct StreamerParts {
+    /// Every setting; the streamer reads `streamer`, `streaming` and `backends`.
+    pub settings: Settings,
+    /// Admits stream connections (tickets, sessions, simulators).
+    pub service: SessionService,
+    /// Checks bearer tokens.
+    pub tokens: Arc<dyn TokenValidator>,
+}
+
+impl StreamerParts {
+    /// Everything built from `settings` (the store, the backends' clients).
+    ///
+    /// # Errors
+    /// A backend URL is invalid.
+    pub async fn from_settings(settings: Settings) -> anyhow::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = store::from_settings(&settings.store, clock.clone()).await;
+        let backend = Arc::new(GrpcSimulatorBackend::from_settings(&settings)?);
+        let service = SessionService::from_settings(&settings, store, backend, clock);
+        let tokens = Arc::new(GrpcTokenValidator::from_settings(&settings)?);
+        Ok(Self {
+            settings,
+            service,
+            tokens,
+        })
+    }
+}
+
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub service: SessionService,
+    pub tokens: Arc<dyn TokenValidator>,
+    pub hub: Hub,
+    pub upstream: Upstream,
+    pub settings: Arc<StreamerSettings>,
+    pub draining: watch::Receiver<bool>,
+    pub metrics: PrometheusHandle,
+}
+
+/// A bound, not yet serving, streamer.
+#[derive(Debug)]
+pub struct Streamer {
+    listener: TcpListener,
+    state: AppState,
+    draining: watch::Sender<bool>,
+}
+
+impl Streamer {
+    /// Binds `streamer.listen` (port 0 picks a free one); see [`Streamer::on`].
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the simulator URL is invalid.
+    pub async fn bind(parts: StreamerParts) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&parts.settings.streamer.listen).await?;
+        Self::on(listener, parts)
+    }
+
+    /// A streamer that will serve on `listener` (the local stack binds first, to know its
+    /// address).
+    ///
+    /// # Errors
+    /// The simulator URL is invalid.
+    pub fn on(listener: TcpListener, parts: StreamerParts) -> anyhow::Result<Self> {
+        let settings = &parts.settings;
+        let upstream = Upstream::new(UpstreamSettings::from_config(settings))?;
+        let hub = Hub::new(upstream.clone(), HubSettings::from_config(settings));
+        let (draining, draining_rx) = watch::channel(false);
+        Ok(Self {
+            listener,
+            state: AppState {
+                service: parts.service,
+                tokens: parts.tokens,
+                hub,
+                upstream,
+                settings: Arc::new(settings.streamer.clone()),
+                draining: draining_rx,
+                metrics: metrics::install(),
+            },
+            draining,
+        })
+    }
+
+    /// The address it listens on.
+    ///
+    /// # Errors
+    /// The socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Its hub (tests look at streams and clients).
+    pub fn hub(&self) -> &Hub {
+        &self.state.hub
+    }
+
+    /// Serves until `shutdown` completes, then drains: refuses new streams, tells every client
+    /// to reconnect (`reconnect` event, reason `draining`), and waits for them to go, at most
+    /// `streamer.drain_deadline_secs`.
+    ///
+    /// # Errors
+    /// The server failed.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let deadline = Duration::from_secs(self.state.settings.drain_deadline_secs);
+        let mut drain_started = self.state.draining.clone();
+        let draining = self.draining;
+        let server =
+            axum::serve(self.listener, router(self.state)).with_graceful_shutdown(async move {
+                shutdown.await;
+                info!("draining: refusing new streams, telling clients to reconnect");
+                // Connections see it and end; the value stays readable after the sender goes.
+                draining.send_replace(true);
+            });
+        // The server returns once every connection has ended; past the deadline, whatever is
+        // left is cut.
+        tokio::select! {
+            result = server.into_future() => result,
+            () = async {
+                let _ = drain_started.wait_for(|draining| *draining).await;
+                tokio::time::sleep(deadline).await;
+            } => {
+                warn!(?deadline, "drain deadline passed; closing the remaining connections");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let origins: Vec<HeaderValue> = state
+        .settings
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET])
+        .allow_headers([
+            header::AUTHORIZATION,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(Duration::from_secs(600));
+    Router::new()
+        .route("/v1/sessions/{session_id}/stream", get(sse::stream))
+        .layer(cors)
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .fallback(|| async { ApiError::NoRoute })
+        .layer(axum::middleware::map_response(count_errors))
+        .with_state(state)
+}
+
+async fn count_errors(response: Response) -> Response {
+    if response.status().is_client_error() || response.status().is_server_error() {
+        metrics::http_error(response.status().as_u16());
+    }
+    response
+}
+
+async fn live() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+/// Ready unless draining or the store is down; `degraded` (still 200) with reasons when an
+/// upstream or a backend is failing.
+async fn ready(State(app): State<AppState>) -> Response {
+    if *app.draining.borrow() {
+        metrics::ready(0.0);
+        let body = json!({ "status": "draining", "reasons": ["draining"] });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    let health = app.service.health().await;
+    let mut reasons: Vec<String> = health
+        .dependencies
+        .iter()
+        .filter(|d| d.state != session_core::service::DependencyState::Ok)
+        .map(|d| format!("{}: {}", d.name, d.detail.unwrap_or("failing")))
+        .collect();
+    if app.upstream.breaker().state() != session_core::resilience::BreakerState::Closed {
+        reasons.push("upstream: circuit open".to_owned());
+    }
+    for stream in app.hub.streams() {
+        if let UpstreamState::Degraded(why) = stream.upstream() {
+            reasons.push(format!("upstream {}: {why}", stream.key));
+        }
+    }
+    let (code, status, gauge) = match health.status {
+        HealthStatus::Down => (StatusCode::SERVICE_UNAVAILABLE, "down", 0.0),
+        _ if reasons.is_empty() => (StatusCode::OK, "ok", 1.0),
+        _ => (StatusCode::OK, "degraded", 0.5),
+    };
+    metrics::ready(gauge);
+    let body = json!({
+        "status": status,
+        "reasons": reasons,
+        "streams": app.hub.streams().len(),
+    });
+    (code, axum::Json(body)).into_response()
+}
+
+async fn render_metrics(State(app): State<AppState>) -> Response {
+    for stream in app.hub.streams() {
+        stream.report_window();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,201 @@
+//! A client's view of a stream: where it reads, what it was last sent, and how it is kept from
+//! falling behind (conflation to a snapshot, then a reconnect advice).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use session_core::domain::EventId;
+use tokio::sync::watch;
+
+use super::stream::{Cursor, Read, Stream, UpstreamState};
+use crate::metrics;
+use crate::wire::{self, SnapshotCause};
+
+/// Where a new client starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// With a snapshot of the current books.
+    Snapshot,
+    /// With the events after this position (or a `reset` and a snapshot when they are gone).
+    After(EventId),
+}
+
+#[derive(Debug)]
+enum Position {
+    /// Placed once the stream has its first snapshot.
+    Pending(Start),
+    Reading(Cursor),
+    /// Told to reconnect; nothing more is sent.
+    Done,
+}
+
+/// What a client is sent next.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Frames to send.
+    Frames(Bytes),
+    /// The final frames (a reconnect advice); then the response ends.
+    Last(Bytes),
+}
+
+/// One client attached to a stream.
+#[derive(Debug)]
+pub struct Subscription {
+    stream: Arc<Stream>,
+    changed: watch::Receiver<u64>,
+    position: Position,
+    last_delivered: Option<EventId>,
+    conflations: VecDeque<Instant>,
+}
+
+impl Subscription {
+    pub(crate) fn new(stream: Arc<Stream>, start: Start) -> Self {
+        stream.add_client();
+        metrics::client_attached();
+        let mut changed = stream.watch();
+        changed.mark_changed();
+        Self {
+            stream,
+            changed,
+            position: Position::Pending(start),
+            last_delivered: None,
+            conflations: VecDeque::new(),
+        }
+    }
+
+    /// The stream this client reads.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// The position of the last event this client was sent, if any.
+    pub fn last_delivered(&self) -> Option<EventId> {
+        self.last_delivered
+    }
+
+    /// The next frames for this client, waiting until there are some. Cancel-safe.
+    pub async fn next(&mut self) -> Delivery {
+        loop {
+            if matches!(self.position, Position::Done) {
+                return std::future::pending().await;
+            }
+            if let Some(delivery) = self.take() {
+                return delivery;
+            }
+            if self.changed.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Takes what is ready, without waiting.
+    fn take(&mut self) -> Option<Delivery> {
+        let settings = self.stream.settings().clone();
+        let mut state = self.stream.lock();
+        let mut out = BytesMut::new();
+        if let Position::Pending(start) = self.position {
+            let head = state.books.at?;
+            let cursor = match start {
+                Start::Snapshot => None,
+                Start::After(from) if from.epoch != head.epoch => {
+                    out.extend_from_slice(&wire::reset("epoch_changed", Some(from)).sse);
+                    None
+                }
+                Start::After(from) if from.sequence > head.sequence => {
+                    out.extend_from_slice(&wire::reset("unknown_position", Some(from)).sse);
+                    None
+                }
+                Start::After(from) => {
+                    let cursor = state.cursor_after(from.sequence);
+                    if cursor.is_none() {
+                        out.extend_from_slice(&wire::reset("outside_window", Some(from)).sse);
+                    } else {
+                        self.last_delivered = Some(from);
+                    }
+                    cursor
+                }
+            };
+            let cursor = cursor.unwrap_or_else(|| {
+                let cause = if out.is_empty() {
+                    SnapshotCause::Initial
+                } else {
+                    SnapshotCause::Reset
+                };
+                let snapshot = state.snapshot(cause);
+                out.extend_from_slice(&snapshot.sse);
+                self.last_delivered = snapshot.id;
+                state.head_cursor()
+            });
+            if let UpstreamState::Degraded(reason) | UpstreamState::Ended(reason) = &state.upstream
+            {
+                let what = if matches!(state.upstream, UpstreamState::Ended(_)) {
+                    "ended"
+                } else {
+                    "degraded"
+                };
+                out.extend_from_slice(&wire::stream_status(what, reason).sse);
+            }
+            self.position = Position::Reading(cursor);
+        }
+        let Position::Reading(cursor) = &mut self.position else {
+            return None;
+        };
+        match state.read(
+            cursor,
+            settings.client_queue_bytes,
+            settings.max_chunk_bytes,
+        ) {
+            Read::Nothing => {}
+            Read::Data {
+                bytes,
+                last,
+                events,
+            } => {
+                metrics::delivered(events, bytes.len());
+                if let Some(last) = last {
+                    self.last_delivered = Some(last);
+                }
+                if out.is_empty() {
+                    return Some(Delivery::Frames(bytes));
+                }
+                out.extend_from_slice(&bytes);
+            }
+            Read::Stale => {
+                out.extend_from_slice(&wire::reset(state.reset_reason, self.last_delivered).sse);
+                let snapshot = state.snapshot(SnapshotCause::Reset);
+                out.extend_from_slice(&snapshot.sse);
+                self.last_delivered = snapshot.id;
+                *cursor = state.head_cursor();
+            }
+            Read::Behind => {
+                let now = Instant::now();
+                self.conflations
+                    .retain(|t| now.duration_since(*t) < settings.conflation_period);
+                self.conflations.push_back(now);
+                if self.conflations.len() > settings.max_conflations as usize {
+                    drop(state);
+                    metrics::slow_client_closed();
+                    self.position = Position::Done;
+                    let advice = wire::reconnect("slow_consumer", settings.retry_ms);
+                    out.extend_from_slice(&advice.sse);
+                    return Some(Delivery::Last(out.freeze()));
+                }
+                metrics::conflated();
+                let snapshot = state.snapshot(SnapshotCause::Conflated);
+                out.extend_from_slice(&snapshot.sse);
+                self.last_delivered = snapshot.id;
+                *cursor = state.head_cursor();
+            }
+        }
+        (!out.is_empty()).then(|| Delivery::Frames(out.freeze()))
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stream.remove_client();
+        metrics::client_detached();
+    }
+}

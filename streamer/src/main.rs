@@ -1,0 +1,39 @@
+//! The streamer's process: settings, telemetry, serve until SIGTERM or Ctrl-C, drain, exit 0.
+
+use anyhow::Context as _;
+use session_core::config::Settings;
+use session_streamer::{Streamer, StreamerParts};
+use tracing::info;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = std::env::args_os().nth(1).map(std::path::PathBuf::from);
+    let settings = Settings::load(config.as_deref()).context("configuration")?;
+    session_core::telemetry::init(&settings.telemetry).context("telemetry")?;
+    let streamer = Streamer::bind(StreamerParts::from_settings(settings).await?).await?;
+    info!(address = %streamer.local_addr()?, "streamer listening");
+    streamer.run(shutdown_signal()).await?;
+    info!("streamer stopped");
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,80 @@
+//! The streamer's Prometheus metrics, named in one place.
+//!
+//! Recorded through the `metrics` facade; [`install`] sets the process's Prometheus recorder
+//! once (several streamers in one test process share it) and `/metrics` renders it.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Installs the Prometheus recorder, once per process; the handle renders `/metrics`.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be set (a host process of its own); then ours only
+            // renders what it was given, which is nothing, and the host's wins.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+pub(crate) fn client_attached() {
+    gauge!("streamer_sse_clients").increment(1.0);
+    counter!("streamer_sse_connections_total").increment(1);
+}
+
+pub(crate) fn client_detached() {
+    gauge!("streamer_sse_clients").decrement(1.0);
+}
+
+pub(crate) fn delivered(events: u64, bytes: usize) {
+    counter!("streamer_events_delivered_total").increment(events);
+    counter!("streamer_bytes_delivered_total").increment(bytes as u64);
+}
+
+pub(crate) fn conflated() {
+    counter!("streamer_conflations_total").increment(1);
+}
+
+pub(crate) fn slow_client_closed() {
+    counter!("streamer_slow_clients_closed_total").increment(1);
+}
+
+pub(crate) fn upstream_events(events: usize) {
+    counter!("streamer_upstream_events_total").increment(events as u64);
+}
+
+pub(crate) fn upstream_reconnect(simulator: &str) {
+    counter!("streamer_upstream_reconnects_total", "simulator" => simulator.to_owned())
+        .increment(1);
+}
+
+pub(crate) fn circuit_open(simulator: &str, open: bool) {
+    gauge!("streamer_upstream_circuit_open", "simulator" => simulator.to_owned()).set(if open {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+pub(crate) fn window(simulator: &str, events: u64, bytes: u64) {
+    gauge!("streamer_window_events", "simulator" => simulator.to_owned()).set(events as f64);
+    gauge!("streamer_window_bytes", "simulator" => simulator.to_owned()).set(bytes as f64);
+}
+
+pub(crate) fn streams(count: usize) {
+    gauge!("streamer_streams").set(count as f64);
+}
+
+pub(crate) fn http_error(status: u16) {
+    counter!("streamer_http_errors_total", "status" => status.to_string()).increment(1);
+}
+
+pub(crate) fn ready(value: f64) {
+    gauge!("streamer_ready").set(value);
+}

@@ -1,0 +1,212 @@
+//! `GET /v1/sessions/{session_id}/stream`: a session's market data as server-sent events.
+//!
+//! Authorised by a single-use ticket in the URL (browsers) or a bearer token (other clients).
+//! Resumes from `Last-Event-ID` (the header `EventSource` sends on its own reconnects) or the
+//! `last_event_id` query parameter (the reconnect endpoint's URL): exactly the missed events
+//! while the window holds them, else a `reset` and a snapshot — never a silent gap.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::stream;
+use serde::Deserialize;
+use session_core::domain::{EventId, SessionId, SimulatorId, TicketId};
+use session_core::http::ApiError;
+use session_core::service::{ServiceError, SessionService, StreamCredential};
+use tokio::sync::watch;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tracing::{debug, info, warn};
+
+use crate::app::AppState;
+use crate::hub::{Delivery, Start, Subscription};
+use crate::wire;
+
+/// The query of a stream request.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StreamQuery {
+    ticket: Option<String>,
+    simulator_id: Option<String>,
+    last_event_id: Option<String>,
+}
+
+/// The handler.
+pub(crate) async fn stream(
+    State(app): State<AppState>,
+    Path(session_id): Path<String>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if *app.draining.borrow() {
+        return Err(ApiError::Draining);
+    }
+    let session_id = SessionId::parse("session_id", &session_id)?;
+    let simulator = query
+        .simulator_id
+        .as_deref()
+        .map(|id| SimulatorId::parse("simulator_id", id))
+        .transpose()?;
+    let header_position = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(EventId::parse(
+            "Last-Event-ID",
+            value.to_str().unwrap_or("(not text)"),
+        )?),
+    };
+    let query_position = query
+        .last_event_id
+        .as_deref()
+        .map(|id| EventId::parse("last_event_id", id))
+        .transpose()?;
+    let principal;
+    let credential = if let Some(ticket) = query.ticket.as_deref() {
+        StreamCredential::Ticket(ticket)
+    } else {
+        let token = bearer(&headers).ok_or(ApiError::Unauthorized)?;
+        principal = app.tokens.validate(token).await.map_err(|e| match e {
+            session_core::auth::AuthError::Rejected { .. } => ApiError::Unauthorized,
+            session_core::auth::AuthError::Unavailable(_) => ApiError::AuthUnavailable,
+        })?;
+        StreamCredential::Bearer(&principal)
+    };
+    let admission = app
+        .service
+        .admit_stream(credential, &session_id, simulator.as_ref(), header_position)
+        .await?;
+    // The header is where the browser really is; the query is where it was when it asked.
+    let start = header_position
+        .or(query_position)
+        .map_or(Start::Snapshot, Start::After);
+    info!(
+        session = %session_id,
+        simulator = %admission.simulator.id,
+        user = %admission.user,
+        ?start,
+        "stream opened"
+    );
+    let subscription = app.hub.subscribe(&admission.backend_id, start);
+    let release = admission.ticket.map(|ticket| Release {
+        service: app.service.clone(),
+        ticket,
+        grace: Duration::from_secs(app.settings.resume_grace_secs),
+    });
+    let connection = Connection {
+        subscription,
+        heartbeat: heartbeat(Duration::from_secs(app.settings.heartbeat_secs)),
+        draining: app.draining.clone(),
+        retry_ms: app.settings.retry_ms,
+        preamble: Some(wire::retry_preamble(app.settings.retry_ms)),
+        release,
+        done: false,
+    };
+    Ok(response(connection))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+fn heartbeat(period: Duration) -> Interval {
+    let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
+}
+
+/// A streaming response with the headers proxies need to pass events through at once.
+fn response(connection: Connection) -> Response {
+    let body = Body::from_stream(stream::unfold(connection, |mut c| async move {
+        let bytes = c.next().await?;
+        Some((Ok::<_, Infallible>(bytes), c))
+    }));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, no-transform"),
+    );
+    // nginx (and ingress-nginx) would otherwise buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Releases a ticket's resume chain when its connection ends.
+#[derive(Debug)]
+struct Release {
+    service: SessionService,
+    ticket: TicketId,
+    grace: Duration,
+}
+
+/// One open SSE response.
+#[derive(Debug)]
+struct Connection {
+    subscription: Subscription,
+    heartbeat: Interval,
+    draining: watch::Receiver<bool>,
+    retry_ms: u64,
+    preamble: Option<Bytes>,
+    release: Option<Release>,
+    done: bool,
+}
+
+impl Connection {
+    /// The next chunk of the response; `None` ends it.
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(preamble) = self.preamble.take() {
+            return Some(preamble);
+        }
+        if self.done {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            _ = self.draining.wait_for(|draining| *draining) => {
+                self.done = true;
+                Some(wire::reconnect("draining", self.retry_ms).sse)
+            }
+            delivery = self.subscription.next() => match delivery {
+                Delivery::Frames(bytes) => Some(bytes),
+                Delivery::Last(bytes) => {
+                    self.done = true;
+                    Some(bytes)
+                }
+            },
+            _ = self.heartbeat.tick() => Some(Bytes::from_static(wire::HEARTBEAT)),
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let last = self.subscription.last_delivered();
+        debug!(?last, "stream closed");
+        let (Some(release), Some(last)) = (self.release.take(), last) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            match release
+                .service
+                .release_stream(&release.ticket, last, release.grace)
+                .await
+            {
+                Ok(()) | Err(ServiceError::NotFound { .. }) => {}
+                Err(e) => warn!(error = %e, "could not release a stream ticket; its client will need a new one"),
+            }
+        });
+    }
+}

@@ -1,0 +1,279 @@
+//! The upstream of a stream: one `MarketData.Subscribe` call per simulator, shared by all of
+//! the stream's clients, resumed from the last position whenever it breaks.
+//!
+//! Breaks are retried with exponential backoff and full jitter; a simulator service that keeps
+//! failing trips the breaker shared by every stream of that endpoint, and clients are told the
+//! stream is degraded instead of being left waiting in silence. A stall (no message for
+//! `idle_timeout`) counts as a break: the simulator emits at least one event per second while
+//! it runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use session_core::domain::EventId;
+use session_core::resilience::{CircuitBreaker, FullJitter, RetryPolicy};
+use session_proto::simulator::v1::market_data_client::MarketDataClient;
+use session_proto::simulator::v1::{MarketEvent, StreamPosition, SubscribeRequest, market_event};
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{info, warn};
+
+use crate::hub::{Hub, Stream, UpstreamState};
+use crate::metrics;
+use crate::wire;
+
+/// Most events published to the hub as one batch.
+const MAX_BATCH: usize = 1024;
+
+/// How the upstream connects and retries.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// The simulator service.
+    pub url: String,
+    /// Longest wait for a connection.
+    pub connect_timeout: Duration,
+    /// A stream silent for this long is taken as broken.
+    pub idle_timeout: Duration,
+    /// Backoff between resubscriptions.
+    pub backoff: RetryPolicy,
+    /// Consecutive failures that open the breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker refuses.
+    pub breaker_cool_down: Duration,
+}
+
+impl UpstreamSettings {
+    /// The upstream settings of the service's configuration.
+    pub fn from_config(settings: &session_core::config::Settings) -> Self {
+        let streamer = &settings.streamer;
+        Self {
+            url: settings.backends.simulator_url.clone(),
+            connect_timeout: settings.backends.deadline(),
+            idle_timeout: Duration::from_millis(streamer.upstream_idle_timeout_ms),
+            backoff: RetryPolicy {
+                max_retries: u32::MAX,
+                base: Duration::from_millis(100),
+                cap: Duration::from_secs(5),
+            },
+            breaker_threshold: streamer.upstream_breaker_threshold,
+            breaker_cool_down: Duration::from_secs(streamer.upstream_breaker_cool_down_secs),
+        }
+    }
+}
+
+/// Subscribes streams to one simulator service.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: MarketDataClient<Channel>,
+    breaker: Arc<CircuitBreaker>,
+    settings: Arc<UpstreamSettings>,
+}
+
+/// Why a subscription ended.
+enum End {
+    /// Broken: resume after a backoff.
+    Broken(String),
+    /// The simulator's stream is over for good.
+    Over(String),
+    /// No client for the linger time.
+    Idle,
+}
+
+impl Upstream {
+    /// An upstream to the simulator service of `settings` (connects lazily).
+    ///
+    /// # Errors
+    /// The URL is not a valid endpoint.
+    pub fn new(settings: UpstreamSettings) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(settings.url.clone())?
+            .connect_timeout(settings.connect_timeout)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Ok(Self {
+            client: MarketDataClient::new(channel),
+            breaker: Arc::new(CircuitBreaker::new(
+                settings.breaker_threshold,
+                settings.breaker_cool_down,
+            )),
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// The breaker's state, for health checks.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Feeds `stream` until it has had no client for the hub's linger time, then removes it.
+    pub(crate) async fn run(self, hub: Hub, stream: Arc<Stream>) {
+        let mut backoff = self.backoff();
+        loop {
+            if let Err(open) = self.breaker.permit() {
+                metrics::circuit_open(&stream.key, true);
+                degrade(&stream, format!("simulator service unavailable: {open}"));
+                if self
+                    .wait_or_idle(
+                        &hub,
+                        &stream,
+                        open.retry_after.max(Duration::from_millis(50)),
+                    )
+                    .await
+                {
+                    return;
+                }
+                continue;
+            }
+            metrics::circuit_open(&stream.key, false);
+            match self.follow(&hub, &stream, &mut backoff).await {
+                End::Idle => return,
+                End::Over(reason) => {
+                    info!(simulator = %stream.key, %reason, "upstream over");
+                    stream.set_upstream(
+                        UpstreamState::Ended(reason.clone()),
+                        Some(wire::stream_status("ended", &reason)),
+                    );
+                    while !self.wait_or_idle(&hub, &stream, hub.linger()).await {}
+                    return;
+                }
+                End::Broken(reason) => {
+                    self.breaker.record_failure();
+                    metrics::upstream_reconnect(&stream.key);
+                    warn!(simulator = %stream.key, %reason, "upstream broken; resuming");
+                    degrade(&stream, reason);
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    if self.wait_or_idle(&hub, &stream, delay).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn backoff(&self) -> FullJitter {
+        self.settings.backoff.backoff()
+    }
+
+    /// Sleeps `delay`; `true` (and the stream removed) if the stream has been idle for the
+    /// linger time meanwhile.
+    async fn wait_or_idle(&self, hub: &Hub, stream: &Arc<Stream>, delay: Duration) -> bool {
+        tokio::time::sleep(delay).await;
+        self.idle_for_linger(hub, stream).await
+    }
+
+    /// `true` (and the stream removed) if the stream has had no client for the linger time.
+    async fn idle_for_linger(&self, hub: &Hub, stream: &Arc<Stream>) -> bool {
+        if stream.clients() > 0 {
+            return false;
+        }
+        tokio::time::sleep(hub.linger()).await;
+        stream.clients() == 0 && hub.remove_if_idle(stream)
+    }
+
+    /// One subscription, from the stream's head, until it ends.
+    async fn follow(&self, hub: &Hub, stream: &Arc<Stream>, backoff: &mut FullJitter) -> End {
+        let head = stream.resume_position();
+        let request = SubscribeRequest {
+            simulator_id: stream.key.clone(),
+            resume_from: head.map(|h| StreamPosition {
+                epoch: h.epoch,
+                sequence: h.sequence,
+            }),
+        };
+        let mut events = match self.client.clone().subscribe(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == Code::NotFound => {
+                self.breaker.record_success();
+                return End::Over(format!("simulator not found: {}", status.message()));
+            }
+            Err(status) => return End::Broken(format!("subscribe failed: {status}")),
+        };
+        let mut head = head;
+        let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+        let mut batch = Vec::with_capacity(64);
+        loop {
+            let message = tokio::select! {
+                message = tokio::time::timeout(self.settings.idle_timeout, events.message()) => message,
+                _ = idle_check.tick() => {
+                    if stream.clients() == 0 && self.idle_for_linger(hub, stream).await {
+                        return End::Idle;
+                    }
+                    continue;
+                }
+            };
+            let first = match message {
+                Err(_) => {
+                    return End::Broken(format!(
+                        "no event for {:?}: stalled",
+                        self.settings.idle_timeout
+                    ));
+                }
+                Ok(Err(status)) => return End::Broken(format!("stream failed: {status}")),
+                Ok(Ok(None)) => return End::Over("the simulator stopped".to_owned()),
+                Ok(Ok(Some(event))) => event,
+            };
+            // Whatever else has already arrived goes out in the same batch.
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match events.message().now_or_never() {
+                    Some(Ok(Some(event))) => batch.push(event),
+                    _ => break,
+                }
+            }
+            if let Err(gap) = check_continuity(head, &batch) {
+                // Never publish a gap: start over from a fresh snapshot (clients get a reset).
+                stream.forget_position();
+                batch.clear();
+                return End::Broken(gap);
+            }
+            head = batch.last().map(|e| EventId {
+                epoch: e.epoch,
+                sequence: e.sequence,
+            });
+            metrics::upstream_events(batch.len());
+            stream.publish(&batch);
+            batch.clear();
+            if !matches!(stream.upstream(), UpstreamState::Live) {
+                self.breaker.record_success();
+                *backoff = self.backoff();
+                stream.set_upstream(
+                    UpstreamState::Live,
+                    Some(wire::stream_status("live", "receiving events")),
+                );
+            }
+        }
+    }
+}
+
+fn degrade(stream: &Stream, reason: String) {
+    let notice = wire::stream_status("degraded", &reason);
+    stream.set_upstream(UpstreamState::Degraded(reason), Some(notice));
+}
+
+/// Every non-snapshot event must continue the sequence of the one before it.
+fn check_continuity(mut head: Option<EventId>, batch: &[MarketEvent]) -> Result<(), String> {
+    for event in batch {
+        let is_snapshot = matches!(event.kind, Some(market_event::Kind::Snapshot(_)));
+        match head {
+            _ if is_snapshot => {}
+            Some(h) if h.epoch == event.epoch && h.sequence + 1 == event.sequence => {}
+            _ => {
+                return Err(format!(
+                    "gap in the upstream: {} after {}",
+                    EventId {
+                        epoch: event.epoch,
+                        sequence: event.sequence
+                    },
+                    head.map_or_else(|| "nothing".to_owned(), |h| h.to_string())
+                ));
+            }
+        }
+        head = Some(EventId {
+            epoch: event.epoch,
+            sequence: event.sequence,
+        });
+    }
+    Ok(())
+}
