@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Installs the Prometheus recorder, once per process; the handle renders `/metrics`.
@@ -13,7 +13,14 @@ pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Buckets make the queue depth a cheap histogram instead of a summary.
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(QUEUE_DEPTH.to_owned()),
+                    &[0.0, 1e3, 1e4, 6.4e4, 2.56e5, 1.048_576e6, 4.194_304e6],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be set (a host process of its own); then ours only
             // renders what it was given, which is nothing, and the host's wins.
@@ -32,10 +39,14 @@ pub(crate) fn client_detached() {
     gauge!("streamer_sse_clients").decrement(1.0);
 }
 
-pub(crate) fn delivered(events: u64, bytes: usize) {
+pub(crate) fn delivered(events: u64, bytes: usize, backlog: u64) {
     counter!("streamer_events_delivered_total").increment(events);
     counter!("streamer_bytes_delivered_total").increment(bytes as u64);
+    histogram!(QUEUE_DEPTH).record(backlog as f64);
 }
+
+/// How far behind the head clients are when they read: their queue depth, in bytes.
+const QUEUE_DEPTH: &str = "streamer_client_queue_bytes";
 
 pub(crate) fn conflated() {
     counter!("streamer_conflations_total").increment(1);

@@ -152,8 +152,9 @@ impl Subscription {
                 bytes,
                 last,
                 events,
+                backlog,
             } => {
-                metrics::delivered(events, bytes.len());
+                metrics::delivered(events, bytes.len(), backlog);
                 if let Some(last) = last {
                     self.last_delivered = Some(last);
                 }

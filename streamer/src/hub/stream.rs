@@ -100,6 +100,8 @@ pub(crate) enum Read {
         last: Option<EventId>,
         /// How many events they hold.
         events: u64,
+        /// How far behind the head the client was, in bytes.
+        backlog: u64,
     },
     /// The cursor fell out of the window or its backlog exceeds the client's queue.
     Behind,
@@ -429,6 +431,7 @@ impl State {
             bytes,
             last: last.map(|sequence| EventId { epoch, sequence }),
             events,
+            backlog,
         }
     }
 
