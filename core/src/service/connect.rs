@@ -140,22 +140,32 @@ impl SessionService {
                 id: session_id.to_string(),
             });
         }
-        let simulator = match simulator {
-            Some(id) => Some(
+        let simulator = self.followed_simulator(session_id, simulator).await?;
+        Ok((session, simulator))
+    }
+
+    /// The simulator a stream follows: the one named (`NotFound` if it is not the session's),
+    /// or else the session's newest one that is not stopped or failed, if any.
+    pub(super) async fn followed_simulator(
+        &self,
+        session_id: &SessionId,
+        simulator: Option<&SimulatorId>,
+    ) -> Result<Option<Simulator>, ServiceError> {
+        match simulator {
+            Some(id) => Ok(Some(
                 self.store
                     .get_simulator(session_id, id)
                     .await?
                     .ok_or_else(|| ServiceError::not_found("simulator", id))?,
-            ),
-            None => self
+            )),
+            None => Ok(self
                 .store
                 .list_simulators(session_id)
                 .await?
                 .into_iter()
                 .rev()
-                .find(|s| !s.status.is_terminal()),
-        };
-        Ok((session, simulator))
+                .find(|s| !s.status.is_terminal())),
+        }
     }
 
     async fn predict_resume(&self, simulator: &Simulator, last: EventId) -> Resume {

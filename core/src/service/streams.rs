@@ -18,8 +18,7 @@ use tracing::instrument;
 use super::{ServiceError, SessionService, TicketRefusal};
 use crate::auth::{Principal, TicketError};
 use crate::domain::{
-    EventId, Session, SessionId, Simulator, SimulatorId, SimulatorStatus, TicketId, Transport,
-    UserId,
+    EventId, Session, SessionId, Simulator, SimulatorId, TicketId, Transport, UserId,
 };
 use crate::store::StoreError;
 
@@ -79,7 +78,10 @@ impl SessionService {
                 id: session.id.to_string(),
             });
         }
-        let simulator = self.streamed_simulator(&session.id, simulator).await?;
+        let simulator = self
+            .followed_simulator(&session.id, simulator)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("live simulator of session", &session.id))?;
         let backend_id = simulator
             .backend_id
             .clone()
@@ -169,28 +171,5 @@ impl SessionService {
             (Err(e), _) => return Err(e.into()),
         }
         Ok((session, ticket.id))
-    }
-
-    /// The simulator a stream follows: the one named, or the session's newest live one.
-    async fn streamed_simulator(
-        &self,
-        session_id: &SessionId,
-        simulator: Option<&SimulatorId>,
-    ) -> Result<Simulator, ServiceError> {
-        match simulator {
-            Some(id) => self
-                .store
-                .get_simulator(session_id, id)
-                .await?
-                .ok_or_else(|| ServiceError::not_found("simulator", id)),
-            None => self
-                .store
-                .list_simulators(session_id)
-                .await?
-                .into_iter()
-                .rev()
-                .find(|s| !s.status.is_terminal() && s.status != SimulatorStatus::Stopping)
-                .ok_or_else(|| ServiceError::not_found("live simulator of session", session_id)),
-        }
     }
 }
