@@ -236,6 +236,9 @@ pub struct StreamerSettings {
     pub upstream_breaker_cool_down_secs: u64,
     /// How long a dropped SSE connection's ticket may reopen it (`EventSource` reconnects).
     pub resume_grace_secs: u64,
+    /// Events published within this many milliseconds reach clients in one write: the most
+    /// latency a busy stream adds to save writes (a quiet stream adds none); 0 disables.
+    pub coalesce_ms: u64,
     /// On SIGTERM, the longest the streamer waits for clients to leave before it exits.
     pub drain_deadline_secs: u64,
 }
@@ -257,6 +260,7 @@ impl Default for StreamerSettings {
             upstream_breaker_threshold: 5,
             upstream_breaker_cool_down_secs: 10,
             resume_grace_secs: 60,
+            coalesce_ms: 5,
             drain_deadline_secs: 20,
         }
     }

@@ -128,14 +128,12 @@ impl Subscription {
                 self.last_delivered = snapshot.id;
                 state.head_cursor()
             });
-            if let UpstreamState::Degraded(reason) | UpstreamState::Ended(reason) = &state.upstream
-            {
-                let what = if matches!(state.upstream, UpstreamState::Ended(_)) {
-                    "ended"
-                } else {
-                    "degraded"
-                };
-                out.extend_from_slice(&wire::stream_status(what, reason).sse);
+            // A new client takes the stream as live unless told otherwise.
+            if matches!(
+                state.upstream,
+                UpstreamState::Degraded(_) | UpstreamState::Ended(_)
+            ) {
+                out.extend_from_slice(&status_notice(&state.upstream));
             }
             self.position = Position::Reading(cursor);
         }
@@ -167,6 +165,7 @@ impl Subscription {
                 out.extend_from_slice(&wire::reset(state.reset_reason, self.last_delivered).sse);
                 let snapshot = state.snapshot(SnapshotCause::Reset);
                 out.extend_from_slice(&snapshot.sse);
+                out.extend_from_slice(&status_notice(&state.upstream));
                 self.last_delivered = snapshot.id;
                 *cursor = state.head_cursor();
             }
@@ -186,12 +185,25 @@ impl Subscription {
                 metrics::conflated();
                 let snapshot = state.snapshot(SnapshotCause::Conflated);
                 out.extend_from_slice(&snapshot.sse);
+                out.extend_from_slice(&status_notice(&state.upstream));
                 self.last_delivered = snapshot.id;
                 *cursor = state.head_cursor();
             }
         }
         (!out.is_empty()).then(|| Delivery::Frames(out.freeze()))
     }
+}
+
+/// The upstream's state as a `status` notice. A client moved to the head (a reset, a
+/// conflation) skips the notices in between, so it is told the state as of its snapshot.
+fn status_notice(upstream: &UpstreamState) -> Bytes {
+    let (what, reason) = match upstream {
+        UpstreamState::Connecting => return Bytes::new(),
+        UpstreamState::Live => ("live", "receiving events"),
+        UpstreamState::Degraded(reason) => ("degraded", reason.as_str()),
+        UpstreamState::Ended(reason) => ("ended", reason.as_str()),
+    };
+    wire::stream_status(what, reason).sse
 }
 
 impl Drop for Subscription {

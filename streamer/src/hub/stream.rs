@@ -149,7 +149,7 @@ impl Stream {
     }
 
     /// Wakes every waiting client.
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
@@ -205,7 +205,8 @@ impl Stream {
         state.books.at
     }
 
-    /// Applies and publishes a run of events that continue the stream. The first snapshot of
+    /// Applies and appends a run of events that continue the stream; clients see them at the
+    /// next [`Stream::wake`] (the upstream coalesces wake-ups). The first snapshot of
     /// the stream only sets the books; a later one (or an event of another epoch) is a reset.
     pub(crate) fn publish(&self, events: &[MarketEvent]) {
         let mut state = self.lock();
@@ -237,8 +238,6 @@ impl Stream {
             }
         }
         state.push(batch, &self.settings);
-        drop(state);
-        self.wake();
     }
 
     /// Publishes an out-of-band notice (a degraded or recovered upstream) and records the
