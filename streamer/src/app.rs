@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use crate::hub::{Hub, HubSettings, UpstreamState};
 use crate::upstream::{Upstream, UpstreamSettings};
-use crate::{metrics, sse};
+use crate::{http1, metrics, sse};
 
 /// What the streamer is built from (the local stack passes its own service and validator).
 #[derive(Debug, Clone)]
@@ -138,21 +138,18 @@ impl Streamer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let deadline = Duration::from_secs(self.state.settings.drain_deadline_secs);
-        let mut drain_started = self.state.draining.clone();
+        let draining_rx = self.state.draining.clone();
         let draining = self.draining;
-        let server =
-            axum::serve(self.listener, router(self.state)).with_graceful_shutdown(async move {
+        let serving = http1::serve(self.listener, router(self.state), draining_rx);
+        // The server returns once every connection has ended; past the deadline, whatever is
+        // left is cut (the process exits).
+        tokio::select! {
+            result = serving => result,
+            () = async move {
                 shutdown.await;
                 info!("draining: refusing new streams, telling clients to reconnect");
                 // Connections see it and end; the value stays readable after the sender goes.
                 draining.send_replace(true);
-            });
-        // The server returns once every connection has ended; past the deadline, whatever is
-        // left is cut.
-        tokio::select! {
-            result = server.into_future() => result,
-            () = async {
-                let _ = drain_started.wait_for(|draining| *draining).await;
                 tokio::time::sleep(deadline).await;
             } => {
                 warn!(?deadline, "drain deadline passed; closing the remaining connections");

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod book;
+mod http1;
 pub mod hub;
 pub mod metrics;
 mod sse;

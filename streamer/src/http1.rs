@@ -1,0 +1,449 @@
+//! The streamer's HTTP/1.1 server: requests go to the axum router, responses go back on the
+//! socket, streaming ones with chunked encoding.
+//!
+//! Why not hyper, which serves everything else here: an SSE connection lives for hours and is
+//! idle most of the time, and hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for
+//! every connection for its whole life — most of what a streamer's idle connection costs (about
+//! 31 KiB each against nginx + nchan's 14 KiB, measured by the fan-out benchmark). No HTTP crate
+//! lets go of its buffers once a response streams. So the framing (a request head parsed by
+//! `httparse`, a response head, chunked frames) is written here: a connection holds a buffer
+//! only while it reads a request head, and a streaming response writes each chunk straight from
+//! the hub's shared bytes. The streamer takes GET and OPTIONS only, so request bodies are
+//! refused rather than parsed; everything else (routing, CORS, problems) stays axum's.
+
+use std::convert::Infallible;
+use std::io::{self, IoSlice};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tower::ServiceExt as _;
+use tracing::debug;
+
+/// Longest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Most headers in a request.
+const MAX_HEADERS: usize = 64;
+/// An idle keep-alive connection (no request under way) is closed after this.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// Serves `router` on `listener` until `draining` turns true, then waits for every connection
+/// to end (streams end on draining by themselves; idle keep-alive connections are closed).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    mut draining: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let (alive, mut all_gone) = mpsc::channel::<Infallible>(1);
+    let for_connections = draining.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (io, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    // Out of descriptors and the like: back off briefly, keep serving.
+                    Err(e) => {
+                        debug!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let (router, draining, alive) =
+                    (router.clone(), for_connections.clone(), alive.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = connection(io, router, draining).await {
+                        debug!(%peer, error = %e, "connection ended");
+                    }
+                    drop(alive);
+                });
+            }
+            () = drained(&mut draining) => break,
+        }
+    }
+    drop(listener);
+    drop(alive);
+    // Every connection task holds a sender; `None` once the last one has ended.
+    let _ = all_gone.recv().await;
+    Ok(())
+}
+
+/// Resolves once draining has started (the guard `wait_for` returns must not be held across an
+/// await of a `Send` future).
+async fn drained(draining: &mut watch::Receiver<bool>) {
+    let _ = draining.wait_for(|d| *d).await;
+}
+
+/// One connection: requests one after the other (keep-alive), until either side closes.
+async fn connection(
+    mut io: TcpStream,
+    router: Router,
+    mut draining: watch::Receiver<bool>,
+) -> io::Result<()> {
+    io.set_nodelay(true)?;
+    let mut pending = Vec::new();
+    loop {
+        let head = tokio::select! {
+            head = tokio::time::timeout(IDLE, read_head(&mut io, &mut pending)) => match head {
+                Ok(head) => head?,
+                Err(_) => return Ok(()),
+            },
+            // Only an idle connection is closed here; a request under way finishes.
+            () = drained(&mut draining), if pending.is_empty() => return Ok(()),
+        };
+        let Some(head) = head else {
+            return Ok(());
+        };
+        let request = match parse(&head) {
+            Ok(request) => request,
+            Err(status) => {
+                write_simple(&mut io, status).await?;
+                return Ok(());
+            }
+        };
+        let keep_alive = wants_keep_alive(&request);
+        let head_only = request.method() == Method::HEAD;
+        let version = request.version();
+        let response = router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let complete = write_response(&mut io, response, keep_alive, head_only, version).await?;
+        if !keep_alive || !complete {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads bytes until a whole request head is in `pending`; returns it and keeps what follows.
+/// `None` at a clean end of the connection.
+async fn read_head(io: &mut TcpStream, pending: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = pending.split_off(end + 4);
+            let head = std::mem::replace(pending, rest);
+            // The buffer lives only while a head is read: an idle streaming connection has none.
+            pending.shrink_to_fit();
+            return Ok(Some(head));
+        }
+        if pending.len() >= MAX_HEAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too large",
+            ));
+        }
+        let mut chunk = [0u8; 2048];
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return if pending.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The request a head describes; the status to answer if it is not one the streamer serves.
+fn parse(head: &[u8]) -> Result<Request<Body>, StatusCode> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        _ => return Err(StatusCode::BAD_REQUEST),
+    }
+    let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let mut request = Request::builder()
+        .method(method)
+        .uri(parsed.path.unwrap_or("/"))
+        .version(if parsed.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        });
+    for header in parsed.headers.iter() {
+        let name =
+            HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
+        let value = HeaderValue::from_bytes(header.value).map_err(|_| StatusCode::BAD_REQUEST)?;
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Body::empty())
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    // No route of the streamer takes a body.
+    let has_body = request.headers().contains_key("transfer-encoding")
+        || request
+            .headers()
+            .get("content-length")
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    Ok(request)
+}
+
+fn wants_keep_alive(request: &Request<Body>) -> bool {
+    let connection = request
+        .headers()
+        .get("connection")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    match request.version() {
+        Version::HTTP_10 => connection.as_deref() == Some("keep-alive"),
+        _ => connection.as_deref() != Some("close"),
+    }
+}
+
+/// Writes a response; `false` if it ended the connection's usefulness (a streaming body that
+/// did not finish cleanly).
+async fn write_response(
+    io: &mut TcpStream,
+    response: Response<Body>,
+    keep_alive: bool,
+    head_only: bool,
+    version: Version,
+) -> io::Result<bool> {
+    let (parts, body) = response.into_parts();
+    let exact = body.size_hint().exact();
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(parts.status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Unknown")
+            .as_bytes(),
+    );
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == "content-length" || name == "transfer-encoding" || name == "connection" {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !keep_alive && (exact.is_some() || version == Version::HTTP_11) {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    let mut data = body.into_data_stream();
+    if let Some(length) = exact {
+        head.extend_from_slice(format!("content-length: {length}\r\n\r\n").as_bytes());
+        let mut whole = Vec::with_capacity(length as usize);
+        if !head_only {
+            while let Some(chunk) = data.next().await {
+                whole.extend_from_slice(&chunk.map_err(io::Error::other)?);
+            }
+        }
+        write_parts(io, [&head, &whole]).await?;
+        return Ok(true);
+    }
+    let chunked = version == Version::HTTP_11;
+    if chunked {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    } else {
+        head.extend_from_slice(b"connection: close\r\n\r\n");
+    }
+    io.write_all(&head).await?;
+    drop(head);
+    if head_only {
+        return Ok(chunked);
+    }
+    stream_body(io, data, chunked).await
+}
+
+/// Writes a streaming body until it ends (`true`) or the client goes (`false`): as chunks, or,
+/// for an HTTP/1.0 client, as raw bytes delimited by the end of the connection.
+async fn stream_body(
+    io: &mut TcpStream,
+    mut data: axum::body::BodyDataStream,
+    chunked: bool,
+) -> io::Result<bool> {
+    let (mut reader, mut writer) = io.split();
+    loop {
+        let chunk = tokio::select! {
+            chunk = data.next() => chunk,
+            // A client that closes its side (or sends anything) while it is being streamed to
+            // is done; without this, an idle stream would notice only at its next heartbeat.
+            _ = reader.read_u8() => return Ok(false),
+        };
+        let Some(chunk) = chunk else {
+            if chunked {
+                writer.write_all(b"0\r\n\r\n").await?;
+            }
+            return Ok(chunked);
+        };
+        let chunk: Bytes = chunk.map_err(io::Error::other)?;
+        if chunk.is_empty() {
+            continue;
+        }
+        if chunked {
+            let mut size = [0u8; 20];
+            let len = {
+                let mut cursor = io::Cursor::new(&mut size[..]);
+                std::io::Write::write_fmt(&mut cursor, format_args!("{:x}\r\n", chunk.len()))?;
+                cursor.position() as usize
+            };
+            write_parts(&mut writer, [&size[..len], &chunk, b"\r\n"]).await?;
+        } else {
+            writer.write_all(&chunk).await?;
+        }
+    }
+}
+
+/// Writes every byte of `parts` with as few syscalls as the socket allows (one `writev` when
+/// the socket takes it all), without allocating.
+async fn write_parts<W, const N: usize>(writer: &mut W, mut parts: [&[u8]; N]) -> io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let slices: [IoSlice<'_>; N] = std::array::from_fn(|i| IoSlice::new(parts[i]));
+        if slices.iter().all(|s| s.is_empty()) {
+            return Ok(());
+        }
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        for part in &mut parts {
+            let taken = written.min(part.len());
+            *part = &part[taken..];
+            written -= taken;
+        }
+    }
+}
+
+/// A bodiless answer to a request the streamer cannot take, then the connection closes.
+async fn write_simple(io: &mut TcpStream, status: StatusCode) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    io.write_all(head.as_bytes()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use futures_util::stream;
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+
+    /// A server on a free port with a plain route and a streaming one.
+    async fn server() -> (std::net::SocketAddr, watch::Sender<bool>) {
+        let router = Router::new()
+            .route("/plain", get(|| async { "hello" }))
+            .route(
+                "/stream",
+                get(|| async {
+                    let parts = ["one\n", "two\n"].map(|p| Ok::<_, Infallible>(Bytes::from(p)));
+                    Body::from_stream(stream::iter(parts))
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (draining, draining_rx) = watch::channel(false);
+        tokio::spawn(serve(listener, router, draining_rx));
+        (address, draining)
+    }
+
+    /// Sends `request` and reads until the server closes the connection.
+    async fn exchange(address: std::net::SocketAddr, request: &str) -> String {
+        let mut io = TcpStream::connect(address).await.unwrap();
+        io.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), io.read_to_string(&mut answer))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn keep_alive_serves_requests_in_turn_and_close_ends_the_connection() {
+        let (address, _draining) = server().await;
+
+        let answer = exchange(
+            address,
+            "GET /plain HTTP/1.1\r\nhost: x\r\n\r\nGET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            answer.contains("content-length: 5\r\n\r\nhello"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with(
+                "transfer-encoding: chunked\r\n\r\n4\r\none\n\r\n4\r\ntwo\n\r\n0\r\n\r\n"
+            ),
+            "{answer}"
+        );
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_http_1_0_client_gets_a_stream_delimited_by_the_connection() {
+        let (address, _draining) = server().await;
+
+        let answer = exchange(address, "GET /stream HTTP/1.0\r\n\r\n").await;
+
+        assert!(
+            answer.contains("connection: close\r\n\r\none\ntwo\n"),
+            "{answer}"
+        );
+        assert!(!answer.contains("chunked"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn requests_the_streamer_cannot_take_are_refused_and_closed() {
+        let (address, _draining) = server().await;
+
+        let with_body = exchange(
+            address,
+            "POST /plain HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc",
+        )
+        .await;
+        let garbage = exchange(address, "NOT HTTP\r\n\r\n").await;
+        let unknown = exchange(address, "GET /nope HTTP/1.1\r\nconnection: close\r\n\r\n").await;
+
+        assert!(with_body.starts_with("HTTP/1.1 413 "), "{with_body}");
+        assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+        assert!(unknown.starts_with("HTTP/1.1 404 "), "{unknown}");
+    }
+
+    #[tokio::test]
+    async fn draining_closes_idle_connections_and_stops_accepting() {
+        let (address, draining) = server().await;
+        let mut idle = TcpStream::connect(address).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        draining.send_replace(true);
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = TcpStream::connect(address).await;
+
+        assert!(closed.is_ok(), "the idle connection is closed");
+        assert!(refused.is_err(), "no more connections are accepted");
+    }
+}
