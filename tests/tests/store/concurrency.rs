@@ -101,13 +101,7 @@ pub async fn concurrent_consumptions_of_one_ticket_have_one_winner(h: Harness) {
     })
     .await;
 
-    assert_eq!(winners(&results), 1);
-    assert!(
-        results
-            .iter()
-            .filter_map(|r| r.as_ref().err())
-            .all(|e| matches!(e, StoreError::TicketAlreadyUsed))
-    );
+    assert_one_winner_the_rest_already_used(&results);
 }
 
 pub async fn concurrent_resumes_of_one_release_have_one_winner(h: Harness) {
@@ -135,13 +129,7 @@ pub async fn concurrent_resumes_of_one_release_have_one_winner(h: Harness) {
     })
     .await;
 
-    assert_eq!(winners(&results), 1);
-    assert!(
-        results
-            .iter()
-            .filter_map(|r| r.as_ref().err())
-            .all(|e| matches!(e, StoreError::TicketAlreadyUsed))
-    );
+    assert_one_winner_the_rest_already_used(&results);
 }
 
 pub async fn streamers_racing_for_a_lease_yield_one_owner(h: Harness) {
@@ -224,5 +212,16 @@ pub async fn concurrent_claims_of_one_idempotency_key_have_one_winner(h: Harness
         claims
             .iter()
             .all(|c| matches!(c, IdempotencyClaim::Claimed | IdempotencyClaim::InProgress))
+    );
+}
+
+/// Exactly one attempt on a ticket won; every other was told the ticket is already used.
+fn assert_one_winner_the_rest_already_used(results: &[Result<(), StoreError>]) {
+    assert_eq!(winners(results), 1);
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, StoreError::TicketAlreadyUsed))
     );
 }

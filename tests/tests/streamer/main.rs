@@ -1,0 +1,19 @@
+//! The streamer end to end: the local stack (REST API for sessions, simulators and tickets; the
+//! exchange simulator over real gRPC; the streamer) on loopback, read by real SSE clients that
+//! rebuild the books and compare them with the simulator's `GetBook`.
+
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
+mod fixture;
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+mod replica;
+mod sse;
+
+mod chaos;
+mod no_loss;
+mod resume;
+mod service;
+mod slow;
+mod streams;
