@@ -73,6 +73,15 @@ pub async fn rest_api(settings: &Settings) -> Result<App, WiringError> {
     Ok(app(settings, store, simulator_backend(settings)?, clock))
 }
 
+/// The session service alone, everything built from `settings`: what the WebSocket functions
+/// need (they answer on their connection; the simulator client stays lazy and unused).
+///
+/// # Errors
+/// A backend URL is invalid.
+pub async fn service(settings: &Settings) -> Result<SessionService, WiringError> {
+    Ok(rest_api(settings).await?.service)
+}
+
 /// The simulator service client of `settings`.
 ///
 /// # Errors

@@ -6,9 +6,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = session_functions::wiring::init()?;
-    let service = &session_functions::wiring::rest_api(&settings)
-        .await?
-        .service;
+    let service = &session_functions::wiring::service(&settings).await?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
             session_functions::websocket::authorize_connect(service, &event.payload)

@@ -23,58 +23,98 @@ pub(super) struct RequestFacts<'a> {
     pub(super) source: SocketAddr,
     pub(super) request_id: &'a str,
     pub(super) now_ms: i64,
+    /// Derived once, shared by the authorizer's and the integration's events.
+    derived: Derived,
+}
+
+/// The parts of a request both events carry, in API Gateway's shapes.
+#[derive(Debug)]
+struct Derived {
+    headers: serde_json::Map<String, Value>,
+    cookies: Vec<String>,
+    raw_query: String,
+    query: Option<serde_json::Map<String, Value>>,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// The facts of one request, its headers, cookies and query read once.
+    pub(super) fn new(
+        parts: &'a Parts,
+        body: &'a [u8],
+        matched: &'a Matched<'a>,
+        source: SocketAddr,
+        request_id: &'a str,
+        now_ms: i64,
+    ) -> Self {
+        let (raw_query, query) = query(parts);
+        let derived = Derived {
+            headers: headers(parts),
+            cookies: cookies(parts),
+            raw_query,
+            query,
+        };
+        Self {
+            parts,
+            body,
+            matched,
+            source,
+            request_id,
+            now_ms,
+            derived,
+        }
+    }
+}
+
+fn headers(parts: &Parts) -> serde_json::Map<String, Value> {
+    let mut joined: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (name, value) in &parts.headers {
+        if name == http::header::COOKIE {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            joined.entry(name.as_str()).or_default().push(value);
+        }
+    }
+    joined
+        .into_iter()
+        .map(|(name, values)| (name.to_owned(), Value::String(values.join(","))))
+        .collect()
+}
+
+fn cookies(parts: &Parts) -> Vec<String> {
+    parts
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+fn query(parts: &Parts) -> (String, Option<serde_json::Map<String, Value>>) {
+    let raw = parts.uri.query().unwrap_or_default().to_owned();
+    let mut joined: Vec<(String, String)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        match joined.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            None => joined.push((name.into_owned(), value.into_owned())),
+        }
+    }
+    let params = (!joined.is_empty()).then(|| {
+        joined
+            .into_iter()
+            .map(|(n, v)| (n, Value::String(v)))
+            .collect()
+    });
+    (raw, params)
 }
 
 impl RequestFacts<'_> {
-    fn headers(&self) -> serde_json::Map<String, Value> {
-        let mut joined: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (name, value) in &self.parts.headers {
-            if name == http::header::COOKIE {
-                continue;
-            }
-            if let Ok(value) = value.to_str() {
-                joined.entry(name.as_str()).or_default().push(value);
-            }
-        }
-        joined
-            .into_iter()
-            .map(|(name, values)| (name.to_owned(), Value::String(values.join(","))))
-            .collect()
-    }
-
-    fn cookies(&self) -> Vec<String> {
-        self.parts
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(|c| c.trim().to_owned())
-            .filter(|c| !c.is_empty())
-            .collect()
-    }
-
-    fn query(&self) -> (String, Option<serde_json::Map<String, Value>>) {
-        let raw = self.parts.uri.query().unwrap_or_default().to_owned();
-        let mut joined: Vec<(String, String)> = Vec::new();
-        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
-            match joined.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, existing)) => {
-                    existing.push(',');
-                    existing.push_str(&value);
-                }
-                None => joined.push((name.into_owned(), value.into_owned())),
-            }
-        }
-        let params = (!joined.is_empty()).then(|| {
-            joined
-                .into_iter()
-                .map(|(n, v)| (n, Value::String(v)))
-                .collect()
-        });
-        (raw, params)
-    }
-
     fn request_context(&self) -> Value {
         let host = self
             .parts
@@ -115,7 +155,12 @@ impl RequestFacts<'_> {
 
     /// The REQUEST authorizer's event (payload 2.0), identity source `Authorization`.
     pub(super) fn authorizer_event(&self, authorization: &str) -> Value {
-        let (raw_query, query) = self.query();
+        let Derived {
+            headers,
+            cookies,
+            raw_query,
+            query,
+        } = &self.derived;
         let route_arn = format!(
             "arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/$default/{}{}",
             self.parts.method,
@@ -129,8 +174,8 @@ impl RequestFacts<'_> {
             "routeKey": self.matched.route.key(),
             "rawPath": self.parts.uri.path(),
             "rawQueryString": raw_query,
-            "cookies": self.cookies(),
-            "headers": self.headers(),
+            "cookies": cookies,
+            "headers": headers,
             "queryStringParameters": query,
             "requestContext": self.request_context(),
             "pathParameters": self.matched.path_parameters,
@@ -139,7 +184,12 @@ impl RequestFacts<'_> {
 
     /// The integration's event, with the authorizer's context when the route is secured.
     pub(super) fn request_event(&self, authorizer_context: Option<&Value>) -> Value {
-        let (raw_query, query) = self.query();
+        let Derived {
+            headers,
+            cookies,
+            raw_query,
+            query,
+        } = &self.derived;
         let mut context = self.request_context();
         if let Some(lambda) = authorizer_context {
             context["authorizer"] = json!({ "lambda": lambda });
@@ -154,16 +204,15 @@ impl RequestFacts<'_> {
             "routeKey": self.matched.route.key(),
             "rawPath": self.parts.uri.path(),
             "rawQueryString": raw_query,
-            "headers": self.headers(),
+            "headers": headers,
             "requestContext": context,
             "isBase64Encoded": is_base64,
         });
-        let cookies = self.cookies();
         if !cookies.is_empty() {
             event["cookies"] = json!(cookies);
         }
         if let Some(query) = query {
-            event["queryStringParameters"] = Value::Object(query);
+            event["queryStringParameters"] = Value::Object(query.clone());
         }
         if !self.matched.path_parameters.is_empty() {
             event["pathParameters"] = json!(self.matched.path_parameters);

@@ -168,14 +168,14 @@ async fn handle(
     let Some(matched) = api.routes.find(&parts.method, parts.uri.path()) else {
         return gateway_answer(StatusCode::NOT_FOUND, "Not Found");
     };
-    let facts = RequestFacts {
-        parts: &parts,
-        body: &body,
-        matched: &matched,
+    let facts = RequestFacts::new(
+        &parts,
+        &body,
+        &matched,
         source,
         request_id,
-        now_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
-    };
+        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+    );
     let context = if matched.route.secured {
         match api.authorize(&facts).await {
             Ok(context) => Some(context),

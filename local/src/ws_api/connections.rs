@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Response, StatusCode};
+use axum::response::IntoResponse;
 use session_core::domain::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -95,34 +97,46 @@ impl Registry {
     }
 }
 
+/// What every management call addresses: a live connection, named in a signed request.
+/// Rejected as AWS does: 403 unsigned, 410 gone.
+#[derive(Debug)]
+pub(super) struct Target {
+    entry: Entry,
+}
+
+impl FromRequestParts<WsApi> for Target {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(parts: &mut Parts, api: &WsApi) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, api)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let id = params.get("connection_id").map_or("", String::as_str);
+        tracing::Span::current().record("connection_id", id);
+        if !signed(&parts.headers) {
+            return Err(unsigned());
+        }
+        let entry = api.inner.registry.get(id).ok_or_else(gone)?;
+        Ok(Self { entry })
+    }
+}
+
 /// `POST /@connections/{id}`: the body goes to the client as one frame (text if it is UTF-8).
 #[instrument(skip_all, fields(connection_id))]
-pub(super) async fn post(
-    State(api): State<WsApi>,
-    Path(params): Path<HashMap<String, String>>,
-    request: Request,
-) -> Response<Body> {
-    let id = connection_param(&params);
-    tracing::Span::current().record("connection_id", id);
-    if !signed(&request) {
-        return unsigned();
-    }
+pub(super) async fn post(State(api): State<WsApi>, target: Target, body: Body) -> Response<Body> {
     let limit = api.inner.settings.max_message_bytes;
-    let Ok(data) = axum::body::to_bytes(request.into_body(), limit).await else {
+    let Ok(data) = axum::body::to_bytes(body, limit).await else {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLargeException",
             &format!("Message too long. Max message size is {limit} bytes."),
         );
     };
-    let Some(entry) = api.inner.registry.get(id) else {
-        return gone();
-    };
     let message = match String::from_utf8(data.to_vec()) {
         Ok(text) => Message::text(text),
         Err(_) => Message::binary(data),
     };
-    match entry.commands.try_send(Command::Send(message)) {
+    match target.entry.commands.try_send(Command::Send(message)) {
         Ok(()) => empty(StatusCode::OK),
         Err(mpsc::error::TrySendError::Closed(_)) => gone(),
         Err(mpsc::error::TrySendError::Full(_)) => error(
@@ -134,17 +148,9 @@ pub(super) async fn post(
 }
 
 /// `GET /@connections/{id}`: when it connected, when the client last sent, and from where.
-pub(super) async fn get(
-    State(api): State<WsApi>,
-    Path(params): Path<HashMap<String, String>>,
-    request: Request,
-) -> Response<Body> {
-    if !signed(&request) {
-        return unsigned();
-    }
-    let Some(entry) = api.inner.registry.get(connection_param(&params)) else {
-        return gone();
-    };
+#[instrument(skip_all, fields(connection_id))]
+pub(super) async fn get(target: Target) -> Response<Body> {
+    let entry = target.entry;
     let mut identity = serde_json::json!({ "sourceIp": entry.source_ip });
     if let Some(agent) = entry.user_agent {
         identity["userAgent"] = serde_json::json!(agent);
@@ -163,21 +169,15 @@ pub(super) async fn get(
 /// `DELETE /@connections/{id}`: closes the connection; answers once `$disconnect` has run (or
 /// after the integration timeout).
 #[instrument(skip_all, fields(connection_id))]
-pub(super) async fn delete(
-    State(api): State<WsApi>,
-    Path(params): Path<HashMap<String, String>>,
-    request: Request,
-) -> Response<Body> {
-    let id = connection_param(&params);
-    tracing::Span::current().record("connection_id", id);
-    if !signed(&request) {
-        return unsigned();
-    }
-    let Some(entry) = api.inner.registry.get(id) else {
-        return gone();
-    };
+pub(super) async fn delete(State(api): State<WsApi>, target: Target) -> Response<Body> {
     let (done, closed) = oneshot::channel();
-    if entry.commands.send(Command::Close(done)).await.is_err() {
+    if target
+        .entry
+        .commands
+        .send(Command::Close(done))
+        .await
+        .is_err()
+    {
         return gone();
     }
     let _ = tokio::time::timeout(api.inner.settings.integration_timeout, closed).await;
@@ -185,15 +185,10 @@ pub(super) async fn delete(
     empty(StatusCode::NO_CONTENT)
 }
 
-fn connection_param(params: &HashMap<String, String>) -> &str {
-    params.get("connection_id").map_or("", String::as_str)
-}
-
 /// The management API takes SigV4-signed requests only; the signature itself is not checked
 /// (the credentials are dummies locally), but an unsigned request is refused as in AWS.
-fn signed(request: &Request) -> bool {
-    request
-        .headers()
+fn signed(headers: &http::HeaderMap) -> bool {
+    headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "))
