@@ -10,6 +10,7 @@ pub mod book;
 mod http1;
 pub mod hub;
 pub mod metrics;
+pub mod push;
 mod sse;
 pub mod upstream;
 pub mod wire;

@@ -89,3 +89,8 @@ pub(crate) fn http_error(status: u16) {
 pub(crate) fn ready(value: f64) {
     gauge!("streamer_ready").set(value);
 }
+
+/// One `@connections` post (each attempt of a retried one): `ok`, or its error's class.
+pub(crate) fn ws_post(outcome: &'static str) {
+    counter!("streamer_ws_posts_total", "outcome" => outcome).increment(1);
+}

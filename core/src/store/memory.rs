@@ -377,6 +377,20 @@ impl ConnectionStore for InMemoryStore {
             .remove(&(session.clone(), id.clone()));
         Ok(removed.is_some_and(|c| !c.is_expired(now)))
     }
+
+    async fn sessions_with_connections(&self) -> Result<Vec<SessionId>, StoreError> {
+        let now = self.clock.now();
+        let mut sessions: Vec<SessionId> = self
+            .lock()
+            .connections
+            .iter()
+            .filter(|(_, c)| !c.is_expired(now))
+            .map(|((session, _), _)| session.clone())
+            .collect();
+        // Keyed by (session, connection): a session's connections are adjacent.
+        sessions.dedup();
+        Ok(sessions)
+    }
 }
 
 #[async_trait]

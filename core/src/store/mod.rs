@@ -111,6 +111,14 @@ pub trait ConnectionStore: Send + Sync {
         session: &SessionId,
         id: &ConnectionId,
     ) -> Result<bool, StoreError>;
+
+    /// The sessions that have at least one unexpired WebSocket connection, each once (in no
+    /// particular order).
+    ///
+    /// For streamers polling for sessions to serve. Read from an index, so eventually
+    /// consistent: a connection recorded or deleted a moment ago may be missed or still listed
+    /// for a fraction of a second.
+    async fn sessions_with_connections(&self) -> Result<Vec<SessionId>, StoreError>;
 }
 
 /// Single-use connect tickets, and the resume chain of the stream one opened: a consumed ticket

@@ -1,9 +1,9 @@
 use std::time::Duration;
 
-use session_core::domain::{Connection, ConnectionQuality};
+use session_core::domain::{Connection, ConnectionQuality, PageRequest, Session, SessionId};
 use session_core::store::{Quota, StoreError};
 
-use crate::helpers::Harness;
+use crate::helpers::{Harness, user};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -137,4 +137,148 @@ pub async fn a_closed_session_takes_no_connections(h: Harness) {
         matches!(err, StoreError::SessionNotActive { .. }),
         "{err:?}"
     );
+}
+
+/// The store's sessions with connections, sorted (the store promises no order).
+async fn sessions_with_connections(h: &Harness) -> Vec<SessionId> {
+    let mut sessions = h.store.sessions_with_connections().await.unwrap();
+    sessions.sort();
+    sessions
+}
+
+/// A stored session of `owner`.
+async fn stored_session(h: &Harness, owner: &str) -> Session {
+    let session = h.session(owner);
+    h.store.create_session(&session, 100).await.unwrap();
+    session
+}
+
+/// Records a connection of `session` that lives `lives` from now.
+async fn connect(h: &Harness, session: &Session, id: &str, lives: Duration) -> Connection {
+    let connection = h.connection(session, id, lives);
+    h.store.put_connection(&connection, 8).await.unwrap();
+    connection
+}
+
+fn sorted_ids(sessions: &[&Session]) -> Vec<SessionId> {
+    let mut ids: Vec<SessionId> = sessions.iter().map(|s| s.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+pub async fn no_connections_means_no_sessions_with_connections(h: Harness) {
+    stored_session(&h, "alice").await;
+
+    assert_eq!(sessions_with_connections(&h).await, vec![]);
+}
+
+pub async fn sessions_with_connections_lists_each_such_session_once(h: Harness) {
+    let a = stored_session(&h, "alice").await;
+    let b = stored_session(&h, "alice").await;
+    let c = stored_session(&h, "bob").await;
+    stored_session(&h, "bob").await; // no connections
+    connect(&h, &a, "conn-a1", MINUTE).await;
+    connect(&h, &a, "conn-a2", MINUTE).await;
+    connect(&h, &b, "conn-b1", MINUTE).await;
+    connect(&h, &c, "conn-c1", MINUTE).await;
+
+    let listed = sessions_with_connections(&h).await;
+
+    assert_eq!(listed, sorted_ids(&[&a, &b, &c]), "each exactly once");
+}
+
+pub async fn sessions_with_connections_are_found_across_every_shard(h: Harness) {
+    let mut sessions = Vec::new();
+    for i in 0..20 {
+        let session = stored_session(&h, "alice").await;
+        connect(&h, &session, &format!("conn-{i}"), MINUTE).await;
+        sessions.push(session);
+    }
+
+    let listed = sessions_with_connections(&h).await;
+
+    assert_eq!(listed, sorted_ids(&sessions.iter().collect::<Vec<_>>()));
+}
+
+pub async fn a_session_whose_connections_expired_is_not_listed(h: Harness) {
+    let dying = stored_session(&h, "alice").await;
+    let living = stored_session(&h, "alice").await;
+    connect(&h, &dying, "conn-1", MINUTE).await;
+    connect(&h, &living, "conn-2", 2 * MINUTE).await;
+
+    // Past the first connection's expiry: dead, though still stored.
+    h.clock.advance(MINUTE);
+
+    assert_eq!(sessions_with_connections(&h).await, vec![living.id]);
+}
+
+pub async fn a_session_whose_connections_were_deleted_is_not_listed(h: Harness) {
+    let left = stored_session(&h, "alice").await;
+    let staying = stored_session(&h, "alice").await;
+    let gone = connect(&h, &left, "conn-1", MINUTE).await;
+    let one_of_two = connect(&h, &staying, "conn-2", MINUTE).await;
+    connect(&h, &staying, "conn-3", MINUTE).await;
+
+    assert!(h.store.delete_connection(&left.id, &gone.id).await.unwrap());
+    assert!(
+        h.store
+            .delete_connection(&staying.id, &one_of_two.id)
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(sessions_with_connections(&h).await, vec![staying.id]);
+}
+
+pub async fn a_heartbeat_keeps_the_session_listed(h: Harness) {
+    let session = stored_session(&h, "alice").await;
+    let c = connect(&h, &session, "conn-1", MINUTE).await;
+    let beat = Connection {
+        last_seen_at: h.now(),
+        expires_at: h.now().plus(2 * MINUTE),
+        quality: ConnectionQuality {
+            heartbeats: 1,
+            ..ConnectionQuality::default()
+        },
+        version: 2,
+        ..c.clone()
+    };
+    h.store.update_connection(&c, &beat).await.unwrap();
+
+    // Past the expiry it had before the heartbeat, within the one the heartbeat gave it.
+    h.clock.advance(MINUTE);
+    assert_eq!(
+        sessions_with_connections(&h).await,
+        vec![session.id.clone()]
+    );
+
+    // It stops heart-beating.
+    h.clock.advance(MINUTE);
+    assert_eq!(sessions_with_connections(&h).await, vec![]);
+}
+
+pub async fn connections_never_appear_in_the_owners_session_list(h: Harness) {
+    let older = stored_session(&h, "alice").await;
+    let newer = stored_session(&h, "alice").await;
+    for session in [&older, &newer] {
+        for i in 0..3 {
+            connect(&h, session, &format!("conn-{i}"), MINUTE).await;
+        }
+    }
+
+    let all = h
+        .store
+        .list_sessions(&user("alice"), &PageRequest::parse(Some(10), None).unwrap())
+        .await
+        .unwrap();
+    let first = h
+        .store
+        .list_sessions(&user("alice"), &PageRequest::parse(Some(1), None).unwrap())
+        .await
+        .unwrap();
+
+    assert_eq!(all.items, vec![newer.clone(), older]);
+    assert_eq!(all.next_cursor, None);
+    assert_eq!(first.items, vec![newer]);
+    assert!(first.next_cursor.is_some());
 }

@@ -13,6 +13,7 @@ mod sse;
 
 mod chaos;
 mod no_loss;
+mod push;
 mod resume;
 mod service;
 mod slow;

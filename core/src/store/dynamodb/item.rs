@@ -49,6 +49,36 @@ pub(super) const QUOTA_SK: &str = "QUOTA";
 pub(super) const SIM_PREFIX: &str = "SIM#";
 pub(super) const CONN_PREFIX: &str = "CONN#";
 
+/// How many GSI1 partitions the WebSocket connection entries are spread over.
+///
+/// One partition key for every connection would be a hot partition: each heartbeat rewrites the
+/// connection item and so its GSI1 entry, and one index partition takes about 1,000 writes a
+/// second (and throttling an index throttles the table's writes too). Spreading them by session
+/// keeps a session's connections together while the total is split eightfold. Readers query
+/// every shard, so changing this number needs readers that query the old and new shards until
+/// every connection item has been rewritten (a heartbeat rewrites it).
+pub(super) const WS_CONNECTION_SHARDS: u32 = 8;
+
+/// The GSI1 shard of a session's WebSocket connection entries: FNV-1a of the session id, modulo
+/// [`WS_CONNECTION_SHARDS`]. Spelled out rather than `std`'s hasher, whose output may change
+/// between Rust releases (and is seeded per process for `HashMap`): every writer and reader, of
+/// every version, must agree on it.
+pub(super) fn ws_connection_shard(session: &SessionId) -> u32 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = session
+        .as_str()
+        .bytes()
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    // The remainder is below WS_CONNECTION_SHARDS, so it fits a u32.
+    (hash % u64::from(WS_CONNECTION_SHARDS)) as u32
+}
+
+/// GSI1 partition key of the WebSocket connection entries in `shard`.
+pub(super) fn ws_connections_pk(shard: u32) -> String {
+    format!("WSCONN#{shard}")
+}
+
 /// The primary key `{PK, SK}` of an item.
 pub(super) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([
@@ -238,6 +268,16 @@ pub(super) fn connection_item(c: &Connection) -> Item {
             TableSpec::TTL.to_owned(),
             n(c.expires_at.unix_seconds_ceil()),
         ),
+        // The sessions-with-connections entry: every connection item is in GSI1 under its
+        // session's shard (updates put the whole item, so they keep it).
+        (
+            TableSpec::GSI1PK.to_owned(),
+            s(ws_connections_pk(ws_connection_shard(&c.session_id))),
+        ),
+        (
+            TableSpec::GSI1SK.to_owned(),
+            s(format!("{}#{}", c.session_id, c.id)),
+        ),
     ]);
     if let Some(last) = &c.last_event_id {
         item.insert("last_event_id".to_owned(), s(last));
@@ -270,6 +310,15 @@ pub(super) fn connection_from(item: &Item) -> Result<Connection, StoreError> {
     })
 }
 
+/// The session of a connection item, or of its GSI1 entry read with only `session_id`
+/// projected.
+pub(super) fn connection_session_from(item: &Item) -> Result<SessionId, StoreError> {
+    parse(
+        "session_id",
+        SessionId::parse("session_id", item.string("session_id")?),
+    )
+}
+
 pub(super) fn lease_from(item: &Item) -> Result<Lease, StoreError> {
     Ok(Lease {
         name: item.string("name")?.to_owned(),
@@ -297,4 +346,61 @@ pub(super) fn response_from(item: &Item) -> Result<StoredResponse, StoreError> {
         )?,
         body: item.string("response_body")?.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session_id(text: &str) -> SessionId {
+        SessionId::parse("session_id", text).unwrap()
+    }
+
+    #[test]
+    fn the_connection_shard_of_a_session_never_changes() {
+        // Pinned: writers and readers of every version must agree on these.
+        for (id, shard) in [
+            ("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0", 1),
+            ("ses_01ARZ3NDEKTSV4RRFFQ69G5FAV", 6),
+            ("ses_00000000000000000000000000", 7),
+        ] {
+            assert_eq!(ws_connection_shard(&session_id(id)), shard, "{id}");
+        }
+    }
+
+    #[test]
+    fn sessions_spread_over_every_connection_shard() {
+        let mut seen = [false; WS_CONNECTION_SHARDS as usize];
+        for _ in 0..500 {
+            let shard = ws_connection_shard(&SessionId::generate());
+            assert!(shard < WS_CONNECTION_SHARDS);
+            seen[shard as usize] = true;
+        }
+        assert!(seen.iter().all(|s| *s), "{seen:?}");
+    }
+
+    #[test]
+    fn a_connection_item_is_in_gsi1_under_its_sessions_shard() {
+        let session = session_id("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0");
+        let connection = Connection {
+            id: ConnectionId::parse("id", "L0SM9cOFvHcCIhw=").unwrap(),
+            session_id: session.clone(),
+            owner: UserId::parse("owner", "alice").unwrap(),
+            connected_at: Timestamp::from_unix_millis(1_000),
+            last_seen_at: Timestamp::from_unix_millis(1_000),
+            expires_at: Timestamp::from_unix_millis(61_000),
+            last_event_id: None,
+            quality: ConnectionQuality::default(),
+            version: 1,
+        };
+
+        let item = connection_item(&connection);
+
+        assert_eq!(item.opt_string(TableSpec::GSI1PK), Some("WSCONN#1"));
+        assert_eq!(
+            item.opt_string(TableSpec::GSI1SK),
+            Some("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0#L0SM9cOFvHcCIhw=")
+        );
+        assert_eq!(connection_from(&item).ok(), Some(connection));
+    }
 }

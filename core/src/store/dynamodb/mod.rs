@@ -10,6 +10,7 @@ mod item;
 mod schema;
 mod write;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +21,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use backon::{ExponentialBuilder, Retryable as _};
 
 use self::item::{
-    CONN_PREFIX, ItemExt as _, QUOTA_SK, SESSION_SK, SIM_PREFIX, connection_from, connection_item,
-    key, lease_from, ms, n, owner_pk, response_attributes, response_from, s, session_from,
-    session_item, session_pk, simulator_from, simulator_item,
+    CONN_PREFIX, ItemExt as _, QUOTA_SK, SESSION_SK, SIM_PREFIX, WS_CONNECTION_SHARDS,
+    connection_from, connection_item, connection_session_from, key, lease_from, ms, n, owner_pk,
+    response_attributes, response_from, s, session_from, session_item, session_pk, simulator_from,
+    simulator_item, ws_connections_pk,
 };
 pub use self::schema::{TableSpec, create_table};
 use self::write::{Write, WriteError, backend, classify};
@@ -209,6 +211,44 @@ impl DynamoStore {
             .map(session_from)
             .collect::<Result<_, _>>()?;
         Ok((sessions, more))
+    }
+
+    /// One shard's unexpired WebSocket connection entries in GSI1 (one per connection, only
+    /// `session_id` projected), every page read. GSI reads are eventually consistent (they
+    /// cannot be otherwise).
+    async fn query_connection_shard(
+        &self,
+        shard: u32,
+        now: Timestamp,
+    ) -> Result<Vec<item::Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(self.table.as_ref())
+                .index_name(TableSpec::GSI1)
+                .key_condition_expression("#GSI1PK = :shard")
+                // Expired but not yet deleted by TTL: absent, as everywhere.
+                .filter_expression("#expires_at > :now")
+                .projection_expression("#session_id")
+                .expression_attribute_names("#GSI1PK", TableSpec::GSI1PK)
+                .expression_attribute_names("#expires_at", "expires_at")
+                .expression_attribute_names("#session_id", "session_id")
+                .expression_attribute_values(":shard", s(ws_connections_pk(shard)))
+                .expression_attribute_values(":now", ms(now))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            items.extend(out.items.unwrap_or_default());
+            // A filtered page may be empty and still not the last.
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
     }
 
     /// Closes the owner's active sessions that have expired, releasing their quota slots.
@@ -761,6 +801,18 @@ impl ConnectionStore for DynamoStore {
             entity: "connection",
             id: id.to_string(),
         })
+    }
+
+    async fn sessions_with_connections(&self) -> Result<Vec<SessionId>, StoreError> {
+        let now = self.clock.now();
+        // A session's connections are all in its one shard, but it may have several of them.
+        let mut sessions = BTreeSet::new();
+        for shard in 0..WS_CONNECTION_SHARDS {
+            for item in &self.query_connection_shard(shard, now).await? {
+                sessions.insert(connection_session_from(item)?);
+            }
+        }
+        Ok(sessions.into_iter().collect())
     }
 }
 
