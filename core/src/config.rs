@@ -241,6 +241,15 @@ pub struct StreamerSettings {
     pub coalesce_ms: u64,
     /// On SIGTERM, the longest the streamer waits for clients to leave before it exits.
     pub drain_deadline_secs: u64,
+    /// The WebSocket API's `@connections` endpoint
+    /// (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`); unset, no WebSocket push.
+    pub connections_url: Option<String>,
+    /// How often the WebSocket push reads sessions and connection sets and renews its leases.
+    pub push_poll_ms: u64,
+    /// A session's lease lapses this long after its holder's last renewal.
+    pub lease_ttl_secs: u64,
+    /// After a first event, how long a WebSocket push waits for more before posting.
+    pub push_batch_delay_ms: u64,
 }
 
 impl Default for StreamerSettings {
@@ -262,6 +271,10 @@ impl Default for StreamerSettings {
             resume_grace_secs: 60,
             coalesce_ms: 5,
             drain_deadline_secs: 20,
+            connections_url: None,
+            push_poll_ms: 1_000,
+            lease_ttl_secs: 10,
+            push_batch_delay_ms: 20,
         }
     }
 }
@@ -327,6 +340,20 @@ impl StreamerSettings {
                     &format!("must be between {} and {}", range.start(), range.end()),
                 );
             }
+        }
+        if let Some(url) = &self.connections_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid(
+                "streamer.connections_url",
+                "must be an http:// or https:// URL",
+            );
+        }
+        if self.lease_ttl_secs.saturating_mul(1000) <= self.push_poll_ms.saturating_mul(2) {
+            return invalid(
+                "streamer.lease_ttl_secs",
+                "must outlast two streamer.push_poll_ms (a lease is renewed every poll)",
+            );
         }
         if self.upstream_breaker_threshold == 0 {
             return invalid("streamer.upstream_breaker_threshold", "must be at least 1");

@@ -284,9 +284,14 @@ def consistency(objects: list[dict], failures: Failures) -> None:
         "SESSION_BACKENDS__SIMULATOR_URL",
         "SESSION_STREAMING__SSE_URL",
         "SESSION_STREAMING__WS_URL",
+        "SESSION_STREAMER__CONNECTIONS_URL",
         "AWS_REGION",
     ):
         failures.check(bool(data.get(key)), f"the config map lacks {key}")
+    failures.check(
+        re.match(r"^https://[^/]+/[^/]+$", data.get("SESSION_STREAMER__CONNECTIONS_URL", "")) is not None,
+        "SESSION_STREAMER__CONNECTIONS_URL must be https://{api}.execute-api.{region}.amazonaws.com/{stage}",
+    )
     for ingress in by_kind.get("Ingress", []):
         host = data.get("SESSION_STREAMING__SSE_URL", "").removeprefix("https://").split("/")[0]
         failures.check(

@@ -214,7 +214,7 @@ impl Stack {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = store(&service, clock.clone()).await?;
         let backend = wiring::simulator_backend(&service)?;
-        let app = wiring::app(&service, store, backend, clock);
+        let app = wiring::app(&service, store.clone(), backend, clock);
         let session_service = app.service.clone();
         let ws_emulator = WsApi::new(session_service.clone(), ws);
         let integration = session_functions::http::router(app);
@@ -225,6 +225,11 @@ impl Stack {
                 settings: service.clone(),
                 service: session_service.clone(),
                 tokens: authorizer.clone(),
+                store: store.clone(),
+                connections: Some(session_streamer::push::ConnectionsApi::local(&format!(
+                    "http://{ws_addr}/{}",
+                    crate::ws_api::STAGE
+                ))),
             },
         )
         .map_err(|e| StackError::Streamer(e.to_string()))?;

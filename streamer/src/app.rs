@@ -19,13 +19,14 @@ use session_core::clock::{Clock, SystemClock};
 use session_core::config::{Settings, StreamerSettings};
 use session_core::http::ApiError;
 use session_core::service::{HealthStatus, SessionService};
-use session_core::store;
+use session_core::store::{self, SharedStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
 use crate::hub::{Hub, HubSettings, UpstreamState};
+use crate::push::{ConnectionsApi, PushSettings, Pusher};
 use crate::upstream::{Upstream, UpstreamSettings};
 use crate::{http1, metrics, sse};
 
@@ -38,6 +39,10 @@ pub struct StreamerParts {
     pub service: SessionService,
     /// Checks bearer tokens.
     pub tokens: Arc<dyn TokenValidator>,
+    /// Session state (connection sets and leases of the WebSocket push).
+    pub store: SharedStore,
+    /// The `@connections` API; `None`, no WebSocket push.
+    pub connections: Option<ConnectionsApi>,
 }
 
 impl StreamerParts {
@@ -49,12 +54,18 @@ impl StreamerParts {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = store::from_settings(&settings.store, clock.clone()).await;
         let backend = Arc::new(GrpcSimulatorBackend::from_settings(&settings)?);
-        let service = SessionService::from_settings(&settings, store, backend, clock);
+        let service = SessionService::from_settings(&settings, store.clone(), backend, clock);
         let tokens = Arc::new(GrpcTokenValidator::from_settings(&settings)?);
+        let connections = match &settings.streamer.connections_url {
+            Some(url) => Some(ConnectionsApi::from_env(url).await),
+            None => None,
+        };
         Ok(Self {
             settings,
             service,
             tokens,
+            store,
+            connections,
         })
     }
 }
@@ -77,6 +88,7 @@ pub struct Streamer {
     listener: TcpListener,
     state: AppState,
     draining: watch::Sender<bool>,
+    pusher: Option<Pusher>,
 }
 
 impl Streamer {
@@ -99,7 +111,30 @@ impl Streamer {
         let upstream = Upstream::new(UpstreamSettings::from_config(settings))?;
         let hub = Hub::new(upstream.clone(), HubSettings::from_config(settings));
         let (draining, draining_rx) = watch::channel(false);
+        let pusher = parts.connections.map(|api| {
+            let streamer = &settings.streamer;
+            Pusher::new(
+                hub.clone(),
+                parts.service.clone(),
+                parts.store,
+                api,
+                PushSettings {
+                    instance: streamer.instance(),
+                    poll: Duration::from_millis(streamer.push_poll_ms),
+                    lease_ttl: Duration::from_secs(streamer.lease_ttl_secs),
+                    batch_delay: Duration::from_millis(streamer.push_batch_delay_ms),
+                    max_concurrent_posts: 64,
+                    retry: session_core::resilience::RetryPolicy {
+                        max_retries: 5,
+                        base: Duration::from_millis(50),
+                        cap: Duration::from_secs(2),
+                    },
+                    retry_ms: streamer.retry_ms,
+                },
+            )
+        });
         Ok(Self {
+            pusher,
             listener,
             state: AppState {
                 service: parts.service,
@@ -140,7 +175,17 @@ impl Streamer {
         let deadline = Duration::from_secs(self.state.settings.drain_deadline_secs);
         let draining_rx = self.state.draining.clone();
         let draining = self.draining;
-        let serving = http1::serve(self.listener, router(self.state), draining_rx);
+        let pushing = self
+            .pusher
+            .map(|pusher| tokio::spawn(pusher.run(draining_rx.clone())));
+        let serving = async move {
+            let served = http1::serve(self.listener, router(self.state), draining_rx).await;
+            // Sessions hand their leases over once told to drain.
+            if let Some(pushing) = pushing {
+                let _ = pushing.await;
+            }
+            served
+        };
         // The server returns once every connection has ended; past the deadline, whatever is
         // left is cut (the process exits).
         tokio::select! {

@@ -7,7 +7,7 @@ use tracing::{info, instrument};
 use super::{ServiceError, SessionService};
 use crate::auth::TicketError;
 use crate::domain::{
-    AdvicePolicy, Connection, ConnectionId, ConnectionQuality, Heartbeat, ReconnectReason,
+    AdvicePolicy, Connection, ConnectionId, ConnectionQuality, EventId, Heartbeat, ReconnectReason,
     SessionId, TicketId, Timestamp, Transport, UserId, advice,
 };
 use crate::store::StoreError;
@@ -120,7 +120,8 @@ impl SessionService {
         Ok(session)
     }
 
-    /// Records a connection admitted by `admission`, under the session's connection quota.
+    /// Records a connection admitted by `admission`, under the session's connection quota;
+    /// `resume_from` is the last event id its URL names (a reconnect).
     ///
     /// # Errors
     /// `QuotaExceeded`, `SessionClosed`, or the store failed.
@@ -129,6 +130,7 @@ impl SessionService {
         &self,
         id: &ConnectionId,
         admission: &Admission,
+        resume_from: Option<EventId>,
     ) -> Result<Connection, ServiceError> {
         let now = self.clock.now();
         let connection = Connection {
@@ -138,7 +140,9 @@ impl SessionService {
             connected_at: now,
             last_seen_at: now,
             expires_at: now.plus(self.websocket.heartbeat_timeout()),
-            last_event_id: None,
+            // Where the push starts: the URL's last event id (a reconnect), until heartbeats
+            // report where the client is.
+            last_event_id: resume_from.map(|id| id.to_string()),
             quality: ConnectionQuality::default(),
             version: 1,
         };

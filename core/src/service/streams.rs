@@ -78,10 +78,31 @@ impl SessionService {
                 id: session.id.to_string(),
             });
         }
+        let (simulator, backend_id) = self.stream_source(&session.id, simulator).await?;
+        Ok(StreamAdmission {
+            user: session.owner.clone(),
+            session,
+            simulator,
+            backend_id,
+            ticket,
+        })
+    }
+
+    /// The simulator a session's stream follows (`simulator`, or else its newest live one) and
+    /// its id at the backend.
+    ///
+    /// # Errors
+    /// `NotFound` (no such or no live simulator), `SimulatorNotRunning` (stopped or without a
+    /// backend id yet), or the store failed.
+    pub async fn stream_source(
+        &self,
+        session_id: &SessionId,
+        simulator: Option<&SimulatorId>,
+    ) -> Result<(Simulator, String), ServiceError> {
         let simulator = self
-            .followed_simulator(&session.id, simulator)
+            .followed_simulator(session_id, simulator)
             .await?
-            .ok_or_else(|| ServiceError::not_found("live simulator of session", &session.id))?;
+            .ok_or_else(|| ServiceError::not_found("live simulator of session", session_id))?;
         let backend_id = simulator
             .backend_id
             .clone()
@@ -90,13 +111,7 @@ impl SessionService {
                 id: simulator.id.to_string(),
                 status: simulator.status.as_str(),
             })?;
-        Ok(StreamAdmission {
-            user: session.owner.clone(),
-            session,
-            simulator,
-            backend_id,
-            ticket,
-        })
+        Ok((simulator, backend_id))
     }
 
     /// Records that a stream connection admitted by `ticket` ended after delivering

@@ -24,7 +24,7 @@ pub async fn handle(
         return status(500, None);
     };
     match route {
-        "$connect" => connect(service, &connection, &session, &caller).await,
+        "$connect" => connect(service, event, &connection, &session, &caller).await,
         "$disconnect" => match service.close_connection(&session, &connection).await {
             Ok(_) => status(200, None),
             Err(e) => {
@@ -51,6 +51,7 @@ fn identify(
 
 async fn connect(
     service: &SessionService,
+    event: &ApiGatewayWebsocketProxyRequest,
     connection: &ConnectionId,
     session: &SessionId,
     caller: &ConnectContext,
@@ -66,7 +67,21 @@ async fn connect(
         user,
         ticket_id,
     };
-    match service.open_connection(connection, &admission).await {
+    // A reconnect's URL names where the client is; the push resumes after it.
+    let resume_from = match event.query_string_parameters.first("last_event_id") {
+        None => None,
+        Some(text) => match session_core::domain::EventId::parse("last_event_id", text) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                info!(error = %e, "connect refused: malformed last_event_id");
+                return status(400, None);
+            }
+        },
+    };
+    match service
+        .open_connection(connection, &admission, resume_from)
+        .await
+    {
         Ok(_) => status(200, None),
         Err(ServiceError::QuotaExceeded { .. }) => {
             info!("connect refused: connection quota");

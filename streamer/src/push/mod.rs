@@ -4,9 +4,12 @@
 //! Layout: [`ConnectionsApi`] (`connections_api.rs`) makes one call well: `PostToConnection`
 //! or `DeleteConnection`, its failures sorted into the classes a caller acts on
 //! ([`PostError`]), and retries of the transient ones; [`messages`] packs the hub's events into
-//! as few messages as API Gateway's limits allow.
+//! as few messages as API Gateway's limits allow; [`Pusher`] takes the leases of sessions with
+//! connections and feeds each connection from the hub.
 
 mod connections_api;
 pub mod messages;
+mod pusher;
 
 pub use connections_api::{ConnectionsApi, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, PostError};
+pub use pusher::{PushSettings, Pusher};

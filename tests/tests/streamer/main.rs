@@ -18,3 +18,4 @@ mod resume;
 mod service;
 mod slow;
 mod streams;
+mod ws_push;

@@ -1,0 +1,310 @@
+//! The WebSocket push: which sessions this streamer serves (their leases), and each of their
+//! connections fed from the hub, in order, batched, through `@connections`.
+//!
+//! Every `poll`, the streamer lists the sessions that have connections and takes the lease of
+//! any that nobody holds (or whose holder stopped renewing): exactly one streamer pushes to a
+//! session's connections. While it holds the lease it renews it, reads the session's connection
+//! set (new connections are served within a `poll`), and runs one pusher per connection: a hub
+//! subscription like an SSE client's — same resume, conflation and reconnect rules — whose
+//! deliveries are packed into messages and posted. A connection starts from the last event id
+//! its record names (the URL's on a reconnect, then what its heartbeats report), so a new lease
+//! holder resumes where the client is; a client drops the repeats it may get then by id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use session_core::domain::{ConnectionId, EventId, Lease, SessionId};
+use session_core::resilience::RetryPolicy;
+use session_core::service::SessionService;
+use session_core::store::{SharedStore, StoreError};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::messages::pack;
+use super::{ConnectionsApi, MAX_FRAME_BYTES, PostError};
+use crate::hub::{Delivery, Hub, Start, Subscription};
+use crate::wire;
+
+/// How the push behaves.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// This streamer's name, the owner of the leases it takes.
+    pub instance: String,
+    /// How often sessions and connection sets are read, and leases renewed.
+    pub poll: Duration,
+    /// A lease lapses this long after its last renewal (a crashed holder's sessions are taken
+    /// over after it).
+    pub lease_ttl: Duration,
+    /// After a first event, how long a pusher waits for more before it posts (low rates batch).
+    pub batch_delay: Duration,
+    /// Most `PostToConnection` calls under way at once, across connections.
+    pub max_concurrent_posts: usize,
+    /// Retries of throttled or failed posts.
+    pub retry: RetryPolicy,
+    /// What clients are told to wait before reconnecting.
+    pub retry_ms: u64,
+}
+
+/// Serves the WebSocket connections of the sessions whose leases this streamer holds.
+#[derive(Debug, Clone)]
+pub struct Pusher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    hub: Hub,
+    service: SessionService,
+    store: SharedStore,
+    api: ConnectionsApi,
+    settings: PushSettings,
+    posts: Semaphore,
+}
+
+/// The lease that gives one streamer a session.
+fn lease_name(session: &SessionId) -> String {
+    format!("session/{session}")
+}
+
+impl Pusher {
+    /// A pusher over these parts.
+    pub fn new(
+        hub: Hub,
+        service: SessionService,
+        store: SharedStore,
+        api: ConnectionsApi,
+        settings: PushSettings,
+    ) -> Self {
+        let posts = Semaphore::new(settings.max_concurrent_posts.max(1));
+        Self {
+            inner: Arc::new(Inner {
+                hub,
+                service,
+                store,
+                api,
+                settings,
+                posts,
+            }),
+        }
+    }
+
+    /// Takes and serves sessions until `draining`; then every session tells its clients to
+    /// reconnect and hands its lease back.
+    pub async fn run(self, mut draining: watch::Receiver<bool>) {
+        let mut serving: HashMap<SessionId, JoinHandle<()>> = HashMap::new();
+        let mut tick = tokio::time::interval(self.inner.settings.poll);
+        loop {
+            tokio::select! {
+                biased;
+                () = drained(&mut draining) => break,
+                _ = tick.tick() => {}
+            }
+            serving.retain(|_, task| !task.is_finished());
+            let sessions = match self.inner.store.sessions_with_connections().await {
+                Ok(sessions) => sessions,
+                Err(e) => {
+                    warn!(error = %e, "cannot list sessions with connections");
+                    continue;
+                }
+            };
+            for session in sessions {
+                if serving.contains_key(&session) {
+                    continue;
+                }
+                let lease = self
+                    .inner
+                    .store
+                    .acquire_lease(
+                        &lease_name(&session),
+                        &self.inner.settings.instance,
+                        self.inner.settings.lease_ttl,
+                    )
+                    .await;
+                match lease {
+                    Ok(lease) => {
+                        info!(%session, token = lease.token, "session lease taken");
+                        let task = tokio::spawn(Arc::clone(&self.inner).serve_session(
+                            session.clone(),
+                            lease,
+                            draining.clone(),
+                        ));
+                        serving.insert(session, task);
+                    }
+                    Err(StoreError::LeaseHeld { .. }) => {}
+                    Err(e) => warn!(%session, error = %e, "cannot take a session lease"),
+                }
+            }
+        }
+        for (_, task) in serving {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Inner {
+    /// Serves one session while this streamer holds its lease.
+    async fn serve_session(
+        self: Arc<Self>,
+        session: SessionId,
+        mut lease: Lease,
+        mut draining: watch::Receiver<bool>,
+    ) {
+        let mut pushers: HashMap<ConnectionId, JoinHandle<()>> = HashMap::new();
+        let mut tick = tokio::time::interval(self.settings.poll);
+        loop {
+            tokio::select! {
+                biased;
+                () = drained(&mut draining) => {
+                    self.hand_over(&session, &lease, pushers).await;
+                    return;
+                }
+                _ = tick.tick() => {}
+            }
+            match self
+                .store
+                .renew_lease(&lease, self.settings.lease_ttl)
+                .await
+            {
+                Ok(renewed) => lease = renewed,
+                Err(e) => {
+                    warn!(%session, error = %e, "session lease lost; another streamer serves it");
+                    pushers.values().for_each(JoinHandle::abort);
+                    return;
+                }
+            }
+            let connections = match self.store.list_connections(&session).await {
+                Ok(connections) => connections,
+                Err(e) => {
+                    warn!(%session, error = %e, "cannot read the session's connections");
+                    continue;
+                }
+            };
+            pushers.retain(|id, task| {
+                let open = connections.iter().any(|c| c.id == *id);
+                if !open {
+                    task.abort();
+                }
+                open && !task.is_finished()
+            });
+            if connections.is_empty() {
+                let _ = self.store.release_lease(&lease).await;
+                info!(%session, "no connection left; session lease released");
+                return;
+            }
+            // No live simulator yet (or any more): nothing to push.
+            let Ok((_, key)) = self.service.stream_source(&session, None).await else {
+                continue;
+            };
+            for connection in connections {
+                if pushers.contains_key(&connection.id) {
+                    continue;
+                }
+                let start = connection
+                    .last_event_id
+                    .as_deref()
+                    .and_then(|id| EventId::parse("last_event_id", id).ok())
+                    .map_or(Start::Snapshot, Start::After);
+                let subscription = self.hub.subscribe(&key, start);
+                let task = tokio::spawn(Arc::clone(&self).push(
+                    session.clone(),
+                    connection.id.clone(),
+                    subscription,
+                ));
+                pushers.insert(connection.id, task);
+            }
+        }
+    }
+
+    /// On drain: stops the pushers, advises every connection to reconnect, releases the lease.
+    async fn hand_over(
+        &self,
+        session: &SessionId,
+        lease: &Lease,
+        pushers: HashMap<ConnectionId, JoinHandle<()>>,
+    ) {
+        let advice = wire::reconnect("draining", self.settings.retry_ms);
+        for (connection, task) in pushers {
+            task.abort();
+            if let Ok((messages, _)) = pack(&advice.sse, MAX_FRAME_BYTES) {
+                for message in messages {
+                    let _ = self.api.post(connection.as_str(), message).await;
+                }
+            }
+        }
+        let _ = self.store.release_lease(lease).await;
+        info!(%session, "session handed over");
+    }
+
+    /// Feeds one connection until it goes, or is told to reconnect.
+    async fn push(
+        self: Arc<Self>,
+        session: SessionId,
+        connection: ConnectionId,
+        mut subscription: Subscription,
+    ) {
+        loop {
+            let mut pending = BytesMut::new();
+            let mut last = false;
+            match subscription.next().await {
+                Delivery::Frames(bytes) => pending.extend_from_slice(&bytes),
+                Delivery::Last(bytes) => {
+                    pending.extend_from_slice(&bytes);
+                    last = true;
+                }
+            }
+            // At low rates a short wait gathers more events into one call.
+            let deadline = tokio::time::Instant::now() + self.settings.batch_delay;
+            while !last && pending.len() < MAX_FRAME_BYTES {
+                match tokio::time::timeout_at(deadline, subscription.next()).await {
+                    Ok(Delivery::Frames(bytes)) => pending.extend_from_slice(&bytes),
+                    Ok(Delivery::Last(bytes)) => {
+                        pending.extend_from_slice(&bytes);
+                        last = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let messages = match pack(&pending, MAX_FRAME_BYTES) {
+                Ok((messages, _)) => messages,
+                Err(e) => {
+                    warn!(%connection, error = %e, "an event cannot be sent; closing");
+                    let _ = self.api.delete(connection.as_str()).await;
+                    return;
+                }
+            };
+            for message in messages {
+                let _permit = self.posts.acquire().await;
+                match self
+                    .api
+                    .post_with_retry(connection.as_str(), message, self.settings.retry)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(PostError::Gone) => {
+                        // The client is gone: its record goes too (idempotent with $disconnect).
+                        let _ = self.store.delete_connection(&session, &connection).await;
+                        return;
+                    }
+                    Err(e) => {
+                        // Undeliverable in order: close it, so the client resumes cleanly.
+                        warn!(%connection, error = %e, "push failed; closing the connection");
+                        let _ = self.api.delete(connection.as_str()).await;
+                        return;
+                    }
+                }
+            }
+            if last {
+                let _ = self.api.delete(connection.as_str()).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves once draining has started.
+async fn drained(draining: &mut watch::Receiver<bool>) {
+    let _ = draining.wait_for(|d| *d).await;
+}

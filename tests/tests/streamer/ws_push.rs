@@ -1,0 +1,156 @@
+//! The WebSocket push end to end: browsers connected through the local API Gateway WebSocket
+//! emulator get the session's market data posted by the streamer that holds the session's
+//! lease; a reconnect with the last event id resumes exactly.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::fixture::{Fixture, PATIENCE};
+use crate::replica::Replica;
+use crate::sse::Event;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client of the stream: the events of every `events` message, in order.
+struct WsClient {
+    socket: Socket,
+    pending: std::collections::VecDeque<Event>,
+    messages: usize,
+}
+
+impl WsClient {
+    async fn open(url: &str) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the handshake");
+        Self {
+            socket,
+            pending: std::collections::VecDeque::new(),
+            messages: 0,
+        }
+    }
+
+    async fn next(&mut self) -> Event {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return event;
+            }
+            let message = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a message in time")
+                .expect("the connection stays open")
+                .expect("a frame");
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let message: Value = serde_json::from_str(&text).unwrap();
+            if message["type"] != "events" {
+                continue;
+            }
+            self.messages += 1;
+            for event in message["events"].as_array().unwrap() {
+                self.pending.push_back(Event {
+                    id: event["id"].as_str().map(str::to_owned),
+                    event: event["event"].as_str().unwrap().to_owned(),
+                    data: event["data"].clone(),
+                });
+            }
+        }
+    }
+
+    async fn read_into(&mut self, replica: &mut Replica, count: usize) {
+        let target = replica.events + count;
+        while replica.events < target {
+            let event = self.next().await;
+            replica.apply(&event);
+        }
+    }
+}
+
+async fn ws_url(fixture: &Fixture, last_event_id: Option<&str>) -> String {
+    let answer = match last_event_id {
+        None => {
+            fixture
+                .user
+                .post(
+                    &format!("/v1/sessions/{}/tickets", fixture.session),
+                    &json!({ "transport": "ws" }),
+                )
+                .await
+        }
+        Some(last) => {
+            fixture
+                .user
+                .post(
+                    &format!("/v1/sessions/{}/reconnect", fixture.session),
+                    &json!({ "transport": "ws", "last_event_id": last }),
+                )
+                .await
+        }
+    };
+    assert!(
+        answer.status == StatusCode::CREATED || answer.status == StatusCode::OK,
+        "{answer:?}"
+    );
+    answer.body["url"].as_str().unwrap().to_owned()
+}
+
+fn quick_push(s: &mut session_core::config::Settings) {
+    s.streamer.push_poll_ms = 100;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_gets_the_stream_pushed_in_order_many_events_to_a_message() {
+    let fixture = Fixture::start(&["BTC-USD", "ETH-USD"], 1_000, quick_push).await;
+
+    let mut client = WsClient::open(&ws_url(&fixture, None).await).await;
+    let first = client.next().await;
+    let mut replica = Replica::default();
+    replica.apply(&first);
+    client.read_into(&mut replica, 1_000).await;
+
+    assert_eq!(first.event, "snapshot");
+    assert_eq!(first.data["cause"], "initial");
+    assert!(
+        client.messages * 5 < 1_000,
+        "{} messages for 1,000 events: batched",
+        client.messages
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_that_reconnect_with_their_last_event_id_end_with_the_simulators_books() {
+    const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
+    let fixture = Fixture::start(&SYMBOLS, 1_000, quick_push).await;
+    let mut replica = Replica::default();
+    let mut client = WsClient::open(&ws_url(&fixture, None).await).await;
+
+    for round in 0..30_usize {
+        client.read_into(&mut replica, 1 + (round * 37) % 200).await;
+        drop(client);
+        let last = replica.position().unwrap();
+        client = WsClient::open(&ws_url(&fixture, Some(&last)).await).await;
+    }
+    // The last connection is served before the simulator stops.
+    client.read_into(&mut replica, 10).await;
+    fixture.stop_simulator().await;
+    while replica.last_status.as_deref() != Some("stopped") {
+        let event = client.next().await;
+        replica.apply(&event);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    assert_eq!(
+        replica.resets, 0,
+        "every reconnect inside the window replays"
+    );
+    for symbol in SYMBOLS {
+        replica.assert_matches(symbol, &fixture.get_book(symbol).await);
+    }
+}
