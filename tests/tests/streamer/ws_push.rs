@@ -124,33 +124,67 @@ async fn a_websocket_client_gets_the_stream_pushed_in_order_many_events_to_a_mes
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_clients_that_reconnect_with_their_last_event_id_end_with_the_simulators_books() {
-    const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
-    let fixture = Fixture::start(&SYMBOLS, 1_000, quick_push).await;
+/// One client: reconnects `reconnects` times at random points through the reconnect endpoint
+/// (its URL names the last event id), then reads until the simulator's final status.
+async fn reconnecting_client(
+    fixture: &Fixture,
+    seed: u64,
+    reconnects: usize,
+    done: &std::sync::atomic::AtomicUsize,
+) -> Replica {
+    let mut dice = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut roll = |below: u64| {
+        dice ^= dice >> 12;
+        dice ^= dice << 25;
+        dice ^= dice >> 27;
+        dice.wrapping_mul(0x2545_F491_4F6C_DD1D) % below
+    };
     let mut replica = Replica::default();
-    let mut client = WsClient::open(&ws_url(&fixture, None).await).await;
-
-    for round in 0..30_usize {
-        client.read_into(&mut replica, 1 + (round * 37) % 200).await;
+    let mut client = WsClient::open(&ws_url(fixture, None).await).await;
+    for _ in 0..reconnects {
+        client.read_into(&mut replica, 1 + roll(200) as usize).await;
         drop(client);
         let last = replica.position().unwrap();
-        client = WsClient::open(&ws_url(&fixture, Some(&last)).await).await;
+        client = WsClient::open(&ws_url(fixture, Some(&last)).await).await;
     }
     // The last connection is served before the simulator stops.
     client.read_into(&mut replica, 10).await;
-    fixture.stop_simulator().await;
+    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     while replica.last_status.as_deref() != Some("stopped") {
         let event = client.next().await;
         replica.apply(&event);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    replica
+}
 
-    assert_eq!(
-        replica.resets, 0,
-        "every reconnect inside the window replays"
-    );
-    for symbol in SYMBOLS {
-        replica.assert_matches(symbol, &fixture.get_book(symbol).await);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_that_reconnect_hundreds_of_times_end_with_the_simulators_books() {
+    const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
+    const CLIENTS: usize = 5;
+    let fixture = Fixture::start(&SYMBOLS, 1_000, |s| {
+        quick_push(s);
+        // Five clients, each with a dropped connection whose `$disconnect` may still be running.
+        s.limits.connections_per_session = 16;
+    })
+    .await;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+
+    let clients = (0..CLIENTS as u64).map(|seed| reconnecting_client(&fixture, seed, 40, &done));
+    let stopper = async {
+        while done.load(std::sync::atomic::Ordering::SeqCst) < CLIENTS {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        fixture.stop_simulator().await;
+    };
+    let (replicas, ()) = tokio::join!(futures_util::future::join_all(clients), stopper);
+
+    for (i, replica) in replicas.iter().enumerate() {
+        assert_eq!(
+            replica.resets, 0,
+            "client {i}: every reconnect inside the window replays"
+        );
+        for symbol in SYMBOLS {
+            replica.assert_matches(symbol, &fixture.get_book(symbol).await);
+        }
     }
 }
