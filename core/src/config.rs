@@ -274,7 +274,7 @@ impl Default for StreamerSettings {
             connections_url: None,
             push_poll_ms: 1_000,
             lease_ttl_secs: 10,
-            push_batch_delay_ms: 20,
+            push_batch_delay_ms: 10,
         }
     }
 }
