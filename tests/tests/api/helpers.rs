@@ -6,6 +6,28 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use session_core::config::Settings;
 use session_local::stack::{Stack, StackSettings};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A WebSocket client's socket.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The next data or close message of `socket` (pings and pongs skipped), `None` once it ended;
+/// panics after `wait`.
+pub async fn next_ws_message(socket: &mut Socket, wait: Duration) -> Option<Message> {
+    use futures_util::StreamExt as _;
+    loop {
+        let message = tokio::time::timeout(wait, socket.next())
+            .await
+            .expect("a message or the end in time");
+        match message {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(message)) => return Some(message),
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
 
 /// A running stack and an HTTP client for it.
 pub struct TestApi {

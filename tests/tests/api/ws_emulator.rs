@@ -7,20 +7,18 @@ use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement::config::{Credentials, Region};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::SinkExt as _;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use session_core::auth::TicketCodec;
 use session_core::domain::{SessionId, Timestamp, Transport, UserId};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::helpers::{TestApi, User};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::helpers::Socket;
 
 /// The longest any single wait in these tests may take; far above what each needs.
 const WAIT: Duration = Duration::from_secs(20);
@@ -46,16 +44,7 @@ async fn connect(user: &User, session: &str) -> Socket {
 
 /// The next data or close message (pings and pongs skipped), `None` once the socket ended.
 async fn next(socket: &mut Socket) -> Option<Message> {
-    loop {
-        let message = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a message or the end in time");
-        match message {
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(message)) => return Some(message),
-            Some(Err(_)) | None => return None,
-        }
-    }
+    crate::helpers::next_ws_message(socket, WAIT).await
 }
 
 /// Sends `message` and returns the JSON frame that answers it.

@@ -14,14 +14,12 @@ use axum::http::{Response, StatusCode};
 use futures_util::StreamExt as _;
 use session_core::resilience::{Classify as _, RetryPolicy};
 use session_streamer::push::{ConnectionsApi, MAX_MESSAGE_BYTES, PostError};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::helpers::TestApi;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::helpers::Socket;
 
 /// The longest any single wait in these tests may take; far above what each needs.
 const WAIT: Duration = Duration::from_secs(20);
@@ -58,16 +56,7 @@ fn connections_api(api: &TestApi) -> ConnectionsApi {
 
 /// The next data or close message (pings and pongs skipped), `None` once the socket ended.
 async fn next(socket: &mut Socket) -> Option<Message> {
-    loop {
-        let message = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a message or the end in time");
-        match message {
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(message)) => return Some(message),
-            Some(Err(_)) | None => return None,
-        }
-    }
+    crate::helpers::next_ws_message(socket, WAIT).await
 }
 
 /// Waits for the client's socket to end and returns the code it was closed with.

@@ -150,29 +150,18 @@ impl DynamoStore {
 
     /// Every item of a partition whose sort key starts with `prefix`, read consistently.
     async fn query_prefix(&self, pk: String, prefix: &str) -> Result<Vec<item::Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
+        every_page(
+            self.client
                 .query()
                 .table_name(self.table.as_ref())
                 .key_condition_expression("#PK = :pk AND begins_with(#SK, :prefix)")
                 .expression_attribute_names("#PK", TableSpec::PK)
                 .expression_attribute_names("#SK", TableSpec::SK)
-                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":pk", s(pk))
                 .expression_attribute_values(":prefix", s(prefix))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
+                .consistent_read(true),
+        )
+        .await
     }
 
     /// The owner's sessions (expired ones included) with ids below `before`, newest first.
@@ -221,11 +210,8 @@ impl DynamoStore {
         shard: u32,
         now: Timestamp,
     ) -> Result<Vec<item::Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
+        every_page(
+            self.client
                 .query()
                 .table_name(self.table.as_ref())
                 .index_name(TableSpec::GSI1)
@@ -237,18 +223,9 @@ impl DynamoStore {
                 .expression_attribute_names("#expires_at", "expires_at")
                 .expression_attribute_names("#session_id", "session_id")
                 .expression_attribute_values(":shard", s(ws_connections_pk(shard)))
-                .expression_attribute_values(":now", ms(now))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            items.extend(out.items.unwrap_or_default());
-            // A filtered page may be empty and still not the last.
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
+                .expression_attribute_values(":now", ms(now)),
+        )
+        .await
     }
 
     /// Closes the owner's active sessions that have expired, releasing their quota slots.
@@ -897,6 +874,28 @@ impl TicketStore for DynamoStore {
             Ok(())
         } else {
             Err(StoreError::TicketAlreadyUsed)
+        }
+    }
+}
+
+/// Every item `query` matches, over all its pages (a filtered page may be empty and still not
+/// be the last).
+async fn every_page(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<item::Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = query
+            .clone()
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(classify)?;
+        items.extend(out.items.unwrap_or_default());
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return Ok(items);
         }
     }
 }
