@@ -259,7 +259,8 @@ async fn ready(State(app): State<AppState>) -> Response {
     if app.upstream.breaker().state() != session_core::resilience::BreakerState::Closed {
         reasons.push("upstream: circuit open".to_owned());
     }
-    for stream in app.hub.streams() {
+    let streams = app.hub.streams();
+    for stream in &streams {
         if let UpstreamState::Degraded(why) = stream.upstream() {
             reasons.push(format!("upstream {}: {why}", stream.key));
         }
@@ -273,7 +274,7 @@ async fn ready(State(app): State<AppState>) -> Response {
     let body = json!({
         "status": status,
         "reasons": reasons,
-        "streams": app.hub.streams().len(),
+        "streams": streams.len(),
     });
     (code, axum::Json(body)).into_response()
 }

@@ -92,7 +92,7 @@ impl Subscription {
 
     /// Takes what is ready, without waiting.
     fn take(&mut self) -> Option<Delivery> {
-        let settings = self.stream.settings().clone();
+        let settings = self.stream.settings();
         let mut state = self.stream.lock();
         let mut out = BytesMut::new();
         if let Position::Pending(start) = self.position {

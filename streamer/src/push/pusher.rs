@@ -226,12 +226,11 @@ impl Inner {
         pushers: HashMap<ConnectionId, JoinHandle<()>>,
     ) {
         let advice = wire::reconnect("draining", self.settings.retry_ms);
+        let messages = pack(&advice.sse, MAX_FRAME_BYTES).map_or_else(|_| Vec::new(), |(m, _)| m);
         for (connection, task) in pushers {
             task.abort();
-            if let Ok((messages, _)) = pack(&advice.sse, MAX_FRAME_BYTES) {
-                for message in messages {
-                    let _ = self.api.post(connection.as_str(), message).await;
-                }
+            for message in &messages {
+                let _ = self.api.post(connection.as_str(), message.clone()).await;
             }
         }
         let _ = self.store.release_lease(lease).await;

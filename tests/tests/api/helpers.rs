@@ -29,6 +29,21 @@ pub async fn next_ws_message(socket: &mut Socket, wait: Duration) -> Option<Mess
     }
 }
 
+/// The close code `socket` ends with (data skipped); panics without a close frame or after
+/// `wait` for any message.
+pub async fn ws_closed_with(
+    socket: &mut Socket,
+    wait: Duration,
+) -> tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode {
+    loop {
+        match next_ws_message(socket, wait).await {
+            Some(Message::Close(Some(frame))) => return frame.code,
+            Some(Message::Close(None)) | None => panic!("closed without a close frame"),
+            Some(_) => {}
+        }
+    }
+}
+
 /// A running stack and an HTTP client for it.
 pub struct TestApi {
     pub stack: Stack,

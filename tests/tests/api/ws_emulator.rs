@@ -58,13 +58,7 @@ async fn exchange(socket: &mut Socket, message: &str) -> Value {
 
 /// The close frame's code the server ends the connection with.
 async fn closed_with(socket: &mut Socket) -> CloseCode {
-    loop {
-        match next(socket).await {
-            Some(Message::Close(Some(frame))) => return frame.code,
-            Some(Message::Close(None)) | None => panic!("closed without a close frame"),
-            Some(_) => {}
-        }
-    }
+    crate::helpers::ws_closed_with(socket, WAIT).await
 }
 
 /// The session's open connections, as its detail reports them.

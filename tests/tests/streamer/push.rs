@@ -61,13 +61,7 @@ async fn next(socket: &mut Socket) -> Option<Message> {
 
 /// Waits for the client's socket to end and returns the code it was closed with.
 async fn closed_with(socket: &mut Socket) -> CloseCode {
-    loop {
-        match next(socket).await {
-            Some(Message::Close(Some(frame))) => return frame.code,
-            Some(Message::Close(None)) | None => panic!("closed without a close frame"),
-            Some(_) => {}
-        }
-    }
+    crate::helpers::ws_closed_with(socket, WAIT).await
 }
 
 #[tokio::test]
