@@ -22,7 +22,7 @@ trap cleanup EXIT
 cargo build --quiet --locked -p session-local --bin session-local
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 RUST_LOG=warn "$target_dir/debug/session-local" --http-api 127.0.0.1:0 --ws-api 127.0.0.1:0 \
-    --sse 127.0.0.1:0 --simulator 127.0.0.1:0 --auth 127.0.0.1:0 \
+    --sse 127.0.0.1:0 --web 127.0.0.1:0 --simulator 127.0.0.1:0 --auth 127.0.0.1:0 \
     --endpoints-file "$work/endpoints.json" >"$work/stack.log" 2>&1 &
 stack_pid=$!
 for _ in $(seq 1 300); do

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project. Needs only the Rust toolchain and Python 3 on the machine:
 # it installs what the tests need (moto's DynamoDB-API server and schemathesis, in .venv under
-# the repo), then checks formatting and lints, runs every test of the workspace, and fuzzes the
-# REST API against its OpenAPI document, and validates the infrastructure code offline.
+# the repo; headless Chromium and chromedriver from Debian's packages, as root), then checks
+# formatting and lints, runs every test of the workspace, and fuzzes the REST API against its
+# OpenAPI document, and validates the infrastructure code offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,20 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 echo "==> installing test tools into $venv (scripts/requirements-test.txt)"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+
+# The web page's test (tests/tests/web.rs) drives headless Chromium through chromedriver.
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    echo "==> chromium and chromedriver: installed"
+else
+    echo "==> installing chromium and chromium-driver (Debian packages) for the web page test"
+    export DEBIAN_FRONTEND=noninteractive
+    browser=(chromium chromium-driver)
+    # The package lists may be missing or stale on a fresh machine: update only if needed.
+    if ! apt-get install -y --no-install-recommends "${browser[@]}"; then
+        apt-get update
+        apt-get install -y --no-install-recommends "${browser[@]}"
+    fi
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

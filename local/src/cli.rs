@@ -17,7 +17,8 @@ use crate::simulator::SimulatorSettings;
     name = "session-local",
     about = "The session service on this machine, on the in-memory store by default: the API \
              Gateway HTTP and WebSocket API emulators with the REST, authorizer and WebSocket \
-             functions, the streamer, the auth service and the exchange simulator.",
+             functions, the streamer, the auth service, the exchange simulator and a web page \
+             that uses them.",
     after_help = "Ports 0 pick free ones. Ctrl-C or SIGTERM stops everything.\n\
                   Logs go to stdout; RUST_LOG sets the filter (default info)."
 )]
@@ -37,6 +38,9 @@ pub struct StackArgs {
     /// Auth service gRPC address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50052")]
     pub auth: SocketAddr,
+    /// Web page address (the APIs allow its origin).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8070")]
+    pub web: SocketAddr,
     /// Keep sessions in a DynamoDB-API endpoint (moto, DynamoDB Local, AWS) instead of memory;
     /// the table is created if missing.
     #[arg(long, value_name = "URL", value_parser = http_url)]
@@ -239,6 +243,13 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.http_api, SocketAddr::from(([127, 0, 0, 1], 0)));
         assert_eq!(parsed.ws_api, SocketAddr::from(([127, 0, 0, 1], 9081)));
+        assert_eq!(
+            parsed.web,
+            SocketAddr::from(([127, 0, 0, 1], 8070)),
+            "the default"
+        );
+        let web: StackArgs = parse("session-local", "--web 127.0.0.1:0").unwrap();
+        assert_eq!(web.web, SocketAddr::from(([127, 0, 0, 1], 0)));
         assert_eq!(
             parsed.dynamodb_endpoint.as_deref(),
             Some("http://127.0.0.1:5000")

@@ -6,7 +6,8 @@
 //! [`auth::AuthServer::spawn`]). `server` holds what both share: serving until a shutdown
 //! future resolves, with a bounded drain, and the handle of a spawned server; `cli` the flags of
 //! the binaries. `http_api` and `ws_api` emulate API Gateway's HTTP and WebSocket APIs (the
-//! latter with its `@connections` API) in front of the functions; `stack` runs all of it.
+//! latter with its `@connections` API) in front of the functions; `web` serves the page that
+//! uses them from a browser; `stack` runs all of it.
 
 pub mod auth;
 pub mod cli;
@@ -15,6 +16,7 @@ mod server;
 pub mod simulator;
 pub mod stack;
 pub mod tokens;
+pub mod web;
 pub mod ws_api;
 
 pub use server::{DRAIN_TIMEOUT, ServerError, ServerHandle, shutdown_signal};

@@ -1,8 +1,9 @@
 //! The local stack: every part of the session service that exists so far, in one process, on
 //! loopback, wired the way AWS wires them — the reference auth service and exchange simulator
 //! over real gRPC, the HTTP API emulator in front of the REST and authorizer functions, and the
-//! WebSocket API emulator (with its `@connections` API) in front of the WebSocket functions, and
-//! the streamer (SSE) reading the simulator's market data.
+//! WebSocket API emulator (with its `@connections` API) in front of the WebSocket functions,
+//! the streamer (SSE) reading the simulator's market data, and the web page, served from an
+//! origin of its own that both APIs allow (CORS).
 //!
 //! Tests start it on port 0 ([`StackSettings::ephemeral`]); `session-local` starts it on fixed
 //! ports and prints the endpoints.
@@ -32,6 +33,7 @@ use crate::http_api::{HttpApi, HttpApiSettings, RouteError, RouteTable};
 use crate::server::ServerError;
 use crate::simulator::{SimulatorHandle, SimulatorServer, SimulatorSettings};
 use crate::tokens;
+use crate::web::{self, WebConfig};
 use crate::ws_api::{WsApi, WsApiSettings};
 
 /// Where each part listens and how the service is configured.
@@ -47,6 +49,8 @@ pub struct StackSettings {
     pub simulator: SocketAddr,
     /// The auth service's gRPC server.
     pub auth: SocketAddr,
+    /// The web page (its origin is added to the HTTP API's and the streamer's CORS origins).
+    pub web: SocketAddr,
     /// The session service's settings; backend URLs are pointed at the parts started here, and
     /// a ticket secret is generated if none is set.
     pub service: Settings,
@@ -58,6 +62,9 @@ pub struct StackSettings {
     pub ws: WsApiSettings,
     /// Where to write the endpoints as JSON once everything is ready.
     pub endpoints_file: Option<PathBuf>,
+    /// Whether the embedded streamer pushes to WebSocket connections (off when streamers run
+    /// as processes of their own, as in the handover tests).
+    pub push: bool,
 }
 
 impl StackSettings {
@@ -70,11 +77,13 @@ impl StackSettings {
             sse: at(8090),
             simulator: at(50051),
             auth: at(50052),
+            web: at(8070),
             service,
             simulators: SimulatorSettings::default(),
             http: HttpApiSettings::default(),
             ws: WsApiSettings::default(),
             endpoints_file: None,
+            push: true,
         }
     }
 
@@ -87,6 +96,7 @@ impl StackSettings {
             sse: any,
             simulator: any,
             auth: any,
+            web: any,
             ..Self::local(service)
         }
     }
@@ -109,6 +119,9 @@ pub enum StackError {
     /// The WebSocket API emulator failed while serving.
     #[error("the WebSocket API emulator failed: {0}")]
     Ws(std::io::Error),
+    /// The web page's server failed while serving.
+    #[error("the web server failed: {0}")]
+    Web(std::io::Error),
     /// The streamer could not start or failed while serving.
     #[error("the streamer failed: {0}")]
     Streamer(String),
@@ -152,6 +165,8 @@ pub struct Endpoints {
     pub connections_url: String,
     /// The streamer's base URL (`{sse}/v1/sessions/{id}/stream`, `/health/ready`, `/metrics`).
     pub sse: String,
+    /// The web page (`http://127.0.0.1:8070`), with its `/config.json`.
+    pub web: String,
 }
 
 /// A running stack; dropping it stops every part (each handle stops its server when dropped).
@@ -169,6 +184,8 @@ pub struct Stack {
     streamer_hub: session_streamer::hub::Hub,
     streamer_stop: Option<oneshot::Sender<()>>,
     streamer_task: JoinHandle<std::io::Result<()>>,
+    web_stop: Option<oneshot::Sender<()>>,
+    web_task: JoinHandle<std::io::Result<()>>,
 }
 
 impl Stack {
@@ -183,11 +200,13 @@ impl Stack {
             sse,
             simulator,
             auth,
+            web,
             mut service,
             simulators,
-            http,
+            mut http,
             ws,
             endpoints_file,
+            push,
         } = settings;
 
         let auth = AuthServer::new(AuthSettings {
@@ -208,6 +227,17 @@ impl Stack {
         let sse_addr = local_addr(&sse_listener, sse)?;
         service.streaming.sse_url = format!("http://{sse_addr}");
         service.streamer.listen = sse_addr.to_string();
+        // Bound before the APIs are built: both allow the page's origin.
+        let web_listener = bind(web).await?;
+        let web_addr = local_addr(&web_listener, web)?;
+        for origin in web::origins(web_addr) {
+            if !service.streamer.cors_origins.contains(&origin) {
+                service.streamer.cors_origins.push(origin.clone());
+            }
+            if !http.cors.allow_origins.contains(&origin) {
+                http.cors.allow_origins.push(origin);
+            }
+        }
         if service.auth.ticket_secret.is_none() {
             service.auth.ticket_secret = Some(random_secret());
         }
@@ -226,10 +256,12 @@ impl Stack {
                 service: session_service.clone(),
                 tokens: authorizer.clone(),
                 store: store.clone(),
-                connections: Some(session_streamer::push::ConnectionsApi::local(&format!(
-                    "http://{ws_addr}/{}",
-                    crate::ws_api::STAGE
-                ))),
+                connections: push.then(|| {
+                    session_streamer::push::ConnectionsApi::local(&format!(
+                        "http://{ws_addr}/{}",
+                        crate::ws_api::STAGE
+                    ))
+                }),
             },
         )
         .map_err(|e| StackError::Streamer(e.to_string()))?;
@@ -273,7 +305,21 @@ impl Stack {
             ws_api: format!("ws://{ws_addr}/{}", crate::ws_api::STAGE),
             connections_url: format!("http://{ws_addr}/{}", crate::ws_api::STAGE),
             sse: format!("http://{sse_addr}"),
+            web: format!("http://{web_addr}"),
         };
+        let page = WebConfig {
+            http_api: endpoints.http_api.clone(),
+            token_url: endpoints.token_url.clone(),
+            ws_api: endpoints.ws_api.clone(),
+            sse: endpoints.sse.clone(),
+        };
+        let (web_stop, web_stopped) = oneshot::channel::<()>();
+        let web_task = tokio::spawn(async move {
+            web::serve(web_listener, &page, async move {
+                let _ = web_stopped.await;
+            })
+            .await
+        });
         if let Some(path) = &endpoints_file {
             write_endpoints(path, &endpoints)?;
         }
@@ -291,6 +337,8 @@ impl Stack {
             streamer_hub,
             streamer_stop: Some(streamer_stop),
             streamer_task,
+            web_stop: Some(web_stop),
+            web_task,
         })
     }
 
@@ -362,6 +410,9 @@ impl Stack {
         if let Some(stop) = self.streamer_stop.take() {
             let _ = stop.send(());
         }
+        if let Some(stop) = self.web_stop.take() {
+            let _ = stop.send(());
+        }
         match (&mut self.streamer_task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(StackError::Streamer(e.to_string())),
@@ -375,6 +426,11 @@ impl Stack {
         match (&mut self.ws_task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(StackError::Ws(e)),
+            Err(e) => return Err(ServerError::Task(e).into()),
+        }
+        match (&mut self.web_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StackError::Web(e)),
             Err(e) => return Err(ServerError::Task(e).into()),
         }
         self.stop_exchange_simulator().await?;

@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         sse: args.sse,
         simulator: args.simulator,
         auth: args.auth,
+        web: args.web,
         endpoints_file: args.endpoints_file,
         ..StackSettings::local(service)
     })
@@ -38,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
     let endpoints = stack.endpoints();
     let token = stack.token("dev-user");
     let banner = format!(
-        "\nsession-local is ready\n  HTTP API      {http}\n  WebSocket API {ws}?ticket=...\n  @connections  {connections}/@connections/{{id}}\n  SSE streamer  {sse}/v1/sessions/{{id}}/stream?ticket=...\n  dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n  auth gRPC     {auth}\n  simulator     {sim}\n\n  a token for dev-user (1 h):\n  export TOKEN={token}\n  curl -H \"Authorization: Bearer $TOKEN\" -X POST {http}/v1/sessions -d '{{}}'\n",
+        "\nsession-local is ready\n  web page      {web}  (open it in a browser)\n  HTTP API      {http}\n  WebSocket API {ws}?ticket=...\n  @connections  {connections}/@connections/{{id}}\n  SSE streamer  {sse}/v1/sessions/{{id}}/stream?ticket=...\n  dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n  auth gRPC     {auth}\n  simulator     {sim}\n\n  a token for dev-user (1 h):\n  export TOKEN={token}\n  curl -H \"Authorization: Bearer $TOKEN\" -X POST {http}/v1/sessions -d '{{}}'\n",
+        web = endpoints.web,
         http = endpoints.http_api,
         ws = endpoints.ws_api,
         connections = endpoints.connections_url,

@@ -3,11 +3,14 @@
 //! invoked with its real payload 2.0 event (identity source `Authorization`: missing → 401,
 //! refused → 403); then the integration, invoked with the real payload 2.0 event through the
 //! same `lambda_http` adapter Lambda uses; then the payload 2.0 response back to HTTP. API
-//! Gateway's own answers keep its shape: `{"message": "Not Found"}` and friends.
+//! Gateway's own answers keep its shape: `{"message": "Not Found"}` and friends. With a CORS
+//! configuration (`cors`), preflights are the gateway's to answer and every response to an
+//! allowed origin carries the configured headers, as in AWS.
 //!
-//! Not emulated: authorizer result caching (the token validator has its own cache), CORS,
-//! custom domains and stage variables.
+//! Not emulated: authorizer result caching (the token validator has its own cache), custom
+//! domains and stage variables.
 
+mod cors;
 mod event;
 mod routes;
 
@@ -25,6 +28,7 @@ use session_core::auth::TokenValidator;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
+pub use cors::CorsConfiguration;
 use event::RequestFacts;
 pub use routes::{Matched, Route, RouteError, RouteTable};
 
@@ -35,6 +39,9 @@ pub struct HttpApiSettings {
     pub integration_timeout: Duration,
     /// The largest request body (API Gateway's is 10 MB): 413 past it.
     pub max_body_bytes: usize,
+    /// The API's CORS configuration (off unless an origin is allowed); the local stack allows
+    /// the web page's origin.
+    pub cors: CorsConfiguration,
 }
 
 impl Default for HttpApiSettings {
@@ -42,6 +49,7 @@ impl Default for HttpApiSettings {
         Self {
             integration_timeout: Duration::from_secs(30),
             max_body_bytes: 10 * 1024 * 1024,
+            cors: CorsConfiguration::default(),
         }
     }
 }
@@ -82,9 +90,16 @@ impl HttpApi {
     }
 
     /// The front door as a router: `extra` routes (the local stack's `/_local/...`) first,
-    /// everything else through the emulated gateway.
+    /// everything else through the emulated gateway; CORS, if configured, in front of both (so
+    /// a page may mint a dev token too).
     pub fn into_router(self, extra: Router) -> Router {
-        extra.fallback_service(Router::new().fallback(gateway).with_state(self))
+        let cors = cors::Cors {
+            config: Arc::new(self.settings.cors.clone()),
+            routes: Arc::clone(&self.routes),
+        };
+        extra
+            .fallback_service(Router::new().fallback(gateway).with_state(self))
+            .layer(axum::middleware::from_fn_with_state(cors, cors::apply))
     }
 
     /// Serves the API (with `extra` routes) on `listener` until `shutdown` resolves.

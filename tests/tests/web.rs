@@ -1,0 +1,558 @@
+//! The local stack's web page in a real browser, and the cross-origin plumbing it relies on.
+//!
+//! The browser test starts the stack in-process on free ports, chromedriver on a free port, and
+//! headless Chromium through it (fantoccini, WebDriver over plain HTTP on loopback). It uses the
+//! page as a person would — buttons and fields — and reads what the page shows. The CORS tests
+//! check, over real sockets, what the browser relies on: the HTTP API emulator answers the page's
+//! preflights itself and labels its responses; the streamer allows the page's origin; the
+//! emulator's CORS lists are the SAM template's.
+//!
+//! Chromium and chromedriver are Debian packages (`chromium`, `chromium-driver`); scripts/test.sh
+//! installs them. Without them the browser test fails and says how to install them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use session_core::config::Settings;
+use session_local::stack::{Stack, StackSettings};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The flags that let headless Chromium run as root on a machine without a network: no
+/// sandbox, no GPU, no QUIC, none of the background requests a closed network refuses, and no
+/// reliance on a large /dev/shm (containers often have 64 MB).
+const CHROMIUM_FLAGS: [&str; 11] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1480,1050",
+    "--hide-scrollbars",
+];
+/// How long the page may take to show what a step waits for.
+const STEP: Duration = Duration::from_secs(20);
+
+async fn stack() -> Stack {
+    let mut service = Settings::default();
+    service.backends.retry_base_ms = 5;
+    Stack::start(StackSettings::ephemeral(service))
+        .await
+        .expect("the local stack starts")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The browser
+
+/// A chromedriver process started by this test, in a process group of its own so that the
+/// Chromium it starts ends with it even when the test fails half-way.
+struct Chromedriver {
+    child: Child,
+    url: String,
+    profile: PathBuf,
+}
+
+impl Chromedriver {
+    async fn start() -> Result<Self> {
+        for binary in [CHROMIUM, CHROMEDRIVER] {
+            ensure!(
+                Path::new(binary).exists(),
+                "{binary} is missing: the web page test drives headless Chromium through \
+                 chromedriver; install them with `apt-get install chromium chromium-driver` \
+                 (scripts/test.sh does)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let profile = std::env::temp_dir().join(format!("web-test-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&profile)?;
+        let child = {
+            use std::os::unix::process::CommandExt as _;
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .arg(format!(
+                    "--log-path={}",
+                    profile.join("chromedriver.log").display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .context("starting chromedriver")?
+        };
+        let driver = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            profile,
+        };
+        let status = format!("{}/status", driver.url);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(answer) = http.get(&status).send().await
+                && let Ok(body) = answer.json::<Value>().await
+                && body["value"]["ready"] == true
+            {
+                return Ok(driver);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "chromedriver did not get ready in 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A fresh headless Chromium with a profile of its own.
+    async fn browser(&self) -> Result<Client> {
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|&f| f.to_owned()).collect();
+        args.push(format!(
+            "--user-data-dir={}",
+            self.profile.join("chromium").display()
+        ));
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("an object")
+        };
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(capabilities);
+        tokio::time::timeout(Duration::from_secs(60), builder.connect(&self.url))
+            .await
+            .context("headless Chromium did not start within 60 s")?
+            .context("starting headless Chromium through chromedriver")
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // The group is chromedriver's own (`process_group(0)`): its id is chromedriver's.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// What the page shows, read from its elements.
+#[derive(Debug, Clone)]
+struct Shown {
+    value: Value,
+}
+
+impl Shown {
+    fn text(&self, field: &str) -> &str {
+        self.value[field].as_str().unwrap_or_default()
+    }
+
+    fn number(&self, field: &str) -> u64 {
+        self.text(field).trim().parse().unwrap_or(0)
+    }
+
+    fn count(&self, field: &str) -> u64 {
+        self.value[field].as_u64().unwrap_or(0)
+    }
+
+    fn notices_with(&self, words: &str) -> usize {
+        self.value["notices"].as_array().map_or(0, |n| {
+            n.iter()
+                .filter(|n| n.as_str().is_some_and(|n| n.contains(words)))
+                .count()
+        })
+    }
+}
+
+const READ_PAGE: &str = r#"
+const text = (id) => document.getElementById(id).textContent;
+const filled = (selector) =>
+  [...document.querySelectorAll(selector)].filter((cell) => cell.textContent !== '').length;
+const books = {};
+for (const book of document.querySelectorAll('.book')) {
+  books[book.dataset.symbol] = {
+    bids: filled(`.book[data-symbol="${book.dataset.symbol}"] td.bid-price`),
+    asks: filled(`.book[data-symbol="${book.dataset.symbol}"] td.ask-price`),
+  };
+}
+const error = document.getElementById('error');
+return {
+  ready: !document.getElementById('get-token').disabled,
+  state: text('stream-state'),
+  transport: text('transport-name'),
+  token: text('token-state'),
+  session: text('session-id'),
+  simulator: text('simulator-status'),
+  last_event_id: text('last-event-id'),
+  events: text('events'),
+  gaps: text('gaps'),
+  duplicates: text('duplicates'),
+  resumes: text('resumes'),
+  resets: text('resets'),
+  rtt: text('rtt'),
+  heartbeats: text('heartbeats'),
+  books,
+  trades: document.querySelectorAll('#trade-rows tr').length,
+  notices: [...document.querySelectorAll('#notices li')].map((li) => li.textContent),
+  error: error.hidden ? '' : error.textContent,
+};
+"#;
+
+async fn shown(page: &Client) -> Result<Shown> {
+    let value = page.execute(READ_PAGE, vec![]).await?;
+    Ok(Shown { value })
+}
+
+/// Waits until the page shows what `done` looks for; fails with what it showed last.
+async fn until(page: &Client, what: &str, done: impl Fn(&Shown) -> bool) -> Result<Shown> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let now = shown(page).await?;
+        if done(&now) {
+            return Ok(now);
+        }
+        ensure!(
+            now.text("error").is_empty(),
+            "the page shows an error while waiting for {what}: {now:#?}"
+        );
+        if Instant::now() > deadline {
+            bail!("the page did not show {what} within {STEP:?}; it shows {now:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn click(page: &Client, id: &str) -> Result<()> {
+    page.find(Locator::Id(id))
+        .await
+        .with_context(|| format!("#{id}"))?
+        .click()
+        .await
+        .with_context(|| format!("clicking #{id}"))
+}
+
+async fn type_into(page: &Client, id: &str, text: &str) -> Result<()> {
+    let field = page.find(Locator::Id(id)).await?;
+    field.clear().await?;
+    field.send_keys(text).await?;
+    Ok(())
+}
+
+async fn screenshot(page: &Client, name: &str) -> Result<PathBuf> {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, page.screenshot().await?)?;
+    eprintln!("screenshot: {}", path.display());
+    Ok(path)
+}
+
+/// Both books have levels on both sides, trades arrived, and the stream is open on `transport`.
+fn streaming(now: &Shown, transport: &str, events_at_least: u64) -> bool {
+    let book = |symbol: &str| {
+        let b = &now.value["books"][symbol];
+        b["bids"].as_u64().unwrap_or(0) > 0 && b["asks"].as_u64().unwrap_or(0) > 0
+    };
+    now.text("state") == "open"
+        && now.text("transport") == transport
+        && now.number("events") >= events_at_least
+        && book("BTC-USD")
+        && book("ETH-USD")
+        && now.count("trades") > 0
+}
+
+/// The person's walk through the page: token, session, simulator, SSE, drop, WebSocket, drop.
+async fn walk_through(page: &Client, stack: &Stack) -> Result<()> {
+    let web = &stack.endpoints().web;
+    page.goto(web).await?;
+    until(page, "the endpoints read from /config.json", |now| {
+        now.value["ready"] == true
+    })
+    .await?;
+
+    type_into(page, "subject", "alice").await?;
+    click(page, "get-token").await?;
+    until(page, "a token", |now| {
+        now.text("token").starts_with("for alice")
+    })
+    .await?;
+    click(page, "create-session").await?;
+    until(page, "a session", |now| {
+        now.text("session").starts_with("ses_")
+    })
+    .await?;
+    type_into(page, "rate", "40").await?;
+    click(page, "start-simulator").await?;
+    until(page, "a running simulator", |now| {
+        now.text("simulator") == "running"
+    })
+    .await?;
+
+    // SSE (the default transport): books and trades arrive.
+    click(page, "connect").await?;
+    let sse = until(page, "books and trades over SSE", |now| {
+        streaming(now, "SSE", 20)
+    })
+    .await?;
+    ensure!(sse.number("gaps") == 0, "{sse:#?}");
+
+    // Drop: the stream resumes through the reconnect endpoint with no gap.
+    click(page, "drop").await?;
+    let before = sse.number("events");
+    let resumed = until(page, "the SSE stream resumed and going on", |now| {
+        now.number("resumes") == 1
+            && now.notices_with("Resumed after") == 1
+            && now.notices_with("promises a replay") == 1
+            && streaming(now, "SSE", before + 40)
+    })
+    .await?;
+    ensure!(resumed.number("gaps") == 0, "a gap over SSE: {resumed:#?}");
+    screenshot(page, "web-page-sse.png").await?;
+
+    // Switch to WebSocket while connected: the same stream goes on from the last event id.
+    click(page, "transport-ws").await?;
+    let before = resumed.number("events");
+    let ws = until(
+        page,
+        "the stream on WebSocket, heartbeats answered",
+        |now| {
+            now.number("resumes") == 2
+                && now.notices_with("Resumed after") == 2
+                && now.text("heartbeats").contains("acked 2")
+                && now.text("rtt").contains("server")
+                && streaming(now, "WebSocket", before + 40)
+        },
+    )
+    .await?;
+    ensure!(
+        ws.number("gaps") == 0,
+        "a gap switching to WebSocket: {ws:#?}"
+    );
+
+    // Drop the WebSocket: same promise.
+    click(page, "drop").await?;
+    let before = ws.number("events");
+    let resumed = until(page, "the WebSocket stream resumed and going on", |now| {
+        now.number("resumes") == 3
+            && now.notices_with("Resumed after") == 3
+            // The new connection's heartbeats: the second one gives the server's round trip.
+            && now.text("heartbeats").contains("acked 2")
+            && streaming(now, "WebSocket", before + 40)
+    })
+    .await?;
+    ensure!(
+        resumed.number("gaps") == 0,
+        "a gap over WebSocket: {resumed:#?}"
+    );
+    ensure!(
+        resumed.number("resets") == 0,
+        "a reset where a replay was promised: {resumed:#?}"
+    );
+    screenshot(page, "web-page.png").await?;
+    eprintln!(
+        "the page streamed {} events over SSE and WebSocket, resumed 3 times, gaps {}, duplicates dropped {}",
+        resumed.text("events"),
+        resumed.text("gaps"),
+        resumed.text("duplicates"),
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_streams_books_and_trades_over_sse_and_websocket_and_resumes_a_drop_without_a_gap()
+-> Result<()> {
+    let started = Instant::now();
+    let stack = stack().await;
+    let driver = Chromedriver::start().await?;
+    let page = driver.browser().await?;
+
+    let walked = tokio::time::timeout(Duration::from_secs(120), walk_through(&page, &stack)).await;
+
+    let _ = page.close().await;
+    drop(driver);
+    stack.shutdown().await?;
+    walked.context("the walk through the page took over 120 s")??;
+    eprintln!("the browser test took {:?}", started.elapsed());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-origin plumbing, over real sockets
+
+#[tokio::test]
+async fn the_page_and_its_config_are_served_from_their_own_origin() -> Result<()> {
+    let stack = stack().await;
+    let endpoints = stack.endpoints().clone();
+
+    let page = reqwest::get(&endpoints.web).await?;
+    let config: Value = reqwest::get(format!("{}/config.json", endpoints.web))
+        .await?
+        .json()
+        .await?;
+
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await?.contains("Drop connection"));
+    assert_eq!(config["http_api"], endpoints.http_api);
+    assert_eq!(config["token_url"], endpoints.token_url);
+    assert_eq!(config["ws_api"], endpoints.ws_api);
+    assert_eq!(config["sse"], endpoints.sse);
+    assert_ne!(endpoints.web, endpoints.http_api);
+    stack.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_http_api_answers_the_pages_preflights_itself_and_labels_its_responses() -> Result<()> {
+    let stack = stack().await;
+    let endpoints = stack.endpoints().clone();
+    let origin = endpoints.web.as_str();
+    let http = reqwest::Client::new();
+    let preflight = |path: &str, from: &str| {
+        http.request(
+            reqwest::Method::OPTIONS,
+            format!("{}{path}", endpoints.http_api),
+        )
+        .header("origin", from)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+    };
+
+    let allowed = preflight("/v1/sessions", origin).await?;
+    let token_route = preflight("/_local/tokens", origin).await?;
+    let refused = preflight("/v1/sessions", "http://127.0.0.1:1").await?;
+    let unauthenticated = http
+        .get(format!("{}/v1/sessions", endpoints.http_api))
+        .header("origin", origin)
+        .send()
+        .await?;
+    let created = http
+        .post(format!("{}/v1/sessions", endpoints.http_api))
+        .header("origin", origin)
+        .bearer_auth(stack.token("carol"))
+        .json(&json!({}))
+        .send()
+        .await?;
+
+    assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
+    let h = allowed.headers();
+    assert_eq!(h["access-control-allow-origin"], origin);
+    assert_eq!(h["access-control-allow-methods"], "GET,POST,DELETE");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "authorization,content-type,idempotency-key"
+    );
+    assert_eq!(h["access-control-max-age"], "600");
+    assert_eq!(token_route.headers()["access-control-allow-origin"], origin);
+    assert_eq!(refused.status(), StatusCode::NO_CONTENT);
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unauthenticated.headers()["access-control-allow-origin"],
+        origin
+    );
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["access-control-allow-origin"], origin);
+    assert_eq!(
+        created.headers()["access-control-expose-headers"],
+        "location"
+    );
+    stack.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_streamer_allows_the_pages_origin_under_both_loopback_names() -> Result<()> {
+    let stack = stack().await;
+    let endpoints = stack.endpoints().clone();
+    let port = endpoints.web.rsplit(':').next().unwrap_or_default();
+    let url = format!(
+        "{}/v1/sessions/ses_01JG7Q3ZKXW4T9M2R8V6C5N1HA/stream",
+        endpoints.sse
+    );
+    let http = reqwest::Client::new();
+
+    for origin in [endpoints.web.clone(), format!("http://localhost:{port}")] {
+        let answer = http
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", &origin)
+            .header("access-control-request-method", "GET")
+            .send()
+            .await?;
+        assert_eq!(
+            answer.headers()["access-control-allow-origin"],
+            origin.as_str()
+        );
+    }
+    stack.shutdown().await?;
+    Ok(())
+}
+
+#[test]
+fn the_emulators_cors_lists_are_the_templates() -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)?;
+    let template = serde_json::to_value(yaml)?;
+    // `CorsConfiguration: !If [HasCors, {...}, !Ref AWS::NoValue]`: the configuration is the
+    // first branch (tags become one-entry maps keyed by the tag).
+    let configuration =
+        &template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]["!If"][1];
+    ensure!(
+        configuration.is_object(),
+        "no CorsConfiguration under !If in {}",
+        path.display()
+    );
+    let words = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|w| w.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let emulated = session_local::http_api::CorsConfiguration::default();
+
+    assert_eq!(
+        words(&configuration["AllowMethods"]),
+        emulated.allow_methods
+    );
+    assert_eq!(
+        words(&configuration["AllowHeaders"]),
+        emulated.allow_headers
+    );
+    assert_eq!(
+        words(&configuration["ExposeHeaders"]),
+        emulated.expose_headers
+    );
+    assert_eq!(
+        configuration["MaxAge"].as_u64(),
+        emulated.max_age.map(|a| a.as_secs())
+    );
+    Ok(())
+}
