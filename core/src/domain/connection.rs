@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConnectionId, SessionId, Timestamp, UserId};
+use super::{ConnectionId, EventId, SessionId, Timestamp, UserId};
 
 /// What the heartbeat handler measured of a connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,9 @@ pub struct Connection {
     pub last_event_id: Option<String>,
     /// Heartbeat measurements.
     pub quality: ConnectionQuality,
+    /// The streamer instance that held the session's lease when a heartbeat last saw one, so
+    /// the next heartbeat can tell that the session moved to another streamer.
+    pub served_by: Option<String>,
     /// Bumped by every change; stores write a change only over the version it was made from.
     pub version: u64,
 }
@@ -51,5 +54,62 @@ impl Connection {
     /// Whether the record no longer counts at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expires_at <= now
+    }
+
+    /// The position to record after the client reported `reported`: it never moves back
+    /// within an epoch. A streamer that hands the session over records the last event it
+    /// sent, and a heartbeat written just after may report an earlier one (the client was
+    /// still reading); the next streamer would send those events again.
+    pub fn position_after(&self, reported: Option<&str>) -> Option<String> {
+        let parse = |id: &str| EventId::parse("last_event_id", id).ok();
+        let recorded = self.last_event_id.as_deref();
+        match (recorded.and_then(parse), reported.and_then(parse)) {
+            (Some(r), Some(c)) if r.epoch == c.epoch && c.sequence < r.sequence => {
+                self.last_event_id.clone()
+            }
+            _ => reported.or(recorded).map(str::to_owned),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(last_event_id: Option<&str>) -> Connection {
+        let now = Timestamp::from_unix_millis(0);
+        Connection {
+            id: ConnectionId::parse("id", "abc=").unwrap(),
+            session_id: SessionId::generate(),
+            owner: UserId::parse("user", "alice").unwrap(),
+            connected_at: now,
+            last_seen_at: now,
+            expires_at: now,
+            last_event_id: last_event_id.map(str::to_owned),
+            quality: ConnectionQuality::default(),
+            served_by: None,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn the_recorded_position_never_moves_back_within_an_epoch() {
+        let cases = [
+            (None, None, None),
+            (None, Some("3-10"), Some("3-10")),
+            (Some("3-10"), None, Some("3-10")),
+            (Some("3-10"), Some("3-12"), Some("3-12")),
+            (Some("3-10"), Some("3-7"), Some("3-10")),
+            // A new epoch starts over; an older one is the client's to be reset from.
+            (Some("3-10"), Some("4-2"), Some("4-2")),
+            (Some("4-2"), Some("3-10"), Some("3-10")),
+        ];
+        for (recorded, reported, expected) in cases {
+            assert_eq!(
+                at(recorded).position_after(reported).as_deref(),
+                expected,
+                "{recorded:?} then {reported:?}"
+            );
+        }
     }
 }

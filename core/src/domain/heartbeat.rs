@@ -6,10 +6,14 @@
 //! it saw it on its own clock (`seen_at`). The server's span since it stamped that
 //! acknowledgement, minus the client's span since it received it, is the time the two messages
 //! spent in flight: one round trip.
+//!
+//! The session's lease says which streamer serves the session ([`Affinity`]): a heartbeat
+//! records its holder on the connection, and advises reconnecting when the holder is draining or
+//! is no longer the one the previous heartbeat recorded.
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConnectionQuality, Timestamp};
+use super::{ConnectionQuality, Lease, Timestamp};
 
 /// What a client sends with `{"action": "heartbeat", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -111,6 +115,41 @@ impl ConnectionQuality {
     }
 }
 
+/// Which streamer serves a connection's session, as a heartbeat sees it in the session's lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Affinity {
+    /// The streamer to record as serving the session: the lease's holder, else (nobody holds
+    /// it, or it could not be read) the one recorded before.
+    pub served_by: Option<String>,
+    /// The holder is draining: the client should reconnect before it hands over.
+    pub draining: bool,
+    /// The holder is not the streamer the previous heartbeat recorded: the session moved.
+    pub session_moved: bool,
+}
+
+impl Affinity {
+    /// The affinity of a connection whose record names `recorded` as serving it, given the
+    /// session's current (unexpired) `lease`, if any is held.
+    ///
+    /// No lease (between holders, or unreadable) changes nothing and advises nothing: the
+    /// record keeps its streamer, so a move is noticed once the next holder appears.
+    pub fn at_heartbeat(recorded: Option<&str>, lease: Option<&Lease>) -> Self {
+        match lease {
+            None => Self {
+                served_by: recorded.map(str::to_owned),
+                draining: false,
+                session_moved: false,
+            },
+            Some(lease) => Self {
+                served_by: Some(lease.owner.clone()),
+                draining: lease.draining,
+                // A first sighting (nothing recorded) is no move.
+                session_moved: recorded.is_some_and(|r| r != lease.owner),
+            },
+        }
+    }
+}
+
 /// The advice for a connection opened at `connected_at`, at `now`: the most pressing reason
 /// to reconnect, if any.
 pub fn advice(
@@ -204,6 +243,74 @@ mod tests {
 
         assert_eq!(q.rtt_ms, 260);
         assert_eq!(q.jitter_ms, 10);
+    }
+
+    fn lease(owner: &str, draining: bool) -> Lease {
+        Lease {
+            name: "session/ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0".to_owned(),
+            owner: owner.to_owned(),
+            expires_at: Timestamp::from_unix_millis(60_000),
+            token: 1,
+            draining,
+        }
+    }
+
+    #[test]
+    fn a_first_sighting_of_the_holder_is_recorded_without_advice() {
+        let affinity = Affinity::at_heartbeat(None, Some(&lease("streamer-a", false)));
+
+        assert_eq!(
+            affinity,
+            Affinity {
+                served_by: Some("streamer-a".to_owned()),
+                draining: false,
+                session_moved: false,
+            }
+        );
+    }
+
+    #[test]
+    fn the_same_holder_as_recorded_advises_nothing() {
+        let affinity =
+            Affinity::at_heartbeat(Some("streamer-a"), Some(&lease("streamer-a", false)));
+
+        assert_eq!(affinity.served_by.as_deref(), Some("streamer-a"));
+        assert!(!affinity.draining);
+        assert!(!affinity.session_moved);
+    }
+
+    #[test]
+    fn a_draining_holder_advises_draining() {
+        let affinity = Affinity::at_heartbeat(Some("streamer-a"), Some(&lease("streamer-a", true)));
+
+        assert!(affinity.draining);
+        assert!(!affinity.session_moved);
+    }
+
+    #[test]
+    fn another_holder_than_recorded_is_a_move_and_becomes_the_recorded_one() {
+        let moved = Affinity::at_heartbeat(Some("streamer-a"), Some(&lease("streamer-b", false)));
+        let next = Affinity::at_heartbeat(
+            moved.served_by.as_deref(),
+            Some(&lease("streamer-b", false)),
+        );
+
+        assert!(moved.session_moved);
+        assert_eq!(moved.served_by.as_deref(), Some("streamer-b"));
+        assert!(!next.session_moved, "advised once");
+    }
+
+    #[test]
+    fn without_a_held_lease_the_recorded_holder_stays_and_nothing_is_advised() {
+        assert_eq!(
+            Affinity::at_heartbeat(Some("streamer-a"), None),
+            Affinity {
+                served_by: Some("streamer-a".to_owned()),
+                draining: false,
+                session_moved: false,
+            }
+        );
+        assert_eq!(Affinity::at_heartbeat(None, None), Affinity::default());
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! connection under the session's quota, heartbeats (liveness, quality, reconnect advice), and
 //! removal on `$disconnect`.
 
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::{ServiceError, SessionService};
 use crate::auth::TicketError;
 use crate::domain::{
-    AdvicePolicy, Connection, ConnectionId, ConnectionQuality, EventId, Heartbeat, ReconnectReason,
-    SessionId, TicketId, Timestamp, Transport, UserId, advice,
+    AdvicePolicy, Affinity, Connection, ConnectionId, ConnectionQuality, EventId, Heartbeat, Lease,
+    ReconnectReason, SessionId, TicketId, Timestamp, Transport, UserId, advice, session_lease_name,
 };
 use crate::store::StoreError;
 
@@ -55,6 +55,9 @@ pub struct HeartbeatAck {
     pub last_event_id: Option<String>,
     /// When the connection counts as dead without another heartbeat.
     pub expires_at: Timestamp,
+    /// The streamer that serves the session (holds its lease), as last seen; `None` until one
+    /// has been seen.
+    pub served_by: Option<String>,
     /// `true` for a repeated or out-of-order heartbeat, which changed nothing.
     pub stale: bool,
 }
@@ -144,6 +147,8 @@ impl SessionService {
             // report where the client is.
             last_event_id: resume_from.map(|id| id.to_string()),
             quality: ConnectionQuality::default(),
+            // The first heartbeat records the lease holder.
+            served_by: None,
             version: 1,
         };
         self.store
@@ -153,7 +158,8 @@ impl SessionService {
         Ok(connection)
     }
 
-    /// Records a heartbeat: liveness, quality, the client's last event id; and advises.
+    /// Records a heartbeat: liveness, quality, the client's last event id, the streamer that
+    /// holds the session's lease; and advises (`draining` and `session_moved` from that lease).
     ///
     /// # Errors
     /// `NotFound` if the connection is gone (expired or disconnected).
@@ -171,6 +177,7 @@ impl SessionService {
             )));
         }
         let policy = self.websocket.advice_policy();
+        let lease = self.session_lease(session).await;
         // A concurrent heartbeat of the same connection may win the write; re-read and re-apply.
         for _ in 0..3 {
             let now = self.clock.now();
@@ -179,25 +186,27 @@ impl SessionService {
                 .get_connection(session, id)
                 .await?
                 .ok_or_else(|| ServiceError::not_found("connection", id))?;
+            let affinity = Affinity::at_heartbeat(current.served_by.as_deref(), lease.as_ref());
             let Some(quality) = current.quality.after(beat, now) else {
-                return Ok(ack(&policy, &current, beat.seq, now, false, true));
+                // Nothing is recorded, so a move it advises is advised again by the next one.
+                return Ok(ack(
+                    &policy, &current, beat.seq, now, false, &affinity, true,
+                ));
             };
             let missed_now = quality.missed_heartbeats - current.quality.missed_heartbeats;
             let next = Connection {
                 last_seen_at: now,
                 expires_at: now.plus(self.websocket.heartbeat_timeout()),
-                last_event_id: beat
-                    .last_event_id
-                    .clone()
-                    .or_else(|| current.last_event_id.clone()),
+                last_event_id: current.position_after(beat.last_event_id.as_deref()),
                 quality,
+                served_by: affinity.served_by.clone(),
                 version: current.version + 1,
                 ..current.clone()
             };
             match self.store.update_connection(&current, &next).await {
                 Ok(()) => {
                     let poor = quality.is_poor(&policy, missed_now);
-                    return Ok(ack(&policy, &next, beat.seq, now, poor, false));
+                    return Ok(ack(&policy, &next, beat.seq, now, poor, &affinity, false));
                 }
                 Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -206,6 +215,18 @@ impl SessionService {
         Err(ServiceError::Internal(
             "heartbeat lost three write races".to_owned(),
         ))
+    }
+
+    /// The session's lease, if held. A failure to read it is logged and taken as no lease: the
+    /// heartbeat is then recorded and answered without lease advice rather than failed.
+    async fn session_lease(&self, session: &SessionId) -> Option<Lease> {
+        match self.store.get_lease(&session_lease_name(session)).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                warn!(error = %e, "cannot read the session's lease; no draining or move advice");
+                None
+            }
+        }
     }
 
     /// Removes a connection; `false` if it was already gone. Idempotent.
@@ -224,23 +245,24 @@ impl SessionService {
     }
 }
 
-/// The acknowledgement of heartbeat `seq` for `connection` as recorded, advising by `policy`.
+/// The acknowledgement of heartbeat `seq` for `connection` as recorded, advising by `policy`
+/// and the session's `affinity`.
 fn ack(
     policy: &AdvicePolicy,
     connection: &Connection,
     seq: u64,
     now: Timestamp,
     quality_poor: bool,
+    affinity: &Affinity,
     stale: bool,
 ) -> HeartbeatAck {
-    // Draining and session moves come from the streamer's leases (the streamer issue).
     let advice = advice(
         policy,
         connection.connected_at,
         now,
         quality_poor,
-        false,
-        false,
+        affinity.draining,
+        affinity.session_moved,
     );
     HeartbeatAck {
         seq,
@@ -249,6 +271,107 @@ fn ack(
         advice,
         last_event_id: connection.last_event_id.clone(),
         expires_at: connection.expires_at,
+        served_by: affinity.served_by.clone(),
         stale,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(connected_at: Timestamp) -> Connection {
+        Connection {
+            id: ConnectionId::parse("id", "L0SM9cOFvHcCIhw=").unwrap(),
+            session_id: SessionId::parse("id", "ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0").unwrap(),
+            owner: UserId::parse("owner", "alice").unwrap(),
+            connected_at,
+            last_seen_at: connected_at,
+            expires_at: connected_at.plus(std::time::Duration::from_secs(60)),
+            last_event_id: None,
+            quality: ConnectionQuality::default(),
+            served_by: Some("streamer-a".to_owned()),
+            version: 1,
+        }
+    }
+
+    fn affinity(served_by: &str, draining: bool, session_moved: bool) -> Affinity {
+        Affinity {
+            served_by: Some(served_by.to_owned()),
+            draining,
+            session_moved,
+        }
+    }
+
+    #[test]
+    fn an_ack_advises_from_the_lease_before_age_and_quality_and_names_the_holder() {
+        let policy = AdvicePolicy::default();
+        let start = Timestamp::from_unix_millis(0);
+        let old = Timestamp::from_unix_millis(policy.max_age_ms);
+        let c = connection(start);
+
+        let moved = ack(
+            &policy,
+            &c,
+            2,
+            old,
+            true,
+            &affinity("streamer-b", false, true),
+            false,
+        );
+        let draining = ack(
+            &policy,
+            &c,
+            2,
+            old,
+            true,
+            &affinity("streamer-b", true, true),
+            false,
+        );
+        let calm = ack(
+            &policy,
+            &c,
+            2,
+            old,
+            false,
+            &affinity("streamer-a", false, false),
+            false,
+        );
+
+        assert_eq!(moved.advice, Some(ReconnectReason::SessionMoved));
+        assert_eq!(moved.served_by.as_deref(), Some("streamer-b"));
+        assert_eq!(draining.advice, Some(ReconnectReason::Draining));
+        assert_eq!(calm.advice, Some(ReconnectReason::ConnectionAge));
+        assert_eq!(calm.served_by.as_deref(), Some("streamer-a"));
+    }
+
+    #[test]
+    fn an_ack_without_lease_advice_keeps_the_quality_advice() {
+        let policy = AdvicePolicy::default();
+        let start = Timestamp::from_unix_millis(0);
+        let young = Timestamp::from_unix_millis(60_000);
+
+        let poor = ack(
+            &policy,
+            &connection(start),
+            2,
+            young,
+            true,
+            &Affinity::default(),
+            false,
+        );
+        let fine = ack(
+            &policy,
+            &connection(start),
+            2,
+            young,
+            false,
+            &Affinity::default(),
+            false,
+        );
+
+        assert_eq!(poor.advice, Some(ReconnectReason::PoorQuality));
+        assert_eq!(fine.advice, None);
+        assert_eq!(fine.served_by, None);
     }
 }

@@ -553,6 +553,7 @@ impl LeaseStore for InMemoryStore {
             owner: owner.to_owned(),
             expires_at: now.plus(ttl),
             token,
+            draining: false,
         };
         state.leases.insert(name.to_owned(), lease.clone());
         Ok(lease)
@@ -564,6 +565,20 @@ impl LeaseStore for InMemoryStore {
         match state.leases.get_mut(&lease.name) {
             Some(l) if l.owner == lease.owner && l.token == lease.token => {
                 l.expires_at = now.plus(ttl);
+                Ok(l.clone())
+            }
+            _ => Err(StoreError::LeaseLost {
+                name: lease.name.clone(),
+            }),
+        }
+    }
+
+    async fn mark_draining(&self, lease: &Lease) -> Result<Lease, StoreError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        match state.leases.get_mut(&lease.name) {
+            Some(l) if l.owner == lease.owner && l.token == lease.token && !l.is_expired(now) => {
+                l.draining = true;
                 Ok(l.clone())
             }
             _ => Err(StoreError::LeaseLost {

@@ -184,7 +184,7 @@ pub trait IdempotencyStore: Send + Sync {
 #[async_trait]
 pub trait LeaseStore: Send + Sync {
     /// Takes `name` for `owner` if it is free, lapsed or already `owner`'s;
-    /// [`StoreError::LeaseHeld`] otherwise.
+    /// [`StoreError::LeaseHeld`] otherwise. The lease taken is not draining.
     async fn acquire_lease(
         &self,
         name: &str,
@@ -192,8 +192,14 @@ pub trait LeaseStore: Send + Sync {
         ttl: Duration,
     ) -> Result<Lease, StoreError>;
 
-    /// Extends a lease its holder still holds; [`StoreError::LeaseLost`] otherwise.
+    /// Extends a lease its holder still holds (a draining one stays draining);
+    /// [`StoreError::LeaseLost`] otherwise.
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError>;
+
+    /// Marks a lease draining (its holder is shutting down and will hand it over), if this
+    /// holder still holds it (same owner and token) and it has not lapsed;
+    /// [`StoreError::LeaseLost`] otherwise. The expiry is unchanged.
+    async fn mark_draining(&self, lease: &Lease) -> Result<Lease, StoreError>;
 
     /// Gives a lease up if still held by this holder; a no-op otherwise.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;

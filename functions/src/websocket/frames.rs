@@ -21,6 +21,9 @@ pub struct HeartbeatAckFrame {
     pub reconnect: Option<AdviceFrame>,
     /// What to resume from after a reconnect: the session and the last event id reported.
     pub resume: ResumeFrame,
+    /// The streamer instance serving the session (holding its lease), as last seen; `null`
+    /// until one has been seen. Its change is what `session_moved` advises about.
+    pub served_by: Option<String>,
     /// `true` if the heartbeat was a repeat or out of order and changed nothing.
     pub stale: bool,
 }
@@ -57,6 +60,7 @@ impl HeartbeatAckFrame {
                 last_event_id: ack.last_event_id.clone(),
                 expires_at: ack.expires_at.unix_millis(),
             },
+            served_by: ack.served_by.clone(),
             stale: ack.stale,
         }
     }
@@ -83,5 +87,55 @@ impl ErrorFrame {
             code,
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use session_core::domain::{ReconnectReason, Timestamp};
+
+    use super::*;
+
+    fn ack(served_by: Option<&str>, advice: Option<ReconnectReason>) -> HeartbeatAck {
+        HeartbeatAck {
+            seq: 3,
+            server_time: Timestamp::from_unix_millis(10_000),
+            quality: ConnectionQuality::default(),
+            advice,
+            last_event_id: Some("7-42".to_owned()),
+            expires_at: Timestamp::from_unix_millis(70_000),
+            served_by: served_by.map(str::to_owned),
+            stale: false,
+        }
+    }
+
+    fn json(ack: &HeartbeatAck) -> serde_json::Value {
+        serde_json::to_value(HeartbeatAckFrame::new(
+            "ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0",
+            ack,
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_ack_names_the_streamer_serving_the_session_and_the_advice() {
+        let frame = json(&ack(
+            Some("streamer-b"),
+            Some(ReconnectReason::SessionMoved),
+        ));
+
+        assert_eq!(frame["type"], "heartbeat_ack");
+        assert_eq!(frame["served_by"], "streamer-b");
+        assert_eq!(frame["reconnect"]["reason"], "session_moved");
+        assert_eq!(frame["resume"]["last_event_id"], "7-42");
+    }
+
+    #[test]
+    fn an_ack_before_any_streamer_was_seen_has_a_null_served_by() {
+        let frame = json(&ack(None, None));
+
+        assert!(frame["served_by"].is_null(), "{frame}");
+        assert!(frame.as_object().unwrap().contains_key("served_by"));
+        assert!(frame["reconnect"].is_null());
     }
 }

@@ -1,13 +1,24 @@
 //! The WebSocket functions fed API Gateway WebSocket events (`$connect` authorizer and the
 //! routes' handler) over the local stack's service: tickets are single-use, connections count
-//! against the quota, heartbeats measure and advise, unknown actions get an error frame.
+//! against the quota, heartbeats measure and advise, unknown actions get an error frame. The
+//! lease advice (`draining`, `session_moved`) runs over a service whose store the test holds,
+//! to take the session's lease as streamers do.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayProxyResponse,
     ApiGatewayWebsocketProxyRequest,
 };
 use serde_json::{Value, json};
+use session_core::clock::{Clock, SystemClock};
+use session_core::config::Settings;
+use session_core::domain::{Lease, NewSession, Session, TicketId, UserId, session_lease_name};
+use session_core::service::SessionService;
+use session_core::store::{InMemoryStore, SharedStore};
 use session_functions::websocket::{authorize_connect, handle};
+use session_functions::wiring;
 
 use crate::helpers::{TestApi, User};
 
@@ -283,4 +294,126 @@ async fn disconnect_removes_the_connection_and_is_idempotent() {
     assert_eq!(late["code"], "connection_gone");
     let detail = alice.get(&format!("/v1/sessions/{session}")).await;
     assert_eq!(detail.body["connections"], 0);
+}
+
+/// The WebSocket handler over a service on an in-memory store that the test holds (the local
+/// stack keeps its store to itself, and its streamer would take leases too), with one session of
+/// alice's and one connection of it recorded.
+struct LeaseWorld {
+    service: SessionService,
+    store: SharedStore,
+    session: Session,
+    /// The `$connect` authorizer's context, as API Gateway hands it to every event.
+    context: Value,
+}
+
+const CONNECTION: &str = "lease=";
+const LEASE_TTL: Duration = Duration::from_secs(60);
+
+impl LeaseWorld {
+    async fn connected() -> Self {
+        let mut settings = Settings::default();
+        // Never called: heartbeats do not reach the simulator service (its client is lazy).
+        settings.backends.simulator_url = String::from("http://127.0.0.1:9");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store: SharedStore = Arc::new(InMemoryStore::new(clock.clone()));
+        let backend = wiring::simulator_backend(&settings).unwrap();
+        let service = wiring::app(&settings, store.clone(), backend, clock.clone()).service;
+        let alice = UserId::parse("user", "alice").unwrap();
+        let session = Session::open(
+            alice,
+            NewSession::default(),
+            clock.now(),
+            Duration::from_secs(3600),
+        );
+        store.create_session(&session, 10).await.unwrap();
+        // What the `$connect` authorizer hands on once a ticket admitted the connection.
+        let context = json!({
+            "session_id": session.id.as_str(),
+            "user": "alice",
+            "ticket_id": TicketId::generate().as_str(),
+        });
+        let connected = handle(
+            &service,
+            &route_event("$connect", CONNECTION, &context, None),
+        )
+        .await;
+        assert_eq!(connected.status_code, 200);
+        Self {
+            service,
+            store,
+            session,
+            context,
+        }
+    }
+
+    /// Takes the session's lease as streamer `owner` does.
+    async fn take_lease(&self, owner: &str) -> Lease {
+        self.store
+            .acquire_lease(&session_lease_name(&self.session.id), owner, LEASE_TTL)
+            .await
+            .unwrap()
+    }
+
+    /// Sends heartbeat `seq` and returns the answer frame.
+    async fn heartbeat(&self, seq: u64) -> Value {
+        let body = json!({"action": "heartbeat", "seq": seq, "client_time": 1_000 * seq});
+        frame(
+            &handle(
+                &self.service,
+                &route_event(
+                    "heartbeat",
+                    CONNECTION,
+                    &self.context,
+                    Some(&body.to_string()),
+                ),
+            )
+            .await,
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_heartbeat_advises_draining_while_the_sessions_streamer_drains() {
+    let world = LeaseWorld::connected().await;
+    let lease = world.take_lease("streamer-a").await;
+    let serving = world.heartbeat(1).await;
+
+    world.store.mark_draining(&lease).await.unwrap();
+    let draining = world.heartbeat(2).await;
+
+    assert_eq!(serving["type"], "heartbeat_ack", "{serving}");
+    assert!(serving["reconnect"].is_null(), "{serving}");
+    assert_eq!(serving["served_by"], "streamer-a");
+    assert_eq!(draining["reconnect"]["reason"], "draining", "{draining}");
+    assert_eq!(draining["served_by"], "streamer-a");
+}
+
+#[tokio::test]
+async fn a_heartbeat_advises_session_moved_once_when_another_streamer_took_the_session() {
+    let world = LeaseWorld::connected().await;
+    let before = world.heartbeat(1).await;
+    let a = world.take_lease("streamer-a").await;
+    let first_seen = world.heartbeat(2).await;
+
+    // streamer-a hands the session over; for a moment nobody holds it, then streamer-b does.
+    world.store.release_lease(&a).await.unwrap();
+    let between = world.heartbeat(3).await;
+    world.take_lease("streamer-b").await;
+    let moved = world.heartbeat(4).await;
+    let after = world.heartbeat(5).await;
+
+    assert!(before["served_by"].is_null(), "{before}");
+    assert!(before["reconnect"].is_null(), "{before}");
+    assert_eq!(first_seen["served_by"], "streamer-a", "{first_seen}");
+    assert!(
+        first_seen["reconnect"].is_null(),
+        "a first sighting is no move: {first_seen}"
+    );
+    assert_eq!(between["served_by"], "streamer-a", "{between}");
+    assert!(between["reconnect"].is_null(), "{between}");
+    assert_eq!(moved["reconnect"]["reason"], "session_moved", "{moved}");
+    assert_eq!(moved["served_by"], "streamer-b");
+    assert!(after["reconnect"].is_null(), "advised once: {after}");
+    assert_eq!(after["served_by"], "streamer-b");
 }

@@ -282,3 +282,51 @@ pub async fn connections_never_appear_in_the_owners_session_list(h: Harness) {
     assert_eq!(first.items, vec![newer]);
     assert!(first.next_cursor.is_some());
 }
+
+pub async fn the_serving_streamer_round_trips_through_a_heartbeat_update(h: Harness) {
+    let session = stored_session(&h, "alice").await;
+    let c = connect(&h, &session, "conn-1", MINUTE).await;
+    assert_eq!(
+        h.store
+            .get_connection(&session.id, &c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .served_by,
+        None,
+        "nobody seen at connect"
+    );
+
+    let seen = Connection {
+        served_by: Some("streamer-a".into()),
+        version: 2,
+        ..c.clone()
+    };
+    h.store.update_connection(&c, &seen).await.unwrap();
+    assert_eq!(
+        h.store.get_connection(&session.id, &c.id).await.unwrap(),
+        Some(seen.clone())
+    );
+    assert_eq!(
+        h.store.list_connections(&session.id).await.unwrap(),
+        vec![seen.clone()]
+    );
+
+    let moved = Connection {
+        served_by: Some("streamer-b".into()),
+        version: 3,
+        ..seen.clone()
+    };
+    h.store.update_connection(&seen, &moved).await.unwrap();
+    let forgotten = Connection {
+        served_by: None,
+        version: 4,
+        ..moved.clone()
+    };
+    h.store.update_connection(&moved, &forgotten).await.unwrap();
+
+    assert_eq!(
+        h.store.get_connection(&session.id, &c.id).await.unwrap(),
+        Some(forgotten)
+    );
+}

@@ -64,6 +64,7 @@ impl Harness {
             expires_at: self.now().plus(lives),
             last_event_id: None,
             quality: ConnectionQuality::default(),
+            served_by: None,
             version: 1,
         }
     }

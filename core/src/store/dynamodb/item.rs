@@ -93,6 +93,7 @@ pub(super) trait ItemExt {
     fn opt_string(&self, name: &str) -> Option<&str>;
     fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T, StoreError>;
     fn opt_number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, StoreError>;
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, StoreError>;
     fn timestamp(&self, name: &str) -> Result<Timestamp, StoreError> {
         self.number(name).map(Timestamp::from_unix_millis)
     }
@@ -118,6 +119,14 @@ impl ItemExt for Item {
         match self.get(name) {
             None => Ok(None),
             Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| malformed(name)),
+            Some(_) => Err(malformed(name)),
+        }
+    }
+
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, StoreError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(AttributeValue::Bool(v)) => Ok(Some(*v)),
             Some(_) => Err(malformed(name)),
         }
     }
@@ -282,6 +291,9 @@ pub(super) fn connection_item(c: &Connection) -> Item {
     if let Some(last) = &c.last_event_id {
         item.insert("last_event_id".to_owned(), s(last));
     }
+    if let Some(streamer) = &c.served_by {
+        item.insert("served_by".to_owned(), s(streamer));
+    }
     item
 }
 
@@ -306,6 +318,8 @@ pub(super) fn connection_from(item: &Item) -> Result<Connection, StoreError> {
             events_sent: item.number("events_sent")?,
             last_seq: item.opt_number("last_seq")?.unwrap_or(0),
         },
+        // Items written before the attribute existed have none: nobody seen yet.
+        served_by: item.opt_string("served_by").map(str::to_owned),
         version: item.number("version")?,
     })
 }
@@ -325,6 +339,8 @@ pub(super) fn lease_from(item: &Item) -> Result<Lease, StoreError> {
         owner: item.string("owner")?.to_owned(),
         expires_at: item.timestamp("expires_at")?,
         token: item.number("token")?,
+        // Items written before the attribute existed have none: not draining.
+        draining: item.opt_bool("draining")?.unwrap_or(false),
     })
 }
 
@@ -391,6 +407,7 @@ mod tests {
             expires_at: Timestamp::from_unix_millis(61_000),
             last_event_id: None,
             quality: ConnectionQuality::default(),
+            served_by: None,
             version: 1,
         };
 
@@ -402,5 +419,49 @@ mod tests {
             Some("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0#L0SM9cOFvHcCIhw=")
         );
         assert_eq!(connection_from(&item).ok(), Some(connection));
+    }
+
+    #[test]
+    fn served_by_is_an_optional_attribute_of_a_connection_item() {
+        let connection = Connection {
+            id: ConnectionId::parse("id", "L0SM9cOFvHcCIhw=").unwrap(),
+            session_id: session_id("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0"),
+            owner: UserId::parse("owner", "alice").unwrap(),
+            connected_at: Timestamp::from_unix_millis(1_000),
+            last_seen_at: Timestamp::from_unix_millis(1_000),
+            expires_at: Timestamp::from_unix_millis(61_000),
+            last_event_id: None,
+            quality: ConnectionQuality::default(),
+            served_by: Some("streamer-a".to_owned()),
+            version: 2,
+        };
+        let mut item = connection_item(&connection);
+
+        assert_eq!(item.opt_string("served_by"), Some("streamer-a"));
+        assert_eq!(connection_from(&item).ok(), Some(connection.clone()));
+
+        // An item written before the attribute existed.
+        item.remove("served_by");
+        assert_eq!(connection_from(&item).ok().and_then(|c| c.served_by), None);
+    }
+
+    #[test]
+    fn a_lease_item_without_draining_is_not_draining() {
+        let mut item = key("LEASE#session/s1", "LEASE");
+        item.extend([
+            ("name".to_owned(), s("session/s1")),
+            ("owner".to_owned(), s("streamer-a")),
+            ("expires_at".to_owned(), n(10_000)),
+            ("token".to_owned(), n(3)),
+        ]);
+
+        assert!(!lease_from(&item).unwrap().draining);
+        item.insert("draining".to_owned(), AttributeValue::Bool(true));
+        assert!(lease_from(&item).unwrap().draining);
+        item.insert("draining".to_owned(), s("yes"));
+        assert!(
+            lease_from(&item).is_err(),
+            "a malformed flag is not read as false"
+        );
     }
 }

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::AttributeValue;
 use backon::{ExponentialBuilder, Retryable as _};
 
 use self::item::{
@@ -1025,7 +1026,7 @@ impl LeaseStore for DynamoStore {
             let take = Write::update(
                 lease_key(name),
                 "SET #name = :name, #owner = :owner, #expires_at = :expires_at, #ttl = :ttl, \
-                 #token = if_not_exists(#token, :zero) + :one",
+                 #draining = :false, #token = if_not_exists(#token, :zero) + :one",
             )
             .when("attribute_not_exists(#PK) OR #expires_at <= :now")
             .bind(":name", s(name))
@@ -1034,6 +1035,7 @@ impl LeaseStore for DynamoStore {
             .bind(":ttl", ttl_seconds.clone())
             .bind(":zero", n(0))
             .bind(":one", n(1))
+            .bind(":false", AttributeValue::Bool(false))
             .bind(":now", ms(now));
             match self.write(take).await {
                 Ok(Some(item)) => return lease_from(&item),
@@ -1041,12 +1043,13 @@ impl LeaseStore for DynamoStore {
                 Err(WriteError::Store(e)) => return Err(e),
                 Err(WriteError::ConditionFailed) => {}
             }
-            // Already ours and live: extend it, same token.
+            // Already ours and live: extend it, same token (acquiring clears draining).
             let extend = Write::update(
                 lease_key(name),
-                "SET #expires_at = :expires_at, #ttl = :ttl",
+                "SET #expires_at = :expires_at, #ttl = :ttl, #draining = :false",
             )
             .when("#owner = :owner AND #expires_at > :now")
+            .bind(":false", AttributeValue::Bool(false))
             .bind(":owner", s(owner))
             .bind(":expires_at", ms(expires_at))
             .bind(":ttl", ttl_seconds)
@@ -1090,6 +1093,24 @@ impl LeaseStore for DynamoStore {
             n(expires_at.plus(LEASE_RETENTION).unix_seconds_ceil()),
         );
         match self.write(renew).await {
+            Ok(Some(item)) => lease_from(&item),
+            Ok(None) => Err(backend(MissingReturnValues)),
+            Err(WriteError::ConditionFailed) => Err(StoreError::LeaseLost {
+                name: lease.name.clone(),
+            }),
+            Err(WriteError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn mark_draining(&self, lease: &Lease) -> Result<Lease, StoreError> {
+        // Only while live, unlike a renewal: a lapsed lease serves nobody, so nothing drains.
+        let mark = Write::update(lease_key(&lease.name), "SET #draining = :true")
+            .when("#owner = :owner AND #token = :token AND #expires_at > :now")
+            .bind(":owner", s(&lease.owner))
+            .bind(":token", n(lease.token))
+            .bind(":true", AttributeValue::Bool(true))
+            .bind(":now", ms(self.clock.now()));
+        match self.write(mark).await {
             Ok(Some(item)) => lease_from(&item),
             Ok(None) => Err(backend(MissingReturnValues)),
             Err(WriteError::ConditionFailed) => Err(StoreError::LeaseLost {
