@@ -124,10 +124,13 @@ impl Streamer {
                     lease_ttl: Duration::from_secs(streamer.lease_ttl_secs),
                     batch_delay: Duration::from_millis(streamer.push_batch_delay_ms),
                     max_concurrent_posts: 64,
+                    // Throttling is API Gateway asking to slow down, and a client that reads
+                    // slowly for a few seconds is no reason to close it: up to ~10 s of
+                    // retries before giving up on a connection.
                     retry: session_core::resilience::RetryPolicy {
-                        max_retries: 5,
+                        max_retries: 12,
                         base: Duration::from_millis(50),
-                        cap: Duration::from_secs(2),
+                        cap: Duration::from_secs(1),
                     },
                     retry_ms: streamer.retry_ms,
                 },

@@ -86,6 +86,24 @@ impl Books {
         self.symbols.iter().find(|b| b.symbol == symbol)
     }
 
+    /// The symbols and their scales without their levels: all that encoding an event needs.
+    #[must_use]
+    pub fn scales(&self) -> Self {
+        Self {
+            at: self.at,
+            symbols: self
+                .symbols
+                .iter()
+                .map(|b| SymbolBook {
+                    symbol: b.symbol.clone(),
+                    price_scale: b.price_scale,
+                    quantity_scale: b.quantity_scale,
+                    ..SymbolBook::default()
+                })
+                .collect(),
+        }
+    }
+
     fn symbol_mut(&mut self, symbol: &str) -> Option<&mut SymbolBook> {
         self.symbols.iter_mut().find(|b| b.symbol == symbol)
     }

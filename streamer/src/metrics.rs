@@ -94,3 +94,8 @@ pub(crate) fn ready(value: f64) {
 pub(crate) fn ws_post(outcome: &'static str) {
     counter!("streamer_ws_posts_total", "outcome" => outcome).increment(1);
 }
+
+/// One backfill of a window from the simulator: `filled`, or `unavailable`.
+pub(crate) fn backfill(outcome: &'static str) {
+    counter!("streamer_backfills_total", "outcome" => outcome).increment(1);
+}

@@ -199,6 +199,7 @@ impl Upstream {
         let mut head = head;
         let mut wake = Coalescer::new(self.settings.coalesce);
         let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+        let mut idle_since = None;
         let mut batch = Vec::with_capacity(64);
         // Moved on by every message only: the idle checks in between must not restart it.
         let mut deadline = tokio::time::Instant::now() + self.settings.idle_timeout;
@@ -215,12 +216,15 @@ impl Upstream {
                         continue;
                     }
                     _ = idle_check.tick() => {
-                        if stream.clients() == 0 {
-                            if self.idle_for_linger(hub, stream).await {
-                                return End::Idle;
-                            }
-                            // Not reading while it lingered is no stall of the simulator's.
-                            deadline = tokio::time::Instant::now() + self.settings.idle_timeout;
+                        // Reading goes on while the stream lingers: a client that comes back
+                        // meanwhile finds it live.
+                        if stream.clients() > 0 {
+                            idle_since = None;
+                        } else if idle_since.get_or_insert_with(tokio::time::Instant::now).elapsed()
+                            >= hub.linger()
+                            && hub.remove_if_idle(stream)
+                        {
+                            return End::Idle;
                         }
                         continue;
                     }
@@ -273,6 +277,72 @@ impl Upstream {
                     Some(wire::stream_status("live", "receiving events")),
                 );
             }
+        }
+    }
+}
+
+/// Longest a backfill may take; the clients waiting for it get a reset after that.
+const BACKFILL_DEADLINE: Duration = Duration::from_secs(3);
+
+impl Upstream {
+    /// Fetches the events after `from` up to the window's first from the simulator's own
+    /// window, with a subscription of its own, and hands them to the stream (see
+    /// [`Stream::finish_backfill`]).
+    pub(crate) async fn backfill(self, stream: Arc<Stream>, generation: u64, from: EventId) {
+        let scales = stream.scales();
+        let fetched = tokio::time::timeout(
+            BACKFILL_DEADLINE,
+            self.fetch_after(&stream, generation, from),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {BACKFILL_DEADLINE:?}")));
+        stream.finish_backfill(generation, from.sequence, fetched, &scales);
+    }
+
+    async fn fetch_after(
+        &self,
+        stream: &Stream,
+        generation: u64,
+        from: EventId,
+    ) -> Result<Vec<MarketEvent>, String> {
+        let request = SubscribeRequest {
+            simulator_id: stream.key.clone(),
+            resume_from: Some(StreamPosition {
+                epoch: from.epoch,
+                sequence: from.sequence,
+            }),
+        };
+        let mut events = self
+            .client
+            .clone()
+            .subscribe(request)
+            .await
+            .map_err(|status| format!("subscribe failed: {status}"))?
+            .into_inner();
+        let mut fetched: Vec<MarketEvent> = Vec::new();
+        loop {
+            let target = stream
+                .backfill_target(generation)
+                .ok_or("the stream was reset")?;
+            let next = fetched.last().map_or(from.sequence, |e| e.sequence) + 1;
+            if next >= target {
+                return Ok(fetched);
+            }
+            let event = events
+                .message()
+                .await
+                .map_err(|status| format!("stream failed: {status}"))?
+                .ok_or("the simulator's stream ended")?;
+            // A snapshot here means the simulator no longer holds those events.
+            if matches!(event.kind, Some(market_event::Kind::Snapshot(_))) {
+                return Err("no longer in the simulator's window".to_owned());
+            }
+            let head = fetched.last().map_or(from, |e| EventId {
+                epoch: e.epoch,
+                sequence: e.sequence,
+            });
+            check_continuity(Some(head), std::slice::from_ref(&event))?;
+            fetched.push(event);
         }
     }
 }

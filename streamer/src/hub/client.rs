@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use session_core::domain::EventId;
 use tokio::sync::watch;
 
-use super::stream::{Cursor, Read, Stream, UpstreamState};
+use super::stream::{Cursor, Fill, Read, Stream, UpstreamState};
 use crate::metrics;
 use crate::wire::{self, SnapshotCause};
 
@@ -109,10 +109,24 @@ impl Subscription {
                 }
                 Start::After(from) => {
                     let cursor = state.cursor_after(from.sequence);
-                    if cursor.is_none() {
-                        out.extend_from_slice(&wire::reset("outside_window", Some(from)).sse);
-                    } else {
+                    if cursor.is_some() {
                         self.last_delivered = Some(from);
+                    } else {
+                        match state.fill_for(from.sequence, settings.window_events) {
+                            Fill::Wait => return None,
+                            Fill::Start => {
+                                let generation = state.generation;
+                                drop(state);
+                                tokio::spawn(self.stream.upstream.clone().backfill(
+                                    Arc::clone(&self.stream),
+                                    generation,
+                                    from,
+                                ));
+                                return None;
+                            }
+                            Fill::Unavailable => out
+                                .extend_from_slice(&wire::reset("outside_window", Some(from)).sse),
+                        }
                     }
                     cursor
                 }

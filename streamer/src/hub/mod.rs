@@ -94,7 +94,11 @@ impl Hub {
         let stream = if let Some(stream) = streams.get(key) {
             Arc::clone(stream)
         } else {
-            let stream = Arc::new(Stream::new(key.to_owned(), self.inner.settings.clone()));
+            let stream = Arc::new(Stream::new(
+                key.to_owned(),
+                self.inner.settings.clone(),
+                self.inner.upstream.clone(),
+            ));
             streams.insert(key.to_owned(), Arc::clone(&stream));
             crate::metrics::streams(streams.len());
             tokio::spawn(

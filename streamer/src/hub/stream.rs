@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::HubSettings;
 use crate::book::Books;
+use crate::upstream::Upstream;
 use crate::wire::{self, Frame, SnapshotCause};
 
 /// What the upstream of a stream is doing, as clients and health checks see it.
@@ -47,6 +48,33 @@ struct Entry {
     offsets: Box<[u32]>,
     /// The encoded SSE frames.
     sse: Bytes,
+}
+
+/// The first entry of a generation is numbered `ORIGIN`, and its bytes counted from it, so that
+/// a backfill can number the older entries it prepends below it.
+const ORIGIN: u64 = 1 << 40;
+
+/// Most events in one prepended entry.
+const BACKFILL_ENTRY_EVENTS: usize = 256;
+
+/// A fetch of the events just before the window (see [`Stream::finish_backfill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backfill {
+    /// Fetching the events after `from`.
+    Running { from: u64 },
+    /// The simulator no longer holds the events after `from` (nor any older).
+    Failed { from: u64 },
+}
+
+/// What a client that resumes from before the window should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// A backfill that will cover it is under way: wait for the stream's next wake-up.
+    Wait,
+    /// Start a backfill from this position; then wait.
+    Start,
+    /// The events are gone for good: reset.
+    Unavailable,
 }
 
 /// Where a client reads next.
@@ -85,6 +113,7 @@ pub(crate) struct State {
     snapshots: Vec<CachedSnapshot>,
     pub upstream: UpstreamState,
     resubscribe_fresh: bool,
+    backfill: Option<Backfill>,
 }
 
 /// What a client takes from the window at once.
@@ -118,10 +147,12 @@ pub struct Stream {
     changed: watch::Sender<u64>,
     clients: AtomicUsize,
     settings: HubSettings,
+    /// Where backfills come from.
+    pub(crate) upstream: Upstream,
 }
 
 impl Stream {
-    pub(crate) fn new(key: String, settings: HubSettings) -> Self {
+    pub(crate) fn new(key: String, settings: HubSettings, upstream: Upstream) -> Self {
         Self {
             key,
             state: Mutex::new(State {
@@ -129,18 +160,20 @@ impl Stream {
                 generation: 0,
                 reset_reason: "initial",
                 entries: VecDeque::new(),
-                next_index: 0,
-                bytes_total: 0,
+                next_index: ORIGIN,
+                bytes_total: ORIGIN,
                 window_events: 0,
                 window_bytes: 0,
                 last_emit_ns: 0,
                 snapshots: Vec::new(),
                 upstream: UpstreamState::Connecting,
                 resubscribe_fresh: false,
+                backfill: None,
             }),
             changed: watch::Sender::new(0),
             clients: AtomicUsize::new(0),
             settings,
+            upstream,
         }
     }
 
@@ -256,6 +289,80 @@ impl Stream {
     }
 }
 
+/// Backfills: a client that resumes from just before the window (it was served by another
+/// streamer, or this one's stream is younger than its position) is sent exactly the events it
+/// missed, fetched from the simulator's own window, instead of a reset. The fetched events are
+/// prepended to the window, so every client resuming from that stretch shares them.
+impl Stream {
+    /// The generation a backfill for the current window belongs to, and the first sequence the
+    /// window holds (the fetch stops before it); `None` once the generation has moved on.
+    pub(crate) fn backfill_target(&self, generation: u64) -> Option<u64> {
+        let state = self.lock();
+        (state.generation == generation).then(|| state.oldest_seq())
+    }
+
+    /// The books' scales, to encode fetched events with.
+    pub(crate) fn scales(&self) -> Books {
+        self.lock().books.scales()
+    }
+
+    /// Prepends the fetched `events` (those after `from`, in order) to the window, or records
+    /// that the simulator no longer has them; wakes the clients that wait either way.
+    pub(crate) fn finish_backfill(
+        &self,
+        generation: u64,
+        from: u64,
+        fetched: Result<Vec<MarketEvent>, String>,
+        scales: &Books,
+    ) {
+        let frames = fetched.map(|events| {
+            events
+                .iter()
+                .filter_map(|e| wire::event(e, scales).map(|f| (e.sequence, f.sse)))
+                .collect::<Vec<_>>()
+        });
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        let oldest = state.oldest_seq();
+        let outcome = match frames {
+            Ok(frames) => {
+                // Only an unbroken run up to the window's first event joins it.
+                let run: Vec<_> = frames
+                    .into_iter()
+                    .filter(|(seq, _)| *seq < oldest)
+                    .collect();
+                if run.first().map(|(seq, _)| *seq) == Some(from + 1)
+                    && run.last().map(|(seq, _)| seq + 1) == Some(oldest)
+                {
+                    state.prepend(&run, &self.settings);
+                }
+                // Trimmed at once, or the window moved on while fetching: too far behind.
+                if state.oldest_seq() == from + 1 {
+                    Ok(())
+                } else {
+                    Err("the window moved on".to_owned())
+                }
+            }
+            Err(reason) => Err(reason),
+        };
+        state.backfill = match outcome {
+            Ok(()) => {
+                crate::metrics::backfill("filled");
+                None
+            }
+            Err(reason) => {
+                tracing::info!(simulator = %self.key, from, %reason, "backfill unavailable");
+                crate::metrics::backfill("unavailable");
+                Some(Backfill::Failed { from })
+            }
+        };
+        drop(state);
+        self.wake();
+    }
+}
+
 /// Events gathered into one entry.
 #[derive(Debug, Default)]
 struct Batch {
@@ -293,6 +400,63 @@ impl State {
         self.append(None, Box::new([]), sse, 0, settings);
     }
 
+    /// The first sequence the window holds (the one after the head when it holds none).
+    fn oldest_seq(&self) -> u64 {
+        self.entries
+            .iter()
+            .find_map(|e| e.seqs.map(|(first, _)| first))
+            .unwrap_or_else(|| self.books.at.map_or(0, |at| at.sequence) + 1)
+    }
+
+    /// What a client resuming after `from` (of this epoch, before the window) should do.
+    pub(crate) fn fill_for(&mut self, from: u64, window_events: u64) -> Fill {
+        match self.backfill {
+            Some(Backfill::Running { from: running }) if running <= from => Fill::Wait,
+            Some(Backfill::Failed { from: failed }) if from <= failed => Fill::Unavailable,
+            Some(Backfill::Running { .. }) => Fill::Wait,
+            // More than the window keeps would be trimmed again as soon as prepended.
+            _ if self.oldest_seq().saturating_sub(from) + self.window_events > window_events => {
+                Fill::Unavailable
+            }
+            _ => {
+                self.backfill = Some(Backfill::Running { from });
+                Fill::Start
+            }
+        }
+    }
+
+    /// Puts `run`, the encoded events right before the window's first, in front of it, in
+    /// entries of at most [`BACKFILL_ENTRY_EVENTS`] events (so clients read it in chunks).
+    fn prepend(&mut self, run: &[(u64, Bytes)], settings: &HubSettings) {
+        for chunk in run.chunks(BACKFILL_ENTRY_EVENTS).rev() {
+            let mut batch = Batch::default();
+            for (seq, sse) in chunk {
+                batch.add(*seq, sse);
+            }
+            let Some(first) = batch.first else {
+                continue;
+            };
+            let (index, bytes_after) = self
+                .entries
+                .front()
+                .map_or((self.next_index, self.bytes_total), |e| {
+                    (e.index, e.bytes_before)
+                });
+            let len = batch.bytes.len() as u64;
+            self.window_events += batch.offsets.len() as u64;
+            self.window_bytes += len;
+            self.entries.push_front(Entry {
+                index: index - 1,
+                bytes_before: bytes_after - len,
+                seqs: Some((first, batch.last)),
+                last_seq: batch.last,
+                offsets: batch.offsets.into_boxed_slice(),
+                sse: batch.bytes.freeze(),
+            });
+        }
+        self.trim(settings);
+    }
+
     fn append(
         &mut self,
         seqs: Option<(u64, u64)>,
@@ -315,6 +479,11 @@ impl State {
         self.bytes_total += len;
         self.window_events += events;
         self.window_bytes += len;
+        self.trim(settings);
+    }
+
+    /// Drops the oldest entries beyond the window's bounds.
+    fn trim(&mut self, settings: &HubSettings) {
         while self.window_events > settings.window_events
             || self.window_bytes > settings.window_bytes
         {
@@ -331,11 +500,12 @@ impl State {
         self.generation += 1;
         self.reset_reason = reason;
         self.entries.clear();
-        self.next_index = 0;
-        self.bytes_total = 0;
+        self.next_index = ORIGIN;
+        self.bytes_total = ORIGIN;
         self.window_events = 0;
         self.window_bytes = 0;
         self.snapshots.clear();
+        self.backfill = None;
     }
 
     /// A cursor just after the head.

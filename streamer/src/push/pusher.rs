@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use session_core::domain::{ConnectionId, EventId, Lease, SessionId};
+use session_core::domain::{
+    Connection, ConnectionId, EventId, Lease, SessionId, session_lease_name,
+};
 use session_core::resilience::RetryPolicy;
 use session_core::service::SessionService;
 use session_core::store::{SharedStore, StoreError};
@@ -62,11 +64,6 @@ struct Inner {
     api: ConnectionsApi,
     settings: PushSettings,
     posts: Semaphore,
-}
-
-/// The lease that gives one streamer a session.
-fn lease_name(session: &SessionId) -> String {
-    format!("session/{session}")
 }
 
 impl Pusher {
@@ -118,7 +115,7 @@ impl Pusher {
                     .inner
                     .store
                     .acquire_lease(
-                        &lease_name(&session),
+                        &session_lease_name(&session),
                         &self.inner.settings.instance,
                         self.inner.settings.lease_ttl,
                     )
@@ -152,7 +149,7 @@ impl Inner {
         mut lease: Lease,
         mut draining: watch::Receiver<bool>,
     ) {
-        let mut pushers: HashMap<ConnectionId, JoinHandle<()>> = HashMap::new();
+        let mut pushers: HashMap<ConnectionId, JoinHandle<Option<EventId>>> = HashMap::new();
         let mut tick = tokio::time::interval(self.settings.poll);
         loop {
             tokio::select! {
@@ -182,6 +179,12 @@ impl Inner {
                     continue;
                 }
             };
+            // Draining began during those reads: the pushers that stopped for it hold the
+            // positions to hand over; they must not be replaced.
+            if *draining.borrow() {
+                self.hand_over(&session, &lease, pushers).await;
+                return;
+            }
             pushers.retain(|id, task| {
                 let open = connections.iter().any(|c| c.id == *id);
                 if !open {
@@ -207,47 +210,102 @@ impl Inner {
                     .as_deref()
                     .and_then(|id| EventId::parse("last_event_id", id).ok())
                     .map_or(Start::Snapshot, Start::After);
+                info!(connection = %connection.id, ?start, "feeding a connection");
                 let subscription = self.hub.subscribe(&key, start);
                 let task = tokio::spawn(Arc::clone(&self).push(
                     session.clone(),
                     connection.id.clone(),
                     subscription,
+                    draining.clone(),
                 ));
                 pushers.insert(connection.id, task);
             }
         }
     }
 
-    /// On drain: stops the pushers, advises every connection to reconnect, releases the lease.
+    /// On drain: marks the lease draining (heartbeats advise `draining` meanwhile), lets every
+    /// pusher finish the message under way, records in each connection's record the last event
+    /// it was sent (where the next holder starts), advises every connection to reconnect, and
+    /// releases the lease.
     async fn hand_over(
         &self,
         session: &SessionId,
         lease: &Lease,
-        pushers: HashMap<ConnectionId, JoinHandle<()>>,
+        pushers: HashMap<ConnectionId, JoinHandle<Option<EventId>>>,
     ) {
+        let lease = match self.store.mark_draining(lease).await {
+            Ok(marked) => marked,
+            Err(e) => {
+                warn!(%session, error = %e, "cannot mark the session lease draining");
+                lease.clone()
+            }
+        };
         let advice = wire::reconnect("draining", self.settings.retry_ms);
         let messages = pack(&advice.sse, MAX_FRAME_BYTES).map_or_else(|_| Vec::new(), |(m, _)| m);
         for (connection, task) in pushers {
-            task.abort();
+            match task.await {
+                Ok(Some(last)) => self.record_position(session, &connection, last).await,
+                Ok(None) => info!(%connection, "no position to record: its pusher had stopped"),
+                Err(e) => warn!(%connection, error = %e, "its pusher failed"),
+            }
             for message in &messages {
                 let _ = self.api.post(connection.as_str(), message.clone()).await;
             }
         }
-        let _ = self.store.release_lease(lease).await;
+        let _ = self.store.release_lease(&lease).await;
         info!(%session, "session handed over");
     }
 
-    /// Feeds one connection until it goes, or is told to reconnect.
+    /// Records `last` as the connection's last event id, unless the record is gone.
+    async fn record_position(&self, session: &SessionId, connection: &ConnectionId, last: EventId) {
+        // A heartbeat may write the record at the same time: re-read and retry.
+        for _ in 0..3 {
+            let current = match self.store.get_connection(session, connection).await {
+                Ok(Some(current)) => current,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(%connection, error = %e, "cannot read the connection to record its position");
+                    return;
+                }
+            };
+            let next = Connection {
+                last_event_id: current.position_after(Some(&last.to_string())),
+                version: current.version + 1,
+                ..current.clone()
+            };
+            match self.store.update_connection(&current, &next).await {
+                Ok(()) => {
+                    info!(%connection, %last, "position recorded for the next holder");
+                    return;
+                }
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => {
+                    warn!(%connection, error = %e, "cannot record the connection's position");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Feeds one connection until it goes, is told to reconnect, or the streamer drains; then
+    /// returns the last event it posted (`None` unless draining).
     async fn push(
         self: Arc<Self>,
         session: SessionId,
         connection: ConnectionId,
         mut subscription: Subscription,
-    ) {
+        mut draining: watch::Receiver<bool>,
+    ) -> Option<EventId> {
         loop {
             let mut pending = BytesMut::new();
             let mut last = false;
-            match subscription.next().await {
+            // Everything taken from the subscription so far has been posted.
+            let delivery = tokio::select! {
+                biased;
+                () = drained(&mut draining) => return subscription.last_delivered(),
+                delivery = subscription.next() => delivery,
+            };
+            match delivery {
                 Delivery::Frames(bytes) => pending.extend_from_slice(&bytes),
                 Delivery::Last(bytes) => {
                     pending.extend_from_slice(&bytes);
@@ -271,7 +329,7 @@ impl Inner {
                 Err(e) => {
                     warn!(%connection, error = %e, "an event cannot be sent; closing");
                     let _ = self.api.delete(connection.as_str()).await;
-                    return;
+                    return None;
                 }
             };
             for message in messages {
@@ -285,19 +343,19 @@ impl Inner {
                     Err(PostError::Gone) => {
                         // The client is gone: its record goes too (idempotent with $disconnect).
                         let _ = self.store.delete_connection(&session, &connection).await;
-                        return;
+                        return None;
                     }
                     Err(e) => {
                         // Undeliverable in order: close it, so the client resumes cleanly.
                         warn!(%connection, error = %e, "push failed; closing the connection");
                         let _ = self.api.delete(connection.as_str()).await;
-                        return;
+                        return None;
                     }
                 }
             }
             if last {
                 let _ = self.api.delete(connection.as_str()).await;
-                return;
+                return None;
             }
         }
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use session_core::config::Settings;
+use session_local::stack::StackSettings;
 use session_proto::simulator::v1 as pb;
 use session_proto::simulator::v1::simulator_control_client::SimulatorControlClient;
 
@@ -26,7 +27,16 @@ pub struct Fixture {
 impl Fixture {
     /// A stack whose settings `configure` adjusts, and a simulator of `symbols` at `rate`.
     pub async fn start(symbols: &[&str], rate: u32, configure: impl FnOnce(&mut Settings)) -> Self {
-        let api = TestApi::spawn_with(configure).await;
+        Self::start_stack(symbols, rate, |stack| configure(&mut stack.service)).await
+    }
+
+    /// The same, on a stack whose settings `configure` adjusts.
+    pub async fn start_stack(
+        symbols: &[&str],
+        rate: u32,
+        configure: impl FnOnce(&mut StackSettings),
+    ) -> Self {
+        let api = TestApi::spawn_stack(configure).await;
         let token = api.stack.token("alice");
         let user = api.user("alice");
         let session = user.create_session().await;

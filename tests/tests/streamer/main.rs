@@ -10,8 +10,10 @@ mod fixture;
 mod helpers;
 mod replica;
 mod sse;
+mod ws;
 
 mod chaos;
+mod handover;
 mod no_loss;
 mod push;
 mod resume;

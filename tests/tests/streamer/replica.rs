@@ -28,6 +28,8 @@ pub struct Replica {
     pub events: usize,
     expect_snapshot: bool,
     pub last_status: Option<String>,
+    /// Events dropped by [`Replica::apply_once`] as already held.
+    pub duplicates: usize,
 }
 
 fn scaled(text: &str, scale: u32) -> i64 {
@@ -137,6 +139,22 @@ impl Replica {
             "status" => self.last_status = data["state"].as_str().map(str::to_owned),
             "trade" => {}
             other => panic!("unknown event type {other}"),
+        }
+    }
+
+    /// Applies `event` unless it is one the replica already holds (an update of this epoch at
+    /// or before its position), as a WebSocket client must: a streamer that takes a session
+    /// over starts from the last position the client reported, which may be behind it.
+    pub fn apply_once(&mut self, event: &Event) {
+        let data = &event.data;
+        let held = event.event != "snapshot"
+            && event.id.is_some()
+            && data["epoch"].as_u64() == self.epoch
+            && data["seq"].as_u64().is_some_and(|seq| seq <= self.seq);
+        if held {
+            self.duplicates += 1;
+        } else {
+            self.apply(event);
         }
     }
 

@@ -124,6 +124,16 @@ async fn the_reconnect_endpoints_url_replays_from_its_last_event_id() {
         "a replay starts with the first missed event"
     );
     assert_eq!(replica.resets, 0);
+    let metrics = reqwest::get(format!("{}/metrics", fixture.api.stack.endpoints().sse))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"streamer_backfills_total{outcome="filled"}"#),
+        "the events came from a backfill:\n{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -193,4 +203,50 @@ async fn an_expired_ticket_still_resumes_the_stream_it_opened() {
 
     assert!(resumed.is_ok(), "{resumed:?}");
     assert!(fresh_use.is_ok());
+}
+
+#[tokio::test]
+async fn a_resume_from_before_a_fresh_streams_window_is_backfilled_from_the_simulator() {
+    // Without clients the stream goes at once: the next one starts at a new snapshot, ahead of
+    // the client, as on a streamer that takes over another's clients.
+    let fixture = Fixture::start(&["BTC-USD", "ETH-USD"], 1_000, |s| {
+        s.streamer.linger_secs = 0;
+    })
+    .await;
+    let mut replica = Replica::default();
+    let mut stream = fixture.open().await;
+    read_events(&mut stream, &mut replica, 50).await;
+    let last = replica.position().unwrap();
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let bearer = format!("Bearer {}", fixture.token);
+    let mut stream = sse::connect(
+        &fixture.stream_url(),
+        &[("authorization", &bearer), ("last-event-id", &last)],
+    )
+    .await
+    .unwrap();
+    let seen = read_events(&mut stream, &mut replica, 2_000).await;
+
+    let (epoch, seq) = last.split_once('-').unwrap();
+    let next = format!("{epoch}-{}", seq.parse::<u64>().unwrap() + 1);
+    assert!(seen.len() >= 2_000, "the stream went on: {}", seen.len());
+    assert_eq!(seen[0].id.as_deref(), Some(next.as_str()), "{:?}", seen[0]);
+    assert!(
+        seen.iter()
+            .all(|e| e.event != "snapshot" && e.event != "reset"),
+        "a replay, with no reset"
+    );
+    assert_eq!(replica.resets, 0);
+    let metrics = reqwest::get(format!("{}/metrics", fixture.api.stack.endpoints().sse))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"streamer_backfills_total{outcome="filled"}"#),
+        "the events came from a backfill:\n{metrics}"
+    );
 }

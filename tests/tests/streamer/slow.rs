@@ -19,10 +19,10 @@ const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// The rate beside a client that reads nothing: as high as a loaded two-core machine running
 /// the whole test binary serves to three fast clients in a debug build.
 const RATE: u32 = 5_000;
-/// The fast clients' queue there: some 250 ms of that stream (the smallest queue is 70 ms,
-/// which a busy machine's scheduling alone can exceed), and still a tiny part of what the
-/// silent client falls behind (megabytes).
-const FAST_QUEUE_BYTES: u64 = 256 * 1024;
+/// The fast clients' queue there: the default, about a second of that stream (a quarter of a
+/// second was seen exceeded, once in five runs, by a loaded machine's scheduling alone), and
+/// still a small part of what the silent client falls behind (the 4 MiB window).
+const FAST_QUEUE_BYTES: u64 = 1024 * 1024;
 
 /// An SSE client on a bare TCP connection: it sends its request, then reads only when asked,
 /// so that until then the streamer's writes fill the socket and stop.
