@@ -164,10 +164,11 @@ fn unix_nanos() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// A fresh epoch: random, never 0 (the proto default) and never `previous`.
+/// A fresh epoch: random, never 0 (the proto default) and never `previous`; below 2^53, so
+/// that a browser reading the events' JSON (`"epoch": …`) gets it exactly as a number.
 fn new_epoch(previous: u64) -> u64 {
     loop {
-        let epoch = rand::random::<u64>();
+        let epoch = rand::random::<u64>() >> 11;
         if epoch != 0 && epoch != previous {
             return epoch;
         }

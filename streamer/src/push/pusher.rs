@@ -262,7 +262,10 @@ impl Inner {
         for _ in 0..3 {
             let current = match self.store.get_connection(session, connection).await {
                 Ok(Some(current)) => current,
-                Ok(None) => return,
+                Ok(None) => {
+                    info!(%connection, "no position to record: the connection is gone");
+                    return;
+                }
                 Err(e) => {
                     warn!(%connection, error = %e, "cannot read the connection to record its position");
                     return;
@@ -285,6 +288,7 @@ impl Inner {
                 }
             }
         }
+        warn!(%connection, "cannot record the connection's position: three write races lost");
     }
 
     /// Feeds one connection until it goes, is told to reconnect, or the streamer drains; then
