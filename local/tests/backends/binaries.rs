@@ -159,6 +159,102 @@ async fn the_auth_service_binary_prints_the_tokens_and_jwks_asked_for_and_valida
 }
 
 #[tokio::test]
+async fn the_local_stack_binary_writes_its_endpoints_once_ready_and_stops_within_seconds_on_sigterm()
+ {
+    // Arrange: every part on a free port, as `scripts/api-fuzz.sh` starts it.
+    let dir = std::env::temp_dir().join(format!("session-local-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let endpoints_file = dir.join("endpoints.json");
+    let any = "127.0.0.1:0";
+    let mut process = spawn(
+        env!("CARGO_BIN_EXE_session-local"),
+        &[
+            "--http-api",
+            any,
+            "--ws-api",
+            any,
+            "--sse",
+            any,
+            "--web",
+            any,
+            "--simulator",
+            any,
+            "--auth",
+            any,
+            "--endpoints-file",
+            endpoints_file.to_str().unwrap(),
+        ],
+    );
+    let mut logs = BufReader::new(process.stdout.take().unwrap()).lines();
+    tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
+    let endpoints: serde_json::Value = within(WAIT_TIMEOUT, "the endpoints file", async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&endpoints_file) {
+                return serde_json::from_str(&text).expect("the endpoints file is JSON");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // Act and Assert: once the file is there, every HTTP part answers.
+    for key in [
+        "http_api",
+        "ws_api",
+        "sse",
+        "web",
+        "token_url",
+        "connections_url",
+        "auth_grpc",
+        "simulator_grpc",
+    ] {
+        assert!(endpoints[key].is_string(), "{key} in {endpoints}");
+    }
+    let get = |url: String| async move { reqwest::get(url).await.expect("it answers").status() };
+    assert_eq!(
+        get(format!(
+            "{}/v1/health",
+            endpoints["http_api"].as_str().unwrap()
+        ))
+        .await,
+        200
+    );
+    assert_eq!(
+        get(format!(
+            "{}/health/ready",
+            endpoints["sse"].as_str().unwrap()
+        ))
+        .await,
+        200
+    );
+    assert_eq!(
+        get(endpoints["web"].as_str().unwrap().to_owned()).await,
+        200
+    );
+    let token = reqwest::Client::new()
+        .post(endpoints["token_url"].as_str().unwrap())
+        .json(&serde_json::json!({ "sub": "alice" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(token.status().is_success(), "{}", token.status());
+
+    // SIGTERM: everything stops, exit status 0, within a few seconds.
+    let pid = process.id().expect("running").to_string();
+    let signalled = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(signalled.success());
+    let status = within(Duration::from_secs(10), "the stack exiting", process.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn the_binaries_refuse_unknown_flags_with_exit_status_2_and_print_usage_on_help() {
     for binary in [
         env!("CARGO_BIN_EXE_exchange-simulator"),
