@@ -43,6 +43,7 @@ const state = {
   books: new Map(), // symbol -> {bids: Map<price, qty>, asks: Map<price, qty>, priceScale}
   trades: [],
   resumeCheck: null, // {from, mode} while a resumed stream has not delivered its first event
+  snapshotParts: null, // {id, books} while a snapshot split into parts is arriving
   retries: 0, // consecutive failed (re)connects, for backoff
   stats: {
     events: 0,
@@ -363,9 +364,11 @@ function onEvent(type, id, data) {
     state.stats.latencyMs = previous === null ? latency : previous + (latency - previous) / 8;
   }
   switch (type) {
-    case 'snapshot':
-      applySnapshot(parseId(id), data);
+    case 'snapshot': {
+      const whole = assembleSnapshot(id, data);
+      if (whole) applySnapshot(parseId(id), whole);
       break;
+    }
     case 'reset':
       // The client's state is void; a snapshot follows. Not a gap: the service said so.
       state.stats.resets += 1;
@@ -445,6 +448,24 @@ function checkResume(position) {
   if (position.epoch === from.epoch && position.seq === from.seq + 1) {
     notice('resume', `Resumed after ${check.from}: next event ${lastEventId()}, no gap`);
   }
+}
+
+/**
+ * A snapshot too big for one WebSocket message (over API Gateway's 128 KiB) comes in parts,
+ * `part` k of `parts` n, in consecutive messages, each with some of the books: it is applied
+ * once all have arrived. Returns the whole snapshot, or null while parts are missing.
+ */
+function assembleSnapshot(id, data) {
+  if (!data.parts || data.parts === 1) return data;
+  const pending = state.snapshotParts;
+  if (data.part === 1 || !pending || pending.id !== id) {
+    state.snapshotParts = { id, books: [] };
+  }
+  state.snapshotParts.books.push(...data.books);
+  if (data.part < data.parts) return null;
+  const books = state.snapshotParts.books;
+  state.snapshotParts = null;
+  return { ...data, books };
 }
 
 function applySnapshot(at, data) {
