@@ -210,27 +210,15 @@ async fn the_local_stack_binary_writes_its_endpoints_once_ready_and_stops_within
     ] {
         assert!(endpoints[key].is_string(), "{key} in {endpoints}");
     }
-    let get = |url: String| async move { reqwest::get(url).await.expect("it answers").status() };
-    assert_eq!(
-        get(format!(
-            "{}/v1/health",
-            endpoints["http_api"].as_str().unwrap()
-        ))
-        .await,
-        200
-    );
-    assert_eq!(
-        get(format!(
-            "{}/health/ready",
-            endpoints["sse"].as_str().unwrap()
-        ))
-        .await,
-        200
-    );
-    assert_eq!(
-        get(endpoints["web"].as_str().unwrap().to_owned()).await,
-        200
-    );
+    for (key, path) in [
+        ("http_api", "/v1/health"),
+        ("sse", "/health/ready"),
+        ("web", "/"),
+    ] {
+        let url = format!("{}{path}", endpoints[key].as_str().unwrap());
+        let status = reqwest::get(&url).await.expect("it answers").status();
+        assert_eq!(status, 200, "{url}");
+    }
     let token = reqwest::Client::new()
         .post(endpoints["token_url"].as_str().unwrap())
         .json(&serde_json::json!({ "sub": "alice" }))

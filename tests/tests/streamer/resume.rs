@@ -22,6 +22,29 @@ pub async fn reopen(url: &str, last: &str) -> Result<SseStream, Refused> {
     }
 }
 
+/// Reads `count` events of a fresh stream into `replica`, drops it, waits `away`, and resumes
+/// from its position with a bearer token: the client's view after a drop.
+async fn drop_and_resume(
+    fixture: &Fixture,
+    replica: &mut Replica,
+    count: usize,
+    away: Duration,
+) -> (String, SseStream) {
+    let mut stream = fixture.open().await;
+    read_events(&mut stream, replica, count).await;
+    let last = replica.position().unwrap();
+    drop(stream);
+    tokio::time::sleep(away).await;
+    let bearer = format!("Bearer {}", fixture.token);
+    let stream = sse::connect(
+        &fixture.stream_url(),
+        &[("authorization", &bearer), ("last-event-id", &last)],
+    )
+    .await
+    .unwrap();
+    (last, stream)
+}
+
 #[tokio::test]
 async fn eventsource_reconnects_with_its_spent_ticket_and_gets_exactly_the_missed_events() {
     let fixture = Fixture::start(&["BTC-USD", "ETH-USD"], 1_000, |_| {}).await;
@@ -143,20 +166,9 @@ async fn a_resume_outside_the_window_gets_a_reset_then_a_snapshot() {
     })
     .await;
     let mut replica = Replica::default();
-    let mut stream = fixture.open().await;
-    read_events(&mut stream, &mut replica, 20).await;
-    let last = replica.position().unwrap();
-    drop(stream);
     // Far more than 50 events go by.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let bearer = format!("Bearer {}", fixture.token);
-    let mut stream = sse::connect(
-        &fixture.stream_url(),
-        &[("authorization", &bearer), ("last-event-id", &last)],
-    )
-    .await
-    .unwrap();
+    let (last, mut stream) =
+        drop_and_resume(&fixture, &mut replica, 20, Duration::from_millis(500)).await;
     let reset = stream.next(PATIENCE).await.unwrap();
     replica.apply(&reset);
     let snapshot = stream.next(PATIENCE).await.unwrap();
@@ -214,19 +226,8 @@ async fn a_resume_from_before_a_fresh_streams_window_is_backfilled_from_the_simu
     })
     .await;
     let mut replica = Replica::default();
-    let mut stream = fixture.open().await;
-    read_events(&mut stream, &mut replica, 50).await;
-    let last = replica.position().unwrap();
-    drop(stream);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-
-    let bearer = format!("Bearer {}", fixture.token);
-    let mut stream = sse::connect(
-        &fixture.stream_url(),
-        &[("authorization", &bearer), ("last-event-id", &last)],
-    )
-    .await
-    .unwrap();
+    let (last, mut stream) =
+        drop_and_resume(&fixture, &mut replica, 50, Duration::from_millis(1_500)).await;
     let seen = read_events(&mut stream, &mut replica, 2_000).await;
 
     let (epoch, seq) = last.split_once('-').unwrap();
