@@ -50,6 +50,10 @@ pub struct PushSettings {
     pub retry_ms: u64,
 }
 
+/// Writes of a connection's position at handover before giving up (each loses only to a
+/// concurrent heartbeat).
+const RECORD_ATTEMPTS: usize = 10;
+
 /// Serves the WebSocket connections of the sessions whose leases this streamer holds.
 #[derive(Debug, Clone)]
 pub struct Pusher {
@@ -258,8 +262,9 @@ impl Inner {
 
     /// Records `last` as the connection's last event id, unless the record is gone.
     async fn record_position(&self, session: &SessionId, connection: &ConnectionId, last: EventId) {
-        // A heartbeat may write the record at the same time: re-read and retry.
-        for _ in 0..3 {
+        // Heartbeats write the record too (every few seconds per client, and a slow store
+        // widens the window): re-read and retry until this write wins.
+        for _ in 0..RECORD_ATTEMPTS {
             let current = match self.store.get_connection(session, connection).await {
                 Ok(Some(current)) => current,
                 Ok(None) => {
@@ -288,7 +293,7 @@ impl Inner {
                 }
             }
         }
-        warn!(%connection, "cannot record the connection's position: three write races lost");
+        warn!(%connection, "cannot record the connection's position: every write race lost");
     }
 
     /// Feeds one connection until it goes, is told to reconnect, or the streamer drains; then
