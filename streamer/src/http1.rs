@@ -11,7 +11,6 @@
 //! the hub's shared bytes. The streamer takes GET and OPTIONS only, so request bodies are
 //! refused rather than parsed; everything else (routing, CORS, problems) stays axum's.
 
-use std::convert::Infallible;
 use std::io::{self, IoSlice};
 use std::time::Duration;
 
@@ -22,7 +21,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 use tracing::debug;
 
@@ -40,8 +40,8 @@ pub(crate) async fn serve(
     router: Router,
     mut draining: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let (alive, mut all_gone) = mpsc::channel::<Infallible>(1);
-    let for_connections = draining.clone();
+    // Owned by this future: dropping it (the drain deadline passed) aborts every connection.
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -54,22 +54,20 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
-                let (router, draining, alive) =
-                    (router.clone(), for_connections.clone(), alive.clone());
-                tokio::spawn(async move {
+                let (router, draining) = (router.clone(), draining.clone());
+                connections.spawn(async move {
                     if let Err(e) = connection(io, router, draining).await {
                         debug!(%peer, error = %e, "connection ended");
                     }
-                    drop(alive);
                 });
             }
+            // Reaps ended connections as they go.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = drained(&mut draining) => break,
         }
     }
     drop(listener);
-    drop(alive);
-    // Every connection task holds a sender; `None` once the last one has ended.
-    let _ = all_gone.recv().await;
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
 
@@ -340,6 +338,8 @@ async fn write_simple(io: &mut TcpStream, status: StatusCode) -> io::Result<()> 
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use axum::routing::get;
     use futures_util::stream;
     use tokio::io::AsyncReadExt as _;

@@ -138,8 +138,9 @@ async fn a_client_that_never_reads_the_advice_holds_the_shutdown_no_longer_than_
     let started = Instant::now();
     let stopped = tokio::time::timeout(Duration::from_secs(30), fixture.api.stack.shutdown()).await;
     let took = started.elapsed();
-    // Whatever reaches it when it reads again is gapless and ends: the advice if its
-    // connection is still there (the stack's process lives on), or the end of the stream.
+    // Whatever reaches it when it reads again is gapless and ends: what its socket buffers
+    // held, then the end of the stream (the deadline cut the connection), or the advice if
+    // there was room for it.
     let mut seen = Seen::default();
     while let Some(event) = stuck.next().await {
         seen.take(event);
