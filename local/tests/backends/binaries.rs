@@ -53,6 +53,17 @@ async fn listening_address<R: AsyncRead + Unpin>(logs: &mut Lines<BufReader<R>>)
     .await
 }
 
+/// Sends SIGTERM, as a supervisor (systemd, Kubernetes) stops a process.
+async fn terminate(process: &Child) {
+    let pid = process.id().expect("running").to_string();
+    let signalled = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(signalled.success());
+}
+
 async fn connect(address: String) -> Channel {
     Endpoint::from_shared(address)
         .expect("an http URL")
@@ -93,13 +104,7 @@ async fn the_exchange_simulator_binary_serves_grpc_and_stops_cleanly_on_sigterm(
     assert!(info.simulator_id.starts_with("sim_"));
 
     // SIGTERM stops it cleanly: exit status 0.
-    let pid = process.id().expect("running").to_string();
-    let signalled = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(signalled.success());
+    terminate(&process).await;
     // Keep reading the logs so that the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
     let status = within(WAIT_TIMEOUT, "the process exiting", process.wait())
@@ -228,13 +233,7 @@ async fn the_local_stack_binary_writes_its_endpoints_once_ready_and_stops_within
     assert!(token.status().is_success(), "{}", token.status());
 
     // SIGTERM: everything stops, exit status 0, within a few seconds.
-    let pid = process.id().expect("running").to_string();
-    let signalled = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(signalled.success());
+    terminate(&process).await;
     let status = within(Duration::from_secs(10), "the stack exiting", process.wait())
         .await
         .unwrap();
