@@ -2,7 +2,7 @@
 //! `SESSION_*` environment variables (`SESSION_STORE__BACKEND=dynamodb`). Validated once at
 //! start; every error names the setting.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -121,6 +121,167 @@ pub struct BackendSettings {
     pub max_retries: u32,
     /// Upper bound of the first retry delay, in milliseconds (full jitter, doubling).
     pub retry_base_ms: u64,
+    /// Mutual TLS to both backends; unset, they are called in plaintext (the local stack).
+    /// Boxed: `Settings` is held across awaits in many futures, and this is rarely set.
+    pub tls: Box<BackendTlsSettings>,
+}
+
+/// Mutual TLS to the gRPC backends (`backends.tls`). Off by default; set `ca_file` and make both
+/// backend URLs `https://` to turn it on.
+///
+/// The files are read once, when the settings are loaded: a missing or unreadable file stops the
+/// process at start-up with the setting named, rather than at the first backend call, and the
+/// clients are then built without I/O (a Lambda's cold start stays free of it). Rotating
+/// certificates therefore means restarting the process (a new pod or Lambda instance).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendTlsSettings {
+    /// PEM file of the CA (one or more certificates) that signs the backends' server
+    /// certificates; the only roots trusted (no system roots). Required by `https://` backend
+    /// URLs.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of this service's client certificate (its chain, leaf first), presented to the
+    /// backends; needs `key_file`. Unset, no client certificate is sent (TLS without the "m").
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the private key of `cert_file` (PKCS#8, PKCS#1 or SEC1); needs `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// The name checked against the backends' server certificates (and sent as SNI), when it
+    /// is not the URLs' host: e.g. the certificate names `simulator.internal` and the URL is an
+    /// IP address. Default: each URL's host.
+    pub domain: Option<String>,
+    /// The files' contents, read by [`Settings::from_figment`].
+    #[serde(skip)]
+    pem: TlsPem,
+}
+
+/// What the `backends.tls` files hold, read at load.
+#[derive(Debug, Clone, Default)]
+struct TlsPem {
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<SecretString>,
+}
+
+// By hand: `SecretString` does not compare, on purpose; settings compare by their contents.
+impl PartialEq for TlsPem {
+    fn eq(&self, other: &Self) -> bool {
+        self.ca == other.ca
+            && self.cert == other.cert
+            && self.key.as_ref().map(SecretString::expose_secret)
+                == other.key.as_ref().map(SecretString::expose_secret)
+    }
+}
+
+impl Eq for TlsPem {}
+
+impl BackendTlsSettings {
+    /// Whether any TLS setting is given.
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some()
+            || self.cert_file.is_some()
+            || self.key_file.is_some()
+            || self.domain.is_some()
+    }
+
+    /// PEM of the trusted CA, as read at load.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.pem.ca.as_deref()
+    }
+
+    /// PEM of the client certificate and of its key, as read at load: both or neither.
+    pub fn identity_pem(&self) -> Option<(&str, &SecretString)> {
+        self.pem.cert.as_deref().zip(self.pem.key.as_ref())
+    }
+
+    fn validate(&self, urls: &[(&'static str, &str)]) -> Result<(), ConfigError> {
+        let invalid = |setting, problem: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                problem: problem.to_owned(),
+            })
+        };
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return invalid(
+                    "backends.tls.key_file",
+                    "must be set with backends.tls.cert_file (a client identity is a \
+                     certificate and its key)",
+                );
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "backends.tls.cert_file",
+                    "must be set with backends.tls.key_file (a client identity is a \
+                     certificate and its key)",
+                );
+            }
+            _ => {}
+        }
+        if self.domain.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            return invalid("backends.tls.domain", "must not be empty when set");
+        }
+        for (setting, url) in urls {
+            let https = url.starts_with("https://");
+            if self.is_set() && !https {
+                return invalid(
+                    setting,
+                    "must be an https:// URL when backends.tls is set (TLS is never silently \
+                     skipped)",
+                );
+            }
+            // No system roots are bundled (lean TLS features): the CA must be named.
+            if https && self.ca_file.is_none() {
+                return invalid(
+                    "backends.tls.ca_file",
+                    "must be set when a backend URL is https:// (the CA of the backends' \
+                     certificates)",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the files, checking that each holds the PEM block expected.
+    fn load(&mut self) -> Result<(), ConfigError> {
+        fn read(
+            setting: &'static str,
+            path: Option<&Path>,
+            block: &str,
+        ) -> Result<Option<String>, ConfigError> {
+            let Some(path) = path else { return Ok(None) };
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                setting,
+                problem: format!("cannot read {}: {e}", path.display()),
+            })?;
+            if !text.contains(block) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    problem: format!("{} holds no PEM \"{block}\" block", path.display()),
+                });
+            }
+            Ok(Some(text))
+        }
+        self.pem = TlsPem {
+            ca: read(
+                "backends.tls.ca_file",
+                self.ca_file.as_deref(),
+                "-----BEGIN CERTIFICATE-----",
+            )?,
+            cert: read(
+                "backends.tls.cert_file",
+                self.cert_file.as_deref(),
+                "-----BEGIN CERTIFICATE-----",
+            )?,
+            // `BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY`, `BEGIN EC PRIVATE KEY`.
+            key: read(
+                "backends.tls.key_file",
+                self.key_file.as_deref(),
+                "PRIVATE KEY-----",
+            )?
+            .map(SecretString::from),
+        };
+        Ok(())
+    }
 }
 
 impl BackendSettings {
@@ -439,6 +600,7 @@ impl Default for BackendSettings {
             deadline_ms: 2_000,
             max_retries: 3,
             retry_base_ms: 50,
+            tls: Box::default(),
         }
     }
 }
@@ -475,13 +637,15 @@ impl Settings {
         Self::from_figment(&figment.merge(Env::prefixed(Self::ENV_PREFIX).split("__")))
     }
 
-    /// Extracts and validates settings from any figment (tests build their own).
+    /// Extracts and validates settings from any figment (tests build their own), and reads the
+    /// files they name (`backends.tls`).
     ///
     /// # Errors
-    /// A value has the wrong type or is out of range.
+    /// A value has the wrong type or is out of range, or a named file cannot be read.
     pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
-        let settings: Self = figment.extract().map_err(Box::new)?;
+        let mut settings: Self = figment.extract().map_err(Box::new)?;
         settings.validate()?;
+        settings.backends.tls.load()?;
         Ok(settings)
     }
 
@@ -549,6 +713,10 @@ impl Settings {
         {
             return invalid("streaming.ws_url", "must be a ws:// or wss:// URL");
         }
+        self.backends.tls.validate(&[
+            ("backends.auth_url", &self.backends.auth_url),
+            ("backends.simulator_url", &self.backends.simulator_url),
+        ])?;
         if !(10..=60_000).contains(&self.backends.deadline_ms) {
             return invalid("backends.deadline_ms", "must be between 10 and 60000");
         }
@@ -629,6 +797,84 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "configuration: auth.ticket_secret: must be at least 32 bytes"
+        );
+    }
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    #[allow(clippy::result_large_err)] // `Jail`'s closure returns figment's error
+    fn backend_tls_loads_from_environment_variables_and_reads_its_files() {
+        figment::Jail::expect_with(|jail| {
+            // Arrange
+            jail.create_file("ca.pem", CERT)?;
+            jail.create_file("client.pem", CERT)?;
+            jail.create_file("client.key", KEY)?;
+            jail.set_env("SESSION_BACKENDS__AUTH_URL", "https://auth.internal:50052");
+            jail.set_env("SESSION_BACKENDS__SIMULATOR_URL", "https://10.0.0.7:50051");
+            jail.set_env("SESSION_BACKENDS__TLS__CA_FILE", "ca.pem");
+            jail.set_env("SESSION_BACKENDS__TLS__CERT_FILE", "client.pem");
+            jail.set_env("SESSION_BACKENDS__TLS__KEY_FILE", "client.key");
+            jail.set_env("SESSION_BACKENDS__TLS__DOMAIN", "simulator.internal");
+
+            // Act
+            let settings = Settings::load(None).expect("valid settings");
+
+            // Assert
+            let tls = &settings.backends.tls;
+            assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+            assert_eq!(tls.domain.as_deref(), Some("simulator.internal"));
+            assert_eq!(tls.ca_pem(), Some(CERT));
+            let (cert, key) = tls.identity_pem().expect("an identity");
+            assert_eq!(cert, CERT);
+            assert_eq!(key.expose_secret(), KEY);
+            assert!(!format!("{settings:?}").contains("MIIB\n-----END PRIVATE"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn backend_tls_is_off_by_default() {
+        let settings = with("").unwrap();
+        assert!(!settings.backends.tls.is_set());
+        assert!(settings.backends.tls.ca_pem().is_none());
+    }
+
+    #[test]
+    fn backend_tls_errors_name_the_setting() {
+        let https = "[backends]\nauth_url = \"https://a:1\"\nsimulator_url = \"https://s:1\"\n";
+        let err = with(&format!(
+            "{https}[backends.tls]\nca_file = \"ca.pem\"\nkey_file = \"k.pem\""
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("configuration: backends.tls.cert_file: must be set with"),
+            "{err}"
+        );
+        let err = with(&format!(
+            "{https}[backends.tls]\ncert_file = \"c.pem\"\nca_file = \"ca.pem\""
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("backends.tls.key_file"), "{err}");
+        let err = with(https).unwrap_err();
+        assert!(err.to_string().contains("backends.tls.ca_file"), "{err}");
+        let err = with("[backends.tls]\nca_file = \"ca.pem\"").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("backends.auth_url: must be an https://"),
+            "{err}"
+        );
+        let err = with(&format!(
+            "{https}[backends.tls]\nca_file = \"/nonexistent/ca.pem\""
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "configuration: backends.tls.ca_file: cannot read /nonexistent/ca.pem"
+            ),
+            "{err}"
         );
     }
 }

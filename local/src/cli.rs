@@ -9,7 +9,38 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::auth::AuthSettings;
+use crate::server::{ServerError, ServerTls};
 use crate::simulator::SimulatorSettings;
+
+/// TLS flags of the reference servers (both take the same); none given, they serve plaintext.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct TlsArgs {
+    /// Serve TLS with this certificate (PEM, chain leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS; needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The server's TLS, when asked for.
+    ///
+    /// # Errors
+    /// A file cannot be read.
+    pub fn server_tls(&self) -> Result<Option<ServerTls>, ServerError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                ServerTls::from_files(cert, key, self.client_ca.as_deref()).map(Some)
+            }
+            // clap's `requires` makes the flags come together.
+            _ => Ok(None),
+        }
+    }
+}
 
 /// What `session-local` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
@@ -83,6 +114,9 @@ pub struct SimulatorArgs {
     /// Fault: every stream ends with UNAVAILABLE after N events.
     #[arg(long, value_name = "N")]
     pub end_streams_after: Option<u64>,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl SimulatorArgs {
@@ -138,6 +172,9 @@ pub struct AuthArgs {
     /// Print the public keys as a JWKS document at start-up.
     #[arg(long)]
     pub print_jwks: bool,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl AuthArgs {
@@ -258,6 +295,25 @@ mod tests {
         let bad =
             parse::<StackArgs>("session-local", "--dynamodb-endpoint localhost:5000").unwrap_err();
         assert!(bad.to_string().contains("--dynamodb-endpoint"));
+    }
+
+    #[test]
+    fn tls_flags_come_together_and_default_to_plaintext() {
+        let parsed: SimulatorArgs = parse(
+            "exchange-simulator",
+            "--tls-cert s.pem --tls-key s.key --client-ca ca.pem",
+        )
+        .unwrap();
+        assert_eq!(parsed.tls.tls_cert, Some(PathBuf::from("s.pem")));
+        assert_eq!(parsed.tls.client_ca, Some(PathBuf::from("ca.pem")));
+        let plain: AuthArgs = parse("auth-service", "").unwrap();
+        assert_eq!(plain.tls, TlsArgs::default());
+        assert!(plain.tls.server_tls().unwrap().is_none());
+        let alone = parse::<AuthArgs>("auth-service", "--tls-cert s.pem").unwrap_err();
+        assert!(alone.to_string().contains("--tls-key"), "{alone}");
+        let ca_alone =
+            parse::<SimulatorArgs>("exchange-simulator", "--client-ca ca.pem").unwrap_err();
+        assert!(ca_alone.to_string().contains("--tls-cert"), "{ca_alone}");
     }
 
     #[test]

@@ -19,4 +19,4 @@ pub mod tokens;
 pub mod web;
 pub mod ws_api;
 
-pub use server::{DRAIN_TIMEOUT, ServerError, ServerHandle, shutdown_signal};
+pub use server::{DRAIN_TIMEOUT, ServerError, ServerHandle, ServerTls, shutdown_signal};

@@ -4,18 +4,21 @@
 //! Both reference backends share this: `run(listener, shutdown)` serves until `shutdown`
 //! resolves, then stops accepting, lets open connections finish for at most [`DRAIN_TIMEOUT`]
 //! and returns. [`ServerHandle`] is what `spawn` gives tests: the bound address and a way to
-//! stop the server (explicitly, or by dropping the handle).
+//! stop the server (explicitly, or by dropping the handle). [`ServerTls`] turns on TLS (and
+//! client certificate checks) for both, through [`builder`].
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::server::{Router, TcpIncoming};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, Endpoint, Identity, Server, ServerTlsConfig};
 use tracing::{info, warn};
 
 /// How long open connections may take to finish after shutdown is asked for; a client that
@@ -37,6 +40,99 @@ pub enum ServerError {
     /// The settings cannot work (the error names the setting).
     #[error("invalid settings: {0}")]
     Settings(String),
+    /// The TLS certificate, key or client CA cannot be read or used.
+    #[error("TLS: {what}")]
+    Tls {
+        /// Which file or step.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// TLS of a reference server: its certificate and key, and, when given, the CA that clients'
+/// certificates must chain to (the server then refuses clients without one: mutual TLS).
+#[derive(Clone)]
+pub struct ServerTls {
+    identity: Identity,
+    client_ca: Option<Certificate>,
+}
+
+// By hand: `Identity`'s own Debug prints the private key.
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("client_ca", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// TLS with this certificate (chain, leaf first) and key, both PEM; no client certificate
+    /// asked for.
+    pub fn new(cert_pem: impl AsRef<[u8]>, key_pem: impl AsRef<[u8]>) -> Self {
+        Self {
+            identity: Identity::from_pem(cert_pem, key_pem),
+            client_ca: None,
+        }
+    }
+
+    /// Requires a client certificate signed by this CA (PEM).
+    #[must_use]
+    pub fn require_client_certs(self, ca_pem: impl AsRef<[u8]>) -> Self {
+        Self {
+            client_ca: Some(Certificate::from_pem(ca_pem)),
+            ..self
+        }
+    }
+
+    /// What the binaries' listening log line says: `mutual` or `server only`.
+    pub fn mode(&self) -> &'static str {
+        if self.client_ca.is_some() {
+            "mutual"
+        } else {
+            "server only"
+        }
+    }
+
+    /// TLS from PEM files (the binaries' `--tls-cert`, `--tls-key` and `--client-ca`).
+    ///
+    /// # Errors
+    /// A file cannot be read.
+    pub fn from_files(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<Self, ServerError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| ServerError::Tls {
+                what: format!("cannot read {}", path.display()),
+                source: e.into(),
+            })
+        };
+        let tls = Self::new(read(cert)?, read(key)?);
+        Ok(match client_ca {
+            Some(ca) => tls.require_client_certs(read(ca)?),
+            None => tls,
+        })
+    }
+}
+
+/// The server builder both reference servers start from: TLS when `tls` is given.
+pub(crate) fn builder(tls: Option<&ServerTls>) -> Result<Server, ServerError> {
+    let builder = Server::builder().tcp_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(builder);
+    };
+    let mut config = ServerTlsConfig::new().identity(tls.identity.clone());
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(ca.clone());
+    }
+    builder.tls_config(config).map_err(|e| ServerError::Tls {
+        what: "the certificate, key or client CA does not parse".to_owned(),
+        source: e.into(),
+    })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains (bounded).

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use session_core::backend::channel;
+use session_core::config::BackendTlsSettings;
 use session_core::domain::EventId;
 use session_core::resilience::{CircuitBreaker, FullJitter, RetryPolicy};
 use session_proto::simulator::v1::market_data_client::MarketDataClient;
 use session_proto::simulator::v1::{MarketEvent, StreamPosition, SubscribeRequest, market_event};
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::hub::{Hub, Stream, UpstreamState};
@@ -31,6 +33,8 @@ const MAX_BATCH: usize = 1024;
 pub struct UpstreamSettings {
     /// The simulator service.
     pub url: String,
+    /// TLS to it (`backends.tls`), used when `url` is `https://`.
+    pub tls: BackendTlsSettings,
     /// Longest wait for a connection.
     pub connect_timeout: Duration,
     /// A stream silent for this long is taken as broken.
@@ -51,6 +55,7 @@ impl UpstreamSettings {
         let streamer = &settings.streamer;
         Self {
             url: settings.backends.simulator_url.clone(),
+            tls: BackendTlsSettings::clone(&settings.backends.tls),
             connect_timeout: settings.backends.deadline(),
             idle_timeout: Duration::from_millis(streamer.upstream_idle_timeout_ms),
             backoff: RetryPolicy {
@@ -89,7 +94,7 @@ impl Upstream {
     /// # Errors
     /// The URL is not a valid endpoint.
     pub fn new(settings: UpstreamSettings) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(settings.url.clone())?
+        let channel = channel::endpoint(&settings.url, &settings.tls)?
             .connect_timeout(settings.connect_timeout)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))

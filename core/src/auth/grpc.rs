@@ -11,7 +11,9 @@ use session_proto::auth::v1::{RejectionReason, ValidateTokenRequest};
 use tonic::transport::{Channel, Endpoint};
 
 use super::{AuthError, Principal, TokenCache, TokenValidator};
+use crate::backend::channel;
 use crate::clock::Clock;
+use crate::config::BackendTlsSettings;
 use crate::domain::{Timestamp, UserId};
 use crate::resilience::{BreakerState, CircuitBreaker};
 
@@ -26,8 +28,10 @@ pub struct GrpcTokenValidator {
 }
 
 impl GrpcTokenValidator {
-    /// A validator for tokens of `audience`, talking to the auth service at `url`. Connects
-    /// lazily: building it does no I/O, so a Lambda's cold start does not wait for it.
+    /// A validator for tokens of `audience`, talking to the auth service at `url` without TLS
+    /// settings (plaintext: an `https://` URL would trust no CA; [`Self::from_settings`] applies
+    /// `backends.tls`). Connects lazily: building it does no I/O, so a Lambda's cold start does
+    /// not wait for it.
     ///
     /// # Errors
     /// `url` is not a valid endpoint URL.
@@ -37,32 +41,43 @@ impl GrpcTokenValidator {
         timeout: Duration,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(url.to_owned())?
+        Ok(Self::on(
+            channel::endpoint(url, &BackendTlsSettings::default())?,
+            audience,
+            timeout,
+            clock,
+        ))
+    }
+
+    /// The validator of `settings` (`backends.auth_url`, `auth.token_audience`), over TLS as
+    /// `backends.tls` says.
+    ///
+    /// # Errors
+    /// The URL is not a valid endpoint URL, or the TLS material does not parse.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+    ) -> Result<Self, tonic::transport::Error> {
+        let backends = &settings.backends;
+        Ok(Self::on(
+            channel::endpoint(&backends.auth_url, &backends.tls)?,
+            &settings.auth.token_audience,
+            backends.deadline(),
+            Arc::new(crate::clock::SystemClock),
+        ))
+    }
+
+    fn on(endpoint: Endpoint, audience: &str, timeout: Duration, clock: Arc<dyn Clock>) -> Self {
+        let channel = endpoint
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();
-        Ok(Self {
+        Self {
             client: AuthServiceClient::new(channel),
             audience: audience.to_owned(),
             cache: Arc::new(TokenCache::new(10_000, Duration::from_secs(60))),
             breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
             clock,
-        })
-    }
-
-    /// The validator of `settings` (`backends.auth_url`, `auth.token_audience`).
-    ///
-    /// # Errors
-    /// The URL is not a valid endpoint URL.
-    pub fn from_settings(
-        settings: &crate::config::Settings,
-    ) -> Result<Self, tonic::transport::Error> {
-        Self::new(
-            &settings.backends.auth_url,
-            &settings.auth.token_audience,
-            settings.backends.deadline(),
-            Arc::new(crate::clock::SystemClock),
-        )
+        }
     }
 
     /// The state of the breaker in front of the auth service, for health checks.
@@ -80,7 +95,7 @@ impl GrpcTokenValidator {
             .clone()
             .validate_token(request)
             .await
-            .map_err(|status| AuthError::Unavailable(status.message().to_owned()))?
+            .map_err(|status| AuthError::Unavailable(channel::status_text(&status)))?
             .into_inner();
         match response.result {
             Some(Verdict::Valid(valid)) => Ok(Principal {

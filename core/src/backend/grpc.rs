@@ -11,7 +11,8 @@ use session_proto::simulator::v1::simulator_control_client::SimulatorControlClie
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use super::{BackendError, BackendSimulator, SimulatorBackend, StartSpec};
+use super::{BackendError, BackendSimulator, SimulatorBackend, StartSpec, channel};
+use crate::config::BackendTlsSettings;
 use crate::domain::{BookView, EventId, Level, SimulatorStatus, Symbol};
 use crate::resilience::{BreakerState, CircuitBreaker, RetryPolicy, retry};
 
@@ -24,8 +25,10 @@ pub struct GrpcSimulatorBackend {
 }
 
 impl GrpcSimulatorBackend {
-    /// A backend at `url`, each attempt bounded by `deadline`. Connects lazily: building it does
-    /// no I/O, so a Lambda's cold start does not wait for the backend.
+    /// A backend at `url`, each attempt bounded by `deadline`, without TLS settings (plaintext:
+    /// an `https://` URL would trust no CA; [`Self::from_settings`] applies `backends.tls`).
+    /// Connects lazily: building it does no I/O, so a Lambda's cold start does not wait for the
+    /// backend.
     ///
     /// # Errors
     /// `url` is not a valid endpoint URL.
@@ -34,30 +37,38 @@ impl GrpcSimulatorBackend {
         deadline: Duration,
         retry: RetryPolicy,
     ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(deadline)
-            .timeout(deadline)
-            .connect_lazy();
-        Ok(Self {
-            client: SimulatorControlClient::new(channel),
+        Ok(Self::on(
+            channel::endpoint(url, &BackendTlsSettings::default())?,
+            deadline,
             retry,
-            breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
-        })
+        ))
     }
 
-    /// The backend at `backends.simulator_url` of `settings`.
+    /// The backend at `backends.simulator_url` of `settings`, over TLS as `backends.tls` says.
     ///
     /// # Errors
-    /// The URL is not a valid endpoint URL.
+    /// The URL is not a valid endpoint URL, or the TLS material does not parse.
     pub fn from_settings(
         settings: &crate::config::Settings,
     ) -> Result<Self, tonic::transport::Error> {
         let backends = &settings.backends;
-        Self::new(
-            &backends.simulator_url,
+        Ok(Self::on(
+            channel::endpoint(&backends.simulator_url, &backends.tls)?,
             backends.deadline(),
             backends.retry_policy(),
-        )
+        ))
+    }
+
+    fn on(endpoint: Endpoint, deadline: Duration, retry: RetryPolicy) -> Self {
+        let channel = endpoint
+            .connect_timeout(deadline)
+            .timeout(deadline)
+            .connect_lazy();
+        Self {
+            client: SimulatorControlClient::new(channel),
+            retry,
+            breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
+        }
     }
 
     /// Runs one RPC with retries, behind the breaker.
@@ -170,7 +181,7 @@ impl SimulatorBackend for GrpcSimulatorBackend {
 /// Maps a gRPC status to what the caller can do about it.
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(from_status)`
 fn from_status(status: Status) -> BackendError {
-    let message = status.message().to_owned();
+    let message = channel::status_text(&status);
     match status.code() {
         Code::NotFound => BackendError::NotFound(message),
         Code::InvalidArgument

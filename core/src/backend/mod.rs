@@ -2,8 +2,10 @@
 //! read their books, and its gRPC adapter.
 //!
 //! The port speaks domain types only; [`GrpcSimulatorBackend`] translates to and from
-//! `simulator.v1.SimulatorControl` and owns deadlines, retries and the circuit breaker.
+//! `simulator.v1.SimulatorControl` and owns deadlines, retries and the circuit breaker;
+//! [`channel`] builds the endpoint of every backend client (plaintext or mutual TLS).
 
+pub mod channel;
 mod grpc;
 
 use async_trait::async_trait;

@@ -9,12 +9,12 @@ use session_proto::auth::v1::auth_service_client::AuthServiceClient;
 use session_proto::auth::v1::auth_service_server::{self, AuthServiceServer};
 use session_proto::auth::v1::validate_token_response::Result as Verdict;
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::{debug, instrument};
 
 use super::{AuthError, AuthService, AuthSettings};
-use crate::server::{self, ServerError, ServerHandle};
+use crate::server::{self, ServerError, ServerHandle, ServerTls};
 
 /// `auth.v1.AuthService` over an [`AuthService`].
 #[derive(Debug, Clone)]
@@ -63,6 +63,7 @@ impl auth_service_server::AuthService for AuthGrpcService {
 #[derive(Debug, Clone)]
 pub struct AuthServer {
     auth: Arc<AuthService>,
+    tls: Option<ServerTls>,
 }
 
 impl AuthServer {
@@ -76,7 +77,16 @@ impl AuthServer {
 
     /// A server over an existing service (to share its keys).
     pub fn from_service(auth: Arc<AuthService>) -> Self {
-        Self { auth }
+        Self { auth, tls: None }
+    }
+
+    /// Serves over TLS (mutual when `tls` names a client CA) instead of plaintext.
+    #[must_use]
+    pub fn with_tls(self, tls: ServerTls) -> Self {
+        Self {
+            tls: Some(tls),
+            ..self
+        }
     }
 
     /// The service, to issue tokens and read the JWKS.
@@ -87,7 +97,7 @@ impl AuthServer {
     /// Serves `auth.v1.AuthService` and health on `listener` until `shutdown` resolves.
     ///
     /// # Errors
-    /// The gRPC server failed.
+    /// The TLS material does not parse, or the gRPC server failed.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -97,8 +107,7 @@ impl AuthServer {
         reporter
             .set_serving::<AuthServiceServer<AuthGrpcService>>()
             .await;
-        let router = Server::builder()
-            .tcp_nodelay(true)
+        let router = server::builder(self.tls.as_ref())?
             .add_service(health)
             .add_service(AuthServiceServer::new(AuthGrpcService::new(self.auth)));
         server::serve(router, listener, shutdown).await

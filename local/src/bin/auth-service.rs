@@ -5,7 +5,7 @@ use clap::Parser as _;
 use session_core::config::{LogFormat, TelemetrySettings};
 use session_local::auth::AuthServer;
 use session_local::cli::AuthArgs;
-use session_local::shutdown_signal;
+use session_local::{ServerTls, shutdown_signal};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -21,12 +21,17 @@ async fn main() -> anyhow::Result<()> {
     )
     .context("setting up logs")?;
     tracing::subscriber::set_global_default(logs).context("setting up logs")?;
-    let server = AuthServer::new(args.settings()).context("generating the signing key")?;
+    let mut server = AuthServer::new(args.settings()).context("generating the signing key")?;
+    let tls = args.tls.server_tls().context("reading the TLS files")?;
+    let tls_mode = tls.as_ref().map_or("off", ServerTls::mode);
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
     print_startup_output(&server, &args)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, kid = %server.auth().current_kid(), "auth service listening");
+    tracing::info!(addr = %listener.local_addr()?, kid = %server.auth().current_kid(), tls = tls_mode, "auth service listening");
     server
         .run(listener, shutdown_signal())
         .await

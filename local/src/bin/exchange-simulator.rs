@@ -4,8 +4,8 @@ use anyhow::Context;
 use clap::Parser as _;
 use session_core::config::{LogFormat, TelemetrySettings};
 use session_local::cli::SimulatorArgs;
-use session_local::shutdown_signal;
 use session_local::simulator::SimulatorServer;
+use session_local::{ServerTls, shutdown_signal};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -16,11 +16,17 @@ async fn main() -> anyhow::Result<()> {
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
     })
     .context("setting up logs")?;
+    let mut server = SimulatorServer::new(args.settings());
+    let tls = args.tls.server_tls().context("reading the TLS files")?;
+    let tls_mode = tls.as_ref().map_or("off", ServerTls::mode);
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "exchange simulator listening");
-    SimulatorServer::new(args.settings())
+    tracing::info!(addr = %listener.local_addr()?, tls = tls_mode, "exchange simulator listening");
+    server
         .run(listener, shutdown_signal())
         .await
         .context("serving")?;

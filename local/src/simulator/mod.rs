@@ -48,7 +48,7 @@ use session_proto::simulator::v1::market_data_client::MarketDataClient;
 use session_proto::simulator::v1::simulator_control_client::SimulatorControlClient;
 use session_proto::simulator::v1::simulator_control_server::SimulatorControlServer;
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 
 pub use book::{Book, Fill, InvariantViolation, LevelChange, Outcome, Side};
 pub use engine::{Engine, EngineConfig, Event};
@@ -58,12 +58,13 @@ pub use registry::{SimulatorError, SimulatorSettings, Simulators};
 pub use replica::{Replica, ReplicaError};
 pub use service::{ControlService, FaultService, MarketDataService};
 
-use crate::server::{self, ServerError, ServerHandle};
+use crate::server::{self, ServerError, ServerHandle, ServerTls};
 
 /// A simulator server: its instances and the gRPC services over them.
 #[derive(Debug, Clone)]
 pub struct SimulatorServer {
     simulators: Arc<Simulators>,
+    tls: Option<ServerTls>,
 }
 
 impl SimulatorServer {
@@ -71,6 +72,16 @@ impl SimulatorServer {
     pub fn new(settings: SimulatorSettings) -> Self {
         Self {
             simulators: Arc::new(Simulators::new(settings)),
+            tls: None,
+        }
+    }
+
+    /// Serves over TLS (mutual when `tls` names a client CA) instead of plaintext.
+    #[must_use]
+    pub fn with_tls(self, tls: ServerTls) -> Self {
+        Self {
+            tls: Some(tls),
+            ..self
         }
     }
 
@@ -83,7 +94,7 @@ impl SimulatorServer {
     /// (each open stream gets its final `STOPPED` status and ends) and drains connections.
     ///
     /// # Errors
-    /// The gRPC server failed.
+    /// The TLS material does not parse, or the gRPC server failed.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -98,8 +109,7 @@ impl SimulatorServer {
             .set_serving::<FaultInjectionServer<FaultService>>()
             .await;
         let simulators = Arc::clone(&self.simulators);
-        let router = Server::builder()
-            .tcp_nodelay(true)
+        let router = server::builder(self.tls.as_ref())?
             .add_service(health)
             .add_service(SimulatorControlServer::new(ControlService::new(
                 Arc::clone(&simulators),

@@ -1,5 +1,6 @@
 //! Integration tests of the reference backends: over real gRPC on loopback TCP (servers
-//! spawned in-process on port 0), plus the market engine in-process and the two binaries.
+//! spawned in-process on port 0, plaintext or mutual TLS), plus the market engine in-process and
+//! the two binaries.
 
 mod auth;
 mod binaries;
@@ -7,3 +8,4 @@ mod engine;
 mod faults;
 mod helpers;
 mod simulator;
+mod tls;
