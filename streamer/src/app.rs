@@ -125,7 +125,7 @@ impl Streamer {
                     batch_delay: Duration::from_millis(streamer.push_batch_delay_ms),
                     max_concurrent_posts: 64,
                     // Throttling is API Gateway asking to slow down, and a client that reads
-                    // slowly for a few seconds is no reason to close it: up to ~10 s of
+                    // slowly for a few seconds is no reason to close it: up to ~8.5 s of
                     // retries before giving up on a connection.
                     retry: session_core::resilience::RetryPolicy {
                         max_retries: 12,
