@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use super::messages::pack;
 use super::{ConnectionsApi, MAX_FRAME_BYTES, PostError};
+use crate::app::drained;
 use crate::hub::{Delivery, Hub, Start, Subscription};
 use crate::wire;
 
@@ -183,18 +184,14 @@ impl Inner {
                     continue;
                 }
             };
-            // Draining began during those reads: the pushers that stopped for it hold the
-            // positions to hand over; they must not be replaced.
-            if *draining.borrow() {
-                self.hand_over(&session, &lease, pushers).await;
-                return;
-            }
+            // A connection that went has its pusher stopped; a pusher that ended stays until
+            // replaced below (it may hold a drain's position).
             pushers.retain(|id, task| {
                 let open = connections.iter().any(|c| c.id == *id);
                 if !open {
                     task.abort();
                 }
-                open && !task.is_finished()
+                open
             });
             if connections.is_empty() {
                 let _ = self.store.release_lease(&lease).await;
@@ -206,8 +203,17 @@ impl Inner {
                 continue;
             };
             for connection in connections {
-                if pushers.contains_key(&connection.id) {
+                if pushers
+                    .get(&connection.id)
+                    .is_some_and(|task| !task.is_finished())
+                {
                     continue;
+                }
+                // A pusher that ended for a drain (begun since the tick) holds the position to
+                // hand over: never replace it then. One that ended on its own is replaced.
+                if *draining.borrow() {
+                    self.hand_over(&session, &lease, pushers).await;
+                    return;
                 }
                 let start = connection
                     .last_event_id
@@ -368,9 +374,4 @@ impl Inner {
             }
         }
     }
-}
-
-/// Resolves once draining has started.
-async fn drained(draining: &mut watch::Receiver<bool>) {
-    let _ = draining.wait_for(|d| *d).await;
 }
