@@ -207,6 +207,12 @@ impl Streamer {
     }
 }
 
+/// Resolves once draining has started (the guard `wait_for` returns must not be held across an
+/// await of a `Send` future). Every part that stops for a drain waits on this.
+pub(crate) async fn drained(draining: &mut watch::Receiver<bool>) {
+    let _ = draining.wait_for(|d| *d).await;
+}
+
 fn router(state: AppState) -> Router {
     let origins: Vec<HeaderValue> = state
         .settings

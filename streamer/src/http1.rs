@@ -26,6 +26,8 @@ use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 use tracing::debug;
 
+use crate::app::drained;
+
 /// Longest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 /// Most headers in a request.
@@ -69,12 +71,6 @@ pub(crate) async fn serve(
     drop(listener);
     while connections.join_next().await.is_some() {}
     Ok(())
-}
-
-/// Resolves once draining has started (the guard `wait_for` returns must not be held across an
-/// await of a `Send` future).
-async fn drained(draining: &mut watch::Receiver<bool>) {
-    let _ = draining.wait_for(|d| *d).await;
 }
 
 /// One connection: requests one after the other (keep-alive), until either side closes.

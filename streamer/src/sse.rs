@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use crate::app::AppState;
+use crate::app::{AppState, drained};
 use crate::hub::{Delivery, Start, Subscription};
 use crate::wire;
 
@@ -172,7 +172,7 @@ impl Connection {
         }
         tokio::select! {
             biased;
-            _ = self.draining.wait_for(|draining| *draining) => {
+            () = drained(&mut self.draining) => {
                 self.done = true;
                 Some(wire::reconnect("draining", self.retry_ms).sse)
             }
