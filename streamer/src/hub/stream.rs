@@ -60,8 +60,8 @@ const BACKFILL_ENTRY_EVENTS: usize = 256;
 /// A fetch of the events just before the window (see [`Stream::finish_backfill`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backfill {
-    /// Fetching the events after `from`.
-    Running { from: u64 },
+    /// Fetching the events before the window.
+    Running,
     /// The simulator no longer holds the events after `from` (nor any older).
     Failed { from: u64 },
 }
@@ -69,7 +69,7 @@ enum Backfill {
 /// What a client that resumes from before the window should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fill {
-    /// A backfill that will cover it is under way: wait for the stream's next wake-up.
+    /// A backfill is under way: wait for the stream's next wake-up, then look again.
     Wait,
     /// Start a backfill from this position; then wait.
     Start,
@@ -294,8 +294,8 @@ impl Stream {
 /// missed, fetched from the simulator's own window, instead of a reset. The fetched events are
 /// prepended to the window, so every client resuming from that stretch shares them.
 impl Stream {
-    /// The generation a backfill for the current window belongs to, and the first sequence the
-    /// window holds (the fetch stops before it); `None` once the generation has moved on.
+    /// The first sequence the window holds (a backfill's fetch stops before it); `None` once
+    /// the stream has moved on from `generation` (a reset voids the backfill).
     pub(crate) fn backfill_target(&self, generation: u64) -> Option<u64> {
         let state = self.lock();
         (state.generation == generation).then(|| state.oldest_seq())
@@ -411,15 +411,15 @@ impl State {
     /// What a client resuming after `from` (of this epoch, before the window) should do.
     pub(crate) fn fill_for(&mut self, from: u64, window_events: u64) -> Fill {
         match self.backfill {
-            Some(Backfill::Running { from: running }) if running <= from => Fill::Wait,
+            // One fetch at a time; a client further back starts its own once it is over.
+            Some(Backfill::Running) => Fill::Wait,
             Some(Backfill::Failed { from: failed }) if from <= failed => Fill::Unavailable,
-            Some(Backfill::Running { .. }) => Fill::Wait,
             // More than the window keeps would be trimmed again as soon as prepended.
             _ if self.oldest_seq().saturating_sub(from) + self.window_events > window_events => {
                 Fill::Unavailable
             }
             _ => {
-                self.backfill = Some(Backfill::Running { from });
+                self.backfill = Some(Backfill::Running);
                 Fill::Start
             }
         }
