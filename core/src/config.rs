@@ -26,6 +26,14 @@ pub enum ConfigError {
     },
 }
 
+/// `setting` is out of its allowed range for `problem`.
+fn invalid<T>(setting: &'static str, problem: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid {
+        setting,
+        problem: problem.into(),
+    })
+}
+
 /// Where session state lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -194,12 +202,6 @@ impl BackendTlsSettings {
     }
 
     fn validate(&self, urls: &[(&'static str, &str)]) -> Result<(), ConfigError> {
-        let invalid = |setting, problem: &str| {
-            Err(ConfigError::Invalid {
-                setting,
-                problem: problem.to_owned(),
-            })
-        };
         match (&self.cert_file, &self.key_file) {
             (Some(_), None) => {
                 return invalid(
@@ -249,15 +251,15 @@ impl BackendTlsSettings {
             block: &str,
         ) -> Result<Option<String>, ConfigError> {
             let Some(path) = path else { return Ok(None) };
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-                setting,
-                problem: format!("cannot read {}: {e}", path.display()),
-            })?;
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) => return invalid(setting, format!("cannot read {}: {e}", path.display())),
+            };
             if !text.contains(block) {
-                return Err(ConfigError::Invalid {
+                return invalid(
                     setting,
-                    problem: format!("{} holds no PEM \"{block}\" block", path.display()),
-                });
+                    format!("{} holds no PEM \"{block}\" block", path.display()),
+                );
             }
             Ok(Some(text))
         }
@@ -442,12 +444,6 @@ impl Default for StreamerSettings {
 
 impl StreamerSettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting, problem: &str| {
-            Err(ConfigError::Invalid {
-                setting,
-                problem: problem.to_owned(),
-            })
-        };
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("streamer.listen", "must be an address like 127.0.0.1:8090");
         }
@@ -458,7 +454,7 @@ impl StreamerSettings {
         {
             return invalid(
                 "streamer.cors_origins",
-                &format!("{origin:?} is not an origin like https://app.example.com"),
+                format!("{origin:?} is not an origin like https://app.example.com"),
             );
         }
         if self.client_queue_bytes < 64 * 1024 {
@@ -498,7 +494,7 @@ impl StreamerSettings {
             if !range.contains(&value) {
                 return invalid(
                     setting,
-                    &format!("must be between {} and {}", range.start(), range.end()),
+                    format!("must be between {} and {}", range.start(), range.end()),
                 );
             }
         }
@@ -627,10 +623,7 @@ impl Settings {
         let mut figment = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError::Invalid {
-                    setting: "config file",
-                    problem: format!("{} does not exist", file.display()),
-                });
+                return invalid("config file", format!("{} does not exist", file.display()));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -650,12 +643,6 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting, problem: &str| {
-            Err(ConfigError::Invalid {
-                setting,
-                problem: problem.to_owned(),
-            })
-        };
         let table = &self.store.table_name;
         if !(3..=255).contains(&table.len())
             || !table

@@ -73,22 +73,34 @@ impl Connection {
 }
 
 #[cfg(test)]
+impl Connection {
+    /// A connection of session `ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0`, opened at 1 s and never
+    /// heart-beaten: the tests of every layer start from it.
+    pub(crate) fn sample() -> Self {
+        let opened = Timestamp::from_unix_millis(1_000);
+        Self {
+            id: ConnectionId::parse("id", "L0SM9cOFvHcCIhw=").unwrap(),
+            session_id: SessionId::parse("id", "ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0").unwrap(),
+            owner: UserId::parse("owner", "alice").unwrap(),
+            connected_at: opened,
+            last_seen_at: opened,
+            expires_at: Timestamp::from_unix_millis(61_000),
+            last_event_id: None,
+            quality: ConnectionQuality::default(),
+            served_by: None,
+            version: 1,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn at(last_event_id: Option<&str>) -> Connection {
-        let now = Timestamp::from_unix_millis(0);
         Connection {
-            id: ConnectionId::parse("id", "abc=").unwrap(),
-            session_id: SessionId::generate(),
-            owner: UserId::parse("user", "alice").unwrap(),
-            connected_at: now,
-            last_seen_at: now,
-            expires_at: now,
             last_event_id: last_event_id.map(str::to_owned),
-            quality: ConnectionQuality::default(),
-            served_by: None,
-            version: 1,
+            ..Connection::sample()
         }
     }
 

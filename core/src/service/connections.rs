@@ -282,16 +282,11 @@ mod tests {
 
     fn connection(connected_at: Timestamp) -> Connection {
         Connection {
-            id: ConnectionId::parse("id", "L0SM9cOFvHcCIhw=").unwrap(),
-            session_id: SessionId::parse("id", "ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0").unwrap(),
-            owner: UserId::parse("owner", "alice").unwrap(),
             connected_at,
             last_seen_at: connected_at,
             expires_at: connected_at.plus(std::time::Duration::from_secs(60)),
-            last_event_id: None,
-            quality: ConnectionQuality::default(),
             served_by: Some("streamer-a".to_owned()),
-            version: 1,
+            ..Connection::sample()
         }
     }
 

@@ -397,19 +397,7 @@ mod tests {
 
     #[test]
     fn a_connection_item_is_in_gsi1_under_its_sessions_shard() {
-        let session = session_id("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0");
-        let connection = Connection {
-            id: ConnectionId::parse("id", "L0SM9cOFvHcCIhw=").unwrap(),
-            session_id: session.clone(),
-            owner: UserId::parse("owner", "alice").unwrap(),
-            connected_at: Timestamp::from_unix_millis(1_000),
-            last_seen_at: Timestamp::from_unix_millis(1_000),
-            expires_at: Timestamp::from_unix_millis(61_000),
-            last_event_id: None,
-            quality: ConnectionQuality::default(),
-            served_by: None,
-            version: 1,
-        };
+        let connection = Connection::sample();
 
         let item = connection_item(&connection);
 
@@ -424,16 +412,9 @@ mod tests {
     #[test]
     fn served_by_is_an_optional_attribute_of_a_connection_item() {
         let connection = Connection {
-            id: ConnectionId::parse("id", "L0SM9cOFvHcCIhw=").unwrap(),
-            session_id: session_id("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0"),
-            owner: UserId::parse("owner", "alice").unwrap(),
-            connected_at: Timestamp::from_unix_millis(1_000),
-            last_seen_at: Timestamp::from_unix_millis(1_000),
-            expires_at: Timestamp::from_unix_millis(61_000),
-            last_event_id: None,
-            quality: ConnectionQuality::default(),
             served_by: Some("streamer-a".to_owned()),
             version: 2,
+            ..Connection::sample()
         };
         let mut item = connection_item(&connection);
 
