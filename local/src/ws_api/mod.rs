@@ -3,7 +3,8 @@
 //! `route.request.querystring.ticket`: missing → 401, Deny → 403, failure → 500); then the
 //! `$connect` route (a non-2xx status refuses the handshake with it); then `101`. Each message
 //! is routed on `$request.body.action` (`heartbeat`, else `$default`) and the handler's response
-//! body goes back as a frame; every close, by either side, invokes `$disconnect`. Connections
+//! body goes back as a frame; handlers run beside the delivery of posted frames, as in AWS, so a
+//! slow one never holds them up; every close, by either side, invokes `$disconnect`. Connections
 //! are closed when idle (10 minutes) or old (2 hours), and on a frame over 32 KB or a message
 //! over 128 KB (1009). The `@connections` management API shares the port.
 //!
@@ -11,7 +12,7 @@
 //! management API, this module the handshake and each connection's task.
 //!
 //! Not emulated: subprotocol negotiation, API keys, route request validation, and throttling
-//! beyond the cap on open connections.
+//! beyond the cap on open connections and the queue of a client that reads nothing.
 
 mod connections;
 mod event;
@@ -36,6 +37,7 @@ use session_core::service::SessionService;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -86,6 +88,9 @@ pub const STAGE: &str = "local";
 const ROUTES: [&str; 1] = ["heartbeat"];
 /// Frames posted to one connection and not yet written; past it a post is throttled (429).
 const COMMAND_QUEUE: usize = 256;
+/// Messages of one connection whose handlers may run at once; past it the emulator stops
+/// reading the client's frames until one finishes.
+const MAX_IN_FLIGHT: usize = 16;
 /// How long a closing connection waits for the client to close its side.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -467,20 +472,19 @@ impl Connection {
         let expiry = tokio::time::sleep_until(self.opened + settings.max_connection_duration);
         tokio::pin!(idle, expiry);
         let mut stopping = self.api.inner.stopping.subscribe();
+        // Integrations run beside delivery, as in AWS: a slow handler never holds up the
+        // frames posted through `@connections`.
+        let mut in_flight = JoinSet::new();
         let ending = loop {
             tokio::select! {
-                incoming = ws.next() => match incoming {
+                incoming = ws.next(), if in_flight.len() < MAX_IN_FLIGHT => match incoming {
                     Some(Ok(Message::Text(text))) => {
                         idle.as_mut().reset(Instant::now() + settings.idle_timeout);
-                        if self.on_message(&mut ws, MessageBody::Text(text.as_str())).await.is_err() {
-                            break Ending::Lost;
-                        }
+                        in_flight.spawn(self.on_message(MessageBody::Text(text.as_str())));
                     }
                     Some(Ok(Message::Binary(bytes))) => {
                         idle.as_mut().reset(Instant::now() + settings.idle_timeout);
-                        if self.on_message(&mut ws, MessageBody::Binary(&bytes)).await.is_err() {
-                            break Ending::Lost;
-                        }
+                        in_flight.spawn(self.on_message(MessageBody::Binary(&bytes)));
                     }
                     Some(Ok(Message::Close(frame))) => break Ending::ClientClosed(frame),
                     // Pings are answered by tungstenite; control frames do not count as activity.
@@ -491,6 +495,13 @@ impl Connection {
                     }
                     Some(Err(_)) | None => break Ending::Lost,
                 },
+                Some(reply) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Ok(Some(reply)) = reply
+                        && ws.send(Message::text(reply)).await.is_err()
+                    {
+                        break Ending::Lost;
+                    }
+                }
                 command = self.commands.recv() => match command {
                     Some(Command::Send(message)) => {
                         if ws.send(message).await.is_err() {
@@ -508,6 +519,8 @@ impl Connection {
                 }
             }
         };
+        // `$disconnect` comes after the messages already routed, as their handlers finish.
+        while in_flight.join_next().await.is_some() {}
         let (code, reason) = ending.close();
         let frame = CloseFrame {
             code,
@@ -523,40 +536,41 @@ impl Connection {
         }
     }
 
-    /// Routes one message, invokes the handler and sends its response body back.
-    async fn on_message(&self, ws: &mut Socket, body: MessageBody<'_>) -> Result<(), WsError> {
+    /// Routes one message; the future invokes the handler and yields the frame to send back.
+    fn on_message(&self, body: MessageBody<'_>) -> impl Future<Output = Option<String>> + use<> {
+        let connection_id = self.facts.connection_id.clone();
         self.api
             .inner
             .registry
-            .touch(&self.facts.connection_id, event::now_ms());
+            .touch(&connection_id, event::now_ms());
         let route = route_key(body);
         let request_id = ulid::Ulid::new().to_string();
         let event = self
             .facts
             .message_event(route, body, &self.authorizer, &request_id);
-        let reply = match self.api.invoke(event).await {
-            Ok((_, reply)) => reply,
-            Err(e) => {
-                error!(error = %e, route, "integration failed");
-                let message = if matches!(e, InvokeError::Timeout) {
-                    "Endpoint request timed out"
-                } else {
-                    "Internal server error"
-                };
-                Some(
-                    json!({
-                        "message": message,
-                        "connectionId": self.facts.connection_id,
-                        "requestId": request_id,
-                    })
-                    .to_string(),
-                )
+        let api = self.api.clone();
+        async move {
+            match api.invoke(event).await {
+                Ok((_, reply)) => reply,
+                Err(e) => {
+                    error!(error = %e, route, "integration failed");
+                    let message = if matches!(e, InvokeError::Timeout) {
+                        "Endpoint request timed out"
+                    } else {
+                        "Internal server error"
+                    };
+                    Some(
+                        json!({
+                            "message": message,
+                            "connectionId": connection_id,
+                            "requestId": request_id,
+                        })
+                        .to_string(),
+                    )
+                }
             }
-        };
-        if let Some(reply) = reply {
-            ws.send(Message::text(reply)).await?;
         }
-        Ok(())
+        .in_current_span()
     }
 
     /// Forgets the connection and invokes `$disconnect`. Runs before the close frame goes out,

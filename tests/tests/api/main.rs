@@ -13,6 +13,7 @@ mod problems;
 mod quotas;
 mod sessions;
 mod simulators;
+mod stall;
 mod tickets;
 mod websocket;
 mod ws_emulator;

@@ -1,7 +1,8 @@
 //! The WebSocket API emulator through a real WebSocket client: handshakes refused the way API
 //! Gateway refuses them, heartbeats and error frames over the socket, the idle timeout, the
 //! connection cap and the frame limit closing the socket and removing the record, quota races,
-//! and the `@connections` API driven by `aws-sdk-apigatewaymanagement`.
+//! the `@connections` API driven by `aws-sdk-apigatewaymanagement`, and posts delivered while a
+//! handler is slow.
 
 use std::time::Duration;
 
@@ -12,11 +13,14 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use session_core::auth::TicketCodec;
+use session_core::config::StoreBackend;
 use session_core::domain::{SessionId, Timestamp, Transport, UserId};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::helpers::{TestApi, User};
+use crate::stall::StallableRelay;
+use session_tests::moto::Moto;
 
 use crate::helpers::Socket;
 
@@ -555,4 +559,52 @@ async fn near_the_shortened_cap_heartbeats_advise_reconnecting_for_connection_ag
     );
     assert_eq!(old["reconnect"]["reason"], "connection_age", "{old}");
     assert_eq!(old["resume"]["session_id"], session.as_str());
+}
+
+#[tokio::test]
+async fn posts_reach_the_client_while_a_handler_waits_on_the_store() {
+    let relay =
+        StallableRelay::start(Moto::shared().endpoint().trim_start_matches("http://")).await;
+    let table = format!("ws-stall-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let api = TestApi::spawn_with(|s| {
+        s.store.backend = StoreBackend::Dynamodb;
+        s.store.endpoint = Some(relay.endpoint.clone());
+        s.store.table_name = table;
+    })
+    .await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let mut socket = connect(&alice, &session).await;
+    let id = api.stack.ws_api().connection_ids().pop().unwrap();
+    let client = management(&api.stack.endpoints().connections_url);
+
+    // The heartbeat's handler waits on the store; meanwhile more frames are posted than the
+    // emulator queues for a connection.
+    relay.hold();
+    socket.send(Message::text(heartbeat(1))).await.unwrap();
+    let posts = 300;
+    for n in 0..posts {
+        client
+            .post_to_connection()
+            .connection_id(&id)
+            .data(Blob::new(json!({ "n": n }).to_string()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("post {n}: {:?}", e.into_service_error()));
+    }
+    let mut received = Vec::new();
+    for _ in 0..posts {
+        received.push(next(&mut socket).await);
+    }
+    relay.release();
+    let answer = next(&mut socket).await;
+
+    for (n, message) in received.into_iter().enumerate() {
+        assert_eq!(message, Some(Message::text(json!({ "n": n }).to_string())));
+    }
+    let Some(Message::Text(answer)) = answer else {
+        panic!("no answer to the heartbeat: {answer:?}");
+    };
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["type"], "heartbeat_ack", "{answer}");
 }

@@ -238,10 +238,12 @@ async fn sse_client(
 /// stream.
 async fn resume_sse(rig: &Rig, base: &str, url: &str, last: &str) -> (String, SseStream) {
     let same = route(base, url);
-    for _ in 0..40 {
+    // The previous connection's release may take a moment to be recorded; a crashed streamer
+    // never records it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
         match sse::connect(&same, &[("last-event-id", last)]).await {
             Ok(stream) => return (same, stream),
-            // The previous connection's release may take a moment to be recorded.
             Err(refused) if refused.status == 403 => {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
