@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::future::join_all;
 use session_core::domain::{
     Connection, ConnectionId, EventId, Lease, SessionId, session_lease_name,
 };
@@ -54,6 +55,20 @@ pub struct PushSettings {
 /// Writes of a connection's position at handover before giving up (each loses only to a
 /// concurrent heartbeat).
 const RECORD_ATTEMPTS: usize = 10;
+
+/// The pushers of a served session's connections; each returns, when drained, the last event
+/// it posted.
+type Pushers = HashMap<ConnectionId, JoinHandle<Option<EventId>>>;
+
+/// What a served session's round ends in.
+enum Round {
+    /// Poll again.
+    Continue,
+    /// The streamer drains: hand the session over.
+    Drain,
+    /// The lease was lost, or released for want of connections.
+    Over,
+}
 
 /// Serves the WebSocket connections of the sessions whose leases this streamer holds.
 #[derive(Debug, Clone)]
@@ -154,115 +169,131 @@ impl Inner {
         mut lease: Lease,
         mut draining: watch::Receiver<bool>,
     ) {
-        let mut pushers: HashMap<ConnectionId, JoinHandle<Option<EventId>>> = HashMap::new();
+        let mut pushers: Pushers = HashMap::new();
         let mut tick = tokio::time::interval(self.settings.poll);
+        let watch = draining.clone();
         loop {
-            tokio::select! {
+            // A drain cuts a round short: on a slow store its reads could otherwise delay the
+            // handover past the lease's expiry (a cut renewal keeps the token, so it is safe).
+            let round = tokio::select! {
                 biased;
-                () = drained(&mut draining) => {
+                () = drained(&mut draining) => Round::Drain,
+                round = async {
+                    tick.tick().await;
+                    Arc::clone(&self).round(&session, &mut lease, &mut pushers, &watch).await
+                } => round,
+            };
+            match round {
+                Round::Continue => {}
+                Round::Drain => {
                     self.hand_over(&session, &lease, pushers).await;
                     return;
                 }
-                _ = tick.tick() => {}
-            }
-            match self
-                .store
-                .renew_lease(&lease, self.settings.lease_ttl)
-                .await
-            {
-                Ok(renewed) => lease = renewed,
-                Err(e) => {
-                    warn!(%session, error = %e, "session lease lost; another streamer serves it");
-                    pushers.values().for_each(JoinHandle::abort);
-                    return;
-                }
-            }
-            let connections = match self.store.list_connections(&session).await {
-                Ok(connections) => connections,
-                Err(e) => {
-                    warn!(%session, error = %e, "cannot read the session's connections");
-                    continue;
-                }
-            };
-            // A connection that went has its pusher stopped; a pusher that ended stays until
-            // replaced below (it may hold a drain's position).
-            pushers.retain(|id, task| {
-                let open = connections.iter().any(|c| c.id == *id);
-                if !open {
-                    task.abort();
-                }
-                open
-            });
-            if connections.is_empty() {
-                let _ = self.store.release_lease(&lease).await;
-                info!(%session, "no connection left; session lease released");
-                return;
-            }
-            // No live simulator yet (or any more): nothing to push.
-            let Ok((_, key)) = self.service.stream_source(&session, None).await else {
-                continue;
-            };
-            for connection in connections {
-                if pushers
-                    .get(&connection.id)
-                    .is_some_and(|task| !task.is_finished())
-                {
-                    continue;
-                }
-                // A pusher that ended for a drain (begun since the tick) holds the position to
-                // hand over: never replace it then. One that ended on its own is replaced.
-                if *draining.borrow() {
-                    self.hand_over(&session, &lease, pushers).await;
-                    return;
-                }
-                let start = connection
-                    .last_event_id
-                    .as_deref()
-                    .and_then(|id| EventId::parse("last_event_id", id).ok())
-                    .map_or(Start::Snapshot, Start::After);
-                info!(connection = %connection.id, ?start, "feeding a connection");
-                let subscription = self.hub.subscribe(&key, start);
-                let task = tokio::spawn(Arc::clone(&self).push(
-                    session.clone(),
-                    connection.id.clone(),
-                    subscription,
-                    draining.clone(),
-                ));
-                pushers.insert(connection.id, task);
+                Round::Over => return,
             }
         }
     }
 
-    /// On drain: marks the lease draining (heartbeats advise `draining` meanwhile), lets every
-    /// pusher finish the message under way, records in each connection's record the last event
-    /// it was sent (where the next holder starts), advises every connection to reconnect, and
-    /// releases the lease.
-    async fn hand_over(
-        &self,
+    /// One poll of a served session: renews its lease, reads its connection set, and feeds
+    /// each connection that has no pusher.
+    async fn round(
+        self: Arc<Self>,
         session: &SessionId,
-        lease: &Lease,
-        pushers: HashMap<ConnectionId, JoinHandle<Option<EventId>>>,
-    ) {
-        let lease = match self.store.mark_draining(lease).await {
-            Ok(marked) => marked,
+        lease: &mut Lease,
+        pushers: &mut Pushers,
+        draining: &watch::Receiver<bool>,
+    ) -> Round {
+        match self.store.renew_lease(lease, self.settings.lease_ttl).await {
+            Ok(renewed) => *lease = renewed,
             Err(e) => {
-                warn!(%session, error = %e, "cannot mark the session lease draining");
-                lease.clone()
-            }
-        };
-        let advice = wire::reconnect("draining", self.settings.retry_ms);
-        let messages = pack(&advice.sse, MAX_FRAME_BYTES).map_or_else(|_| Vec::new(), |(m, _)| m);
-        for (connection, task) in pushers {
-            match task.await {
-                Ok(Some(last)) => self.record_position(session, &connection, last).await,
-                Ok(None) => info!(%connection, "no position to record: its pusher had stopped"),
-                Err(e) => warn!(%connection, error = %e, "its pusher failed"),
-            }
-            for message in &messages {
-                let _ = self.api.post(connection.as_str(), message.clone()).await;
+                warn!(%session, error = %e, "session lease lost; another streamer serves it");
+                pushers.values().for_each(JoinHandle::abort);
+                return Round::Over;
             }
         }
-        let _ = self.store.release_lease(&lease).await;
+        let connections = match self.store.list_connections(session).await {
+            Ok(connections) => connections,
+            Err(e) => {
+                warn!(%session, error = %e, "cannot read the session's connections");
+                return Round::Continue;
+            }
+        };
+        // A connection that went has its pusher stopped; a pusher that ended stays until
+        // replaced below (it may hold a drain's position).
+        pushers.retain(|id, task| {
+            let open = connections.iter().any(|c| c.id == *id);
+            if !open {
+                task.abort();
+            }
+            open
+        });
+        if connections.is_empty() {
+            let _ = self.store.release_lease(lease).await;
+            info!(%session, "no connection left; session lease released");
+            return Round::Over;
+        }
+        // No live simulator yet (or any more): nothing to push.
+        let Ok((_, key)) = self.service.stream_source(session, None).await else {
+            return Round::Continue;
+        };
+        for connection in connections {
+            if pushers
+                .get(&connection.id)
+                .is_some_and(|task| !task.is_finished())
+            {
+                continue;
+            }
+            // A pusher that ended for a drain (begun since the round began) holds the position
+            // to hand over: never replace it then. One that ended on its own is replaced.
+            if *draining.borrow() {
+                return Round::Drain;
+            }
+            let start = connection
+                .last_event_id
+                .as_deref()
+                .and_then(|id| EventId::parse("last_event_id", id).ok())
+                .map_or(Start::Snapshot, Start::After);
+            info!(connection = %connection.id, ?start, "feeding a connection");
+            let subscription = self.hub.subscribe(&key, start);
+            let task = tokio::spawn(Arc::clone(&self).push(
+                session.clone(),
+                connection.id.clone(),
+                subscription,
+                draining.clone(),
+            ));
+            pushers.insert(connection.id, task);
+        }
+        Round::Continue
+    }
+
+    /// On drain: marks the lease draining (heartbeats advise `draining` meanwhile) and, at the
+    /// same time, for every connection at once, lets its pusher finish the message under way,
+    /// records in its record the last event it was sent (where the next holder starts), and
+    /// advises it to reconnect; then releases the lease.
+    async fn hand_over(&self, session: &SessionId, lease: &Lease, pushers: Pushers) {
+        let advice = wire::reconnect("draining", self.settings.retry_ms);
+        let messages = pack(&advice.sse, MAX_FRAME_BYTES).map_or_else(|_| Vec::new(), |(m, _)| m);
+        let connections = pushers.into_iter().map(|(connection, task)| {
+            let messages = &messages;
+            async move {
+                match task.await {
+                    Ok(Some(last)) => self.record_position(session, &connection, last).await,
+                    Ok(None) => info!(%connection, "no position to record: its pusher had stopped"),
+                    Err(e) => warn!(%connection, error = %e, "its pusher failed"),
+                }
+                for message in messages {
+                    let _ = self.api.post(connection.as_str(), message.clone()).await;
+                }
+            }
+        });
+        let (marked, ()) = tokio::join!(self.store.mark_draining(lease), async {
+            join_all(connections).await;
+        });
+        if let Err(e) = marked {
+            warn!(%session, error = %e, "cannot mark the session lease draining");
+        }
+        // Same owner and token whether or not it was marked.
+        let _ = self.store.release_lease(lease).await;
         info!(%session, "session handed over");
     }
 
