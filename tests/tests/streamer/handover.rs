@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use session_core::clock::SystemClock;
-use session_core::config::StoreBackend;
+use session_core::config::{StoreBackend, StoreSettings};
 use session_core::store::{DynamoStore, LeaseStore as _};
 use session_tests::moto::Moto;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -23,6 +23,9 @@ use crate::ws::{WsClient, ws_url};
 
 const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
 const TICKET_SECRET: &str = "handover-test-ticket-secret-of-32-bytes-or-more";
+/// Events between a WebSocket client's heartbeats: about one a second at the simulator's rate
+/// (the page sends one every few seconds).
+const HEARTBEAT_EVERY: usize = 500;
 /// A lapsed lease is taken over after this long (a crashed holder's sessions).
 const LEASE_TTL_SECS: u64 = 2;
 
@@ -55,7 +58,9 @@ impl StreamerProcess {
                 "SESSION_STREAMER__CONNECTIONS_URL",
                 &endpoints.connections_url,
             )
-            .env("SESSION_STREAMER__PUSH_POLL_MS", "100")
+            // Quick takeovers, yet light on moto, which serialises requests: at 100 ms the
+            // streamers and heartbeats queued it seconds deep on a loaded machine.
+            .env("SESSION_STREAMER__PUSH_POLL_MS", "250")
             .env(
                 "SESSION_STREAMER__LEASE_TTL_SECS",
                 LEASE_TTL_SECS.to_string(),
@@ -140,7 +145,7 @@ impl Rig {
             service.limits.connections_per_session = 16;
         })
         .await;
-        let client = DynamoStore::local_client(Moto::shared().endpoint());
+        let client = DynamoStore::local_client(Moto::shared().endpoint(), &StoreSettings::default());
         let store = DynamoStore::new(client, &table, Arc::new(SystemClock));
         Self {
             fixture,
@@ -273,7 +278,7 @@ async fn ws_client(rig: &Rig, follows_advice: bool, progress: &Progress, me: usi
         replica.apply_once(&event);
         progress.report(me, replica.events);
         since_heartbeat += 1;
-        if since_heartbeat == 100 {
+        if since_heartbeat == HEARTBEAT_EVERY {
             since_heartbeat = 0;
             client.heartbeat(replica.position().as_deref()).await;
         }
