@@ -54,6 +54,24 @@ pub struct StoreSettings {
     pub table_name: String,
     /// A DynamoDB endpoint other than AWS's (e.g. `http://127.0.0.1:5000`).
     pub endpoint: Option<String>,
+    /// One DynamoDB request that takes longer is abandoned and retried (a hung connection,
+    /// not a slow table: DynamoDB answers in milliseconds).
+    pub attempt_timeout_ms: u64,
+    /// A store call, retries included, fails as unavailable after this long, well within the
+    /// functions' timeouts.
+    pub call_timeout_ms: u64,
+}
+
+impl StoreSettings {
+    /// How long one request may take.
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.attempt_timeout_ms)
+    }
+
+    /// How long a call may take, retries included.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
 }
 
 /// Quotas and lifetimes.
@@ -554,6 +572,8 @@ impl Default for StoreSettings {
             backend: StoreBackend::Memory,
             table_name: "session-service".to_owned(),
             endpoint: None,
+            attempt_timeout_ms: 3_000,
+            call_timeout_ms: 8_000,
         }
     }
 }
@@ -658,6 +678,15 @@ impl Settings {
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
             return invalid("store.endpoint", "must be an http:// or https:// URL");
+        }
+        if !(100..=60_000).contains(&self.store.attempt_timeout_ms) {
+            return invalid("store.attempt_timeout_ms", "must be between 100 and 60000");
+        }
+        if !(self.store.attempt_timeout_ms..=60_000).contains(&self.store.call_timeout_ms) {
+            return invalid(
+                "store.call_timeout_ms",
+                "must be between store.attempt_timeout_ms and 60000",
+            );
         }
         let limits = [
             ("limits.sessions_per_user", self.limits.sessions_per_user),
@@ -780,6 +809,13 @@ mod tests {
         assert!(err.to_string().contains("store.endpoint"), "{err}");
         let err = with("[store]\ntable = \"x\"").unwrap_err();
         assert!(err.to_string().contains("table"), "{err}");
+        let err = with("[store]\nattempt_timeout_ms = 10").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration: store.attempt_timeout_ms: must be between 100 and 60000"
+        );
+        let err = with("[store]\nattempt_timeout_ms = 3000\ncall_timeout_ms = 2000").unwrap_err();
+        assert!(err.to_string().contains("store.call_timeout_ms"), "{err}");
         let err = with("[auth]\nticket_secret = \"short\"").unwrap_err();
         assert_eq!(
             err.to_string(),

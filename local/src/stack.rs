@@ -459,8 +459,8 @@ async fn store(settings: &Settings, clock: Arc<dyn Clock>) -> Result<SharedStore
         return Ok(session_core::store::from_settings(store, clock).await);
     }
     let client = match store.endpoint.as_deref() {
-        Some(endpoint) if !has_aws_credentials() => DynamoStore::local_client(endpoint),
-        endpoint => DynamoStore::client_from_env(endpoint).await,
+        Some(endpoint) if !has_aws_credentials() => DynamoStore::local_client(endpoint, store),
+        _ => DynamoStore::client_from_env(store).await,
     };
     create_table(&client, &store.table_name).await?;
     Ok(Arc::new(DynamoStore::new(client, &store.table_name, clock)))

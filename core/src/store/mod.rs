@@ -243,7 +243,7 @@ pub async fn from_settings(
     match settings.backend {
         crate::config::StoreBackend::Memory => Arc::new(InMemoryStore::new(clock)),
         crate::config::StoreBackend::Dynamodb => {
-            let client = DynamoStore::client_from_env(settings.endpoint.as_deref()).await;
+            let client = DynamoStore::client_from_env(settings).await;
             Arc::new(DynamoStore::new(client, &settings.table_name, clock))
         }
     }

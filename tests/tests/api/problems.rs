@@ -1,17 +1,22 @@
 //! Every problem type the API answers with, each from the request that causes it: bad input
-//! names the field and is a 4xx, never a 5xx; internals never reach the client.
+//! names the field and is a 4xx, never a 5xx; internals never reach the client; an unavailable
+//! dependency is a 503 in bounded time.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use session_core::clock::{Clock, SystemClock};
-use session_core::config::Settings;
+use session_core::config::{Settings, StoreBackend};
 use session_core::store::InMemoryStore;
 use session_functions::http::router;
 use session_functions::wiring;
 
+use session_tests::moto::Moto;
+
 use crate::helpers::TestApi;
+use crate::stall::StallableRelay;
 
 #[tokio::test]
 async fn invalid_fields_are_400_validation_errors_that_name_the_field() {
@@ -175,6 +180,37 @@ async fn an_unreachable_simulator_service_is_a_503_reads_fall_back_to_the_record
     assert_eq!(health.status, StatusCode::OK, "{health:?}");
     assert_eq!(health.body["status"], "degraded");
     assert_eq!(health.body["dependencies"][1]["state"], "failing");
+}
+
+#[tokio::test]
+async fn a_store_that_stops_answering_is_a_503_within_the_call_timeout_not_a_hang() {
+    let relay = StallableRelay::start(Moto::shared().endpoint().trim_start_matches("http://")).await;
+    let table = format!("stall-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let api = TestApi::spawn_with(|s| {
+        s.store.backend = StoreBackend::Dynamodb;
+        s.store.endpoint = Some(relay.endpoint.clone());
+        s.store.table_name = table;
+        s.store.attempt_timeout_ms = 200;
+        s.store.call_timeout_ms = 1_000;
+    })
+    .await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let path = format!("/v1/sessions/{session}");
+
+    relay.hold();
+    let started = Instant::now();
+    let held = alice.get(&path).await;
+    let waited = started.elapsed();
+    relay.release();
+    let after = alice.get(&path).await;
+
+    assert_eq!(held.status, StatusCode::SERVICE_UNAVAILABLE, "{held:?}");
+    assert_eq!(held.problem(), "service-unavailable");
+    // The call timeout (1 s) and the gateway's overhead; without it, the HTTP client's 30 s.
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert_eq!(after.status, StatusCode::OK, "{after:?}");
+    assert_eq!(after.body["status"], "active", "{after:?}");
 }
 
 /// The router on its own, fed API Gateway events directly: the answers that the gateway in front

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::clock::ManualClock;
+use session_core::config::StoreSettings;
 use session_core::domain::{
     Connection, ConnectionId, ConnectionQuality, NewSession, NewSimulator, Session, Simulator,
     Timestamp, UserId,
@@ -30,7 +31,7 @@ impl Harness {
     /// A DynamoDB store on a fresh table of the shared moto server.
     pub async fn dynamodb() -> Self {
         let moto = Moto::shared();
-        let client = DynamoStore::local_client(moto.endpoint());
+        let client = DynamoStore::local_client(moto.endpoint(), &StoreSettings::default());
         let table = format!("contract-{}", ulid::Ulid::new());
         create_table(&client, &table)
             .await

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -35,6 +36,7 @@ use super::{
     TicketStore,
 };
 use crate::clock::Clock;
+use crate::config::StoreSettings;
 use crate::domain::{
     Connection, ConnectionId, Cursor, EventId, IdempotencyClaim, IdempotencyKey, Lease, Page,
     PageRequest, RequestFingerprint, Session, SessionId, SessionStatus, Simulator, SimulatorId,
@@ -59,6 +61,15 @@ pub struct DynamoStore {
     clock: Arc<dyn Clock>,
 }
 
+/// The SDK's timeouts from the settings: without them a hung connection holds a call until
+/// the function times out.
+fn timeouts(settings: &StoreSettings) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_attempt_timeout(settings.attempt_timeout())
+        .operation_timeout(settings.call_timeout())
+        .build()
+}
+
 impl DynamoStore {
     /// A store in `table`, reached through `client`.
     pub fn new(client: Client, table: &str, clock: Arc<dyn Clock>) -> Self {
@@ -69,25 +80,27 @@ impl DynamoStore {
         }
     }
 
-    /// A client from the environment's AWS configuration, optionally pointed at `endpoint`
-    /// (moto's server, DynamoDB Local).
-    pub async fn client_from_env(endpoint: Option<&str>) -> Client {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(endpoint) = endpoint {
+    /// A client from the environment's AWS configuration, pointed at `settings.endpoint` if
+    /// set, with the settings' timeouts.
+    pub async fn client_from_env(settings: &StoreSettings) -> Client {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts(settings));
+        if let Some(endpoint) = &settings.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
         Client::new(&loader.load().await)
     }
 
-    /// A client for a DynamoDB-API server on this machine (moto's server, DynamoDB Local),
-    /// which accepts any credentials: fixed dummy ones and region are used.
-    pub fn local_client(endpoint: &str) -> Client {
+    /// A client for a DynamoDB-API server on this machine (moto's server, DynamoDB Local) at
+    /// `endpoint`, which accepts any credentials: fixed dummy ones and region are used.
+    pub fn local_client(endpoint: &str, settings: &StoreSettings) -> Client {
         use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
         let config = aws_sdk_dynamodb::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("local", "local", None, None, "local"))
             .endpoint_url(endpoint)
+            .timeout_config(timeouts(settings))
             .build();
         Client::from_conf(config)
     }
