@@ -8,7 +8,8 @@
 #      this script insists on.
 #   3. the template's SAM resources translated to CloudFormation by aws-sam-translator (what
 #      CloudFormation's SAM transform runs), and cfn-lint on the result.
-#   4. each overlay rendered by `kubectl kustomize` and validated: built-in kinds against the
+#   4. each overlay (and prod with the opt-in backend-tls component) rendered by
+#      `kubectl kustomize` and validated: built-in kinds against the
 #      Kubernetes schemas (kubernetes-validate, strict), the Prometheus Operator kinds against
 #      schemas transcribed from their CRDs with every rule expression parsed as PromQL, and the
 #      objects' cross-references (infra/checks/k8s_check.py).
@@ -100,6 +101,41 @@ for overlay in dev prod; do
     python infra/checks/k8s_check.py "$work/k8s/$overlay.yaml" || fail "overlay $overlay does not validate"
     done_step "overlay $overlay: valid"
 done
+
+# The opt-in mutual TLS component (infra/k8s/components/backend-tls) on the prod overlay, as an
+# operator would add it: with https:// backend URLs in streamer.env.
+step "kubectl kustomize prod + components/backend-tls | schema and consistency checks"
+variant="$work/prod-backend-tls"
+mkdir -p "$variant"
+k8s_from_variant=$(realpath --relative-to="$variant" infra/k8s)
+cat >"$variant/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $k8s_from_variant/overlays/prod
+components:
+  - $k8s_from_variant/components/backend-tls
+configMapGenerator:
+  - name: session-streamer
+    behavior: merge
+    literals:
+      - SESSION_BACKENDS__AUTH_URL=https://auth-service.auth.svc.cluster.local:50052
+      - SESSION_BACKENDS__SIMULATOR_URL=https://exchange-simulator.simulators.svc.cluster.local:50051
+EOF
+kubectl kustomize "$variant" >"$work/k8s/prod-backend-tls.yaml" ||
+    fail "kubectl kustomize of prod with components/backend-tls failed"
+python infra/checks/k8s_check.py "$work/k8s/prod-backend-tls.yaml" ||
+    fail "prod with components/backend-tls does not validate"
+# And the check catches the mistake the component invites: TLS files with http:// backends.
+sed -i '/^configMapGenerator:/,$d' "$variant/kustomization.yaml"
+kubectl kustomize "$variant" >"$work/prod-backend-tls-http.yaml" ||
+    fail "kubectl kustomize of prod with components/backend-tls (http://) failed"
+if python infra/checks/k8s_check.py "$work/prod-backend-tls-http.yaml" >"$work/http.out" 2>&1; then
+    fail "k8s_check.py accepted backend TLS files with http:// backend URLs"
+fi
+grep -q "must be https://" "$work/http.out" ||
+    fail "k8s_check.py refused http:// backends with TLS for another reason: $(cat "$work/http.out")"
+done_step "prod + backend-tls: valid (and refused with http:// backends)"
 
 run_checkov() {
     local label=$1

@@ -11,7 +11,8 @@ Usage: python k8s_check.py RENDERED.yaml
   error, not a silently ignored key), and every rule expression is parsed as PromQL.
 - Any other kind is an error: nothing leaves this check unvalidated.
 - Cross-object consistency that no schema sees: selectors and port names that must match, the
-  config map the pods read, and the shutdown budget (terminationGracePeriodSeconds covers the
+  config map the pods read, backend TLS files that a mounted Secret provides (with https://
+  backend URLs), and the shutdown budget (terminationGracePeriodSeconds covers the
   preStop sleep plus the streamer's drain deadline plus a margin).
 """
 
@@ -298,6 +299,26 @@ def consistency(objects: list[dict], failures: Failures) -> None:
             host in [r.get("host") for r in ingress["spec"]["rules"]],
             f"the Ingress does not serve the host of SESSION_STREAMING__SSE_URL ({host})",
         )
+
+    tls_files = {k: v for k, v in data.items() if k.startswith("SESSION_BACKENDS__TLS__") and k.endswith("_FILE")}
+    if tls_files:
+        for key in ("SESSION_BACKENDS__AUTH_URL", "SESSION_BACKENDS__SIMULATOR_URL"):
+            failures.check(
+                data.get(key, "").startswith("https://"),
+                f"{key} must be https:// when backends.tls is set (the streamer would refuse to start)",
+            )
+        secrets = {v["name"]: v["secret"] for v in spec.get("volumes", []) if "secret" in v}
+        mounts = {m["mountPath"].rstrip("/"): m["name"] for m in container.get("volumeMounts", [])}
+        for key, path in tls_files.items():
+            directory, file = path.rsplit("/", 1)
+            volume = mounts.get(directory)
+            failures.check(volume in secrets, f"{key}={path}: no Secret volume is mounted at {directory}")
+            items = secrets.get(volume, {}).get("items")
+            failures.check(
+                items is None or file in [i["path"] for i in items],
+                f"{key}={path}: the Secret volume {volume} does not project {file}",
+            )
+        print(f"    backend TLS: {len(tls_files)} files from Secret volumes, https:// backends")
 
     drain = int(data.get("SESSION_STREAMER__DRAIN_DEADLINE_SECS", "20"))
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
