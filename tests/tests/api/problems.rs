@@ -184,7 +184,8 @@ async fn an_unreachable_simulator_service_is_a_503_reads_fall_back_to_the_record
 
 #[tokio::test]
 async fn a_store_that_stops_answering_is_a_503_within_the_call_timeout_not_a_hang() {
-    let relay = StallableRelay::start(Moto::shared().endpoint().trim_start_matches("http://")).await;
+    let relay =
+        StallableRelay::start(Moto::shared().endpoint().trim_start_matches("http://")).await;
     let table = format!("stall-{}", ulid::Ulid::new().to_string().to_lowercase());
     let api = TestApi::spawn_with(|s| {
         s.store.backend = StoreBackend::Dynamodb;

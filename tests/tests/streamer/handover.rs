@@ -145,7 +145,8 @@ impl Rig {
             service.limits.connections_per_session = 16;
         })
         .await;
-        let client = DynamoStore::local_client(Moto::shared().endpoint(), &StoreSettings::default());
+        let client =
+            DynamoStore::local_client(Moto::shared().endpoint(), &StoreSettings::default());
         let store = DynamoStore::new(client, &table, Arc::new(SystemClock));
         Self {
             fixture,
