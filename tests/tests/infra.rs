@@ -1,7 +1,7 @@
 //! `infra/template.yaml` against the code it deploys: the table as the store declares it
 //! (`TableSpec::cloudformation`), the HTTP API's routes as the REST API documents them
-//! (`docs/openapi.json`), the WebSocket routes the handler serves, and one function per binary of
-//! `functions/src/bin`.
+//! (`docs/openapi.json`), the WebSocket routes the handler serves, one function per binary of
+//! `functions/src/bin`, and the backend TLS files where the runbook's layer puts them.
 //!
 //! The template uses CloudFormation's short-form tags (`!Ref`, `!Sub`, `!If`). `serde_yaml_ng`
 //! keeps an unknown tag as a tagged value instead of failing, so the file parses as it is and the
@@ -211,5 +211,58 @@ fn every_binary_of_the_functions_crate_is_one_arm64_al2023_function() -> Result<
     assert_eq!(globals["Runtime"], "provided.al2023");
     assert_eq!(globals["Architectures"], serde_json::json!(["arm64"]));
     assert_eq!(globals["Handler"], "bootstrap");
+    Ok(())
+}
+
+#[test]
+fn with_a_tls_layer_every_function_reads_its_backend_tls_files_where_the_runbook_puts_them()
+-> Result<()> {
+    // Arrange
+    let template = template()?;
+    let runbook = std::fs::read_to_string(workspace_root().join("docs/deploy.md"))?;
+    let component = std::fs::read_to_string(
+        workspace_root().join("infra/k8s/components/backend-tls/kustomization.yaml"),
+    )?;
+    let globals = &template["Globals"]["Function"];
+    let only_with_tls = |then: Value| serde_json::json!({ "!If": ["HasBackendTls", then, { "!Ref": "AWS::NoValue" }] });
+
+    // Act
+    let variables = &globals["Environment"]["Variables"];
+    let functions = resources(&template, "AWS::Serverless::Function")?;
+
+    // Assert
+    assert_eq!(
+        globals["Layers"],
+        only_with_tls(serde_json::json!([{ "!Ref": "BackendTlsLayerArn" }]))
+    );
+    for (setting, file) in [("CA", "ca.crt"), ("CERT", "tls.crt"), ("KEY", "tls.key")] {
+        let name = format!("SESSION_BACKENDS__TLS__{setting}_FILE");
+        assert_eq!(
+            variables[&name],
+            only_with_tls(format!("/opt/backend-tls/{file}").into()),
+            "{name}"
+        );
+        assert!(
+            runbook.contains(&format!("/opt/backend-tls/{file}")),
+            "docs/deploy.md does not say the layer puts /opt/backend-tls/{file}"
+        );
+        assert!(component.contains(&name), "the k8s component lacks {name}");
+    }
+    // The settings refuse an https:// backend URL without a CA: every function names one, so
+    // every one gets the files (through Globals, not function by function).
+    for (id, function) in functions {
+        let own = function["Properties"]["Environment"]["Variables"]
+            .as_object()
+            .with_context(|| format!("{id} has no variables"))?;
+        ensure!(
+            own.keys()
+                .any(|k| k.starts_with("SESSION_BACKENDS__") && k.ends_with("_URL")),
+            "{id} names no backend URL: the TLS files need not be global"
+        );
+        ensure!(
+            !own.keys().any(|k| k.starts_with("SESSION_BACKENDS__TLS__")),
+            "{id} overrides the global TLS settings"
+        );
+    }
     Ok(())
 }
