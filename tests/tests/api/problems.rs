@@ -191,8 +191,9 @@ async fn a_store_that_stops_answering_is_a_503_within_the_call_timeout_not_a_han
         s.store.backend = StoreBackend::Dynamodb;
         s.store.endpoint = Some(relay.endpoint.clone());
         s.store.table_name = table;
-        s.store.attempt_timeout_ms = 200;
-        s.store.call_timeout_ms = 1_000;
+        // Short, yet far above moto's answers on a busy machine (setting up must not time out).
+        s.store.attempt_timeout_ms = 1_000;
+        s.store.call_timeout_ms = 2_000;
     })
     .await;
     let alice = api.user("alice");
@@ -208,7 +209,7 @@ async fn a_store_that_stops_answering_is_a_503_within_the_call_timeout_not_a_han
 
     assert_eq!(held.status, StatusCode::SERVICE_UNAVAILABLE, "{held:?}");
     assert_eq!(held.problem(), "service-unavailable");
-    // The call timeout (1 s) and the gateway's overhead; without it, the HTTP client's 30 s.
+    // The call timeout (2 s) and the gateway's overhead; without it, the HTTP client's 30 s.
     assert!(waited < Duration::from_secs(10), "{waited:?}");
     assert_eq!(after.status, StatusCode::OK, "{after:?}");
     assert_eq!(after.body["status"], "active", "{after:?}");

@@ -570,6 +570,9 @@ async fn posts_reach_the_client_while_a_handler_waits_on_the_store() {
         s.store.backend = StoreBackend::Dynamodb;
         s.store.endpoint = Some(relay.endpoint.clone());
         s.store.table_name = table;
+        // The heartbeat waits out the hold, however long posting takes on a busy machine.
+        s.store.attempt_timeout_ms = 60_000;
+        s.store.call_timeout_ms = 60_000;
     })
     .await;
     let alice = api.user("alice");
