@@ -254,11 +254,13 @@ impl Inner {
                 .and_then(|id| EventId::parse("last_event_id", id).ok())
                 .map_or(Start::Snapshot, Start::After);
             info!(connection = %connection.id, ?start, "feeding a connection");
+            let from_snapshot = matches!(start, Start::Snapshot);
             let subscription = self.hub.subscribe(&key, start);
             let task = tokio::spawn(Arc::clone(&self).push(
                 session.clone(),
                 connection.id.clone(),
                 subscription,
+                from_snapshot,
                 draining.clone(),
             ));
             pushers.insert(connection.id, task);
@@ -320,7 +322,7 @@ impl Inner {
             };
             match self.store.update_connection(&current, &next).await {
                 Ok(()) => {
-                    info!(%connection, %last, "position recorded for the next holder");
+                    info!(%connection, %last, "position recorded");
                     return;
                 }
                 Err(StoreError::Conflict { .. }) => {}
@@ -340,8 +342,14 @@ impl Inner {
         session: SessionId,
         connection: ConnectionId,
         mut subscription: Subscription,
+        from_snapshot: bool,
         mut draining: watch::Receiver<bool>,
     ) -> Option<EventId> {
+        // A connection fed from a snapshot has no position in its record until its client's
+        // first heartbeat; one is recorded once the snapshot is posted, so that a holder that
+        // takes over after a crash resumes it rather than sending a snapshot it cannot mark as
+        // a reset.
+        let mut unrecorded = from_snapshot;
         loop {
             let mut pending = BytesMut::new();
             let mut last = false;
@@ -402,6 +410,14 @@ impl Inner {
             if last {
                 let _ = self.api.delete(connection.as_str()).await;
                 return None;
+            }
+            if unrecorded && let Some(posted) = subscription.last_delivered() {
+                unrecorded = false;
+                let (inner, session, connection) =
+                    (Arc::clone(&self), session.clone(), connection.clone());
+                tokio::spawn(async move {
+                    inner.record_position(&session, &connection, posted).await;
+                });
             }
         }
     }

@@ -268,6 +268,8 @@ async fn resume_sse(rig: &Rig, base: &str, url: &str, last: &str) -> (String, Ss
 async fn ws_client(rig: &Rig, follows_advice: bool, progress: &Progress, me: usize) -> Replica {
     let mut replica = Replica::default();
     let mut client = WsClient::open(&ws_url(&rig.fixture, None).await).await;
+    // No heartbeat before the 500th event: A is often killed before one, and B must still
+    // resume the client from the snapshot's position, which A records itself.
     let mut since_heartbeat = 0;
     loop {
         let event = client.next().await;

@@ -45,25 +45,45 @@ impl WsClient {
             if let Some(event) = self.pending.pop_front() {
                 return event;
             }
-            let message = tokio::time::timeout(PATIENCE, self.socket.next())
-                .await
-                .expect("a message in time")
-                .expect("the connection stays open")
-                .expect("a frame");
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let message: Value = serde_json::from_str(&text).unwrap();
-            if message["type"] != "events" {
-                continue;
-            }
-            self.messages += 1;
-            for event in message["events"].as_array().unwrap() {
-                self.pending.push_back(Event {
-                    id: event["id"].as_str().map(str::to_owned),
-                    event: event["event"].as_str().unwrap().to_owned(),
-                    data: event["data"].clone(),
-                });
+            self.receive().await;
+        }
+    }
+
+    /// Reads one message: an `events` message's events are queued for [`Self::next`]; any
+    /// other message is returned.
+    async fn receive(&mut self) -> Option<Value> {
+        let message = tokio::time::timeout(PATIENCE, self.socket.next())
+            .await
+            .expect("a message in time")
+            .expect("the connection stays open")
+            .expect("a frame");
+        let Message::Text(text) = message else {
+            return None;
+        };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        if message["type"] != "events" {
+            return Some(message);
+        }
+        self.messages += 1;
+        for event in message["events"].as_array().unwrap() {
+            self.pending.push_back(Event {
+                id: event["id"].as_str().map(str::to_owned),
+                event: event["event"].as_str().unwrap().to_owned(),
+                data: event["data"].clone(),
+            });
+        }
+        None
+    }
+
+    /// Sends a heartbeat that reports `last_event_id` and returns its acknowledgement; the
+    /// events that arrive meanwhile stay queued.
+    pub async fn heartbeat_ack(&mut self, last_event_id: Option<&str>) -> Value {
+        self.heartbeat(last_event_id).await;
+        loop {
+            if let Some(message) = self.receive().await
+                && message["type"] == "heartbeat_ack"
+            {
+                return message;
             }
         }
     }

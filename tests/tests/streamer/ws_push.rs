@@ -31,6 +31,35 @@ async fn a_websocket_client_gets_the_stream_pushed_in_order_many_events_to_a_mes
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_fed_from_a_snapshot_has_its_position_recorded_before_any_heartbeat() {
+    let fixture = Fixture::start(&["BTC-USD"], 200, quick_push).await;
+
+    let mut client = WsClient::open(&ws_url(&fixture, None).await).await;
+    let snapshot = client.next().await;
+    // The pusher records it beside the push; heartbeats that report no position show it.
+    let mut recorded = None;
+    for _ in 0..50 {
+        let ack = client.heartbeat_ack(None).await;
+        recorded = ack["resume"]["last_event_id"].as_str().map(str::to_owned);
+        if recorded.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert_eq!(snapshot.event, "snapshot");
+    let recorded = recorded.expect("a position recorded without a heartbeat reporting one");
+    let (epoch, seq) = recorded.split_once('-').unwrap();
+    assert_eq!(epoch, snapshot.data["epoch"].to_string());
+    // The snapshot's position, or a later one posted by the time the record was written.
+    assert!(
+        seq.parse::<u64>().unwrap() >= snapshot.data["seq"].as_u64().unwrap(),
+        "{recorded} vs {:?}",
+        snapshot.id
+    );
+}
+
 /// One client: reconnects `reconnects` times at random points through the reconnect endpoint
 /// (its URL names the last event id), then reads until the simulator's final status.
 async fn reconnecting_client(
