@@ -8,15 +8,13 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use session_core::clock::{Clock, SystemClock};
-use session_core::config::{Settings, StoreBackend};
+use session_core::config::Settings;
 use session_core::store::InMemoryStore;
 use session_functions::http::router;
 use session_functions::wiring;
 
-use session_tests::moto::Moto;
-
 use crate::helpers::TestApi;
-use crate::stall::StallableRelay;
+use crate::stall::stack_behind_relay;
 
 #[tokio::test]
 async fn invalid_fields_are_400_validation_errors_that_name_the_field() {
@@ -184,18 +182,8 @@ async fn an_unreachable_simulator_service_is_a_503_reads_fall_back_to_the_record
 
 #[tokio::test]
 async fn a_store_that_stops_answering_is_a_503_within_the_call_timeout_not_a_hang() {
-    let relay =
-        StallableRelay::start(Moto::shared().endpoint().trim_start_matches("http://")).await;
-    let table = format!("stall-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let api = TestApi::spawn_with(|s| {
-        s.store.backend = StoreBackend::Dynamodb;
-        s.store.endpoint = Some(relay.endpoint.clone());
-        s.store.table_name = table;
-        // Short, yet far above moto's answers on a busy machine (setting up must not time out).
-        s.store.attempt_timeout_ms = 1_000;
-        s.store.call_timeout_ms = 2_000;
-    })
-    .await;
+    // Short, yet far above moto's answers on a busy machine (setting up must not time out).
+    let (api, relay) = stack_behind_relay(1_000, 2_000).await;
     let alice = api.user("alice");
     let session = alice.create_session().await;
     let path = format!("/v1/sessions/{session}");

@@ -1,9 +1,30 @@
 //! A TCP relay on loopback whose traffic can be held, as a store that stops answering for a
 //! while: requests through it wait, then go on once it is let go.
 
+use session_core::config::StoreBackend;
+use session_tests::moto::Moto;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+use crate::helpers::TestApi;
+
+/// The local stack on a fresh table of moto's server, reached through a relay the test can
+/// hold; one store request times out after `attempt_ms`, a call after `call_ms`.
+pub async fn stack_behind_relay(attempt_ms: u64, call_ms: u64) -> (TestApi, StallableRelay) {
+    let relay =
+        StallableRelay::start(Moto::shared().endpoint().trim_start_matches("http://")).await;
+    let table = format!("stall-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let api = TestApi::spawn_with(|s| {
+        s.store.backend = StoreBackend::Dynamodb;
+        s.store.endpoint = Some(relay.endpoint.clone());
+        s.store.table_name = table;
+        s.store.attempt_timeout_ms = attempt_ms;
+        s.store.call_timeout_ms = call_ms;
+    })
+    .await;
+    (api, relay)
+}
 
 /// A relay to one upstream address; dropped, it stops accepting.
 pub struct StallableRelay {

@@ -13,14 +13,12 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use session_core::auth::TicketCodec;
-use session_core::config::StoreBackend;
 use session_core::domain::{SessionId, Timestamp, Transport, UserId};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::helpers::{TestApi, User};
-use crate::stall::StallableRelay;
-use session_tests::moto::Moto;
+use crate::stall::stack_behind_relay;
 
 use crate::helpers::Socket;
 
@@ -563,18 +561,8 @@ async fn near_the_shortened_cap_heartbeats_advise_reconnecting_for_connection_ag
 
 #[tokio::test]
 async fn posts_reach_the_client_while_a_handler_waits_on_the_store() {
-    let relay =
-        StallableRelay::start(Moto::shared().endpoint().trim_start_matches("http://")).await;
-    let table = format!("ws-stall-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let api = TestApi::spawn_with(|s| {
-        s.store.backend = StoreBackend::Dynamodb;
-        s.store.endpoint = Some(relay.endpoint.clone());
-        s.store.table_name = table;
-        // The heartbeat waits out the hold, however long posting takes on a busy machine.
-        s.store.attempt_timeout_ms = 60_000;
-        s.store.call_timeout_ms = 60_000;
-    })
-    .await;
+    // The heartbeat waits out the hold, however long posting takes on a busy machine.
+    let (api, relay) = stack_behind_relay(60_000, 60_000).await;
     let alice = api.user("alice");
     let session = alice.create_session().await;
     let mut socket = connect(&alice, &session).await;
