@@ -8,12 +8,11 @@ use async_trait::async_trait;
 use session_proto::auth::v1::auth_service_client::AuthServiceClient;
 use session_proto::auth::v1::validate_token_response::Result as Verdict;
 use session_proto::auth::v1::{RejectionReason, ValidateTokenRequest};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{AuthError, Principal, TokenCache, TokenValidator};
 use crate::backend::channel;
 use crate::clock::Clock;
-use crate::config::BackendTlsSettings;
 use crate::domain::{Timestamp, UserId};
 use crate::resilience::{BreakerState, CircuitBreaker};
 
@@ -28,29 +27,9 @@ pub struct GrpcTokenValidator {
 }
 
 impl GrpcTokenValidator {
-    /// A validator for tokens of `audience`, talking to the auth service at `url` without TLS
-    /// settings (plaintext: an `https://` URL would trust no CA; [`Self::from_settings`] applies
-    /// `backends.tls`). Connects lazily: building it does no I/O, so a Lambda's cold start does
-    /// not wait for it.
-    ///
-    /// # Errors
-    /// `url` is not a valid endpoint URL.
-    pub fn new(
-        url: &str,
-        audience: &str,
-        timeout: Duration,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, tonic::transport::Error> {
-        Ok(Self::on(
-            channel::endpoint(url, &BackendTlsSettings::default())?,
-            audience,
-            timeout,
-            clock,
-        ))
-    }
-
     /// The validator of `settings` (`backends.auth_url`, `auth.token_audience`), over TLS as
-    /// `backends.tls` says.
+    /// `backends.tls` says. Connects lazily: building it does no I/O, so a Lambda's cold start
+    /// does not wait for the auth service.
     ///
     /// # Errors
     /// The URL is not a valid endpoint URL, or the TLS material does not parse.
@@ -58,26 +37,18 @@ impl GrpcTokenValidator {
         settings: &crate::config::Settings,
     ) -> Result<Self, tonic::transport::Error> {
         let backends = &settings.backends;
-        Ok(Self::on(
-            channel::endpoint(&backends.auth_url, &backends.tls)?,
-            &settings.auth.token_audience,
-            backends.deadline(),
-            Arc::new(crate::clock::SystemClock),
-        ))
-    }
-
-    fn on(endpoint: Endpoint, audience: &str, timeout: Duration, clock: Arc<dyn Clock>) -> Self {
-        let channel = endpoint
+        let timeout = backends.deadline();
+        let channel = channel::endpoint(&backends.auth_url, &backends.tls)?
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();
-        Self {
+        Ok(Self {
             client: AuthServiceClient::new(channel),
-            audience: audience.to_owned(),
+            audience: settings.auth.token_audience.clone(),
             cache: Arc::new(TokenCache::new(10_000, Duration::from_secs(60))),
             breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
-            clock,
-        }
+            clock: Arc::new(crate::clock::SystemClock),
+        })
     }
 
     /// The state of the breaker in front of the auth service, for health checks.

@@ -8,11 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use session_proto::simulator::v1 as pb;
 use session_proto::simulator::v1::simulator_control_client::SimulatorControlClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::{BackendError, BackendSimulator, SimulatorBackend, StartSpec, channel};
-use crate::config::BackendTlsSettings;
 use crate::domain::{BookView, EventId, Level, SimulatorStatus, Symbol};
 use crate::resilience::{BreakerState, CircuitBreaker, RetryPolicy, retry};
 
@@ -25,26 +24,9 @@ pub struct GrpcSimulatorBackend {
 }
 
 impl GrpcSimulatorBackend {
-    /// A backend at `url`, each attempt bounded by `deadline`, without TLS settings (plaintext:
-    /// an `https://` URL would trust no CA; [`Self::from_settings`] applies `backends.tls`).
+    /// The backend at `backends.simulator_url` of `settings`, over TLS as `backends.tls` says.
     /// Connects lazily: building it does no I/O, so a Lambda's cold start does not wait for the
     /// backend.
-    ///
-    /// # Errors
-    /// `url` is not a valid endpoint URL.
-    pub fn new(
-        url: &str,
-        deadline: Duration,
-        retry: RetryPolicy,
-    ) -> Result<Self, tonic::transport::Error> {
-        Ok(Self::on(
-            channel::endpoint(url, &BackendTlsSettings::default())?,
-            deadline,
-            retry,
-        ))
-    }
-
-    /// The backend at `backends.simulator_url` of `settings`, over TLS as `backends.tls` says.
     ///
     /// # Errors
     /// The URL is not a valid endpoint URL, or the TLS material does not parse.
@@ -52,23 +34,16 @@ impl GrpcSimulatorBackend {
         settings: &crate::config::Settings,
     ) -> Result<Self, tonic::transport::Error> {
         let backends = &settings.backends;
-        Ok(Self::on(
-            channel::endpoint(&backends.simulator_url, &backends.tls)?,
-            backends.deadline(),
-            backends.retry_policy(),
-        ))
-    }
-
-    fn on(endpoint: Endpoint, deadline: Duration, retry: RetryPolicy) -> Self {
-        let channel = endpoint
+        let deadline = backends.deadline();
+        let channel = channel::endpoint(&backends.simulator_url, &backends.tls)?
             .connect_timeout(deadline)
             .timeout(deadline)
             .connect_lazy();
-        Self {
+        Ok(Self {
             client: SimulatorControlClient::new(channel),
-            retry,
+            retry: backends.retry_policy(),
             breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
-        }
+        })
     }
 
     /// Runs one RPC with retries, behind the breaker.

@@ -288,9 +288,7 @@ impl Inner {
                 }
             }
         });
-        let (marked, ()) = tokio::join!(self.store.mark_draining(lease), async {
-            join_all(connections).await;
-        });
+        let (marked, _) = tokio::join!(self.store.mark_draining(lease), join_all(connections));
         if let Err(e) = marked {
             warn!(%session, error = %e, "cannot mark the session lease draining");
         }
