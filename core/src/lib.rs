@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod backend;
 pub mod clock;
+pub mod component;
 pub mod config;
 pub mod domain;
 #[cfg(feature = "http")]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use session_core::auth::GrpcTokenValidator;
 use session_core::backend::{GrpcSimulatorBackend, SimulatorBackend};
 use session_core::clock::{Clock, SystemClock};
+use session_core::component::Component;
 use session_core::config::Settings;
 use session_core::service::SessionService;
 use session_core::store::{self, SharedStore};
@@ -68,8 +69,13 @@ pub fn app(
 /// # Errors
 /// A backend URL is invalid.
 pub async fn rest_api(settings: &Settings) -> Result<App, WiringError> {
+    rest_api_as(settings, Component::RestApi).await
+}
+
+/// The REST API's state as `component` builds it (its AWS calls name it).
+async fn rest_api_as(settings: &Settings, component: Component) -> Result<App, WiringError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = store::from_settings(&settings.store, clock.clone()).await;
+    let store = store::from_settings(&settings.store, clock.clone(), component).await;
     Ok(app(settings, store, simulator_backend(settings)?, clock))
 }
 
@@ -78,8 +84,11 @@ pub async fn rest_api(settings: &Settings) -> Result<App, WiringError> {
 ///
 /// # Errors
 /// A backend URL is invalid.
-pub async fn service(settings: &Settings) -> Result<SessionService, WiringError> {
-    Ok(rest_api(settings).await?.service)
+pub async fn service(
+    settings: &Settings,
+    component: Component,
+) -> Result<SessionService, WiringError> {
+    Ok(rest_api_as(settings, component).await?.service)
 }
 
 /// The simulator service client of `settings`.

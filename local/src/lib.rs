@@ -10,6 +10,7 @@
 //! uses them from a browser; `stack` runs all of it.
 
 pub mod auth;
+mod call_log;
 pub mod cli;
 pub mod http_api;
 mod server;

@@ -8,6 +8,7 @@
 //! Tests start it on port 0 ([`StackSettings::ephemeral`]); `session-local` starts it on fixed
 //! ports and prints the endpoints.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,9 +20,10 @@ use base64::Engine as _;
 use secrecy::SecretString;
 use serde::Serialize;
 use session_core::clock::{Clock, SystemClock};
+use session_core::component::Component;
 use session_core::config::{Settings, StoreBackend};
 use session_core::service::SessionService;
-use session_core::store::{DynamoStore, SharedStore, StoreError, create_table};
+use session_core::store::{DynamoStore, InMemoryStore, SharedStore, StoreError, create_table};
 use session_functions::wiring::{self, WiringError};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -242,20 +244,38 @@ impl Stack {
             service.auth.ticket_secret = Some(random_secret());
         }
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = store(&service, clock.clone()).await?;
+        let stores = Stores::of(&service, clock.clone()).await?;
         let backend = wiring::simulator_backend(&service)?;
-        let app = wiring::app(&service, store.clone(), backend, clock);
+        let service_of = |component| {
+            SessionService::from_settings(
+                &service,
+                stores.of_component(component),
+                backend.clone(),
+                clock.clone(),
+            )
+        };
+        let ws_emulator = WsApi::new(
+            service_of(Component::WsAuthorizer),
+            service_of(Component::WsHandler),
+            ws,
+        );
+        let streamer_service = service_of(Component::Streamer);
+        let app = wiring::app(
+            &service,
+            stores.of_component(Component::RestApi),
+            backend.clone(),
+            clock.clone(),
+        );
         let session_service = app.service.clone();
-        let ws_emulator = WsApi::new(session_service.clone(), ws);
         let integration = session_functions::http::router(app);
         let authorizer = Arc::new(wiring::token_validator(&service)?);
         let streamer = session_streamer::Streamer::on(
             sse_listener,
             session_streamer::StreamerParts {
                 settings: service.clone(),
-                service: session_service.clone(),
+                service: streamer_service,
                 tokens: authorizer.clone(),
-                store: store.clone(),
+                store: stores.of_component(Component::Streamer),
                 connections: push.then(|| {
                     session_streamer::push::ConnectionsApi::local(&format!(
                         "http://{ws_addr}/{}",
@@ -451,19 +471,52 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
         .map_err(|source| StackError::Listen { addr, source })
 }
 
-/// The store of `settings`; for DynamoDB, the table is created if missing. A local endpoint
-/// gets fixed dummy credentials unless the environment has AWS credentials.
-async fn store(settings: &Settings, clock: Arc<dyn Clock>) -> Result<SharedStore, StackError> {
-    let store = &settings.store;
-    if store.backend == StoreBackend::Memory {
-        return Ok(session_core::store::from_settings(store, clock).await);
+/// The store each component works on. In memory, one store that all share. On DynamoDB, one
+/// client per component, as each Lambda and the streamer have in AWS: each one's calls name it
+/// in their user agent, which lets the permission check (`scripts/permissions-check.sh`) hold
+/// each call against that component's IAM role.
+struct Stores(HashMap<Component, SharedStore>);
+
+impl Stores {
+    /// The stores of `settings`; for DynamoDB, the table is created if missing. A local
+    /// endpoint gets fixed dummy credentials unless the environment has AWS credentials.
+    async fn of(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StackError> {
+        let store = &settings.store;
+        if store.backend == StoreBackend::Memory {
+            let shared: SharedStore = Arc::new(InMemoryStore::new(clock));
+            return Ok(Self(Component::ALL.map(|c| (c, shared.clone())).into()));
+        }
+        let local = store.endpoint.as_deref().filter(|_| !has_aws_credentials());
+        let mut clients = HashMap::new();
+        for component in Component::ALL {
+            let client = match local {
+                Some(endpoint) => DynamoStore::local_client(endpoint, store, Some(component)),
+                None => DynamoStore::client_from_env(store, component).await,
+            };
+            clients.insert(component, client);
+        }
+        // The stack's own set-up: on a local endpoint as no component (no role creates tables).
+        let setup = match local {
+            Some(endpoint) => DynamoStore::local_client(endpoint, store, None),
+            None => clients[&Component::RestApi].clone(),
+        };
+        create_table(&setup, &store.table_name).await?;
+        Ok(Self(
+            clients
+                .into_iter()
+                .map(|(component, client)| {
+                    let store: SharedStore =
+                        Arc::new(DynamoStore::new(client, &store.table_name, clock.clone()));
+                    (component, store)
+                })
+                .collect(),
+        ))
     }
-    let client = match store.endpoint.as_deref() {
-        Some(endpoint) if !has_aws_credentials() => DynamoStore::local_client(endpoint, store),
-        _ => DynamoStore::client_from_env(store).await,
-    };
-    create_table(&client, &store.table_name).await?;
-    Ok(Arc::new(DynamoStore::new(client, &store.table_name, clock)))
+
+    /// The store `component` works on.
+    fn of_component(&self, component: Component) -> SharedStore {
+        self.0[&component].clone()
+    }
 }
 
 fn has_aws_credentials() -> bool {

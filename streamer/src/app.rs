@@ -16,6 +16,7 @@ use serde_json::json;
 use session_core::auth::{GrpcTokenValidator, TokenValidator};
 use session_core::backend::GrpcSimulatorBackend;
 use session_core::clock::{Clock, SystemClock};
+use session_core::component::Component;
 use session_core::config::{Settings, StreamerSettings};
 use session_core::http::ApiError;
 use session_core::service::{HealthStatus, SessionService};
@@ -52,7 +53,7 @@ impl StreamerParts {
     /// A backend URL is invalid.
     pub async fn from_settings(settings: Settings) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = store::from_settings(&settings.store, clock.clone()).await;
+        let store = store::from_settings(&settings.store, clock.clone(), Component::Streamer).await;
         let backend = Arc::new(GrpcSimulatorBackend::from_settings(&settings)?);
         let service = SessionService::from_settings(&settings, store.clone(), backend, clock);
         let tokens = Arc::new(GrpcTokenValidator::from_settings(&settings)?);

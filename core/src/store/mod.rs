@@ -239,11 +239,12 @@ pub type SharedStore = Arc<dyn Store>;
 pub async fn from_settings(
     settings: &crate::config::StoreSettings,
     clock: Arc<dyn crate::clock::Clock>,
+    component: crate::component::Component,
 ) -> SharedStore {
     match settings.backend {
         crate::config::StoreBackend::Memory => Arc::new(InMemoryStore::new(clock)),
         crate::config::StoreBackend::Dynamodb => {
-            let client = DynamoStore::client_from_env(settings).await;
+            let client = DynamoStore::client_from_env(settings, component).await;
             Arc::new(DynamoStore::new(client, &settings.table_name, clock))
         }
     }

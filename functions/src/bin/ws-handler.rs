@@ -2,11 +2,12 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
+use session_core::component::Component;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = session_functions::wiring::init()?;
-    let service = &session_functions::wiring::service(&settings).await?;
+    let service = &session_functions::wiring::service(&settings, Component::WsHandler).await?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
             Ok::<_, lambda_runtime::Error>(

@@ -116,6 +116,17 @@ impl FromRequestParts<WsApi> for Target {
         if !signed(&parts.headers) {
             return Err(unsigned());
         }
+        // Authorised (in AWS) before the connection is looked up: a call to a gone one counts.
+        crate::call_log::record(
+            &parts.headers,
+            "execute-api",
+            "ManageConnections",
+            serde_json::json!({
+                "method": parts.method.as_str(),
+                "stage": params.get("stage").map_or(super::STAGE, String::as_str),
+                "connection_id": id,
+            }),
+        );
         let entry = api.inner.registry.get(id).ok_or_else(gone)?;
         Ok(Self { entry })
     }

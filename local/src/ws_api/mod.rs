@@ -101,7 +101,10 @@ pub struct WsApi {
 }
 
 struct Inner {
-    service: SessionService,
+    /// The `$connect` authorizer's service (in AWS, the ws-authorizer function's).
+    authorizer: SessionService,
+    /// The routes' service (in AWS, the ws-handler function's).
+    handler: SessionService,
     settings: WsApiSettings,
     registry: Registry,
     /// One permit per open connection; shutdown takes them all to know every task has ended.
@@ -120,12 +123,18 @@ impl std::fmt::Debug for WsApi {
 }
 
 impl WsApi {
-    /// An API whose authorizer and handler run on `service`.
-    pub fn new(service: SessionService, settings: WsApiSettings) -> Self {
+    /// An API whose `$connect` authorizer runs on `authorizer` and whose routes run on
+    /// `handler` (two functions in AWS, each with its own store client).
+    pub fn new(
+        authorizer: SessionService,
+        handler: SessionService,
+        settings: WsApiSettings,
+    ) -> Self {
         let slots = Arc::new(Semaphore::new(settings.max_connections as usize));
         Self {
             inner: Arc::new(Inner {
-                service,
+                authorizer,
+                handler,
                 settings,
                 registry: Registry::default(),
                 slots,
@@ -208,7 +217,7 @@ impl WsApi {
                 error!(error = %e, "authorizer event does not decode");
                 internal_error()
             })?;
-        let call = session_functions::websocket::authorize_connect(&self.inner.service, &event);
+        let call = session_functions::websocket::authorize_connect(&self.inner.authorizer, &event);
         let verdict =
             match tokio::time::timeout(self.inner.settings.integration_timeout, call).await {
                 Ok(Ok(verdict)) => verdict,
@@ -238,7 +247,7 @@ impl WsApi {
     async fn invoke(&self, event: Value) -> Result<(i64, Option<String>), InvokeError> {
         let event: ApiGatewayWebsocketProxyRequest =
             serde_json::from_value(event).map_err(InvokeError::Event)?;
-        let call = session_functions::websocket::handle(&self.inner.service, &event);
+        let call = session_functions::websocket::handle(&self.inner.handler, &event);
         let response = tokio::time::timeout(self.inner.settings.integration_timeout, call)
             .await
             .map_err(|_| InvokeError::Timeout)?;

@@ -18,6 +18,7 @@ use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnection
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
+use session_core::component::Component;
 use session_core::resilience::{Classify, ErrorClass, RetryPolicy, retry};
 use tracing::{debug, instrument, warn};
 
@@ -177,6 +178,8 @@ impl ConnectionsApi {
 
     fn with_config(builder: aws_sdk_apigatewaymanagement::config::Builder, endpoint: &str) -> Self {
         let config = builder
+            // Only the streamer posts to connections.
+            .app_name(Component::Streamer.app_name())
             .endpoint_url(endpoint)
             // One request per call: retries are ours (`post_with_retry`), not the SDK's too.
             .retry_config(RetryConfig::disabled())

@@ -31,7 +31,7 @@ impl Harness {
     /// A DynamoDB store on a fresh table of the shared moto server.
     pub async fn dynamodb() -> Self {
         let moto = Moto::shared();
-        let client = DynamoStore::local_client(moto.endpoint(), &StoreSettings::default());
+        let client = DynamoStore::local_client(moto.endpoint(), &StoreSettings::default(), None);
         let table = format!("contract-{}", ulid::Ulid::new());
         create_table(&client, &table)
             .await

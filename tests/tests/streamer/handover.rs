@@ -146,7 +146,7 @@ impl Rig {
         })
         .await;
         let client =
-            DynamoStore::local_client(Moto::shared().endpoint(), &StoreSettings::default());
+            DynamoStore::local_client(Moto::shared().endpoint(), &StoreSettings::default(), None);
         let store = DynamoStore::new(client, &table, Arc::new(SystemClock));
         Self {
             fixture,

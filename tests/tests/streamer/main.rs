@@ -12,6 +12,7 @@ mod replica;
 mod sse;
 mod ws;
 
+mod aws_calls;
 mod chaos;
 mod handover;
 mod no_loss;

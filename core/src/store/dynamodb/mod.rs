@@ -36,6 +36,7 @@ use super::{
     TicketStore,
 };
 use crate::clock::Clock;
+use crate::component::Component;
 use crate::config::StoreSettings;
 use crate::domain::{
     Connection, ConnectionId, Cursor, EventId, IdempotencyClaim, IdempotencyKey, Lease, Page,
@@ -81,9 +82,10 @@ impl DynamoStore {
     }
 
     /// A client from the environment's AWS configuration, pointed at `settings.endpoint` if
-    /// set, with the settings' timeouts.
-    pub async fn client_from_env(settings: &StoreSettings) -> Client {
+    /// set, with the settings' timeouts, whose calls name `component` in their user agent.
+    pub async fn client_from_env(settings: &StoreSettings, component: Component) -> Client {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .app_name(component.app_name())
             .timeout_config(timeouts(settings));
         if let Some(endpoint) = &settings.endpoint {
             loader = loader.endpoint_url(endpoint);
@@ -92,17 +94,22 @@ impl DynamoStore {
     }
 
     /// A client for a DynamoDB-API server on this machine (moto's server, DynamoDB Local) at
-    /// `endpoint`, which accepts any credentials: fixed dummy ones and region are used.
-    pub fn local_client(endpoint: &str, settings: &StoreSettings) -> Client {
+    /// `endpoint`, which accepts any credentials: fixed dummy ones and region are used. Its
+    /// calls name `component` in their user agent, if given (tests' own calls name none).
+    pub fn local_client(
+        endpoint: &str,
+        settings: &StoreSettings,
+        component: Option<Component>,
+    ) -> Client {
         use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-        let config = aws_sdk_dynamodb::Config::builder()
+        let mut config = aws_sdk_dynamodb::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("local", "local", None, None, "local"))
             .endpoint_url(endpoint)
-            .timeout_config(timeouts(settings))
-            .build();
-        Client::from_conf(config)
+            .timeout_config(timeouts(settings));
+        config.set_app_name(component.map(Component::app_name));
+        Client::from_conf(config.build())
     }
 
     /// The table's name.
