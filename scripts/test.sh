@@ -36,7 +36,14 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
+# Every AWS call the tests make is recorded with the component that made it (moto's wrapper and
+# the WebSocket emulator append to this file), for the permission check below.
+AWS_CALL_LOG="$(mktemp -d)/aws-calls.jsonl"
+export AWS_CALL_LOG
 cargo test --workspace --locked
+
+echo "==> every recorded AWS call against its component's IAM role (scripts/permissions-check.sh)"
+scripts/permissions-check.sh "$AWS_CALL_LOG"
 
 echo "==> schemathesis against the local stack (scripts/api-fuzz.sh)"
 scripts/api-fuzz.sh

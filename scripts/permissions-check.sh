@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Holds every AWS call the test suite made against the IAM role of the component that made it,
+# in the SAM template as CloudFormation translates it (infra/checks/permissions.py says how).
+#
+#   scripts/permissions-check.sh CALL_LOG
+#
+# CALL_LOG is what the tests wrote with AWS_CALL_LOG set (scripts/test.sh sets it for its
+# `cargo test`; moto's wrapper and the WebSocket emulator record each call with its caller).
+# A denied call fails the check, naming the component, the action and the resource; grants no
+# call used are listed. Then the check proves it can fail: with the streamer's GSI1 grant
+# removed, and with rest-api's grant of the table's key through DynamoDB removed, it must report
+# exactly those denials.
+#
+# Needs Python 3 and Node.js with npm: installs the template translator into .venv/infra
+# (infra/checks/requirements.txt) and the IAM policy simulator (@cloud-copilot/iam-simulate,
+# pinned by infra/checks/iam-simulate/package-lock.json) into infra/checks/iam-simulate/node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/venv.sh
+. scripts/lib/venv.sh
+
+calls=${1:?usage: scripts/permissions-check.sh CALL_LOG (the file the tests wrote with AWS_CALL_LOG set)}
+if [ ! -s "$calls" ]; then
+    echo "permissions-check: $calls is missing or empty: run the tests with AWS_CALL_LOG=$calls (scripts/test.sh does)" >&2
+    exit 1
+fi
+for tool in node npm; do
+    command -v "$tool" >/dev/null || {
+        echo "permissions-check: $tool is needed (the IAM policy simulator is a Node package): apt-get install nodejs npm" >&2
+        exit 1
+    }
+done
+
+echo "==> tools"
+ensure_venv .venv/infra infra/checks/requirements.txt
+simulator=infra/checks/iam-simulate
+lock_hash=$(sha256sum "$simulator/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$simulator/node_modules/.lock.sha256" 2>/dev/null || true)" != "$lock_hash" ]; then
+    (cd "$simulator" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_hash" >"$simulator/node_modules/.lock.sha256"
+fi
+echo "    iam-simulate $(node -p "require('./$simulator/node_modules/@cloud-copilot/iam-simulate/package.json').version")"
+
+check() { .venv/infra/bin/python infra/checks/permissions.py "$calls" infra/template.yaml "$@"; }
+
+echo "==> every recorded call against its component's role (infra/template.yaml)"
+check
+
+echo "==> the check fails when a grant the code needs is missing"
+check --mutation streamer-without-index \
+    --expect-denied "streamer (role StreamerRole): dynamodb:Query on arn:aws:dynamodb:eu-west-1:123456789012:table/session-service-prod-sessions/index/GSI1"
+check --mutation rest-api-without-table-key \
+    --expect-denied "rest-api (role RestApiRole): kms:Decrypt on arn:aws:kms:" \
+    --expect-denied "rest-api (role RestApiRole): kms:GenerateDataKey on arn:aws:kms:"
+echo "permissions-check: ok"
