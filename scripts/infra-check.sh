@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
 # Checks the infrastructure code offline: the SAM template (infra/template.yaml), the Kustomize
-# overlays of the streamer (infra/k8s/overlays/{dev,prod}) and its Dockerfile.
+# overlays of the streamer (infra/k8s/overlays/{dev,prod}), its Dockerfile, and the backends'
+# internal load balancers (infra/k8s/backends).
 #
 #   1. cfn-lint on the template: no finding at all.
 #   2. cfn-lint with the serverless rules (cfn-lint-serverless): no finding; the few that do not
 #      apply are ignored in the resource's Metadata with the reason in a comment above, which
 #      this script insists on.
 #   3. the template's SAM resources translated to CloudFormation by aws-sam-translator (what
-#      CloudFormation's SAM transform runs), and cfn-lint on the result.
+#      CloudFormation's SAM transform runs), and cfn-lint on the result; then `sam validate
+#      --lint` by the SAM CLI that deploys it (offline: dummy credentials, no telemetry).
 #   4. each overlay (and prod with the opt-in backend-tls component) rendered by
 #      `kubectl kustomize` and validated: built-in kinds against the
 #      Kubernetes schemas (kubernetes-validate, strict), the Prometheus Operator kinds against
-#      schemas transcribed from their CRDs with every rule expression parsed as PromQL, and the
-#      objects' cross-references (infra/checks/k8s_check.py).
-#   5. checkov on the template and its translation (cloudformation), the rendered overlays
-#      (kubernetes) and the Dockerfile (dockerfile): no failed check; every suppression names
-#      its reason in place.
+#      schemas transcribed from their CRDs with every rule expression parsed as PromQL, the
+#      Gateway API and NGINX Gateway Fabric kinds against the schemas transcribed from their
+#      released CRDs (infra/checks/crds/, strict, with the CRDs' CEL rules), the prod image by
+#      digest, and the objects' cross-references (infra/checks/k8s_check.py). Copies broken on
+#      purpose (a misspelt field of each CRD, a prod image by tag) must be refused.
+#   5. infra/k8s/backends rendered and validated the same way: internal NLBs with private DNS
+#      names (and an internet-facing copy refused).
+#   6. checkov on the template and its translation (cloudformation), the rendered overlays and
+#      backends (kubernetes) and the Dockerfile (dockerfile): no failed check; every
+#      suppression names its reason in place.
 #
 # Needs Python 3 and kubectl (for `kubectl kustomize`); installs the Python tools, pinned in
-# infra/checks/requirements.txt, into .venv/infra (a venv of their own, see that file).
+# infra/checks/requirements.txt, into .venv/infra (a venv of their own, see that file), and the
+# SAM CLI, pinned in infra/checks/requirements-sam.txt, into .venv/sam (another, see that one).
 # Runs without network access once installed. Prints each step's time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +76,31 @@ echo "    cfn-lint $(cfn-lint --version | awk '{print $2}'), checkov $(checkov -
     "kubernetes-validate $(kubernetes-validate --version | awk '{print $NF}'), kubectl $(kubectl version --client 2>/dev/null | awk '/Client/ {print $3}')"
 done_step "tools"
 
+sam_venv=.venv/sam
+sam_requirements=infra/checks/requirements-sam.txt
+step "SAM CLI in $sam_venv ($sam_requirements)"
+if [ ! -x "$sam_venv/bin/python" ]; then
+    python3 -m venv "$sam_venv"
+fi
+sam_stamp="$sam_venv/.requirements.sha256"
+sam_wanted=$(sha256sum "$sam_requirements" | cut -d' ' -f1)
+if [ "$(cat "$sam_stamp" 2>/dev/null || true)" = "$sam_wanted" ]; then
+    echo "    already installed"
+else
+    "$sam_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$sam_requirements"
+    echo "$sam_wanted" >"$sam_stamp"
+fi
+# Not on PATH: its cfn-lint and translator would shadow .venv/infra's. Offline: the SAM CLI
+# wants a region and credentials to build its clients (it calls nothing for this template) and
+# would otherwise send telemetry.
+sam() {
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=eu-west-1 \
+        AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null SAM_CLI_TELEMETRY=0 \
+        "$sam_venv/bin/sam" "$@"
+}
+echo "    $(sam --version)"
+done_step "SAM CLI"
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 template=infra/template.yaml
@@ -93,14 +126,44 @@ python infra/checks/sam_translate.py "$template" "$work/template.json" || fail "
 cfn-lint "$work/template.json" || fail "cfn-lint found problems in the translated template (above)"
 done_step "SAM translation: cfn-lint clean"
 
+step "sam validate --lint $template"
+sam validate --lint --template-file "$template" || fail "sam validate --lint refused $template (above)"
+done_step "sam validate --lint: valid"
+
+# refused LABEL EXPECTED FILE [k8s_check.py flags]: the check must refuse FILE, naming EXPECTED.
+refused() {
+    local label=$1 expected=$2 file=$3
+    shift 3
+    if python infra/checks/k8s_check.py "$@" "$file" >"$work/refused.out" 2>&1; then
+        fail "k8s_check.py accepted $label"
+    fi
+    grep -qF -- "$expected" "$work/refused.out" ||
+        fail "k8s_check.py refused $label for another reason: $(cat "$work/refused.out")"
+    echo "    refused as it should be: $label"
+}
+
 mkdir -p "$work/k8s"
 for overlay in dev prod; do
     step "kubectl kustomize infra/k8s/overlays/$overlay | schema and consistency checks"
     kubectl kustomize "infra/k8s/overlays/$overlay" >"$work/k8s/$overlay.yaml" ||
         fail "kubectl kustomize infra/k8s/overlays/$overlay failed"
-    python infra/checks/k8s_check.py "$work/k8s/$overlay.yaml" || fail "overlay $overlay does not validate"
+    digest=()
+    [ "$overlay" = prod ] && digest=(--require-digest)
+    python infra/checks/k8s_check.py "${digest[@]}" "$work/k8s/$overlay.yaml" || fail "overlay $overlay does not validate"
     done_step "overlay $overlay: valid"
 done
+
+# The CRD schemas are strict and prod runs only a pinned image: broken copies of the prod render
+# must be refused, for the reason given.
+step "broken copies of the prod render are refused"
+sed 's/hashMethodKey:/hashMethodkey:/' "$work/k8s/prod.yaml" >"$work/prod-misspelt-ngf.yaml"
+refused "a misspelt UpstreamSettingsPolicy field (hashMethodkey)" "'hashMethodkey' was unexpected" \
+    "$work/prod-misspelt-ngf.yaml"
+sed 's/sectionName:/sectionname:/' "$work/k8s/prod.yaml" >"$work/prod-misspelt-gateway-api.yaml"
+refused "a misspelt HTTPRoute field (sectionname)" "'sectionname' was unexpected" "$work/prod-misspelt-gateway-api.yaml"
+sed -E 's/@sha256:[0-9a-f]{64}/:0.1.0/' "$work/k8s/prod.yaml" >"$work/prod-by-tag.yaml"
+refused "a prod image by tag" "must be pinned by digest" "$work/prod-by-tag.yaml" --require-digest
+done_step "broken copies: refused"
 
 # The opt-in mutual TLS component (infra/k8s/components/backend-tls) on the prod overlay, as an
 # operator would add it: with https:// backend URLs in streamer.env.
@@ -124,7 +187,7 @@ configMapGenerator:
 EOF
 kubectl kustomize "$variant" >"$work/k8s/prod-backend-tls.yaml" ||
     fail "kubectl kustomize of prod with components/backend-tls failed"
-python infra/checks/k8s_check.py "$work/k8s/prod-backend-tls.yaml" ||
+python infra/checks/k8s_check.py --require-digest "$work/k8s/prod-backend-tls.yaml" ||
     fail "prod with components/backend-tls does not validate"
 # And the check catches the mistake the component invites: TLS files with http:// backends.
 sed -i '/^configMapGenerator:/,$d' "$variant/kustomization.yaml"
@@ -136,6 +199,15 @@ fi
 grep -q "must be https://" "$work/http.out" ||
     fail "k8s_check.py refused http:// backends with TLS for another reason: $(cat "$work/http.out")"
 done_step "prod + backend-tls: valid (and refused with http:// backends)"
+
+# The gRPC backends' internal NLBs for the Lambdas.
+step "kubectl kustomize infra/k8s/backends | schema and consistency checks"
+kubectl kustomize infra/k8s/backends >"$work/k8s/backends.yaml" || fail "kubectl kustomize infra/k8s/backends failed"
+python infra/checks/k8s_check.py --backends "$work/k8s/backends.yaml" || fail "infra/k8s/backends does not validate"
+sed 's/aws-load-balancer-scheme: internal/aws-load-balancer-scheme: internet-facing/' "$work/k8s/backends.yaml" \
+    >"$work/backends-public.yaml"
+refused "an internet-facing backend NLB" "the NLB must be internal" "$work/backends-public.yaml" --backends
+done_step "backends: valid (and refused when internet-facing)"
 
 run_checkov() {
     local label=$1

@@ -1,6 +1,6 @@
-"""Validates one rendered Kustomize overlay (the output of `kubectl kustomize`), offline.
+"""Validates one rendered Kustomize folder (the output of `kubectl kustomize`), offline.
 
-Usage: python k8s_check.py RENDERED.yaml
+Usage: python k8s_check.py [--require-digest] [--backends] RENDERED.yaml
 
 - Built-in kinds: against the Kubernetes OpenAPI schemas that kubernetes-validate ships, in
   strict mode (unknown fields are errors), for the oldest and the newest Kubernetes versions the
@@ -9,15 +9,28 @@ Usage: python k8s_check.py RENDERED.yaml
   for custom resources. They are validated against the schemas below, which transcribe the
   operator's CRDs for the fields these manifests use and refuse any other field (a typo is an
   error, not a silently ignored key), and every rule expression is parsed as PromQL.
+- Gateway API (Gateway, HTTPRoute) and NGINX Gateway Fabric kinds (UpstreamSettingsPolicy,
+  ProxySettingsPolicy, NginxProxy): against the schemas in crds/, transcribed from the released
+  CRDs (each file names the release and the source files), strictly, plus the CRDs' CEL rules on
+  those fields (CEL_RULES below). No registry package ships these CRDs, so they are transcribed
+  rather than installed.
 - Any other kind is an error: nothing leaves this check unvalidated.
 - Cross-object consistency that no schema sees: selectors and port names that must match, the
   config map the pods read, backend TLS files that a mounted Secret provides (with https://
-  backend URLs), and the shutdown budget (terminationGracePeriodSeconds covers the
-  preStop sleep plus the streamer's drain deadline plus a margin).
+  backend URLs), the shutdown budget (terminationGracePeriodSeconds covers the preStop sleep
+  plus the streamer's drain deadline plus a margin), and the SSE edge: the HTTPRoute, its
+  Gateway and the SSE URL agree on the host, only /v1/sessions is routed, the upstream hashes
+  consistently on $uri, buffering is off and the read timeout outlasts the heartbeats, and the
+  NetworkPolicy admits the Gateway's nginx pods.
+- --require-digest (prod): the streamer's image must be pinned by digest (name@sha256:...).
+- --backends: the render of infra/k8s/backends: only Services, each an internal NLB of the AWS
+  Load Balancer Controller with a private DNS name for ExternalDNS.
 """
 
+import argparse
 import re
 import sys
+from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
@@ -54,13 +67,13 @@ LABEL_SELECTOR = {
 }
 
 
-def custom_resource(spec: dict) -> dict:
+def custom_resource(spec: dict, api_version: str = "monitoring.coreos.com/v1", kind: str | None = None) -> dict:
     return {
         "type": "object",
         "required": ["apiVersion", "kind", "metadata", "spec"],
         "properties": {
-            "apiVersion": {"const": "monitoring.coreos.com/v1"},
-            "kind": {"type": "string"},
+            "apiVersion": {"const": api_version},
+            "kind": {"const": kind} if kind else {"type": "string"},
             "metadata": METADATA,
             "spec": spec,
         },
@@ -144,6 +157,182 @@ SCHEMAS = {
 }
 
 
+# Gateway API and NGINX Gateway Fabric kinds: schemas transcribed from the released CRDs, one
+# file per project and release in crds/ (its header names the source files and the licence).
+CRD_DIR = Path(__file__).resolve().parent / "crds"
+TRANSCRIBED: dict[tuple[str, str], str] = {}
+
+
+def load_transcribed() -> None:
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        with open(path, encoding="utf-8") as f:
+            document = yaml.safe_load(f)
+        origin = f"{document['project']} {document['release']} ({path.name})"
+        for entry in document["kinds"]:
+            key = (entry["apiVersion"], entry["kind"])
+            SCHEMAS[key] = custom_resource(entry["spec"], *key)
+            TRANSCRIBED[key] = origin
+
+
+load_transcribed()
+
+
+def listeners_unique(spec: dict) -> bool:
+    seen = [(listener["port"], listener["protocol"], listener.get("hostname")) for listener in spec["listeners"]]
+    return len(seen) == len(set(seen))
+
+
+def key_prefixes_short(spec: dict) -> bool:
+    infrastructure = spec.get("infrastructure", {})
+    keys = [*infrastructure.get("labels", {}), *infrastructure.get("annotations", {})]
+    return all(len(key.split("/")[0]) < 253 for key in keys)
+
+
+# Gateway API's path rules for Exact and PathPrefix matches (HTTPPathMatch).
+PATH_CHARS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$")
+
+
+def path_valid(path: dict) -> bool:
+    if path.get("type", "PathPrefix") not in ("Exact", "PathPrefix"):
+        return True
+    value = path.get("value", "/")
+    return (
+        value.startswith("/")
+        and not any(bad in value for bad in ("//", "/./", "/../", "%2f", "%2F", "#"))
+        and not value.endswith(("/..", "/."))
+        and PATH_CHARS.match(value) is not None
+    )
+
+
+def parent_key(ref: dict, with_section: bool) -> tuple:
+    key = (
+        ref.get("group", "gateway.networking.k8s.io"),
+        ref.get("kind", "Gateway"),
+        ref["name"],
+        ref.get("namespace", ""),
+    )
+    return key + (ref.get("sectionName", ""),) if with_section else key
+
+
+def parent_refs_sectioned(spec: dict) -> bool:
+    refs = spec.get("parentRefs", [])
+    full = [parent_key(r, True) for r in refs]
+    if len(full) != len(set(full)):
+        return False
+    parents = [parent_key(r, False) for r in refs]
+    return all(r.get("sectionName") for r in refs if parents.count(parent_key(r, False)) > 1)
+
+
+def refs_unique(refs: list[dict], fields: tuple[str, ...]) -> bool:
+    keys = [tuple(r.get(f) for f in fields) for r in refs]
+    return len(keys) == len(set(keys))
+
+
+# The CRDs' CEL rules (x-kubernetes-validations) on the transcribed fields, which no JSON Schema
+# validator evaluates: (the CRD's message, a Python rendering of its rule over `spec`).
+CEL_RULES: dict[str, list[tuple[str, object]]] = {
+    "Gateway": [
+        (
+            "tls must not be specified for protocols ['HTTP', 'TCP', 'UDP']",
+            lambda s: all(
+                "tls" not in listener for listener in s["listeners"] if listener["protocol"] in ("HTTP", "TCP", "UDP")
+            ),
+        ),
+        (
+            "tls mode must be Terminate for protocol HTTPS",
+            lambda s: all(
+                listener["tls"].get("mode", "Terminate") == "Terminate"
+                for listener in s["listeners"]
+                if listener["protocol"] == "HTTPS" and "tls" in listener
+            ),
+        ),
+        (
+            "tls mode must be set for protocol TLS",
+            lambda s: all(
+                listener.get("tls", {}).get("mode") for listener in s["listeners"] if listener["protocol"] == "TLS"
+            ),
+        ),
+        (
+            "certificateRefs or options must be specified when mode is Terminate",
+            lambda s: all(
+                listener["tls"].get("certificateRefs")
+                for listener in s["listeners"]
+                if "tls" in listener and listener["tls"].get("mode", "Terminate") == "Terminate"
+            ),
+        ),
+        (
+            "hostname must not be specified for protocols ['TCP', 'UDP']",
+            lambda s: all(
+                not listener.get("hostname") for listener in s["listeners"] if listener["protocol"] in ("TCP", "UDP")
+            ),
+        ),
+        (
+            "Listener name must be unique within the Gateway",
+            lambda s: len({listener["name"] for listener in s["listeners"]}) == len(s["listeners"]),
+        ),
+        ("Combination of port, protocol and hostname must be unique for each listener", listeners_unique),
+        (
+            "If specified, the label and annotation keys' prefix must be a DNS subdomain not longer than 253 "
+            "characters",
+            key_prefixes_short,
+        ),
+    ],
+    "HTTPRoute": [
+        (
+            "sectionName must be specified and unique when parentRefs includes 2 or more references to the same parent",
+            parent_refs_sectioned,
+        ),
+        (
+            "the total number of matches across all rules in a route must be less than 128",
+            lambda s: sum(len(r.get("matches", [])) for r in s.get("rules", [])) <= 128,
+        ),
+        (
+            "path: value must be an absolute path of valid characters, without '//', '/./', '/../', '%2f', '#', "
+            "nor ending in '/.' or '/..' (Exact, PathPrefix)",
+            lambda s: all(
+                path_valid(m["path"]) for r in s.get("rules", []) for m in r.get("matches", []) if "path" in m
+            ),
+        ),
+        (
+            "Must have port for Service reference",
+            lambda s: all(
+                "port" in b
+                for r in s.get("rules", [])
+                for b in r.get("backendRefs", [])
+                if b.get("group", "") == "" and b.get("kind", "Service") == "Service"
+            ),
+        ),
+    ],
+    "UpstreamSettingsPolicy": [
+        ("TargetRefs Kind must be: Service", lambda s: all(t["kind"] == "Service" for t in s["targetRefs"])),
+        ("TargetRefs Group must be core", lambda s: any(t["group"] in ("", "core") for t in s["targetRefs"])),
+        ("TargetRef Name must be unique", lambda s: refs_unique(s["targetRefs"], ("name",))),
+        (
+            "hashMethodKey is required when loadBalancingMethod is 'hash' or 'hash consistent'",
+            lambda s: s.get("loadBalancingMethod") not in ("hash", "hash consistent") or "hashMethodKey" in s,
+        ),
+    ],
+    "ProxySettingsPolicy": [
+        (
+            "TargetRef Kind must be one of: Gateway, HTTPRoute, or GRPCRoute",
+            lambda s: all(t["kind"] in ("Gateway", "HTTPRoute", "GRPCRoute") for t in s["targetRefs"]),
+        ),
+        (
+            "TargetRef Group must be gateway.networking.k8s.io",
+            lambda s: all(t["group"] == "gateway.networking.k8s.io" for t in s["targetRefs"]),
+        ),
+        (
+            "TargetRef Kind and Name combination must be unique",
+            lambda s: refs_unique(s["targetRefs"], ("group", "kind", "name")),
+        ),
+        (
+            "Cannot mix Gateway kind with HTTPRoute or GRPCRoute kinds in targetRefs",
+            lambda s: len({t["kind"] == "Gateway" for t in s["targetRefs"]}) == 1,
+        ),
+    ],
+}
+
+
 class Failures:
     def __init__(self) -> None:
         self.messages: list[str] = []
@@ -171,11 +360,19 @@ def validate_builtin(obj: dict, failures: Failures) -> None:
 
 def validate_custom(obj: dict, schema: dict, failures: Failures) -> None:
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=lambda e: list(e.path))
+    key = (obj["apiVersion"], obj["kind"])
     for error in errors:
-        failures.check(False, f"{name_of(obj)}: {error.message} at {list(error.path)}")
+        hint = ""
+        if error.validator == "additionalProperties" and key in TRANSCRIBED:
+            hint = f" (not in the schema transcribed from {TRANSCRIBED[key]}: misspelt, or add it from that CRD)"
+        failures.check(False, f"{name_of(obj)}: {error.message} at {list(error.path)}{hint}")
     if not errors:
         failures.check(True, "")
-    if obj["kind"] != "PrometheusRule" or errors:
+    if errors:
+        return
+    for message, rule in CEL_RULES.get(obj["kind"], []):
+        failures.check(rule(obj["spec"]), f"{name_of(obj)}: {message} (the CRD's validation rule)")
+    if obj["kind"] != "PrometheusRule":
         return
     alerts = []
     for group in obj["spec"]["groups"]:
@@ -258,15 +455,6 @@ def consistency(objects: list[dict], failures: Failures) -> None:
                 endpoint.get("port") in service_ports,
                 f"{name_of(monitor)} scrapes port {endpoint.get('port')}, which the Service does not name",
             )
-    for ingress in by_kind.get("Ingress", []):
-        for rule in ingress["spec"]["rules"]:
-            for path in rule["http"]["paths"]:
-                backend = path["backend"]["service"]
-                failures.check(
-                    backend["name"] == service["metadata"]["name"]
-                    and backend["port"].get("name") in {p["name"] for p in service["spec"]["ports"]},
-                    f"{name_of(ingress)} routes {path['path']} to a service or port that does not exist",
-                )
 
     config_refs = [e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e]
     failures.check(
@@ -293,12 +481,7 @@ def consistency(objects: list[dict], failures: Failures) -> None:
         re.match(r"^https://[^/]+/[^/]+$", data.get("SESSION_STREAMER__CONNECTIONS_URL", "")) is not None,
         "SESSION_STREAMER__CONNECTIONS_URL must be https://{api}.execute-api.{region}.amazonaws.com/{stage}",
     )
-    for ingress in by_kind.get("Ingress", []):
-        host = data.get("SESSION_STREAMING__SSE_URL", "").removeprefix("https://").split("/")[0]
-        failures.check(
-            host in [r.get("host") for r in ingress["spec"]["rules"]],
-            f"the Ingress does not serve the host of SESSION_STREAMING__SSE_URL ({host})",
-        )
+    sse_edge(by_kind, service, ports, data, failures)
 
     tls_files = {k: v for k, v in data.items() if k.startswith("SESSION_BACKENDS__TLS__") and k.endswith("_FILE")}
     if tls_files:
@@ -331,7 +514,240 @@ def consistency(objects: list[dict], failures: Failures) -> None:
     print(f"    shutdown budget: preStop {pre_stop} s + drain {drain} s + exit {EXIT_MARGIN_SECS} s, grace period {grace} s")
 
 
-def main(path: str) -> None:
+# The SSE edge (Gateway, HTTPRoute and NGINX Gateway Fabric's policies; infra/k8s/base).
+GATEWAY_POD_LABEL = "gateway.networking.k8s.io/gateway-name"
+ROUTED_PREFIX = "/v1/sessions"
+# A quiet stream still carries a comment every streamer.heartbeat_secs; the read timeout must
+# outlast several of them, or nginx cuts streams that are merely quiet.
+MIN_HEARTBEATS_PER_READ_TIMEOUT = 4
+
+
+def nginx_seconds(value: str) -> float:
+    number, unit = re.fullmatch(r"([0-9]+)(ms|s|m|h)?", value).groups()
+    return int(number) * {"ms": 0.001, None: 1, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+def hostname_matches(pattern: str, host: str) -> bool:
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return pattern == host
+
+
+def sse_edge(
+    by_kind: dict[str, list[dict]], service: dict, container_ports: dict, data: dict, failures: Failures
+) -> None:
+    routes = by_kind.get("HTTPRoute", [])
+    failures.check(len(routes) == 1, f"expected exactly one HTTPRoute for the streams, found {len(routes)}")
+    if len(routes) != 1:
+        return
+    route = routes[0]
+    spec, namespace = route["spec"], route["metadata"]["namespace"]
+    host = data.get("SESSION_STREAMING__SSE_URL", "").removeprefix("https://").split("/")[0]
+    service_name = service["metadata"]["name"]
+    service_ports = {p["port"] for p in service["spec"]["ports"]}
+    gateways = {g["metadata"]["name"]: g for g in by_kind.get("Gateway", [])}
+
+    failures.check(
+        host in spec.get("hostnames", []),
+        f"{name_of(route)} does not serve the host of SESSION_STREAMING__SSE_URL ({host}): "
+        f"hostnames {spec.get('hostnames', [])}",
+    )
+    parents = []
+    for ref in spec.get("parentRefs", []):
+        if ref.get("kind", "Gateway") != "Gateway" or ref.get("namespace", namespace) != namespace:
+            print(
+                f"    {name_of(route)}: parent {ref['name']} is outside this render "
+                "(a cluster-owned Gateway): not checked"
+            )
+            continue
+        gateway = gateways.get(ref["name"])
+        failures.check(
+            gateway is not None, f"{name_of(route)} attaches to Gateway/{ref['name']}, which is not in the render"
+        )
+        if gateway is None:
+            continue
+        parents.append(ref["name"])
+        listeners = [
+            listener for listener in gateway["spec"]["listeners"] if ref.get("sectionName") in (None, listener["name"])
+        ]
+        failures.check(
+            bool(listeners),
+            f"{name_of(route)} attaches to listener {ref.get('sectionName')}, which Gateway/{ref['name']} lacks",
+        )
+        for listener in listeners:
+            kinds = [k["kind"] for k in listener.get("allowedRoutes", {}).get("kinds", [])]
+            failures.check(
+                not kinds or "HTTPRoute" in kinds,
+                f"Gateway/{ref['name']} listener {listener['name']} admits no HTTPRoute",
+            )
+            failures.check(
+                hostname_matches(listener.get("hostname", host), host),
+                f"Gateway/{ref['name']} listener {listener['name']} ({listener.get('hostname')}) does not serve "
+                f"the host of SESSION_STREAMING__SSE_URL ({host})",
+            )
+    for name, gateway in gateways.items():
+        for listener in gateway["spec"]["listeners"]:
+            failures.check(
+                listener["protocol"] == "HTTPS" and bool(listener.get("tls", {}).get("certificateRefs")),
+                f"Gateway/{name} listener {listener['name']}: every listener must be HTTPS with a certificate "
+                "(TLS ends at the Gateway; the stream URLs are https://, so there is no plain-HTTP listener)",
+            )
+        reference = gateway["spec"].get("infrastructure", {}).get("parametersRef")
+        if reference:
+            failures.check(
+                reference["name"] in [o["metadata"]["name"] for o in by_kind.get(reference["kind"], [])],
+                f"Gateway/{name}: infrastructure.parametersRef names {reference['kind']}/{reference['name']}, "
+                "which is not in the render",
+            )
+
+    for rule in spec["rules"]:
+        # No matches at all is Gateway API's default: every path.
+        for match in rule.get("matches") or [{}]:
+            value = match.get("path", {}).get("value", "/")
+            failures.check(
+                value == ROUTED_PREFIX or value.startswith(ROUTED_PREFIX + "/"),
+                f"{name_of(route)} routes {value}: only {ROUTED_PREFIX} may be routed "
+                "(health and metrics stay inside the cluster)",
+            )
+        for backend in rule.get("backendRefs", []):
+            failures.check(
+                (backend.get("group", ""), backend.get("kind", "Service")) == ("", "Service")
+                and backend["name"] == service_name
+                and backend.get("port") in service_ports,
+                f"{name_of(route)} routes to {backend['name']}:{backend.get('port')}, "
+                f"not to a port of Service/{service_name}",
+            )
+
+    hashing = [
+        p
+        for p in by_kind.get("UpstreamSettingsPolicy", [])
+        if any(t["kind"] == "Service" and t["name"] == service_name for t in p["spec"]["targetRefs"])
+    ]
+    failures.check(
+        len(hashing) == 1
+        and hashing[0]["spec"].get("loadBalancingMethod") == "hash consistent"
+        and hashing[0]["spec"].get("hashMethodKey") == "$uri",
+        f"exactly one UpstreamSettingsPolicy must give Service/{service_name} loadBalancingMethod "
+        "'hash consistent' with hashMethodKey '$uri': every client of a session must reach the same pod, "
+        "and $uri (the path, without the ticket) names the session",
+    )
+
+    targets = {("HTTPRoute", route["metadata"]["name"])} | {("Gateway", g) for g in parents}
+    proxy = [
+        p
+        for p in by_kind.get("ProxySettingsPolicy", [])
+        if any((t["kind"], t["name"]) in targets for t in p["spec"]["targetRefs"])
+    ]
+    failures.check(bool(proxy), f"no ProxySettingsPolicy applies to {name_of(route)}: nginx would buffer the events")
+    heartbeat = int(data.get("SESSION_STREAMER__HEARTBEAT_SECS", "15"))
+    read = None
+    for policy in proxy:
+        failures.check(
+            policy["spec"].get("buffering", {}).get("disable") is True,
+            f"{name_of(policy)} must set buffering.disable: true (events go out as they are written)",
+        )
+        read = policy["spec"].get("timeout", {}).get("read")
+        failures.check(
+            read is not None and nginx_seconds(read) >= MIN_HEARTBEATS_PER_READ_TIMEOUT * heartbeat,
+            f"{name_of(policy)}: timeout.read ({read}) must outlast {MIN_HEARTBEATS_PER_READ_TIMEOUT} heartbeats of "
+            f"{heartbeat} s, or nginx cuts quiet streams",
+        )
+
+    # The Gateway's nginx pods, which NGF labels with the Gateway's name in its namespace, must be
+    # let in on the port the route reaches.
+    target_ports = {p["targetPort"] for p in service["spec"]["ports"]}
+    target_ports |= {container_ports.get(t, t) for t in target_ports}
+    for name in parents:
+        admitted = any(
+            "namespaceSelector" not in peer
+            and peer.get("podSelector", {}).get("matchLabels", {}).get(GATEWAY_POD_LABEL) == name
+            and (not rule.get("ports") or any(p.get("port") in target_ports for p in rule["ports"]))
+            for policy in by_kind.get("NetworkPolicy", [])
+            for rule in policy["spec"].get("ingress", [])
+            for peer in rule.get("from", [])
+        )
+        failures.check(
+            admitted,
+            f"no NetworkPolicy admits the pods of Gateway/{name} ({GATEWAY_POD_LABEL}: {name}) to the streamer's port",
+        )
+    print(
+        f"    SSE edge: https://{host}{ROUTED_PREFIX} -> {name_of(route)} -> Service/{service_name}, "
+        f"hash $uri consistent, buffering off, read timeout {read}"
+    )
+
+
+def image_by_digest(objects: list[dict], failures: Failures) -> None:
+    for obj in objects:
+        if obj["kind"] != "Deployment":
+            continue
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            image = container["image"]
+            failures.check(
+                re.fullmatch(r"[^@\s]+@sha256:[0-9a-f]{64}", image) is not None,
+                f"{name_of(obj)}: container {container['name']} runs {image}; it must be pinned by digest "
+                "(name@sha256:<64 hex>, the overlay's images[].digest)",
+            )
+            print(f"    image by digest: {image}")
+
+
+# infra/k8s/backends: internal NLBs for the gRPC backends, named in a private zone.
+NLB_CLASS = "service.k8s.aws/nlb"
+LB = "service.beta.kubernetes.io/aws-load-balancer-"
+DNS_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def backends(objects: list[dict], failures: Failures) -> None:
+    failures.check(bool(objects), "the backends render is empty")
+    names = []
+    for obj in objects:
+        failures.check(obj["kind"] == "Service", f"{name_of(obj)}: only Services belong to infra/k8s/backends")
+        if obj["kind"] != "Service":
+            continue
+        spec, annotations, service = obj["spec"], obj["metadata"].get("annotations", {}), name_of(obj)
+        ports = [p["port"] for p in spec.get("ports", [])]
+        failures.check(bool(obj["metadata"].get("namespace")), f"{service}: must name the backend's namespace")
+        failures.check(bool(spec.get("selector")), f"{service}: selects no pods")
+        failures.check(
+            spec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") == NLB_CLASS,
+            f"{service}: must be type LoadBalancer with loadBalancerClass {NLB_CLASS} "
+            "(only the AWS Load Balancer Controller makes its load balancer)",
+        )
+        failures.check(
+            annotations.get(LB + "scheme") == "internal",
+            f"{service}: the NLB must be internal ({LB}scheme: internal): the backends are never on the internet",
+        )
+        failures.check(
+            annotations.get(LB + "nlb-target-type") == "ip",
+            f"{service}: the NLB must target the pods' IPs ({LB}nlb-target-type: ip)",
+        )
+        failures.check(
+            annotations.get(LB + "healthcheck-protocol") == "TCP"
+            and annotations.get(LB + "healthcheck-port") in ("traffic-port", *map(str, ports)),
+            f"{service}: the NLB's health check must open the gRPC port "
+            f"({LB}healthcheck-protocol: TCP, healthcheck-port: traffic-port)",
+        )
+        hostname = annotations.get("external-dns.alpha.kubernetes.io/hostname", "")
+        failures.check(
+            DNS_NAME.match(hostname) is not None,
+            f"{service}: needs its private DNS name in external-dns.alpha.kubernetes.io/hostname, found {hostname!r}",
+        )
+        names.append(hostname)
+        print(f"    {service}: internal NLB, {hostname}:{','.join(map(str, ports))}")
+    zones = {n.split(".", 1)[-1] for n in names}
+    failures.check(
+        len(zones) == 1 and len(set(names)) == len(names),
+        f"the backends' DNS names must be distinct and in one private zone "
+        f"(the stack's BackendsPrivateZoneName): {names}",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("rendered", help="the output of kubectl kustomize")
+    parser.add_argument("--require-digest", action="store_true", help="the streamer's image must be pinned by digest")
+    parser.add_argument("--backends", action="store_true", help="the render of infra/k8s/backends")
+    args = parser.parse_args()
+    path = args.rendered
     with open(path, encoding="utf-8") as f:
         objects = [d for d in yaml.safe_load_all(f) if d]
     failures = Failures()
@@ -339,14 +755,20 @@ def main(path: str) -> None:
         key = (obj.get("apiVersion"), obj.get("kind"))
         if key in SCHEMAS:
             validate_custom(obj, SCHEMAS[key], failures)
-            print(f"    {name_of(obj)}: custom resource, checked against the transcribed CRD schema")
+            source = TRANSCRIBED.get(key, "Prometheus Operator")
+            print(f"    {name_of(obj)}: custom resource, against the transcribed CRD schema of {source}, strict")
             continue
         try:
             validate_builtin(obj, failures)
             print(f"    {name_of(obj)}: Kubernetes {', '.join(KUBERNETES_VERSIONS)} schemas (strict)")
         except kubernetes_validate.SchemaNotFoundError:
             failures.check(False, f"{name_of(obj)}: no schema for {key}; add one to {__file__} before using the kind")
-    consistency(objects, failures)
+    if args.backends:
+        backends(objects, failures)
+    else:
+        consistency(objects, failures)
+    if args.require_digest:
+        image_by_digest(objects, failures)
     if failures.messages:
         print(f"FAILED: {len(failures.messages)} problem(s) in {path}:")
         for message in failures.messages:
@@ -356,4 +778,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

@@ -1,7 +1,10 @@
 //! `infra/template.yaml` against the code it deploys: the table as the store declares it
 //! (`TableSpec::cloudformation`), the HTTP API's routes as the REST API documents them
 //! (`docs/openapi.json`), the WebSocket routes the handler serves, one function per binary of
-//! `functions/src/bin`, and the backend TLS files where the runbook's layer puts them.
+//! `functions/src/bin`, the backend settings every function gets (both URLs, the TLS files
+//! where the runbook's layer puts them, the key from Secrets Manager), and every invocation
+//! path through the functions' `live` alias, deployed by CodeDeploy with a rollback alarm on the
+//! new version.
 //!
 //! The template uses CloudFormation's short-form tags (`!Ref`, `!Sub`, `!If`). `serde_yaml_ng`
 //! keeps an unknown tag as a tagged value instead of failing, so the file parses as it is and the
@@ -215,7 +218,7 @@ fn every_binary_of_the_functions_crate_is_one_arm64_al2023_function() -> Result<
 }
 
 #[test]
-fn with_a_tls_layer_every_function_reads_its_backend_tls_files_where_the_runbook_puts_them()
+fn every_function_gets_both_backend_urls_and_with_tls_the_layer_files_and_the_key_secret()
 -> Result<()> {
     // Arrange
     let template = template()?;
@@ -224,22 +227,35 @@ fn with_a_tls_layer_every_function_reads_its_backend_tls_files_where_the_runbook
         workspace_root().join("infra/k8s/components/backend-tls/kustomization.yaml"),
     )?;
     let globals = &template["Globals"]["Function"];
-    let only_with_tls = |then: Value| serde_json::json!({ "!If": ["HasBackendTls", then, { "!Ref": "AWS::NoValue" }] });
+    let when = |condition: &str, then: Value| serde_json::json!({ "!If": [condition, then, { "!Ref": "AWS::NoValue" }] });
 
     // Act
     let variables = &globals["Environment"]["Variables"];
     let functions = resources(&template, "AWS::Serverless::Function")?;
 
     // Assert
+    // Settings validate both URLs whichever one a function calls (and, with TLS, both must be
+    // https://), so both are global, never set function by function.
+    assert_eq!(
+        variables["SESSION_BACKENDS__AUTH_URL"],
+        serde_json::json!({ "!Ref": "AuthServiceUrl" })
+    );
+    assert_eq!(
+        variables["SESSION_BACKENDS__SIMULATOR_URL"],
+        serde_json::json!({ "!Ref": "SimulatorServiceUrl" })
+    );
     assert_eq!(
         globals["Layers"],
-        only_with_tls(serde_json::json!([{ "!Ref": "BackendTlsLayerArn" }]))
+        when(
+            "HasBackendTls",
+            serde_json::json!([{ "!Ref": "BackendTlsLayerArn" }])
+        )
     );
-    for (setting, file) in [("CA", "ca.crt"), ("CERT", "tls.crt"), ("KEY", "tls.key")] {
+    for (setting, file) in [("CA", "ca.crt"), ("CERT", "tls.crt")] {
         let name = format!("SESSION_BACKENDS__TLS__{setting}_FILE");
         assert_eq!(
             variables[&name],
-            only_with_tls(format!("/opt/backend-tls/{file}").into()),
+            when("HasBackendTls", format!("/opt/backend-tls/{file}").into()),
             "{name}"
         );
         assert!(
@@ -248,20 +264,123 @@ fn with_a_tls_layer_every_function_reads_its_backend_tls_files_where_the_runbook
         );
         assert!(component.contains(&name), "the k8s component lacks {name}");
     }
-    // The settings refuse an https:// backend URL without a CA: every function names one, so
-    // every one gets the files (through Globals, not function by function).
+    // The private key never ships in the layer: the functions read it from Secrets Manager.
+    assert_eq!(
+        variables["SESSION_BACKENDS__TLS__KEY_SECRET_ARN"],
+        when(
+            "HasBackendTlsKey",
+            serde_json::json!({ "!Ref": "BackendTlsKeySecretArn" })
+        )
+    );
+    assert!(
+        variables.get("SESSION_BACKENDS__TLS__KEY_FILE").is_none(),
+        "the functions' key comes from BackendTlsKeySecretArn, not a file"
+    );
+    assert!(
+        !runbook.contains("/opt/backend-tls/tls.key"),
+        "docs/deploy.md still puts the private key into the layer"
+    );
+    assert_eq!(
+        variables["SESSION_BACKENDS__TLS__DOMAIN"],
+        when(
+            "HasBackendTlsDomain",
+            serde_json::json!({ "!Ref": "BackendTlsDomain" })
+        )
+    );
     for (id, function) in functions {
-        let own = function["Properties"]["Environment"]["Variables"]
-            .as_object()
-            .with_context(|| format!("{id} has no variables"))?;
-        ensure!(
-            own.keys()
-                .any(|k| k.starts_with("SESSION_BACKENDS__") && k.ends_with("_URL")),
-            "{id} names no backend URL: the TLS files need not be global"
+        if let Some(own) = function["Properties"]["Environment"]["Variables"].as_object() {
+            ensure!(
+                !own.keys().any(|k| k.starts_with("SESSION_BACKENDS__")),
+                "{id} overrides the global backend settings"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The logical id a `!Ref <Function>.Alias` names, if `value` is one.
+fn alias_ref(value: &Value) -> Option<&str> {
+    value["!Ref"].as_str()?.strip_suffix(".Alias")
+}
+
+/// The alias a `!Sub [".../functions/${Alias}/invocations", {Alias: !Ref <Function>.Alias}]`
+/// invokes, if `value` is one.
+fn alias_invocation_uri(value: &Value) -> Option<&str> {
+    let [uri, variables] = value["!Sub"].as_array()?.as_slice() else {
+        return None;
+    };
+    uri.as_str()?
+        .ends_with("/functions/${Alias}/invocations")
+        .then(|| alias_ref(&variables["Alias"]))?
+}
+
+#[test]
+fn every_invocation_path_names_the_live_alias_that_codedeploy_shifts_with_a_rollback_alarm()
+-> Result<()> {
+    // Arrange
+    let template = template()?;
+    let globals = &template["Globals"]["Function"];
+    let functions = resources(&template, "AWS::Serverless::Function")?;
+    let all = &template["Resources"];
+
+    // Act
+    let http_authorizer = &all["HttpApi"]["Properties"]["Auth"]["Authorizers"]["BearerToken"];
+    let ws_authorizers = resources(&template, "AWS::ApiGatewayV2::Authorizer")?;
+    let ws_integrations = resources(&template, "AWS::ApiGatewayV2::Integration")?;
+    let permissions = resources(&template, "AWS::Lambda::Permission")?;
+
+    // Assert
+    assert_eq!(globals["AutoPublishAlias"], "live");
+    assert_eq!(
+        globals["DeploymentPreference"]["Type"],
+        serde_json::json!({ "!If": ["CanaryDeployment", "Canary10Percent5Minutes", "AllAtOnce"] })
+    );
+    for (id, _) in &functions {
+        let preference = &all[*id]["Properties"]["DeploymentPreference"];
+        let [alarm] = preference["Alarms"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        else {
+            bail!("{id}: DeploymentPreference.Alarms must be its one new-version alarm");
+        };
+        let alarm_id = alarm["!Ref"]
+            .as_str()
+            .with_context(|| format!("{id}: the rollback alarm is not a !Ref"))?;
+        let dimensions = &all[alarm_id]["Properties"]["Dimensions"];
+        assert_eq!(
+            dimensions,
+            &serde_json::json!([
+                { "Name": "FunctionName", "Value": { "!Ref": id } },
+                { "Name": "Resource", "Value": { "!Sub": format!("${{{id}}}:live") } },
+                { "Name": "ExecutedVersion", "Value": { "!GetAtt": format!("{id}.Version.Version") } },
+            ]),
+            "{alarm_id} must watch the version {id} published, through its live alias"
         );
+    }
+    assert_eq!(
+        alias_ref(&http_authorizer["FunctionArn"]),
+        Some("AuthorizerFunction")
+    );
+    for (id, authorizer) in ws_authorizers {
+        assert_eq!(
+            alias_invocation_uri(&authorizer["Properties"]["AuthorizerUri"]),
+            Some("WsAuthorizerFunction"),
+            "{id}"
+        );
+    }
+    for (id, integration) in ws_integrations {
+        assert_eq!(
+            alias_invocation_uri(&integration["Properties"]["IntegrationUri"]),
+            Some("WsHandlerFunction"),
+            "{id}"
+        );
+    }
+    ensure!(!permissions.is_empty(), "no explicit invoke permissions");
+    for (id, permission) in permissions {
         ensure!(
-            !own.keys().any(|k| k.starts_with("SESSION_BACKENDS__TLS__")),
-            "{id} overrides the global TLS settings"
+            alias_ref(&permission["Properties"]["FunctionName"]).is_some(),
+            "{id} allows invoking the function itself, not its live alias"
         );
     }
     Ok(())
