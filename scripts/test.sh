@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project. Needs only the Rust toolchain and Python 3 on the machine:
 # it installs what the tests need (moto's DynamoDB-API server and schemathesis, in .venv under
-# the repo; headless Chromium and chromedriver from Debian's packages, as root), then checks
-# formatting and lints, runs every test of the workspace, and fuzzes the REST API against its
-# OpenAPI document, and validates the infrastructure code offline.
+# the repo; headless Chromium and chromedriver, and Node.js for the IAM policy simulator, from
+# Debian's packages, as root), then checks formatting and lints, runs every test of the
+# workspace recording every AWS call they make, holds each call against its component's IAM role
+# in the SAM template, fuzzes the REST API against its OpenAPI document, and validates the
+# infrastructure code offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +28,18 @@ else
     if ! apt-get install -y --no-install-recommends "${browser[@]}"; then
         apt-get update
         apt-get install -y --no-install-recommends "${browser[@]}"
+    fi
+fi
+
+# The permission check (scripts/permissions-check.sh) runs an IAM policy simulator on Node.js.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    echo "==> node $(node --version) and npm: installed"
+else
+    echo "==> installing nodejs and npm (Debian packages) for the permission check"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y --no-install-recommends nodejs npm; then
+        apt-get update
+        apt-get install -y --no-install-recommends nodejs npm
     fi
 fi
 

@@ -38,15 +38,12 @@ import argparse
 import copy
 import fnmatch
 import json
-import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
-# The translator's notes about its own feature toggles are not findings.
-logging.getLogger("samtranslator").setLevel(logging.ERROR)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sam_translate import NoManagedPolicies, package  # noqa: E402

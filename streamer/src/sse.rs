@@ -136,7 +136,7 @@ fn response(connection: Connection) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-store, no-transform"),
     );
-    // nginx (and ingress-nginx) would otherwise buffer the stream.
+    // nginx (NGINX Gateway Fabric in front of the streamer) would otherwise buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
