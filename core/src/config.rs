@@ -171,6 +171,10 @@ pub struct BackendTlsSettings {
     pub cert_file: Option<PathBuf>,
     /// PEM file of the private key of `cert_file` (PKCS#8, PKCS#1 or SEC1); needs `cert_file`.
     pub key_file: Option<PathBuf>,
+    /// Instead of `key_file`: the ARN of a Secrets Manager secret whose `SecretString` is that
+    /// PEM key, read once at start ([`crate::secrets::load_backend_tls_key`]). The Lambdas use
+    /// it, so that the key never ships in a layer or an image.
+    pub key_secret_arn: Option<String>,
     /// The name checked against the backends' server certificates (and sent as SNI), when it
     /// is not the URLs' host: e.g. the certificate names `simulator.internal` and the URL is an
     /// IP address. Default: each URL's host.
@@ -179,6 +183,10 @@ pub struct BackendTlsSettings {
     #[serde(skip)]
     pem: TlsPem,
 }
+
+/// Ends the first line of every PEM private key: `BEGIN PRIVATE KEY` (PKCS#8), `BEGIN RSA
+/// PRIVATE KEY`, `BEGIN EC PRIVATE KEY`.
+const PRIVATE_KEY_BLOCK: &str = "PRIVATE KEY-----";
 
 /// What the `backends.tls` files hold, read at load.
 #[derive(Debug, Clone, Default)]
@@ -206,6 +214,7 @@ impl BackendTlsSettings {
         self.ca_file.is_some()
             || self.cert_file.is_some()
             || self.key_file.is_some()
+            || self.key_secret_arn.is_some()
             || self.domain.is_some()
     }
 
@@ -220,15 +229,32 @@ impl BackendTlsSettings {
     }
 
     fn validate(&self, urls: &[(&'static str, &str)]) -> Result<(), ConfigError> {
-        match (&self.cert_file, &self.key_file) {
-            (Some(_), None) => {
+        if self.key_file.is_some() && self.key_secret_arn.is_some() {
+            return invalid(
+                "backends.tls.key_secret_arn",
+                "must not be set with backends.tls.key_file (one place holds the key)",
+            );
+        }
+        if self
+            .key_secret_arn
+            .as_deref()
+            .is_some_and(|arn| !arn.starts_with("arn:") || !arn.contains(":secretsmanager:"))
+        {
+            return invalid(
+                "backends.tls.key_secret_arn",
+                "must be a Secrets Manager secret's ARN (arn:aws:secretsmanager:...)",
+            );
+        }
+        let has_key = self.key_file.is_some() || self.key_secret_arn.is_some();
+        match (&self.cert_file, has_key) {
+            (Some(_), false) => {
                 return invalid(
                     "backends.tls.key_file",
-                    "must be set with backends.tls.cert_file (a client identity is a \
-                     certificate and its key)",
+                    "must be set with backends.tls.cert_file, or backends.tls.key_secret_arn \
+                     (a client identity is a certificate and its key)",
                 );
             }
-            (None, Some(_)) => {
+            (None, true) => {
                 return invalid(
                     "backends.tls.cert_file",
                     "must be set with backends.tls.key_file (a client identity is a \
@@ -292,14 +318,35 @@ impl BackendTlsSettings {
                 self.cert_file.as_deref(),
                 "-----BEGIN CERTIFICATE-----",
             )?,
-            // `BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY`, `BEGIN EC PRIVATE KEY`.
             key: read(
                 "backends.tls.key_file",
                 self.key_file.as_deref(),
-                "PRIVATE KEY-----",
+                PRIVATE_KEY_BLOCK,
             )?
             .map(SecretString::from),
         };
+        Ok(())
+    }
+
+    /// Whether the key is still to be read from Secrets Manager.
+    pub fn key_secret_pending(&self) -> Option<&str> {
+        self.key_secret_arn
+            .as_deref()
+            .filter(|_| self.pem.key.is_none())
+    }
+
+    /// Takes the client key read from `backends.tls.key_secret_arn`.
+    ///
+    /// # Errors
+    /// The secret holds no PEM private key.
+    pub fn set_key_from_secret(&mut self, pem: SecretString) -> Result<(), ConfigError> {
+        if !pem.expose_secret().contains(PRIVATE_KEY_BLOCK) {
+            return invalid(
+                "backends.tls.key_secret_arn",
+                format!("the secret holds no PEM \"{PRIVATE_KEY_BLOCK}\" block"),
+            );
+        }
+        self.pem.key = Some(pem);
         Ok(())
     }
 }

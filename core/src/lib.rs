@@ -13,6 +13,7 @@ pub mod domain;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod resilience;
+pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -37,14 +37,20 @@ pub enum InitError {
     Telemetry(#[from] session_core::telemetry::TelemetryError),
 }
 
-/// What every Lambda does first, once per cold start: read the settings (defaults, then
-/// `SESSION_*` variables) and set up telemetry.
+/// What every Lambda does first, once per cold start, as `component`: read the settings
+/// (defaults, then `SESSION_*` variables), set up telemetry, and read the backends' client key
+/// from Secrets Manager if `backends.tls.key_secret_arn` names one.
 ///
 /// # Errors
-/// A setting is invalid, or telemetry was already set up.
-pub fn init() -> Result<Settings, InitError> {
-    let settings = Settings::load(None)?;
+/// A setting is invalid (the key's secret unreadable among them), or telemetry was already set
+/// up.
+pub async fn init(component: Component) -> Result<Settings, InitError> {
+    let mut settings = Settings::load(None)?;
     session_core::telemetry::init(&settings.telemetry)?;
+    session_core::secrets::load_backend_tls_key(&mut settings, || {
+        session_core::secrets::client_from_env(component)
+    })
+    .await?;
     Ok(settings)
 }
 

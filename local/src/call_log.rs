@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 const ENV: &str = "AWS_CALL_LOG";
 
 /// Records a call to `service`'s `operation` with `params`, made with `headers`.
-pub(crate) fn record(headers: &HeaderMap, service: &str, operation: &str, params: Value) {
+pub(crate) fn record(headers: &HeaderMap, service: &str, operation: &str, params: &Value) {
     let Some(path) = std::env::var_os(ENV) else {
         return;
     };

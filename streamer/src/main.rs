@@ -1,6 +1,7 @@
 //! The streamer's process: settings, telemetry, serve until SIGTERM or Ctrl-C, drain, exit 0.
 
 use anyhow::Context as _;
+use session_core::component::Component;
 use session_core::config::Settings;
 use session_streamer::{Streamer, StreamerParts};
 use tracing::info;
@@ -8,8 +9,14 @@ use tracing::info;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = std::env::args_os().nth(1).map(std::path::PathBuf::from);
-    let settings = Settings::load(config.as_deref()).context("configuration")?;
+    let mut settings = Settings::load(config.as_deref()).context("configuration")?;
     session_core::telemetry::init(&settings.telemetry).context("telemetry")?;
+    // Only when backends.tls.key_secret_arn is set (the Kubernetes Secret mounts a key file).
+    session_core::secrets::load_backend_tls_key(&mut settings, || {
+        session_core::secrets::client_from_env(Component::Streamer)
+    })
+    .await
+    .context("configuration")?;
     let streamer = Streamer::bind(StreamerParts::from_settings(settings).await?).await?;
     info!(address = %streamer.local_addr()?, "streamer listening");
     streamer.run(shutdown_signal()).await?;

@@ -3,9 +3,11 @@
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use lambda_runtime::{LambdaEvent, service_fn};
 
+use session_core::component::Component;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let settings = session_functions::wiring::init()?;
+    let settings = session_functions::wiring::init(Component::Authorizer).await?;
     let validator = session_functions::wiring::token_validator(&settings)?;
     let validator = &validator;
     lambda_runtime::run(service_fn(

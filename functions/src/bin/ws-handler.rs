@@ -6,7 +6,7 @@ use session_core::component::Component;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let settings = session_functions::wiring::init()?;
+    let settings = session_functions::wiring::init(Component::WsHandler).await?;
     let service = &session_functions::wiring::service(&settings, Component::WsHandler).await?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

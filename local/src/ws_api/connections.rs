@@ -121,7 +121,7 @@ impl FromRequestParts<WsApi> for Target {
             &parts.headers,
             "execute-api",
             "ManageConnections",
-            serde_json::json!({
+            &serde_json::json!({
                 "method": parts.method.as_str(),
                 "stage": params.get("stage").map_or(super::STAGE, String::as_str),
                 "connection_id": id,

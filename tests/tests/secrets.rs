@@ -1,0 +1,141 @@
+//! The backends' client key read from Secrets Manager at start (`backends.tls.key_secret_arn`),
+//! against moto's server: as each Lambda does at its cold start, with its own component name
+//! (so the permission check holds the call against each function's role).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use figment::Figment;
+use secrecy::ExposeSecret as _;
+use session_core::component::Component;
+use session_core::config::{ConfigError, Settings};
+use session_core::secrets::{load_backend_tls_key, local_client};
+use session_tests::moto::Moto;
+
+const KEY: &str =
+    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
+const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+/// A secret holding `value`, put by the test itself (no component in its user agent).
+async fn secret(value: &str) -> String {
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url(Moto::shared().endpoint())
+        .build();
+    let name = format!("backend-tls-key-{}", ulid::Ulid::new());
+    let created = aws_sdk_secretsmanager::Client::from_conf(config)
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap();
+    created.arn.unwrap()
+}
+
+/// Settings for mutual TLS whose key is the secret `arn`, over files holding `CERT`.
+fn settings(arn: &str) -> Settings {
+    let dir = std::env::temp_dir().join(format!("secrets-test-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, CERT).unwrap();
+        path
+    };
+    let figment = Figment::new()
+        .merge(("backends.auth_url", "https://auth.session.internal:50052"))
+        .merge((
+            "backends.simulator_url",
+            "https://simulator.session.internal:50051",
+        ))
+        .merge(("backends.tls.ca_file", file("ca.crt")))
+        .merge(("backends.tls.cert_file", file("tls.crt")))
+        .merge(("backends.tls.key_secret_arn", arn));
+    Settings::from_figment(&figment).unwrap()
+}
+
+async fn load(settings: &mut Settings, component: Component) -> Result<(), ConfigError> {
+    load_backend_tls_key(settings, || async {
+        local_client(Moto::shared().endpoint(), component)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_function_reads_the_client_key_from_its_secret_at_start() {
+    let arn = secret(KEY).await;
+
+    for component in [
+        Component::RestApi,
+        Component::Authorizer,
+        Component::WsAuthorizer,
+        Component::WsHandler,
+    ] {
+        let mut settings = settings(&arn);
+        assert!(settings.backends.tls.identity_pem().is_none());
+
+        load(&mut settings, component).await.unwrap();
+
+        let (cert, key) = settings.backends.tls.identity_pem().expect("an identity");
+        assert_eq!(cert, CERT);
+        assert_eq!(key.expose_secret(), KEY);
+    }
+}
+
+#[tokio::test]
+async fn a_missing_secret_stops_the_start_naming_the_setting() {
+    let arn = format!(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-{}-AbCdEf",
+        ulid::Ulid::new()
+    );
+    let mut settings = settings(&arn);
+
+    let error = load(&mut settings, Component::RestApi).await.unwrap_err();
+
+    let message = error.to_string();
+    assert!(message.contains("backends.tls.key_secret_arn"), "{message}");
+    assert!(message.contains(&arn), "{message}");
+}
+
+#[tokio::test]
+async fn a_secret_without_a_pem_key_is_refused() {
+    let arn = secret("not a key").await;
+    let mut settings = settings(&arn);
+
+    let error = load(&mut settings, Component::RestApi).await.unwrap_err();
+
+    assert!(error.to_string().contains("holds no PEM"), "{error}");
+    assert!(settings.backends.tls.identity_pem().is_none());
+}
+
+#[tokio::test]
+async fn without_a_key_secret_nothing_is_asked_of_secrets_manager() {
+    let mut settings = Settings::from_figment(&Figment::new()).unwrap();
+
+    load_backend_tls_key(&mut settings, || async {
+        panic!("no client is built without backends.tls.key_secret_arn")
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn a_key_file_and_a_key_secret_together_are_refused() {
+    let figment = Figment::new()
+        .merge(("backends.tls.key_file", "/tmp/tls.key"))
+        .merge((
+            "backends.tls.key_secret_arn",
+            "arn:aws:secretsmanager:us-east-1:1:secret:k-AbCdEf",
+        ));
+
+    let error = Settings::from_figment(&figment).unwrap_err();
+
+    assert!(
+        error.to_string().contains("backends.tls.key_secret_arn"),
+        "{error}"
+    );
+}
