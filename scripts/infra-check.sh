@@ -30,6 +30,8 @@
 # Runs without network access once installed. Prints each step's time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/venv.sh
+. scripts/lib/venv.sh
 
 started=$(date +%s)
 step_started=$started
@@ -58,17 +60,7 @@ venv=.venv/infra
 requirements=infra/checks/requirements.txt
 
 step "Python tools in $venv ($requirements)"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-stamp="$venv/.requirements.sha256"
-wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null || true)" = "$wanted" ]; then
-    echo "    already installed"
-else
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
-    echo "$wanted" >"$stamp"
-fi
+ensure_venv "$venv" "$requirements"
 export PATH="$PWD/$venv/bin:$PATH"
 # checkov: no platform calls, no update check.
 export BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true
@@ -79,17 +71,7 @@ done_step "tools"
 sam_venv=.venv/sam
 sam_requirements=infra/checks/requirements-sam.txt
 step "SAM CLI in $sam_venv ($sam_requirements)"
-if [ ! -x "$sam_venv/bin/python" ]; then
-    python3 -m venv "$sam_venv"
-fi
-sam_stamp="$sam_venv/.requirements.sha256"
-sam_wanted=$(sha256sum "$sam_requirements" | cut -d' ' -f1)
-if [ "$(cat "$sam_stamp" 2>/dev/null || true)" = "$sam_wanted" ]; then
-    echo "    already installed"
-else
-    "$sam_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$sam_requirements"
-    echo "$sam_wanted" >"$sam_stamp"
-fi
+ensure_venv "$sam_venv" "$sam_requirements"
 # Not on PATH: its cfn-lint and translator would shadow .venv/infra's. Offline: the SAM CLI
 # wants a region and credentials to build its clients (it calls nothing for this template) and
 # would otherwise send telemetry.

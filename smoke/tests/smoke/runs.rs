@@ -31,6 +31,15 @@ fn session_of(line: &str) -> String {
     line[at..].split_whitespace().next().unwrap().to_owned()
 }
 
+/// The run's session reads closed, and its simulator stopped, as `user` (its owner) reads it.
+async fn assert_left_closed(local: &LocalStack, user: &str, run: &Run) {
+    let session = local
+        .session(user, &session_of(run.line("create session")))
+        .await;
+    assert_eq!(session["status"], "closed", "{session}");
+    assert_eq!(session["simulators"][0]["status"], "stopped", "{session}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_against_the_local_stack_passes_every_step_and_leaves_its_session_closed() {
     // Arrange
@@ -67,11 +76,7 @@ async fn a_run_against_the_local_stack_passes_every_step_and_leaves_its_session_
     // The session is closed and its simulator stopped, as its owner reads it.
     let token_line = run.line("token");
     let user = token_line[token_line.find("smoke-").expect("the subject")..].trim();
-    let session = local
-        .session(user, &session_of(run.line("create session")))
-        .await;
-    assert_eq!(session["status"], "closed", "{session}");
-    assert_eq!(session["simulators"][0]["status"], "stopped", "{session}");
+    assert_left_closed(&local, user, &run).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -240,11 +245,7 @@ async fn a_run_fails_at_the_sse_ticket_when_the_file_names_another_streamer_and_
         run.line("cleanup: close session").starts_with("ok "),
         "{run}"
     );
-    let session = local
-        .session("bob", &session_of(run.line("create session")))
-        .await;
-    assert_eq!(session["status"], "closed", "{session}");
-    assert_eq!(session["simulators"][0]["status"], "stopped", "{session}");
+    assert_left_closed(&local, "bob", &run).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
