@@ -18,11 +18,13 @@ WORKDIR /src
 # and proto (whose build script compiles the .proto files with protox; no protoc needed).
 COPY . .
 # Registry and target directory are cache mounts: rebuilds reuse compiled dependencies. The
-# binary is copied out of the cache mount, which does not persist into the image.
+# binary is copied out of the cache mount, which does not persist into the image. The
+# `release-streamer` profile is the release profile with `panic = "unwind"`: a panic ends one
+# task, not the process and every connection it serves (root Cargo.toml).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p session-streamer --bin streamer \
-    && install -D -m 0755 target/release/streamer /out/streamer
+    cargo build --profile release-streamer --locked -p session-streamer --bin streamer \
+    && install -D -m 0755 target/release-streamer/streamer /out/streamer
 
 # glibc and CA certificates only (the binary is dynamically linked against the glibc of the
 # bookworm builder, which distroless cc-debian12 matches); no shell, no package manager. The

@@ -177,6 +177,7 @@ impl Streamer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let deadline = Duration::from_secs(self.state.settings.drain_deadline_secs);
+        let upkeep = metrics::upkeep(self.state.metrics.clone());
         let draining_rx = self.state.draining.clone();
         let draining = self.draining;
         let pushing = self
@@ -204,6 +205,7 @@ impl Streamer {
                 warn!(?deadline, "drain deadline passed; closing the remaining connections");
                 Ok(())
             }
+            never = upkeep => match never {},
         }
     }
 }
@@ -290,9 +292,13 @@ async fn ready(State(app): State<AppState>) -> Response {
 }
 
 async fn render_metrics(State(app): State<AppState>) -> Response {
-    for stream in app.hub.streams() {
-        stream.report_window();
-    }
+    let (events, bytes) = app
+        .hub
+        .streams()
+        .iter()
+        .map(|stream| stream.window_size())
+        .fold((0, 0), |(e, b), (events, bytes)| (e + events, b + bytes));
+    metrics::window(events, bytes);
     (
         [(
             header::CONTENT_TYPE,

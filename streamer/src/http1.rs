@@ -426,6 +426,74 @@ mod tests {
         assert!(unknown.starts_with("HTTP/1.1 404 "), "{unknown}");
     }
 
+    /// A handler with a bug: it panics, inside the task of the connection that asked.
+    async fn panics() -> &'static str {
+        panic!("a bug in one request's handler")
+    }
+
+    /// Reads from `io` until `count` more newlines came, or panics after 5 s.
+    async fn read_lines(io: &mut TcpStream, count: usize) {
+        let mut seen = 0;
+        let mut buffer = [0; 256];
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while seen < count {
+                let read = io.read(&mut buffer).await.unwrap();
+                assert!(read > 0, "the stream goes on");
+                for byte in &buffer[..read] {
+                    seen += usize::from(*byte == b'\n');
+                }
+            }
+        })
+        .await
+        .expect("the stream keeps streaming");
+    }
+
+    /// Each connection is a task of the server's `JoinSet`: with `panic = "unwind"` (the
+    /// streamer's `release-streamer` profile) a panic ends that task only. Under the Lambdas'
+    /// `panic = "abort"` the same panic would end the process and every connection with it;
+    /// the test harness always unwinds, so this test shows what the streamer's profile buys.
+    #[tokio::test]
+    async fn a_panic_in_one_connection_leaves_the_others_streaming() {
+        let router = Router::new()
+            .route("/plain", get(|| async { "hello" }))
+            .route("/panic", get(panics))
+            .route(
+                "/stream",
+                get(|| async {
+                    let ticks = stream::unfold(0_u64, |n| async move {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        Some((Ok::<_, Infallible>(Bytes::from(format!("{n}\n"))), n + 1))
+                    });
+                    Body::from_stream(ticks)
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (_draining, draining_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, router, draining_rx));
+        let mut streaming = TcpStream::connect(address).await.unwrap();
+        streaming
+            .write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        read_lines(&mut streaming, 10).await;
+
+        let panicked = exchange(address, "GET /panic HTTP/1.1\r\nhost: x\r\n\r\n").await;
+
+        assert_eq!(
+            panicked, "",
+            "the panicking connection ends without an answer"
+        );
+        read_lines(&mut streaming, 10).await;
+        let after = exchange(
+            address,
+            "GET /plain HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(after.starts_with("HTTP/1.1 200 OK\r\n"), "{after}");
+        assert!(!server.is_finished(), "the server goes on serving");
+    }
+
     #[tokio::test]
     async fn draining_closes_idle_connections_and_stops_accepting() {
         let (address, draining) = server().await;

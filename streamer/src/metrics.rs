@@ -1,9 +1,17 @@
 //! The streamer's Prometheus metrics, named in one place.
 //!
 //! Recorded through the `metrics` facade; [`install`] sets the process's Prometheus recorder
-//! once (several streamers in one test process share it) and `/metrics` renders it.
+//! once (several streamers in one test process share it), `/metrics` renders it, and [`upkeep`]
+//! runs its maintenance while a streamer serves.
+//!
+//! No label takes a value per simulator, stream or client: every series is one of a fixed set,
+//! so the recorder's memory does not grow with the simulators that come and go over a pod's
+//! life (the recorder keeps a series until the process ends). Per-stream detail is in the logs
+//! and in `/health/ready`.
 
+use std::convert::Infallible;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -28,6 +36,23 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// How often [`upkeep`] runs.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the recorder's upkeep every few seconds, forever: it drains the histogram samples
+/// recorded since the last time into their buckets. A render does that too, but scrapes may
+/// stop (no Prometheus in a cluster, a failing scrape) while every delivery keeps recording a
+/// sample; a task of its own bounds them whether or not anyone scrapes. Runs as part of
+/// [`crate::Streamer::run`], so it lives exactly as long as the streamer serves.
+pub(crate) async fn upkeep(handle: PrometheusHandle) -> Infallible {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
 }
 
 pub(crate) fn client_attached() {
@@ -60,22 +85,20 @@ pub(crate) fn upstream_events(events: usize) {
     counter!("streamer_upstream_events_total").increment(events as u64);
 }
 
-pub(crate) fn upstream_reconnect(simulator: &str) {
-    counter!("streamer_upstream_reconnects_total", "simulator" => simulator.to_owned())
-        .increment(1);
+/// A break of an upstream stream, followed by a resubscription (all streams of the pod).
+pub(crate) fn upstream_reconnect() {
+    counter!("streamer_upstream_reconnects_total").increment(1);
 }
 
-pub(crate) fn circuit_open(simulator: &str, open: bool) {
-    gauge!("streamer_upstream_circuit_open", "simulator" => simulator.to_owned()).set(if open {
-        1.0
-    } else {
-        0.0
-    });
+/// The breaker in front of the simulator service: one per streamer, shared by every stream.
+pub(crate) fn circuit_open(open: bool) {
+    gauge!("streamer_upstream_circuit_open").set(if open { 1.0 } else { 0.0 });
 }
 
-pub(crate) fn window(simulator: &str, events: u64, bytes: u64) {
-    gauge!("streamer_window_events", "simulator" => simulator.to_owned()).set(events as f64);
-    gauge!("streamer_window_bytes", "simulator" => simulator.to_owned()).set(bytes as f64);
+/// The replay windows of all the pod's streams, together.
+pub(crate) fn window(events: u64, bytes: u64) {
+    gauge!("streamer_window_events").set(events as f64);
+    gauge!("streamer_window_bytes").set(bytes as f64);
 }
 
 pub(crate) fn streams(count: usize) {

@@ -14,7 +14,7 @@ use futures_util::FutureExt as _;
 use session_core::backend::channel;
 use session_core::config::BackendTlsSettings;
 use session_core::domain::EventId;
-use session_core::resilience::{CircuitBreaker, FullJitter, RetryPolicy};
+use session_core::resilience::{CircuitBreaker, FullJitter, Permit, RetryPolicy};
 use session_proto::simulator::v1::market_data_client::MarketDataClient;
 use session_proto::simulator::v1::{MarketEvent, StreamPosition, SubscribeRequest, market_event};
 use tonic::Code;
@@ -119,28 +119,36 @@ impl Upstream {
     pub(crate) async fn run(self, hub: Hub, stream: Arc<Stream>) {
         let mut backoff = self.backoff();
         loop {
-            if let Err(open) = self.breaker.permit() {
-                metrics::circuit_open(&stream.key, true);
-                degrade(&stream, format!("simulator service unavailable: {open}"));
-                if self
-                    .wait_or_idle(
-                        &hub,
-                        &stream,
-                        open.retry_after.max(Duration::from_millis(50)),
-                    )
-                    .await
-                {
-                    return;
+            let permit = match self.breaker.permit() {
+                Ok(permit) => permit,
+                Err(open) => {
+                    metrics::circuit_open(true);
+                    degrade(&stream, format!("simulator service unavailable: {open}"));
+                    if self
+                        .wait_or_idle(
+                            &hub,
+                            &stream,
+                            open.retry_after.max(Duration::from_millis(50)),
+                        )
+                        .await
+                    {
+                        return;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            metrics::circuit_open(&stream.key, false);
-            let end = self.follow(&hub, &stream, &mut backoff).await;
+            };
+            metrics::circuit_open(false);
+            let end = self.follow(&hub, &stream, &mut backoff, &permit).await;
             // Whatever was published and not yet announced goes out now.
             stream.wake();
             match end {
+                // An idle stream says nothing of the simulator service: the permit, dropped
+                // without an outcome, frees the breaker's probe slot if it held it.
                 End::Idle => return,
                 End::Over(reason) => {
+                    // The simulator's stream ended normally: its service answered.
+                    permit.record_success();
+                    drop(permit);
                     info!(simulator = %stream.key, %reason, "upstream over");
                     stream.set_upstream(
                         UpstreamState::Ended(reason.clone()),
@@ -150,8 +158,10 @@ impl Upstream {
                     return;
                 }
                 End::Broken(reason) => {
-                    self.breaker.record_failure();
-                    metrics::upstream_reconnect(&stream.key);
+                    permit.record_failure();
+                    drop(permit);
+                    metrics::upstream_reconnect();
+                    stream.count_break();
                     warn!(simulator = %stream.key, %reason, "upstream broken; resuming");
                     degrade(&stream, reason);
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
@@ -183,8 +193,15 @@ impl Upstream {
         stream.clients() == 0 && hub.remove_if_idle(stream)
     }
 
-    /// One subscription, from the stream's head, until it ends.
-    async fn follow(&self, hub: &Hub, stream: &Arc<Stream>, backoff: &mut FullJitter) -> End {
+    /// One subscription, from the stream's head, until it ends; its first events (or a "not
+    /// found") are recorded as a success on `permit`, the caller records how it ended.
+    async fn follow(
+        &self,
+        hub: &Hub,
+        stream: &Arc<Stream>,
+        backoff: &mut FullJitter,
+        permit: &Permit<'_>,
+    ) -> End {
         let head = stream.resume_position();
         let request = SubscribeRequest {
             simulator_id: stream.key.clone(),
@@ -196,7 +213,7 @@ impl Upstream {
         let mut events = match self.client.clone().subscribe(request).await {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == Code::NotFound => {
-                self.breaker.record_success();
+                permit.record_success();
                 return End::Over(format!("simulator not found: {}", status.message()));
             }
             Err(status) => return End::Broken(format!("subscribe failed: {status}")),
@@ -275,7 +292,7 @@ impl Upstream {
             batch.clear();
             wake.published(stream);
             if !matches!(stream.upstream(), UpstreamState::Live) {
-                self.breaker.record_success();
+                permit.record_success();
                 *backoff = self.backoff();
                 stream.set_upstream(
                     UpstreamState::Live,

@@ -1,5 +1,6 @@
-//! [`TokenValidator`] over the auth service's gRPC API, with a deadline, a circuit breaker and
-//! a cache of positive answers.
+//! [`TokenValidator`] over the auth service's gRPC API, with a deadline per attempt, jittered
+//! retries of transient failures within a total budget, a circuit breaker and a cache of
+//! positive answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,13 @@ use super::{AuthError, Principal, TokenCache, TokenValidator};
 use crate::backend::channel;
 use crate::clock::Clock;
 use crate::domain::{Timestamp, UserId};
-use crate::resilience::{BreakerState, CircuitBreaker};
+use crate::resilience::{BreakerState, CircuitBreaker, Classify, ErrorClass, RetryPolicy, retry};
+
+/// The longest one validation may take, retries included. The authorizer Lambdas time out
+/// after 5 s (`infra/template.yaml`); with the default 2 s deadline this leaves room for two
+/// whole attempts and a cut-short third, and a second for the rest of the invocation, so a
+/// slow auth service ends in a clean "unavailable", never in a timed-out function.
+const VALIDATION_BUDGET: Duration = Duration::from_secs(4);
 
 /// Asks the auth service, remembering valid tokens for a while.
 #[derive(Debug, Clone)]
@@ -22,14 +29,41 @@ pub struct GrpcTokenValidator {
     client: AuthServiceClient<Channel>,
     audience: String,
     cache: Arc<TokenCache>,
+    retry: RetryPolicy,
+    /// Bounds the attempts and the waits between them together.
+    budget: Duration,
     breaker: Arc<CircuitBreaker>,
     clock: Arc<dyn Clock>,
 }
 
+/// One attempt's failure and whether another attempt may pass: a gRPC status classed as every
+/// backend call's ([`channel::status_class`]); a verdict on the token is final.
+#[derive(Debug)]
+struct Failure {
+    error: AuthError,
+    class: ErrorClass,
+}
+
+impl Failure {
+    fn permanent(error: AuthError) -> Self {
+        Self {
+            error,
+            class: ErrorClass::Permanent,
+        }
+    }
+}
+
+impl Classify for Failure {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+}
+
 impl GrpcTokenValidator {
     /// The validator of `settings` (`backends.auth_url`, `auth.token_audience`), over TLS as
-    /// `backends.tls` says. Connects lazily: building it does no I/O, so a Lambda's cold start
-    /// does not wait for the auth service.
+    /// `backends.tls` says, retrying as `backends` says within [`VALIDATION_BUDGET`]. Connects
+    /// lazily: building it does no I/O, so a Lambda's cold start does not wait for the auth
+    /// service.
     ///
     /// # Errors
     /// The URL is not a valid endpoint URL, or the TLS material does not parse.
@@ -46,6 +80,8 @@ impl GrpcTokenValidator {
             client: AuthServiceClient::new(channel),
             audience: settings.auth.token_audience.clone(),
             cache: Arc::new(TokenCache::new(10_000, Duration::from_secs(60))),
+            retry: backends.retry_policy(),
+            budget: VALIDATION_BUDGET,
             breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
             clock: Arc::new(crate::clock::SystemClock),
         })
@@ -56,7 +92,28 @@ impl GrpcTokenValidator {
         self.breaker.state()
     }
 
-    async fn ask(&self, token: &str) -> Result<Principal, AuthError> {
+    /// Asks with retries, each attempt behind the breaker, all within the budget.
+    async fn ask_patiently(&self, token: &str) -> Result<Principal, AuthError> {
+        let attempts = retry(self.retry, || async {
+            match self.breaker.call(self.ask(token)).await {
+                Ok(principal) => Ok(principal),
+                Err(Ok(failure)) => Err(failure),
+                // Not worth retrying within one call: the cool-down is longer than any caller
+                // waits.
+                Err(Err(open)) => Err(Failure::permanent(AuthError::Unavailable(open.to_string()))),
+            }
+        });
+        match tokio::time::timeout(self.budget, attempts).await {
+            Ok(answer) => answer.map_err(|failure| failure.error),
+            Err(_) => Err(AuthError::Unavailable(format!(
+                "no answer within {:?}, retries included",
+                self.budget
+            ))),
+        }
+    }
+
+    /// One attempt.
+    async fn ask(&self, token: &str) -> Result<Principal, Failure> {
         let request = ValidateTokenRequest {
             token: token.to_owned(),
             audience: self.audience.clone(),
@@ -66,12 +123,21 @@ impl GrpcTokenValidator {
             .clone()
             .validate_token(request)
             .await
-            .map_err(|status| AuthError::Unavailable(channel::status_text(&status)))?
+            .map_err(|status| Failure {
+                error: AuthError::Unavailable(format!(
+                    "{:?}: {}",
+                    status.code(),
+                    channel::status_text(&status)
+                )),
+                class: channel::status_class(status.code()),
+            })?
             .into_inner();
         match response.result {
             Some(Verdict::Valid(valid)) => Ok(Principal {
-                user: UserId::parse("sub", &valid.subject).map_err(|_| AuthError::Rejected {
-                    reason: "invalid_subject",
+                user: UserId::parse("sub", &valid.subject).map_err(|_| {
+                    Failure::permanent(AuthError::Rejected {
+                        reason: "invalid_subject",
+                    })
                 })?,
                 scopes: valid.scopes,
                 expires_at: Timestamp::from_unix_millis(
@@ -79,12 +145,15 @@ impl GrpcTokenValidator {
                 ),
                 token_id: valid.token_id,
             }),
-            Some(Verdict::Rejected(rejection)) => Err(AuthError::Rejected {
+            Some(Verdict::Rejected(rejection)) => Err(Failure::permanent(AuthError::Rejected {
                 reason: reason_code(rejection.reason()),
+            })),
+            None => Err(Failure {
+                error: AuthError::Unavailable(
+                    "the auth service answered with neither a verdict nor an error".to_owned(),
+                ),
+                class: ErrorClass::Transient,
             }),
-            None => Err(AuthError::Unavailable(
-                "the auth service answered with neither a verdict nor an error".to_owned(),
-            )),
         }
     }
 }
@@ -111,14 +180,7 @@ impl TokenValidator for GrpcTokenValidator {
         if let Some(principal) = self.cache.get(token, now) {
             return Ok(principal);
         }
-        let principal = self
-            .breaker
-            .call(self.ask(token))
-            .await
-            .map_err(|e| match e {
-                Ok(e) => e,
-                Err(open) => AuthError::Unavailable(open.to_string()),
-            })?;
+        let principal = self.ask_patiently(token).await?;
         if principal.expires_at <= now {
             return Err(AuthError::Rejected { reason: "expired" });
         }

@@ -7,10 +7,11 @@
 //! handshake) happens on first use, and `status_text` says what broke when it fails.
 
 use secrecy::ExposeSecret as _;
-use tonic::Status;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Status};
 
 use crate::config::BackendTlsSettings;
+use crate::resilience::ErrorClass;
 
 /// The endpoint of the backend at `url`: TLS when `url` is `https://`, trusting only the CA of
 /// `tls` and presenting its client identity when one is configured (mutual TLS).
@@ -34,6 +35,24 @@ pub fn endpoint(url: &str, tls: &BackendTlsSettings) -> Result<Endpoint, tonic::
         config = config.domain_name(domain.clone());
     }
     endpoint.tls_config(config)
+}
+
+/// Whether a call that failed with `code` may pass when tried again: the classification of
+/// every backend call. A request the backend refused (bad argument, not found, not allowed,
+/// not implemented) gets the same answer again; unavailability, deadlines, exhaustion, aborts,
+/// cancellations, `Unknown` (a broken connection surfaces as it) and `Internal` may pass.
+pub(crate) fn status_class(code: Code) -> ErrorClass {
+    match code {
+        Code::NotFound
+        | Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::AlreadyExists
+        | Code::OutOfRange
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::Unimplemented => ErrorClass::Permanent,
+        _ => ErrorClass::Transient,
+    }
 }
 
 /// The text of a failed call: its message, then the causes of a local failure. A transport
@@ -66,5 +85,27 @@ mod tests {
         // no server could be trusted.
         assert!(endpoint("https://simulator.internal:50051", &tls).is_ok());
         assert!(endpoint("not a url", &tls).is_err());
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_are_transient() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Aborted,
+            Code::Unknown,
+            Code::Internal,
+        ] {
+            assert_eq!(status_class(code), ErrorClass::Transient, "{code:?}");
+        }
+        for code in [
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::InvalidArgument,
+            Code::NotFound,
+        ] {
+            assert_eq!(status_class(code), ErrorClass::Permanent, "{code:?}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use tonic::{Code, Status};
 
 use super::{BackendError, BackendSimulator, SimulatorBackend, StartSpec, channel};
 use crate::domain::{BookView, EventId, Level, SimulatorStatus, Symbol};
-use crate::resilience::{BreakerState, CircuitBreaker, RetryPolicy, retry};
+use crate::resilience::{BreakerState, CircuitBreaker, ErrorClass, RetryPolicy, retry};
 
 /// Talks to one simulator service.
 #[derive(Debug, Clone)]
@@ -148,6 +148,25 @@ impl SimulatorBackend for GrpcSimulatorBackend {
         })
     }
 
+    async fn probe(&self, backend_id: &str, deadline: Duration) -> Result<(), BackendError> {
+        let mut request = tonic::Request::new(pb::GetRequest {
+            simulator_id: backend_id.to_owned(),
+        });
+        request.set_timeout(deadline);
+        let attempt = async {
+            match tokio::time::timeout(deadline, self.client.clone().get(request)).await {
+                Ok(answer) => answer.map(drop).map_err(from_status),
+                Err(_) => Err(BackendError::Unavailable(format!(
+                    "no answer within {deadline:?}"
+                ))),
+            }
+        };
+        self.breaker.call(attempt).await.map_err(|e| match e {
+            Ok(e) => e,
+            Err(open) => BackendError::CircuitOpen(open.to_string()),
+        })
+    }
+
     fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
     }
@@ -157,18 +176,10 @@ impl SimulatorBackend for GrpcSimulatorBackend {
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(from_status)`
 fn from_status(status: Status) -> BackendError {
     let message = channel::status_text(&status);
-    match status.code() {
-        Code::NotFound => BackendError::NotFound(message),
-        Code::InvalidArgument
-        | Code::FailedPrecondition
-        | Code::AlreadyExists
-        | Code::OutOfRange
-        | Code::PermissionDenied
-        | Code::Unauthenticated
-        | Code::Unimplemented => BackendError::Refused(message),
-        // Unavailable, DeadlineExceeded, ResourceExhausted, Aborted, Cancelled, Unknown (broken
-        // connections surface as Unknown) and Internal may all pass.
-        _ => BackendError::Unavailable(format!("{:?}: {message}", status.code())),
+    match (status.code(), channel::status_class(status.code())) {
+        (Code::NotFound, _) => BackendError::NotFound(message),
+        (_, ErrorClass::Permanent) => BackendError::Refused(message),
+        (code, ErrorClass::Transient) => BackendError::Unavailable(format!("{code:?}: {message}")),
     }
 }
 

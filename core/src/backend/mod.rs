@@ -8,6 +8,8 @@
 pub mod channel;
 mod grpc;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 pub use grpc::GrpcSimulatorBackend;
@@ -84,6 +86,11 @@ pub trait SimulatorBackend: Send + Sync + std::fmt::Debug {
 
     /// The authoritative book of one symbol and the stream position it reflects.
     async fn book(&self, backend_id: &str, symbol: &Symbol) -> Result<BookView, BackendError>;
+
+    /// One status read of `backend_id`, without retries, that ends within `deadline` with an
+    /// outcome the circuit breaker counts (an answer, or `Unavailable` once `deadline` passes):
+    /// health checks probe with it inside their own timeout.
+    async fn probe(&self, backend_id: &str, deadline: Duration) -> Result<(), BackendError>;
 
     /// The state of the circuit breaker in front of the backend, for health checks.
     fn breaker_state(&self) -> BreakerState;

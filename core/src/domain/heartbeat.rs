@@ -11,11 +11,23 @@
 //! records its holder on the connection, and advises reconnecting when the holder is draining or
 //! is no longer the one the previous heartbeat recorded.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{ConnectionQuality, Lease, Timestamp};
+use super::{ConnectionQuality, EventId, Lease, Timestamp, ValidationError};
 
-/// What a client sends with `{"action": "heartbeat", ...}`.
+/// The largest counter a heartbeat may carry: 2⁵³ − 1, the largest integer a browser's
+/// JavaScript number holds exactly.
+const MAX_HEARTBEAT_COUNT: u64 = (1 << 53) - 1;
+
+/// The latest clock reading a heartbeat may carry (Unix ms): the last millisecond of 9999.
+/// Readings are subtracted from the server's clock, so they must be far from `i64`'s ends.
+const MAX_HEARTBEAT_TIME: i64 = 253_402_300_799_999;
+
+/// The longest `last_event_id`: two 20-digit numbers and the dash.
+const MAX_EVENT_ID_CHARS: usize = 41;
+
+/// What a client sends with `{"action": "heartbeat", ...}`. Deserialising checks the types and
+/// parses `last_event_id`; [`Heartbeat::validate`] checks the ranges.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
@@ -30,7 +42,71 @@ pub struct Heartbeat {
     /// Market events the client has received on this connection.
     pub events_received: Option<u64>,
     /// The id of the last market event the client processed, to resume from after a reconnect.
-    pub last_event_id: Option<String>,
+    /// Parsed, so what is recorded is the service's own spelling, never the client's text.
+    #[serde(default, deserialize_with = "event_id")]
+    pub last_event_id: Option<EventId>,
+}
+
+impl Heartbeat {
+    /// Checks every field's range: counters `1..=2⁵³−1` (`seq`) or `0..=2⁵³−1`, clock readings
+    /// `0..=`[`MAX_HEARTBEAT_TIME`]. Errors name the field.
+    ///
+    /// # Errors
+    /// The first field out of its range.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let count = |field: &str, value: u64, min: u64| {
+            if (min..=MAX_HEARTBEAT_COUNT).contains(&value) {
+                Ok(())
+            } else {
+                Err(ValidationError::new(
+                    field,
+                    format!("must be between {min} and {MAX_HEARTBEAT_COUNT}, got {value}"),
+                ))
+            }
+        };
+        let time = |field: &str, value: i64| {
+            if (0..=MAX_HEARTBEAT_TIME).contains(&value) {
+                Ok(())
+            } else {
+                Err(ValidationError::new(
+                    field,
+                    format!(
+                        "must be a Unix time in milliseconds, 0 to {MAX_HEARTBEAT_TIME}, got {value}"
+                    ),
+                ))
+            }
+        };
+        count("seq", self.seq, 1)?;
+        time("client_time", self.client_time)?;
+        if let Some(t) = self.last_server_time {
+            time("last_server_time", t)?;
+        }
+        if let Some(t) = self.seen_at {
+            time("seen_at", t)?;
+        }
+        if let Some(n) = self.events_received {
+            count("events_received", n, 0)?;
+        }
+        Ok(())
+    }
+}
+
+/// `last_event_id`: `null`, or a string of at most [`MAX_EVENT_ID_CHARS`] that parses as an
+/// [`EventId`]. The error does not repeat an overlong value.
+fn event_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<EventId>, D::Error> {
+    use serde::de::Error as _;
+    let Some(text) = Option::<std::borrow::Cow<'de, str>>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if text.len() > MAX_EVENT_ID_CHARS {
+        return Err(D::Error::custom(format!(
+            "must be at most {MAX_EVENT_ID_CHARS} characters (`<epoch>-<sequence>`), got {}",
+            text.len()
+        )));
+    }
+    EventId::parse("last_event_id", &text)
+        .map(Some)
+        .map_err(|e| D::Error::custom(e.problem))
 }
 
 /// Thresholds of reconnect advice.
@@ -187,6 +263,96 @@ mod tests {
             events_received: None,
             last_event_id: None,
         }
+    }
+
+    /// The heartbeat of `json`, or the type error (which the handler prefixes with the
+    /// field's path) or the range error (which names the field).
+    fn parse(json: &str) -> Result<Heartbeat, String> {
+        let beat: Heartbeat = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        beat.validate().map_err(|e| e.to_string())?;
+        Ok(beat)
+    }
+
+    #[test]
+    fn a_heartbeats_last_event_id_is_parsed_into_the_services_event_id() {
+        let beat = parse(r#"{"seq": 2, "client_time": 5, "last_event_id": "17-4031"}"#).unwrap();
+
+        assert_eq!(
+            beat.last_event_id,
+            Some(EventId {
+                epoch: 17,
+                sequence: 4031
+            })
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_with_a_malformed_or_overlong_last_event_id_is_refused_without_repeating_it() {
+        let long = "1".repeat(100_000);
+        for bad in ["abc", "1-", "-1-2", "1-2-3", "", long.as_str()] {
+            let json = format!(r#"{{"seq": 2, "client_time": 5, "last_event_id": "{bad}"}}"#);
+
+            let error = parse(&json).unwrap_err();
+
+            assert!(
+                error.contains("is not an event id") || error.contains("at most 41 characters"),
+                "{bad:.50}: {error}"
+            );
+            assert!(
+                error.len() < 200,
+                "the error repeats the value: {error:.300}"
+            );
+        }
+        assert!(parse(r#"{"seq": 2, "client_time": 5, "last_event_id": 17}"#).is_err());
+    }
+
+    #[test]
+    fn a_heartbeats_numbers_outside_their_ranges_are_refused_naming_the_field() {
+        let cases = [
+            (r#"{"seq": 0, "client_time": 5}"#, "seq"),
+            (r#"{"seq": -1, "client_time": 5}"#, "seq"),
+            (r#"{"seq": 18446744073709551616, "client_time": 5}"#, "seq"),
+            (r#"{"seq": 9007199254740992, "client_time": 5}"#, "seq"),
+            (r#"{"seq": 1.5, "client_time": 5}"#, "seq"),
+            (r#"{"seq": 1, "client_time": -5}"#, "client_time"),
+            (
+                r#"{"seq": 1, "client_time": 9223372036854775807}"#,
+                "client_time",
+            ),
+            (
+                r#"{"seq": 1, "client_time": 5, "last_server_time": -9223372036854775808, "seen_at": 4}"#,
+                "last_server_time",
+            ),
+            (
+                r#"{"seq": 1, "client_time": 5, "last_server_time": 3, "seen_at": -4}"#,
+                "seen_at",
+            ),
+            (
+                r#"{"seq": 1, "client_time": 5, "events_received": -1}"#,
+                "events_received",
+            ),
+            (
+                r#"{"seq": 1, "client_time": 5, "events_received": 9007199254740992}"#,
+                "events_received",
+            ),
+        ];
+        for (json, field) in cases {
+            let error = parse(json).unwrap_err();
+
+            // Type errors (negative into unsigned, overflow, fractions) come from serde, whose
+            // path the handler adds; range errors name the field themselves.
+            let typed = error.contains("invalid");
+            assert!(
+                typed || error.starts_with(&format!("{field}: ")),
+                "{json}: {error}"
+            );
+        }
+        assert!(
+            parse(
+                r#"{"seq": 9007199254740991, "client_time": 253402300799999, "events_received": 0}"#
+            )
+            .is_ok()
+        );
     }
 
     #[test]

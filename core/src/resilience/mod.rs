@@ -7,7 +7,7 @@
 mod breaker;
 mod retry;
 
-pub use breaker::{BreakerState, CircuitBreaker, CircuitOpen};
+pub use breaker::{BreakerState, CircuitBreaker, CircuitOpen, Permit};
 pub use retry::{FullJitter, RetryPolicy, retry};
 
 /// Whether trying again later may succeed.

@@ -162,6 +162,7 @@ impl SessionService {
     /// holds the session's lease; and advises (`draining` and `session_moved` from that lease).
     ///
     /// # Errors
+    /// `Invalid` naming the field when a field is out of its range ([`Heartbeat::validate`]);
     /// `NotFound` if the connection is gone (expired or disconnected).
     #[instrument(skip_all, fields(connection = %id, session = %session, seq = beat.seq))]
     pub async fn heartbeat(
@@ -170,12 +171,8 @@ impl SessionService {
         id: &ConnectionId,
         beat: &Heartbeat,
     ) -> Result<HeartbeatAck, ServiceError> {
-        if beat.seq == 0 {
-            return Err(ServiceError::Invalid(crate::domain::ValidationError::new(
-                "seq",
-                "must be at least 1",
-            )));
-        }
+        // Checked before anything is read or written: a bad heartbeat leaves the record as it is.
+        beat.validate().map_err(ServiceError::Invalid)?;
         let policy = self.websocket.advice_policy();
         let lease = self.session_lease(session).await;
         // A concurrent heartbeat of the same connection may win the write; re-read and re-apply.
@@ -197,7 +194,9 @@ impl SessionService {
             let next = Connection {
                 last_seen_at: now,
                 expires_at: now.plus(self.websocket.heartbeat_timeout()),
-                last_event_id: current.position_after(beat.last_event_id.as_deref()),
+                // The parsed id, re-spelled: never the client's own text.
+                last_event_id: current
+                    .position_after(beat.last_event_id.map(|id| id.to_string()).as_deref()),
                 quality,
                 served_by: affinity.served_by.clone(),
                 version: current.version + 1,

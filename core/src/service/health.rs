@@ -8,8 +8,15 @@ use crate::backend::BackendError;
 use crate::domain::SessionId;
 use crate::resilience::BreakerState;
 
-/// How long a health probe may take before its dependency counts as failing.
+/// How long a health probe may take before its dependency counts as failing (within the
+/// Kubernetes readiness probe's 2 s).
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// The deadline of the simulator service's probe call: inside [`PROBE_TIMEOUT`], so that the
+/// call always ends with an outcome its circuit breaker records (an answer, or a failure at the
+/// deadline) instead of being dropped by the timeout while it holds the breaker's half-open
+/// probe. (The backend's own deadline, `backends.deadline_ms`, 2 s by default, and its retries
+/// are longer than the timeout.)
+const BACKEND_PROBE_DEADLINE: Duration = Duration::from_millis(1_250);
 
 /// The overall verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +85,9 @@ impl SessionService {
             if self.backend.breaker_state() == BreakerState::Open {
                 return (DependencyState::Failing, Some("circuit_open"));
             }
-            match tokio::time::timeout(PROBE_TIMEOUT, self.backend.get("health-probe")).await {
-                Ok(Ok(_) | Err(BackendError::NotFound(_) | BackendError::Refused(_))) => {
+            let probe = self.backend.probe("health-probe", BACKEND_PROBE_DEADLINE);
+            match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                Ok(Ok(()) | Err(BackendError::NotFound(_) | BackendError::Refused(_))) => {
                     (DependencyState::Ok, None)
                 }
                 Ok(Err(BackendError::CircuitOpen(_))) => {

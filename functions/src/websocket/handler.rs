@@ -11,6 +11,10 @@ use tracing::{error, info, warn};
 use super::authorizer::ConnectContext;
 use super::frames::{ErrorFrame, HeartbeatAckFrame};
 
+/// The largest heartbeat message read. Every field at its longest takes about 250 bytes; the
+/// rest is room for whitespace. Anything larger is refused before it is parsed.
+const MAX_HEARTBEAT_BYTES: usize = 4096;
+
 /// Handles one WebSocket event. Never fails: every outcome is a status (for `$connect`, a
 /// non-2xx refuses the handshake) or a frame for the client.
 pub async fn handle(
@@ -104,10 +108,19 @@ async fn heartbeat(
     body: Option<&str>,
 ) -> ApiGatewayProxyResponse {
     // `action` routed the message here; the rest is the heartbeat (flatten would lose the
-    // field paths that errors name).
+    // field paths that errors name). An oversized message is refused unread.
     let parsed = body
         .ok_or_else(|| "the message is empty".to_owned())
-        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).map_err(|e| e.to_string()))
+        .and_then(|b| {
+            if b.len() > MAX_HEARTBEAT_BYTES {
+                return Err(format!(
+                    "message: {} bytes, over the {MAX_HEARTBEAT_BYTES} a heartbeat may have \
+                     (last_event_id is at most 41 characters, each number at most 16 digits)",
+                    b.len()
+                ));
+            }
+            serde_json::from_str::<serde_json::Value>(b).map_err(|e| e.to_string())
+        })
         .and_then(|mut message| {
             if let Some(fields) = message.as_object_mut() {
                 fields.remove("action");

@@ -9,3 +9,4 @@ mod faults;
 mod helpers;
 mod simulator;
 mod tls;
+mod token_validator;

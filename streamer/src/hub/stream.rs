@@ -7,7 +7,7 @@
 //! clients read it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -146,6 +146,9 @@ pub struct Stream {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     clients: AtomicUsize,
+    /// Breaks of its upstream so far, each followed by a resubscription: this stream's part of
+    /// `streamer_upstream_reconnects_total`, whose series has no per-stream label.
+    breaks: AtomicU64,
     settings: HubSettings,
     /// Where backfills come from.
     pub(crate) upstream: Upstream,
@@ -172,6 +175,7 @@ impl Stream {
             }),
             changed: watch::Sender::new(0),
             clients: AtomicUsize::new(0),
+            breaks: AtomicU64::new(0),
             settings,
             upstream,
         }
@@ -217,10 +221,19 @@ impl Stream {
         self.lock().upstream.clone()
     }
 
-    /// Reports the window's size to the metrics.
-    pub fn report_window(&self) {
+    /// Breaks of its upstream so far (each followed by a resubscription).
+    pub fn upstream_breaks(&self) -> u64 {
+        self.breaks.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_break(&self) {
+        self.breaks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The window's size: events, bytes.
+    pub fn window_size(&self) -> (u64, u64) {
         let state = self.lock();
-        crate::metrics::window(&self.key, state.window_events, state.window_bytes);
+        (state.window_events, state.window_bytes)
     }
 
     /// Forgets the position, so that the next subscription starts from a fresh snapshot (the

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::chaos::{Seen, metric};
+use crate::chaos::{Seen, eventually, metric};
 use crate::fixture::{Fixture, PATIENCE, read_events};
 use crate::slow::RawClient;
 
@@ -74,8 +74,52 @@ async fn health_and_metrics_report_the_streamer_and_what_it_delivered() {
             .unwrap()
             >= 100.0
     );
-    let window = metric(&fixture, "streamer_window_events", Some(&key)).await;
-    assert!(window.unwrap() >= 100.0, "this stream's window: {window:?}");
+    // The pod's windows together (no per-simulator series); this stream's from the hub.
+    assert!(text.contains("streamer_window_events "), "{text}");
+    let (window, _) = fixture.api.stack.streamer_hub().streams()[0].window_size();
+    assert!(window >= 100, "this stream's window: {window}");
+    assert!(!text.contains(&key), "no series names a simulator:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_keep_no_series_of_a_simulator_that_came_and_went() {
+    let fixture = Fixture::start(&["BTC-USD"], 200, |s| {
+        s.streamer.linger_secs = 0;
+    })
+    .await;
+    let key = fixture.backend_id().await;
+    let metrics_url = format!("{}/metrics", fixture.api.stack.endpoints().sse);
+    let mut stream = fixture.open().await;
+    let mut seen = Seen::default();
+    read_events(&mut stream, &mut seen.replica, 20).await;
+    let while_live = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    drop(stream);
+    fixture.stop_simulator().await;
+    eventually("the stream is gone", Duration::from_secs(30), || async {
+        fixture.api.stack.streamer_hub().streams().is_empty()
+    })
+    .await;
+    let after = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert!(
+        while_live.contains("# TYPE streamer_window_events "),
+        "{while_live}"
+    );
+    // Every simulator that ever streamed would otherwise leave its series behind for the life
+    // of the process: memory that grows with every instance started.
+    let left: Vec<&str> = after.lines().filter(|l| l.contains(&key)).collect();
+    assert!(left.is_empty(), "series of the gone simulator: {left:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

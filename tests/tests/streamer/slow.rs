@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::chaos::{Seen, metric};
+use crate::chaos::Seen;
 use crate::fixture::{Fixture, PATIENCE};
 use crate::sse::{self, Event, SseStream};
 
@@ -202,8 +202,9 @@ async fn a_client_that_reads_nothing_slows_no_one_and_is_conflated_when_it_reads
     let (mut window_bytes, mut attached) = (Vec::new(), Vec::new());
     while started.elapsed() < run {
         attached.push(fixture.api.stack.streamer_hub().streams()[0].clients());
-        if let Some(bytes) = metric(&fixture, "streamer_window_bytes", Some(&key)).await {
-            window_bytes.push(bytes);
+        let streams = fixture.api.stack.streamer_hub().streams();
+        if let Some(stream) = streams.iter().find(|s| s.key == key) {
+            window_bytes.push(stream.window_size().1 as f64);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
