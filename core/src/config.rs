@@ -34,6 +34,20 @@ fn invalid<T>(setting: &'static str, problem: impl Into<String>) -> Result<T, Co
     })
 }
 
+/// Every entry of `origins` is an origin (scheme and host, no path, no trailing slash).
+fn validate_origins(setting: &'static str, origins: &[String]) -> Result<(), ConfigError> {
+    match origins
+        .iter()
+        .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+    {
+        Some(origin) => invalid(
+            setting,
+            format!("{origin:?} is not an origin like https://app.example.com"),
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Where session state lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -397,6 +411,10 @@ pub struct WebSocketSettings {
     pub poor_jitter_ms: u32,
     /// This many heartbeats missed at once make the connection poor.
     pub max_missed_heartbeats: u64,
+    /// Browser origins allowed to open connections: the frontends', the same list as the HTTP
+    /// API's CORS. A handshake whose `Origin` is not listed is refused; one without `Origin`
+    /// (not a browser) is not; empty refuses every `Origin`.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for WebSocketSettings {
@@ -408,6 +426,7 @@ impl Default for WebSocketSettings {
             poor_rtt_ms: 2000,
             poor_jitter_ms: 500,
             max_missed_heartbeats: 3,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -439,7 +458,8 @@ pub struct StreamerSettings {
     pub listen: String,
     /// This instance's name (the pod's); default: `streamer-<pid>`.
     pub instance_id: Option<String>,
-    /// Browser origins allowed to open streams (CORS); empty allows none.
+    /// Browser origins allowed to open streams (CORS, and the `Origin` check of the stream
+    /// route: a listed or absent `Origin` passes); empty allows none.
     pub cors_origins: Vec<String>,
     /// Most bytes of events a stream keeps for resuming clients.
     pub window_bytes: u64,
@@ -512,16 +532,7 @@ impl StreamerSettings {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("streamer.listen", "must be an address like 127.0.0.1:8090");
         }
-        if let Some(origin) = self
-            .cors_origins
-            .iter()
-            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
-        {
-            return invalid(
-                "streamer.cors_origins",
-                format!("{origin:?} is not an origin like https://app.example.com"),
-            );
-        }
+        validate_origins("streamer.cors_origins", &self.cors_origins)?;
         if self.client_queue_bytes < 64 * 1024 {
             return invalid("streamer.client_queue_bytes", "must be at least 65536");
         }
@@ -810,6 +821,7 @@ impl Settings {
         if self.streaming.replay_window_events == 0 {
             return invalid("streaming.replay_window_events", "must be at least 1");
         }
+        validate_origins("websocket.allowed_origins", &self.websocket.allowed_origins)?;
         self.streamer.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return invalid(
@@ -902,6 +914,31 @@ mod tests {
             assert!(!format!("{settings:?}").contains("MIIB\n-----END PRIVATE"));
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // `Jail`'s closure returns figment's error
+    fn websocket_allowed_origins_come_from_the_environment_as_a_list() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "SESSION_WEBSOCKET__ALLOWED_ORIGINS",
+                "[https://app.example.com, http://localhost:8080]",
+            );
+            let settings = Settings::load(None).expect("valid settings");
+            assert_eq!(
+                settings.websocket.allowed_origins,
+                ["https://app.example.com", "http://localhost:8080"]
+            );
+            Ok(())
+        });
+        assert!(with("").unwrap().websocket.allowed_origins.is_empty());
+        let err =
+            with("[websocket]\nallowed_origins = [\"https://app.example.com/\"]").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("configuration: websocket.allowed_origins: "),
+            "{err}"
+        );
     }
 
     #[test]

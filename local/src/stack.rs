@@ -3,7 +3,8 @@
 //! over real gRPC, the HTTP API emulator in front of the REST and authorizer functions, and the
 //! WebSocket API emulator (with its `@connections` API) in front of the WebSocket functions,
 //! the streamer (SSE) reading the simulator's market data, and the web page, served from an
-//! origin of its own that both APIs allow (CORS).
+//! origin of its own that both APIs allow (CORS, and the `Origin` checks of the WebSocket
+//! `$connect` and the SSE stream).
 //!
 //! Tests start it on port 0 ([`StackSettings::ephemeral`]); `session-local` starts it on fixed
 //! ports and prints the endpoints.
@@ -51,7 +52,8 @@ pub struct StackSettings {
     pub simulator: SocketAddr,
     /// The auth service's gRPC server.
     pub auth: SocketAddr,
-    /// The web page (its origin is added to the HTTP API's and the streamer's CORS origins).
+    /// The web page (its origin is added to the HTTP API's and the streamer's CORS origins and
+    /// to `websocket.allowed_origins`).
     pub web: SocketAddr,
     /// The session service's settings; backend URLs are pointed at the parts started here, and
     /// a ticket secret is generated if none is set.
@@ -229,12 +231,15 @@ impl Stack {
         let sse_addr = local_addr(&sse_listener, sse)?;
         service.streaming.sse_url = format!("http://{sse_addr}");
         service.streamer.listen = sse_addr.to_string();
-        // Bound before the APIs are built: both allow the page's origin.
+        // Bound before the APIs are built: all three allow the page's origin.
         let web_listener = bind(web).await?;
         let web_addr = local_addr(&web_listener, web)?;
         for origin in web::origins(web_addr) {
             if !service.streamer.cors_origins.contains(&origin) {
                 service.streamer.cors_origins.push(origin.clone());
+            }
+            if !service.websocket.allowed_origins.contains(&origin) {
+                service.websocket.allowed_origins.push(origin.clone());
             }
             if !http.cors.allow_origins.contains(&origin) {
                 http.cors.allow_origins.push(origin);

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use serde::Deserialize;
 use session_core::domain::{EventId, SessionId, SimulatorId, TicketId};
-use session_core::http::ApiError;
+use session_core::http::{ApiError, check_origin};
 use session_core::service::{ServiceError, SessionService, StreamCredential};
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -44,6 +44,8 @@ pub(crate) async fn stream(
     if *app.draining.borrow() {
         return Err(ApiError::Draining);
     }
+    // A page of another site is refused before its credential is looked at (or spent).
+    check_origin(&app.settings.cors_origins, &headers)?;
     let session_id = SessionId::parse("session_id", &session_id)?;
     let simulator = query
         .simulator_id

@@ -756,7 +756,9 @@ async fn ws_world() -> anyhow::Result<(
     let simulator = SimulatorServer::spawn(SimulatorSettings::default())
         .await
         .context("spawning the simulator service")?;
-    let settings = settings(simulator.endpoint());
+    let mut settings = settings(simulator.endpoint());
+    // The samples' handshakes come from the frontend's page.
+    settings.websocket.allowed_origins = vec!["https://app.example.com".to_owned()];
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store: SharedStore = Arc::new(InMemoryStore::new(clock.clone()));
     let backend = session_functions::wiring::simulator_backend(&settings)?;

@@ -77,6 +77,9 @@ pub enum ApiError {
     /// This instance is shutting down; another one serves.
     #[error("this instance is draining; reconnect")]
     Draining,
+    /// A browser on a page of another site asked (its `Origin` is not allowed).
+    #[error(transparent)]
+    OriginRefused(#[from] crate::http::OriginRefused),
 }
 
 impl From<ValidationError> for ApiError {
@@ -176,7 +179,15 @@ impl ApiError {
                 "The auth service is unavailable",
             ),
             Self::Draining => kind(C::SERVICE_UNAVAILABLE, "draining", "Draining"),
+            Self::OriginRefused(_) => kind(C::FORBIDDEN, "origin-refused", "Origin refused"),
         }
+    }
+
+    /// Whether the same request is likely to succeed in a moment: the store was unavailable
+    /// (a timeout, throttling, a conflict that outlasted its retries). Answered with
+    /// `Retry-After: 1`.
+    fn retry_soon(&self) -> bool {
+        matches!(self, Self::Service(ServiceError::Store(e)) if e.is_transient())
     }
 
     /// The problem document of this error.
@@ -226,6 +237,11 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if self.retry_soon() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }

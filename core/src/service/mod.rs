@@ -114,6 +114,11 @@ impl SessionService {
         })
     }
 
+    /// The browser origins allowed to open WebSocket connections (`websocket.allowed_origins`).
+    pub fn websocket_origins(&self) -> &[String] {
+        &self.websocket.allowed_origins
+    }
+
     /// The caller's session, or `NotFound` whether it is missing, expired or someone else's.
     async fn owned_session(
         &self,

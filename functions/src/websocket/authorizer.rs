@@ -1,6 +1,8 @@
-//! The `$connect` REQUEST authorizer: the ticket in `?ticket=` (browsers cannot set headers on
-//! a WebSocket handshake) is checked and consumed once; the session and user travel on as the
-//! authorizer's context, which API Gateway hands to every later event of the connection.
+//! The `$connect` REQUEST authorizer: a handshake from a browser page whose `Origin` is not in
+//! `websocket.allowed_origins` is refused first, its ticket untouched; then the ticket in
+//! `?ticket=` (browsers cannot set headers on a WebSocket handshake) is checked and consumed
+//! once; the session and user travel on as the authorizer's context, which API Gateway hands to
+//! every later event of the connection.
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest,
@@ -8,6 +10,7 @@ use aws_lambda_events::apigw::{
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde::{Deserialize, Serialize};
+use session_core::http::check_origin;
 use session_core::service::{ServiceError, SessionService};
 use tracing::{info, instrument};
 
@@ -35,6 +38,11 @@ pub async fn authorize_connect(
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ConnectAuthorizerResponse, ServiceError> {
     let resource = event.method_arn.clone().unwrap_or_default();
+    // Before the ticket, so that a refused handshake spends none.
+    if let Err(refused) = check_origin(service.websocket_origins(), &event.headers) {
+        info!(reason = "origin", origin = %refused.0, "connect refused");
+        return Ok(policy(IamPolicyEffect::Deny, resource, "anonymous", None));
+    }
     let Some(ticket) = event.query_string_parameters.first("ticket") else {
         info!(reason = "no_ticket", "connect refused");
         return Ok(policy(IamPolicyEffect::Deny, resource, "anonymous", None));

@@ -11,6 +11,7 @@ mod gateway;
 mod idempotency;
 mod problems;
 mod quotas;
+mod retries;
 mod sessions;
 mod simulators;
 mod stall;

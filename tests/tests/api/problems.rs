@@ -197,6 +197,7 @@ async fn a_store_that_stops_answering_is_a_503_within_the_call_timeout_not_a_han
 
     assert_eq!(held.status, StatusCode::SERVICE_UNAVAILABLE, "{held:?}");
     assert_eq!(held.problem(), "service-unavailable");
+    assert_eq!(held.header("retry-after"), Some("1"), "{held:?}");
     // The call timeout (2 s) and the gateway's overhead; without it, the HTTP client's 30 s.
     assert!(waited < Duration::from_secs(10), "{waited:?}");
     assert_eq!(after.status, StatusCode::OK, "{after:?}");

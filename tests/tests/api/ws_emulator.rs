@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use session_core::auth::TicketCodec;
 use session_core::domain::{SessionId, Timestamp, Transport, UserId};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -28,6 +29,24 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Connects to `url`; the handshake's HTTP status if it is refused.
 async fn try_connect(url: &str) -> Result<Socket, StatusCode> {
     let attempt = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("the handshake is answered");
+    match attempt {
+        Ok((socket, _)) => Ok(socket),
+        Err(WsError::Http(response)) => {
+            Err(StatusCode::from_u16(response.status().as_u16()).unwrap())
+        }
+        Err(e) => panic!("the handshake failed: {e}"),
+    }
+}
+
+/// Connects to `url` as a browser on a page of `origin` would.
+async fn try_connect_from(origin: &str, url: &str) -> Result<Socket, StatusCode> {
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    let attempt = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
         .expect("the handshake is answered");
     match attempt {
@@ -139,6 +158,49 @@ async fn a_replayed_ticket_is_refused_with_403() {
     let replay = try_connect(&url).await;
 
     assert_eq!(replay.err(), Some(StatusCode::FORBIDDEN));
+    assert_eq!(connections(&alice, &session).await, 1);
+}
+
+const FRONTEND: &str = "https://app.example.com";
+
+/// A stack whose WebSocket API allows the frontend's origin (and the web page's).
+async fn spawn_with_frontend() -> TestApi {
+    TestApi::spawn_with(|s| s.websocket.allowed_origins = vec![FRONTEND.to_owned()]).await
+}
+
+#[tokio::test]
+async fn a_handshake_from_a_foreign_origin_is_refused_with_403_and_its_ticket_stays_unspent() {
+    let api = spawn_with_frontend().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let url = alice.ws_ticket(&session).await.1;
+
+    let refused = try_connect_from("https://evil.example", &url).await;
+    let accepted = try_connect_from(FRONTEND, &url).await;
+
+    assert_eq!(refused.err(), Some(StatusCode::FORBIDDEN));
+    assert!(accepted.is_ok(), "the ticket was not spent by the refusal");
+    assert_eq!(connections(&alice, &session).await, 1);
+}
+
+#[tokio::test]
+async fn a_handshake_without_origin_is_not_a_browsers_and_the_ticket_decides() {
+    let api = spawn_with_frontend().await;
+    let alice = api.user("alice");
+    let session = alice.create_session().await;
+    let url = alice.ws_ticket(&session).await.1;
+
+    let refused = try_connect_from("null", &url).await;
+    let accepted = try_connect(&url).await;
+    let replayed = try_connect_from(FRONTEND, &url).await;
+
+    assert_eq!(refused.err(), Some(StatusCode::FORBIDDEN));
+    assert!(accepted.is_ok(), "no Origin: the ticket admits it");
+    assert_eq!(
+        replayed.err(),
+        Some(StatusCode::FORBIDDEN),
+        "an allowed origin does not make a spent ticket good"
+    );
     assert_eq!(connections(&alice, &session).await, 1);
 }
 

@@ -36,7 +36,8 @@ impl Fixture {
         rate: u32,
         configure: impl FnOnce(&mut StackSettings),
     ) -> Self {
-        let api = TestApi::spawn_stack(configure).await;
+        // Boxed: the stack's start future is large, and every test awaits this one.
+        let api = Box::pin(TestApi::spawn_stack(configure)).await;
         let token = api.stack.token("alice");
         let user = api.user("alice");
         let session = user.create_session().await;

@@ -208,3 +208,56 @@ async fn the_frontend_origin_may_open_streams_and_others_may_not() {
             .is_none()
     );
 }
+
+/// A fixture whose frontend is `https://app.example.com`.
+async fn fixture_with_frontend() -> Fixture {
+    Fixture::start(&["BTC-USD"], 200, |s| {
+        s.streamer.cors_origins = vec!["https://app.example.com".to_owned()];
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stream_from_a_foreign_origin_is_refused_with_403_naming_it_and_spends_no_ticket() {
+    let fixture = fixture_with_frontend().await;
+    let url = fixture.ticket_url().await;
+
+    let refused = sse::connect(&url, &[("origin", "https://evil.example")])
+        .await
+        .unwrap_err();
+    // A spent ticket opens again only as a continuation (with `Last-Event-ID`): this one is not.
+    let mut opened = sse::connect(&url, &[("origin", "https://app.example.com")])
+        .await
+        .expect("the ticket is unspent and the frontend's origin allowed");
+    let first = opened.next(PATIENCE).await.unwrap();
+
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.problem(), "origin-refused");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("https://evil.example"),
+        "{refused:?}"
+    );
+    assert_eq!(first.event, "snapshot");
+}
+
+#[tokio::test]
+async fn a_stream_without_origin_is_not_a_browsers_and_opens_with_the_ticket_a_foreign_origin_could_not_use()
+ {
+    let fixture = fixture_with_frontend().await;
+    let url = fixture.ticket_url().await;
+
+    let refused = sse::connect(&url, &[("origin", "https://app.example.com.evil.example")])
+        .await
+        .unwrap_err();
+    let mut opened = sse::connect(&url, &[])
+        .await
+        .expect("no Origin: not a browser, so the ticket decides");
+    let first = opened.next(PATIENCE).await.unwrap();
+
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.problem(), "origin-refused");
+    assert_eq!(first.event, "snapshot");
+}

@@ -3,12 +3,22 @@
 //! Hand-written because the SDK has four builder types (put, update, delete)
 //! and two call styles (single call, transaction item) with the same expression plumbing;
 //! this keeps each store operation to its keys and expressions.
+//!
+//! Every put and update stamps its item with the write's own id ([`WRITE_ID`]) and asks for the
+//! item as it was when a condition fails (`ReturnValuesOnConditionCheckFailure = ALL_OLD`). A
+//! write whose earlier attempt landed but whose answer was lost (a timed-out attempt the SDK
+//! retried) then fails its condition against itself: finding its own id on the item, it
+//! counts as applied ([`Write::landed`]) instead of as a false conflict or replay.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 
 use super::item::Item;
@@ -34,7 +44,13 @@ pub(super) struct Write {
     op: Op,
     condition: Option<String>,
     values: HashMap<String, AttributeValue>,
+    /// Unique to this logical write and stamped on the item (puts and updates), so that a
+    /// retried attempt failing its condition can tell its own landed write from another's.
+    id: String,
 }
+
+/// The attribute that holds the id of the last write of an item (see the module docs).
+pub(super) const WRITE_ID: &str = "write_id";
 
 /// Why a single write did not apply.
 #[derive(Debug)]
@@ -72,7 +88,40 @@ impl Write {
             op,
             condition: None,
             values: HashMap::new(),
+            id: ulid::Ulid::new().to_string(),
         }
+    }
+
+    /// Whether `item` (as returned by a failed condition) holds this very write: then an
+    /// earlier attempt of it landed, and it applied. Deletes leave nothing to recognise.
+    pub(super) fn landed(&self, item: Option<&Item>) -> bool {
+        !matches!(self.op, Op::Delete(_))
+            && item
+                .and_then(|item| item.get(WRITE_ID))
+                .is_some_and(|id| id.as_s().is_ok_and(|id| *id == self.id))
+    }
+
+    /// The write with its id stamped on the item: an attribute of a put's item, an assignment
+    /// of an update's expression.
+    fn stamped(mut self) -> Self {
+        let id = AttributeValue::S(self.id.clone());
+        match &mut self.op {
+            Op::Put(item) => {
+                item.insert(WRITE_ID.to_owned(), id);
+            }
+            Op::Update { expression, .. } => {
+                *expression = with_assignment(expression, &format!("#{WRITE_ID} = :{WRITE_ID}"));
+                self.values.insert(format!(":{WRITE_ID}"), id);
+            }
+            Op::Delete(_) => {}
+        }
+        self
+    }
+
+    /// `ALL_OLD` for a conditional put or update (whose failure may be its own landed write).
+    fn old_on_failure(&self) -> Option<ReturnValuesOnConditionCheckFailure> {
+        (self.condition.is_some() && !matches!(self.op, Op::Delete(_)))
+            .then_some(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
     /// Applies the write only if `condition` holds.
@@ -106,18 +155,22 @@ impl Write {
         (!self.values.is_empty()).then(|| self.values.clone())
     }
 
-    /// This write as an item of `TransactWriteItems`.
-    pub(super) fn into_transact_item(self, table: &str) -> Result<TransactWriteItem, StoreError> {
-        let names = self.names();
-        let values = self.values();
-        let item = match self.op {
+    /// This write as an item of `TransactWriteItems`, stamped with its id (keep the write to
+    /// recognise it with [`Self::landed`]).
+    pub(super) fn to_transact_item(&self, table: &str) -> Result<TransactWriteItem, StoreError> {
+        let this = self.clone().stamped();
+        let old_on_failure = this.old_on_failure();
+        let names = this.names();
+        let values = this.values();
+        let item = match this.op {
             Op::Put(item) => TransactWriteItem::builder().put(
                 Put::builder()
                     .table_name(table)
                     .set_item(Some(item))
-                    .set_condition_expression(self.condition)
+                    .set_condition_expression(this.condition)
                     .set_expression_attribute_names(names)
                     .set_expression_attribute_values(values)
+                    .set_return_values_on_condition_check_failure(old_on_failure)
                     .build()
                     .map_err(backend)?,
             ),
@@ -126,9 +179,10 @@ impl Write {
                     .table_name(table)
                     .set_key(Some(key))
                     .update_expression(expression)
-                    .set_condition_expression(self.condition)
+                    .set_condition_expression(this.condition)
                     .set_expression_attribute_names(names)
                     .set_expression_attribute_values(values)
+                    .set_return_values_on_condition_check_failure(old_on_failure)
                     .build()
                     .map_err(backend)?,
             ),
@@ -136,7 +190,7 @@ impl Write {
                 Delete::builder()
                     .table_name(table)
                     .set_key(Some(key))
-                    .set_condition_expression(self.condition)
+                    .set_condition_expression(this.condition)
                     .set_expression_attribute_names(names)
                     .set_expression_attribute_values(values)
                     .build()
@@ -146,50 +200,100 @@ impl Write {
         Ok(item.build())
     }
 
-    /// Sends this write alone; an update returns the item as it is after the write.
+    /// Sends this write alone; an update returns the item as it is after the write. A write
+    /// whose condition fails against its own earlier landed attempt has applied (`Ok`).
     pub(super) async fn send(
         self,
         client: &aws_sdk_dynamodb::Client,
         table: &str,
     ) -> Result<Option<Item>, WriteError> {
-        let names = self.names();
-        let values = self.values();
-        match self.op {
+        let this = self.stamped();
+        let old_on_failure = this.old_on_failure();
+        let names = this.names();
+        let values = this.values();
+        let landed = |old: Option<&Item>| this.landed(old);
+        match this.op.clone() {
             Op::Put(item) => client
                 .put_item()
                 .table_name(table)
                 .set_item(Some(item))
-                .set_condition_expression(self.condition)
+                .set_condition_expression(this.condition.clone())
                 .set_expression_attribute_names(names)
                 .set_expression_attribute_values(values)
+                .set_return_values_on_condition_check_failure(old_on_failure)
                 .send()
                 .await
                 .map(|_| None)
-                .map_err(classify_write),
+                .or_else(|e| classify_write(e, landed).map(|_| None)),
             Op::Update { key, expression } => client
                 .update_item()
                 .table_name(table)
                 .set_key(Some(key))
                 .update_expression(expression)
-                .set_condition_expression(self.condition)
+                .set_condition_expression(this.condition.clone())
                 .set_expression_attribute_names(names)
                 .set_expression_attribute_values(values)
                 .return_values(ReturnValue::AllNew)
+                .set_return_values_on_condition_check_failure(old_on_failure)
                 .send()
                 .await
                 .map(|out| out.attributes)
-                .map_err(classify_write),
+                .or_else(|e| classify_write(e, landed).map(Some)),
             Op::Delete(key) => client
                 .delete_item()
                 .table_name(table)
                 .set_key(Some(key))
-                .set_condition_expression(self.condition)
+                .set_condition_expression(this.condition.clone())
                 .set_expression_attribute_names(names)
                 .set_expression_attribute_values(values)
                 .send()
                 .await
                 .map(|_| None)
-                .map_err(classify_write),
+                .or_else(|e| classify_write(e, landed).map(|_| None)),
+        }
+    }
+}
+
+/// `expression` with `assignment` added to its `SET` clause (or a `SET` clause added).
+fn with_assignment(expression: &str, assignment: &str) -> String {
+    let words: Vec<&str> = expression.split(' ').collect();
+    match words.iter().position(|w| *w == "SET") {
+        Some(at) => {
+            let (before, after) = words.split_at(at + 1);
+            format!("{} {assignment}, {}", before.join(" "), after.join(" "))
+        }
+        None => format!("SET {assignment} {expression}"),
+    }
+}
+
+/// The item a failed condition returned, for each single-item call's error type.
+trait OldItem {
+    fn old_item(&self) -> Option<&Item>;
+}
+
+impl OldItem for PutItemError {
+    fn old_item(&self) -> Option<&Item> {
+        match self {
+            Self::ConditionalCheckFailedException(e) => e.item(),
+            _ => None,
+        }
+    }
+}
+
+impl OldItem for UpdateItemError {
+    fn old_item(&self) -> Option<&Item> {
+        match self {
+            Self::ConditionalCheckFailedException(e) => e.item(),
+            _ => None,
+        }
+    }
+}
+
+impl OldItem for DeleteItemError {
+    fn old_item(&self) -> Option<&Item> {
+        match self {
+            Self::ConditionalCheckFailedException(e) => e.item(),
+            _ => None,
         }
     }
 }
@@ -242,21 +346,115 @@ where
     }
 }
 
-fn classify_write<E, R>(err: SdkError<E, R>) -> WriteError
+/// A failed single write: applied after all if its condition failed against its own landed
+/// write (`landed` says, given the item returned), else why it did not apply.
+fn classify_write<E, R>(
+    err: SdkError<E, R>,
+    landed: impl FnOnce(Option<&Item>) -> bool,
+) -> Result<Item, WriteError>
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: OldItem + ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     if err.code() == Some("ConditionalCheckFailedException") {
-        WriteError::ConditionFailed
+        let old = err.as_service_error().and_then(OldItem::old_item);
+        if landed(old) {
+            return Ok(old.cloned().unwrap_or_default());
+        }
+        Err(WriteError::ConditionFailed)
     } else {
-        WriteError::Store(classify(err))
+        Err(WriteError::Store(classify(err)))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::types::error::{
+        ConditionalCheckFailedException, ProvisionedThroughputExceededException,
+        RequestLimitExceeded, ThrottlingException,
+    };
+
     use super::*;
+
+    fn metadata(code: &str) -> ErrorMetadata {
+        ErrorMetadata::builder().code(code).build()
+    }
+
+    #[test]
+    fn throttled_single_calls_are_unavailable_not_backend_failures() {
+        let errors = [
+            PutItemError::ProvisionedThroughputExceededException(
+                ProvisionedThroughputExceededException::builder()
+                    .meta(metadata("ProvisionedThroughputExceededException"))
+                    .build(),
+            ),
+            PutItemError::RequestLimitExceeded(
+                RequestLimitExceeded::builder()
+                    .meta(metadata("RequestLimitExceeded"))
+                    .build(),
+            ),
+            PutItemError::ThrottlingException(
+                ThrottlingException::builder()
+                    .meta(metadata("ThrottlingException"))
+                    .build(),
+            ),
+        ];
+        for error in errors {
+            let classified = classify(SdkError::service_error(error, ()));
+            assert!(classified.is_transient(), "{classified:?}");
+        }
+        let refused = classify(SdkError::service_error(
+            PutItemError::generic(metadata("ValidationException")),
+            (),
+        ));
+        assert!(!refused.is_transient(), "{refused:?}");
+    }
+
+    #[test]
+    fn a_failed_condition_against_the_writes_own_item_counts_as_applied() {
+        let write = Write::put(Item::new()).when("attribute_not_exists(#PK)");
+        let failed = |id: &str| {
+            let old = Item::from([(WRITE_ID.to_owned(), AttributeValue::S(id.to_owned()))]);
+            SdkError::service_error(
+                PutItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder()
+                        .set_item(Some(old))
+                        .meta(metadata("ConditionalCheckFailedException"))
+                        .build(),
+                ),
+                (),
+            )
+        };
+
+        let own = classify_write(failed(&write.id), |old| write.landed(old));
+        let other = classify_write(failed("01OTHERWRITE"), |old| write.landed(old));
+
+        assert!(own.is_ok(), "{own:?}");
+        assert!(
+            matches!(other, Err(WriteError::ConditionFailed)),
+            "{other:?}"
+        );
+    }
+
+    #[test]
+    fn the_write_id_joins_an_updates_set_clause_or_adds_one() {
+        assert_eq!(
+            with_assignment("SET #a = :a, #b = :b", "#w = :w"),
+            "SET #w = :w, #a = :a, #b = :b"
+        );
+        assert_eq!(
+            with_assignment("REMOVE #a, #b", "#w = :w"),
+            "SET #w = :w REMOVE #a, #b"
+        );
+        assert_eq!(
+            with_assignment("SET #a = :a REMOVE #b", "#w = :w"),
+            "SET #w = :w, #a = :a REMOVE #b"
+        );
+        let stamped = Write::update(Item::new(), "REMOVE #a").stamped();
+        assert!(stamped.names().unwrap().contains_key("#write_id"));
+        assert!(stamped.values().unwrap().contains_key(":write_id"));
+    }
 
     #[test]
     fn names_are_derived_from_hash_tokens() {
