@@ -28,16 +28,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Connects to `url`; the handshake's HTTP status if it is refused.
 async fn try_connect(url: &str) -> Result<Socket, StatusCode> {
-    let attempt = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("the handshake is answered");
-    match attempt {
-        Ok((socket, _)) => Ok(socket),
-        Err(WsError::Http(response)) => {
-            Err(StatusCode::from_u16(response.status().as_u16()).unwrap())
-        }
-        Err(e) => panic!("the handshake failed: {e}"),
-    }
+    handshake(url.into_client_request().unwrap()).await
 }
 
 /// Connects to `url` as a browser on a page of `origin` would.
@@ -46,6 +37,13 @@ async fn try_connect_from(origin: &str, url: &str) -> Result<Socket, StatusCode>
     request
         .headers_mut()
         .insert("origin", origin.parse().unwrap());
+    handshake(request).await
+}
+
+/// Sends the handshake `request`; its HTTP status if it is refused.
+async fn handshake(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<Socket, StatusCode> {
     let attempt = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
         .expect("the handshake is answered");
