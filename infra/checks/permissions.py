@@ -108,7 +108,7 @@ class Stack:
         for name, spec in template.get("Parameters", {}).items():
             value = parameters.get(name, spec.get("Default"))
             if spec.get("Type") == "CommaDelimitedList" and isinstance(value, str):
-                value = [v for v in value.split(",")] if value else [""]
+                value = value.split(",")
             self.parameters[name] = value
         self.pseudo = {
             "AWS::Region": REGION,

@@ -85,8 +85,7 @@ async fn stop_and_compare(fixture: &Fixture, clients: Vec<JoinHandle<Seen>>) -> 
 
 /// The value of the first series of `/metrics` named `name` (for `simulator`, if given).
 pub async fn metric(fixture: &Fixture, name: &str, simulator: Option<&str>) -> Option<f64> {
-    let url = format!("{}/metrics", fixture.api.stack.endpoints().sse);
-    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let text = fixture.metrics().await;
     let label = simulator.map(|s| format!("simulator=\"{s}\""));
     text.lines()
         .filter(|line| !line.starts_with('#'))

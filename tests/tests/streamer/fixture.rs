@@ -99,6 +99,12 @@ impl Fixture {
         )
     }
 
+    /// The streamer's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.api.stack.endpoints().sse);
+        reqwest::get(url).await.unwrap().text().await.unwrap()
+    }
+
     /// Opens a stream with a fresh ticket.
     pub async fn open(&self) -> SseStream {
         sse::connect(&self.ticket_url().await, &[]).await.unwrap()

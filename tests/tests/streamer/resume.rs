@@ -230,12 +230,7 @@ async fn a_resume_from_before_a_fresh_streams_window_is_backfilled_from_the_simu
         "a replay, with no reset"
     );
     assert_eq!(replica.resets, 0);
-    let metrics = reqwest::get(format!("{}/metrics", fixture.api.stack.endpoints().sse))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = fixture.metrics().await;
     assert!(
         metrics.contains(r#"streamer_backfills_total{outcome="filled"}"#),
         "the events came from a backfill:\n{metrics}"

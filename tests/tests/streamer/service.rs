@@ -88,16 +88,10 @@ async fn metrics_keep_no_series_of_a_simulator_that_came_and_went() {
     })
     .await;
     let key = fixture.backend_id().await;
-    let metrics_url = format!("{}/metrics", fixture.api.stack.endpoints().sse);
     let mut stream = fixture.open().await;
     let mut seen = Seen::default();
     read_events(&mut stream, &mut seen.replica, 20).await;
-    let while_live = reqwest::get(&metrics_url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let while_live = fixture.metrics().await;
 
     drop(stream);
     fixture.stop_simulator().await;
@@ -105,12 +99,7 @@ async fn metrics_keep_no_series_of_a_simulator_that_came_and_went() {
         fixture.api.stack.streamer_hub().streams().is_empty()
     })
     .await;
-    let after = reqwest::get(&metrics_url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = fixture.metrics().await;
 
     assert!(
         while_live.contains("# TYPE streamer_window_events "),
