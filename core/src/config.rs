@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod ticket_keys;
+
 use figment::Figment;
 use figment::providers::{Env, Format as _, Toml};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -32,6 +34,17 @@ fn invalid<T>(setting: &'static str, problem: impl Into<String>) -> Result<T, Co
         setting,
         problem: problem.into(),
     })
+}
+
+/// `arn`, if set, is a Secrets Manager secret's ARN.
+fn validate_secret_arn(setting: &'static str, arn: Option<&str>) -> Result<(), ConfigError> {
+    if arn.is_some_and(|arn| !arn.starts_with("arn:") || !arn.contains(":secretsmanager:")) {
+        return invalid(
+            setting,
+            "must be a Secrets Manager secret's ARN (arn:aws:secretsmanager:...)",
+        );
+    }
+    Ok(())
 }
 
 /// Every entry of `origins` is an origin (scheme and host, no path, no trailing slash).
@@ -98,6 +111,9 @@ pub struct Limits {
     pub simulators_per_session: u32,
     /// WebSocket connections one session may have.
     pub connections_per_session: u32,
+    /// Simulator events per second one user's simulators (not stopped or failed) may add up to:
+    /// one simulator at the maximum rate, or many slower ones.
+    pub events_per_second_per_user: u32,
     /// How long a session lives, in seconds.
     pub session_lifetime_secs: u64,
 }
@@ -133,18 +149,35 @@ pub struct TelemetrySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    /// HMAC key that signs connect tickets; every process that mints or checks tickets needs
-    /// the same one (at least 32 bytes). Required where tickets are used; never logged.
-    pub ticket_secret: Option<SecretString>,
+    /// JSON file of the ES256 key that signs connect tickets, `{"kid": ..., "private_key_pem":
+    /// ...}` (PKCS#8 EC P-256): only the REST API has one. See `auth::keys` for the formats.
+    pub ticket_signing_key_file: Option<PathBuf>,
+    /// Instead of `ticket_signing_key_file`: the Secrets Manager secret holding that document,
+    /// read once at start ([`crate::secrets::load_ticket_keys`]).
+    pub ticket_signing_key_secret_arn: Option<String>,
+    /// JWKS file of the public keys tickets are checked with (one or more, by `kid`): the
+    /// WebSocket authorizer and the streamer have one.
+    pub ticket_verify_keys_file: Option<PathBuf>,
+    /// Instead of `ticket_verify_keys_file`: the Secrets Manager secret holding that JWKS.
+    pub ticket_verify_keys_secret_arn: Option<String>,
     /// How long a connect ticket is valid, in seconds.
     pub ticket_ttl_secs: u64,
     /// The audience bearer tokens must be issued for.
     pub token_audience: String,
-}
-
-impl AuthSettings {
-    /// Shortest ticket key accepted, in bytes.
-    pub const MIN_SECRET_BYTES: usize = 32;
+    /// How long a process keeps an answer of the revocation list (negative ones too), in
+    /// milliseconds: the bound within which a revocation takes effect at every door. 0: ask
+    /// the store every time.
+    pub revocation_cache_ms: u64,
+    /// How many tokens' answers a process keeps at most.
+    pub revocation_cache_entries: usize,
+    /// The longest life of a bearer token the auth service issues, in seconds: a revocation
+    /// lasts at most this long, and by default a subject's lasts exactly this long (every token
+    /// of the subject has expired by then).
+    pub max_token_life_secs: u64,
+    /// The ticket keys as read from the files or secrets above (or set by the local stack).
+    /// Boxed, as `backends.tls` is: settings are held across awaits in many futures.
+    #[serde(skip)]
+    ticket_keys: Box<ticket_keys::TicketKeys>,
 }
 
 /// Where the gRPC backends are and how patiently to call them.
@@ -249,16 +282,10 @@ impl BackendTlsSettings {
                 "must not be set with backends.tls.key_file (one place holds the key)",
             );
         }
-        if self
-            .key_secret_arn
-            .as_deref()
-            .is_some_and(|arn| !arn.starts_with("arn:") || !arn.contains(":secretsmanager:"))
-        {
-            return invalid(
-                "backends.tls.key_secret_arn",
-                "must be a Secrets Manager secret's ARN (arn:aws:secretsmanager:...)",
-            );
-        }
+        validate_secret_arn(
+            "backends.tls.key_secret_arn",
+            self.key_secret_arn.as_deref(),
+        )?;
         let has_key = self.key_file.is_some() || self.key_secret_arn.is_some();
         match (&self.cert_file, has_key) {
             (Some(_), false) => {
@@ -393,6 +420,12 @@ pub struct StreamingSettings {
     /// Events the streamer keeps per stream for resuming clients; a client further behind gets
     /// a snapshot.
     pub replay_window_events: u64,
+    /// How long after its ticket's expiry an SSE stream URL may still be resumed (`EventSource`
+    /// reconnects to the URL it was given): the longest a leaked stream URL can be continued.
+    /// Past it, the browser's reconnect is refused (`chain_ended`) and the page asks the
+    /// reconnect endpoint for a fresh ticket. The verifiers must keep a retired ticket key at
+    /// least this long plus the ticket's life.
+    pub resume_chain_secs: u64,
 }
 
 /// WebSocket connections: liveness and reconnect advice.
@@ -498,6 +531,20 @@ pub struct StreamerSettings {
     pub lease_ttl_secs: u64,
     /// After a first event, how long a WebSocket push waits for more before posting.
     pub push_batch_delay_ms: u64,
+    /// Most connections the pod holds; over it a connection gets a `503` (`full`), and
+    /// `/health/ready` says `full` from 95 % of it until it falls to 90 %.
+    pub max_connections: u32,
+    /// Most streams one user holds open on the pod at once (over it: `429`, `too-many-streams`).
+    pub max_streams_per_user: u32,
+    /// Most streams one source address holds open on the pod at once (an office NAT shares an
+    /// address, so well above `max_streams_per_user`).
+    pub max_streams_per_address: u32,
+    /// A request head not complete this long after the connection opened (or, between
+    /// keep-alive requests, after its first byte) closes the connection (slowloris).
+    pub header_timeout_ms: u64,
+    /// A write to a client making no progress for this long (its socket stopped draining)
+    /// closes the connection.
+    pub write_timeout_ms: u64,
 }
 
 impl Default for StreamerSettings {
@@ -523,6 +570,11 @@ impl Default for StreamerSettings {
             push_poll_ms: 1_000,
             lease_ttl_secs: 10,
             push_batch_delay_ms: 10,
+            max_connections: 20_000,
+            max_streams_per_user: 20,
+            max_streams_per_address: 200,
+            header_timeout_ms: 10_000,
+            write_timeout_ms: 30_000,
         }
     }
 }
@@ -591,6 +643,50 @@ impl StreamerSettings {
         if self.upstream_breaker_threshold == 0 {
             return invalid("streamer.upstream_breaker_threshold", "must be at least 1");
         }
+        self.validate_admission()
+    }
+
+    fn validate_admission(&self) -> Result<(), ConfigError> {
+        for (setting, value, range) in [
+            (
+                "streamer.max_connections",
+                u64::from(self.max_connections),
+                1..=1_000_000,
+            ),
+            (
+                "streamer.max_streams_per_user",
+                u64::from(self.max_streams_per_user),
+                1..=1_000_000,
+            ),
+            (
+                "streamer.max_streams_per_address",
+                u64::from(self.max_streams_per_address),
+                1..=1_000_000,
+            ),
+            (
+                "streamer.header_timeout_ms",
+                self.header_timeout_ms,
+                100..=600_000,
+            ),
+            (
+                "streamer.write_timeout_ms",
+                self.write_timeout_ms,
+                100..=3_600_000,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return invalid(
+                    setting,
+                    format!("must be between {} and {}", range.start(), range.end()),
+                );
+            }
+        }
+        if self.max_streams_per_address < self.max_streams_per_user {
+            return invalid(
+                "streamer.max_streams_per_address",
+                "must be at least streamer.max_streams_per_user (an address holds a user's streams)",
+            );
+        }
         Ok(())
     }
 
@@ -599,6 +695,142 @@ impl StreamerSettings {
         self.instance_id
             .clone()
             .unwrap_or_else(|| format!("streamer-{}", std::process::id()))
+    }
+}
+
+/// The edge (CloudFront and AWS WAF) in front of the HTTP API, when there is one: the REST API
+/// then answers only requests that carry the edge's secret origin header, so the direct
+/// `execute-api` endpoint cannot be used to go around the WAF.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeSettings {
+    /// The Secrets Manager secret whose `SecretString` CloudFront sends as `origin_header`;
+    /// unset, no edge (every request is served).
+    pub origin_secret_arn: Option<String>,
+    /// The header CloudFront adds to every request it forwards to the API.
+    pub origin_header: String,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        Self {
+            origin_secret_arn: None,
+            origin_header: "x-origin-verify".to_owned(),
+        }
+    }
+}
+
+impl EdgeSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        validate_secret_arn("edge.origin_secret_arn", self.origin_secret_arn.as_deref())?;
+        let header = &self.origin_header;
+        if header.is_empty()
+            || !header
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return invalid(
+                "edge.origin_header",
+                "must be a lower-case HTTP header name like x-origin-verify",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One class's rate limit (GCRA, see `crate::ratelimit`): a sustained rate and the burst a full
+/// allowance admits at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateQuota {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests admitted at once from a full allowance.
+    pub burst: u32,
+}
+
+impl RateQuota {
+    const fn of(per_second: u32, burst: u32) -> Self {
+        Self { per_second, burst }
+    }
+}
+
+/// Rate limits per user and per source address at every door (`rate_limits`). The defaults are
+/// far above what a frontend does and reached by a flood within a second or two (reasoning in
+/// docs/architecture.md, "Rate limits").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// REST reads (`GET`), per user.
+    pub reads: RateQuota,
+    /// REST writes (create or close a session), per user.
+    pub writes: RateQuota,
+    /// Ticket issuing (`POST …/tickets`, `POST …/reconnect`), per user.
+    pub tickets: RateQuota,
+    /// Simulator start and stop, per user.
+    pub simulator_control: RateQuota,
+    /// Every REST route (the anonymous ones too), per source address.
+    pub per_address: RateQuota,
+    /// WebSocket `$connect`, per user.
+    pub ws_connect: RateQuota,
+    /// WebSocket messages (heartbeats and any other), per connection.
+    pub ws_messages: RateQuota,
+    /// SSE stream opens, per user.
+    pub sse_connect: RateQuota,
+    /// WebSocket `$connect` and SSE opens, per source address.
+    pub connect_per_address: RateQuota,
+    /// Proxies in front of the streamer that append the client's address to `X-Forwarded-For`
+    /// (the load balancer: 1); 0 takes the TCP peer as the client. Never more than really
+    /// exist: a client can write anything into the header's earlier entries.
+    pub trusted_proxy_hops: u8,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            reads: RateQuota::of(20, 40),
+            writes: RateQuota::of(5, 10),
+            tickets: RateQuota::of(2, 10),
+            simulator_control: RateQuota::of(1, 5),
+            per_address: RateQuota::of(50, 100),
+            ws_connect: RateQuota::of(2, 10),
+            ws_messages: RateQuota::of(5, 20),
+            sse_connect: RateQuota::of(2, 10),
+            connect_per_address: RateQuota::of(10, 40),
+            trusted_proxy_hops: 0,
+        }
+    }
+}
+
+impl RateLimitSettings {
+    /// Every class's quota with its setting's name.
+    pub fn quotas(&self) -> [(&'static str, RateQuota); 9] {
+        [
+            ("rate_limits.reads", self.reads),
+            ("rate_limits.writes", self.writes),
+            ("rate_limits.tickets", self.tickets),
+            ("rate_limits.simulator_control", self.simulator_control),
+            ("rate_limits.per_address", self.per_address),
+            ("rate_limits.ws_connect", self.ws_connect),
+            ("rate_limits.ws_messages", self.ws_messages),
+            ("rate_limits.sse_connect", self.sse_connect),
+            ("rate_limits.connect_per_address", self.connect_per_address),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (setting, quota) in self.quotas() {
+            if !(1..=100_000).contains(&quota.per_second) {
+                return invalid(setting, "per_second must be between 1 and 100000");
+            }
+            if !(1..=1_000_000).contains(&quota.burst) {
+                return invalid(setting, "burst must be between 1 and 1000000");
+            }
+        }
+        if self.trusted_proxy_hops > 8 {
+            return invalid("rate_limits.trusted_proxy_hops", "must be at most 8");
+        }
+        Ok(())
     }
 }
 
@@ -622,6 +854,10 @@ pub struct Settings {
     pub websocket: WebSocketSettings,
     /// The streamer.
     pub streamer: StreamerSettings,
+    /// The edge in front of the HTTP API.
+    pub edge: EdgeSettings,
+    /// Rate limits per user and per source address.
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Default for StoreSettings {
@@ -642,6 +878,7 @@ impl Default for Limits {
             sessions_per_user: 10,
             simulators_per_session: 4,
             connections_per_session: 8,
+            events_per_second_per_user: crate::domain::NewSimulator::MAX_EVENTS_PER_SECOND,
             session_lifetime_secs: 24 * 3600,
         }
     }
@@ -659,9 +896,16 @@ impl Default for TelemetrySettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
-            ticket_secret: None,
+            ticket_signing_key_file: None,
+            ticket_signing_key_secret_arn: None,
+            ticket_verify_keys_file: None,
+            ticket_verify_keys_secret_arn: None,
             ticket_ttl_secs: 60,
             token_audience: "session-service".to_owned(),
+            revocation_cache_ms: 5_000,
+            revocation_cache_entries: 10_000,
+            max_token_life_secs: 86_400,
+            ticket_keys: Box::default(),
         }
     }
 }
@@ -685,6 +929,7 @@ impl Default for StreamingSettings {
             sse_url: "http://127.0.0.1:8090".to_owned(),
             ws_url: "ws://127.0.0.1:8091".to_owned(),
             replay_window_events: 10_000,
+            resume_chain_secs: 2 * 3600,
         }
     }
 }
@@ -709,7 +954,7 @@ impl Settings {
     }
 
     /// Extracts and validates settings from any figment (tests build their own), and reads the
-    /// files they name (`backends.tls`).
+    /// files they name (`backends.tls`, `auth.ticket_*_file`).
     ///
     /// # Errors
     /// A value has the wrong type or is out of range, or a named file cannot be read.
@@ -717,6 +962,7 @@ impl Settings {
         let mut settings: Self = figment.extract().map_err(Box::new)?;
         settings.validate()?;
         settings.backends.tls.load()?;
+        settings.auth.load_ticket_key_files()?;
         Ok(settings)
     }
 
@@ -756,6 +1002,10 @@ impl Settings {
                 "limits.connections_per_session",
                 self.limits.connections_per_session,
             ),
+            (
+                "limits.events_per_second_per_user",
+                self.limits.events_per_second_per_user,
+            ),
         ];
         for (setting, value) in limits {
             if value == 0 {
@@ -765,13 +1015,24 @@ impl Settings {
         if self.limits.session_lifetime_secs < 60 {
             return invalid("limits.session_lifetime_secs", "must be at least 60");
         }
-        if let Some(secret) = &self.auth.ticket_secret
-            && secret.expose_secret().len() < AuthSettings::MIN_SECRET_BYTES
-        {
-            return invalid("auth.ticket_secret", "must be at least 32 bytes");
-        }
+        self.auth.validate_ticket_key_sources()?;
         if !(5..=600).contains(&self.auth.ticket_ttl_secs) {
             return invalid("auth.ticket_ttl_secs", "must be between 5 and 600");
+        }
+        if self.auth.revocation_cache_ms > 60_000 {
+            return invalid(
+                "auth.revocation_cache_ms",
+                "must be at most 60000 (a minute)",
+            );
+        }
+        if self.auth.revocation_cache_entries == 0 {
+            return invalid("auth.revocation_cache_entries", "must be at least 1");
+        }
+        if !(60..=30 * 86_400).contains(&self.auth.max_token_life_secs) {
+            return invalid(
+                "auth.max_token_life_secs",
+                "must be between 60 and 2592000 (30 days)",
+            );
         }
         for (setting, url) in [
             ("backends.auth_url", &self.backends.auth_url),
@@ -818,11 +1079,16 @@ impl Settings {
                 "must be below websocket.max_connection_secs",
             );
         }
+        if !(1..=86_400).contains(&self.streaming.resume_chain_secs) {
+            return invalid("streaming.resume_chain_secs", "must be between 1 and 86400");
+        }
         if self.streaming.replay_window_events == 0 {
             return invalid("streaming.replay_window_events", "must be at least 1");
         }
         validate_origins("websocket.allowed_origins", &self.websocket.allowed_origins)?;
         self.streamer.validate()?;
+        self.rate_limits.validate()?;
+        self.edge.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return invalid(
                 "telemetry.log_filter",
@@ -856,6 +1122,17 @@ mod tests {
     }
 
     #[test]
+    fn the_event_budget_defaults_to_one_simulator_at_the_maximum_rate_and_must_be_positive() {
+        let settings = with("").unwrap();
+        assert_eq!(settings.limits.events_per_second_per_user, 200_000);
+        let err = with("[limits]\nevents_per_second_per_user = 0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration: limits.events_per_second_per_user: must be at least 1"
+        );
+    }
+
+    #[test]
     fn errors_name_the_setting() {
         let err = with("[limits]\nsessions_per_user = 0").unwrap_err();
         assert_eq!(
@@ -875,10 +1152,36 @@ mod tests {
         );
         let err = with("[store]\nattempt_timeout_ms = 3000\ncall_timeout_ms = 2000").unwrap_err();
         assert!(err.to_string().contains("store.call_timeout_ms"), "{err}");
-        let err = with("[auth]\nticket_secret = \"short\"").unwrap_err();
+        let err = with("[auth]\nticket_verify_keys_secret_arn = \"keys\"").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("auth.ticket_verify_keys_secret_arn: must be a Secrets Manager"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn streamer_admission_settings_are_checked_and_name_the_setting() {
+        let err = with("[streamer]\nmax_connections = 0").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "configuration: auth.ticket_secret: must be at least 32 bytes"
+            "configuration: streamer.max_connections: must be between 1 and 1000000"
+        );
+        let err = with("[streamer]\nmax_streams_per_user = 30\nmax_streams_per_address = 10")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("streamer.max_streams_per_address"),
+            "{err}"
+        );
+        let err = with("[streamer]\nheader_timeout_ms = 5").unwrap_err();
+        assert!(
+            err.to_string().contains("streamer.header_timeout_ms"),
+            "{err}"
+        );
+        let err = with("[streamer]\nwrite_timeout_ms = 0").unwrap_err();
+        assert!(
+            err.to_string().contains("streamer.write_timeout_ms"),
+            "{err}"
         );
     }
 

@@ -8,6 +8,7 @@ use session_core::backend::{GrpcSimulatorBackend, SimulatorBackend};
 use session_core::clock::{Clock, SystemClock};
 use session_core::component::Component;
 use session_core::config::Settings;
+use session_core::ratelimit::RateLimiter;
 use session_core::service::SessionService;
 use session_core::store::{self, SharedStore};
 
@@ -38,8 +39,8 @@ pub enum InitError {
 }
 
 /// What every Lambda does first, once per cold start, as `component`: read the settings
-/// (defaults, then `SESSION_*` variables), set up telemetry, and read the backends' client key
-/// from Secrets Manager if `backends.tls.key_secret_arn` names one.
+/// (defaults, then `SESSION_*` variables), set up telemetry, and read the secrets the settings
+/// name from Secrets Manager (the backends' client key, the ticket keys).
 ///
 /// # Errors
 /// A setting is invalid (the key's secret unreadable among them), or telemetry was already set
@@ -47,7 +48,7 @@ pub enum InitError {
 pub async fn init(component: Component) -> Result<Settings, InitError> {
     let mut settings = Settings::load(None)?;
     session_core::telemetry::init(&settings.telemetry)?;
-    session_core::secrets::load_backend_tls_key(&mut settings, || {
+    session_core::secrets::load_secrets(&mut settings, || {
         session_core::secrets::client_from_env(component)
     })
     .await?;
@@ -65,6 +66,11 @@ pub fn app(
     let service = SessionService::from_settings(settings, store.clone(), backend, clock.clone());
     App {
         service,
+        limiter: Arc::new(RateLimiter::new(
+            &settings.rate_limits,
+            store.clone(),
+            clock.clone(),
+        )),
         store,
         clock,
     }
@@ -95,6 +101,34 @@ pub async fn service(
     component: Component,
 ) -> Result<SessionService, WiringError> {
     Ok(rest_api_as(settings, component).await?.service)
+}
+
+/// The WebSocket routes' handler from `settings`, over `store`: the rate limits decide in the
+/// same store the service uses.
+pub fn ws_handler(
+    settings: &Settings,
+    service: SessionService,
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+) -> crate::websocket::Handler {
+    crate::websocket::Handler {
+        service,
+        limiter: Arc::new(RateLimiter::new(&settings.rate_limits, store, clock)),
+    }
+}
+
+/// The WebSocket routes' handler, everything built from `settings`.
+///
+/// # Errors
+/// A backend URL is invalid.
+pub async fn ws_handler_from_settings(
+    settings: &Settings,
+) -> Result<crate::websocket::Handler, WiringError> {
+    let app = rest_api_as(settings, Component::WsHandler).await?;
+    Ok(crate::websocket::Handler {
+        service: app.service,
+        limiter: app.limiter,
+    })
 }
 
 /// The simulator service client of `settings`.

@@ -9,8 +9,9 @@ Usage: python k8s_check.py [--require-digest] [--backends] RENDERED.yaml
   for custom resources. They are validated against the schemas below, which transcribe the
   operator's CRDs for the fields these manifests use and refuse any other field (a typo is an
   error, not a silently ignored key), and every rule expression is parsed as PromQL.
-- Gateway API (Gateway, HTTPRoute) and NGINX Gateway Fabric kinds (UpstreamSettingsPolicy,
-  ProxySettingsPolicy, NginxProxy): against the schemas in crds/, transcribed from the released
+- Gateway API (Gateway, HTTPRoute), NGINX Gateway Fabric kinds (UpstreamSettingsPolicy,
+  ProxySettingsPolicy, NginxProxy) and External Secrets Operator kinds (SecretStore,
+  ExternalSecret): against the schemas in crds/, transcribed from the released
   CRDs (each file names the release and the source files), strictly, plus the CRDs' CEL rules on
   those fields (CEL_RULES below). No registry package ships these CRDs, so they are transcribed
   rather than installed.
@@ -21,7 +22,8 @@ Usage: python k8s_check.py [--require-digest] [--backends] RENDERED.yaml
   plus the streamer's drain deadline plus a margin), and the SSE edge: the HTTPRoute, its
   Gateway and the SSE URL agree on the host, only /v1/sessions is routed, the upstream hashes
   consistently on $uri, buffering is off and the read timeout outlasts the heartbeats, and the
-  NetworkPolicy admits the Gateway's nginx pods.
+  NetworkPolicy admits the Gateway's nginx pods; the ticket keys: public keys only, a file from
+  a Secret that an ExternalSecret fills through a SecretStore acting as the pod's ServiceAccount.
 - --require-digest (prod): the streamer's image must be pinned by digest (name@sha256:...).
 - --backends: the render of infra/k8s/backends: only Services, each an internal NLB of the AWS
   Load Balancer Controller with a private DNS name for ExternalDNS.
@@ -503,6 +505,8 @@ def consistency(objects: list[dict], failures: Failures) -> None:
             )
         print(f"    backend TLS: {len(tls_files)} files from Secret volumes, https:// backends")
 
+    ticket_keys(by_kind, spec, container, data, failures)
+
     drain = int(data.get("SESSION_STREAMER__DRAIN_DEADLINE_SECS", "20"))
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     grace = spec.get("terminationGracePeriodSeconds", 30)
@@ -512,6 +516,42 @@ def consistency(objects: list[dict], failures: Failures) -> None:
         f"{drain} s + {EXIT_MARGIN_SECS} s to exit",
     )
     print(f"    shutdown budget: preStop {pre_stop} s + drain {drain} s + exit {EXIT_MARGIN_SECS} s, grace period {grace} s")
+
+
+def ticket_keys(by_kind: dict, spec: dict, container: dict, data: dict, failures: Failures) -> None:
+    """The streamer verifies tickets with public keys only: a JWKS file from a Secret volume that
+    an ExternalSecret fills through a SecretStore authenticated as the pod's ServiceAccount."""
+    failures.check(
+        not any(k.startswith("SESSION_AUTH__TICKET_SIGNING_KEY") for k in data),
+        "the streamer must not get the ticket signing key (only the REST API signs)",
+    )
+    path = data.get("SESSION_AUTH__TICKET_VERIFY_KEYS_FILE", "")
+    failures.check(path.startswith("/"), "the config map lacks SESSION_AUTH__TICKET_VERIFY_KEYS_FILE")
+    if not path.startswith("/"):
+        return
+    directory, file = path.rsplit("/", 1)
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    mounts = {m["mountPath"].rstrip("/"): m["name"] for m in container.get("volumeMounts", [])}
+    secret = secrets.get(mounts.get(directory))
+    failures.check(secret is not None, f"SESSION_AUTH__TICKET_VERIFY_KEYS_FILE={path}: no Secret volume is mounted at {directory}")
+    filling = [e for e in by_kind.get("ExternalSecret", []) if e["spec"].get("target", {}).get("name") == secret]
+    failures.check(len(filling) == 1, f"no ExternalSecret fills the Secret {secret} the ticket keys come from")
+    if len(filling) != 1:
+        return
+    external = filling[0]
+    keys = [d["secretKey"] for d in external["spec"].get("data", [])]
+    failures.check(file in keys, f"{name_of(external)} writes {keys}, not {file}")
+    store_name = external["spec"].get("secretStoreRef", {}).get("name")
+    stores = [s for s in by_kind.get("SecretStore", []) if s["metadata"]["name"] == store_name]
+    failures.check(len(stores) == 1, f"{name_of(external)} names SecretStore {store_name}, which is not rendered")
+    if stores:
+        account = stores[0]["spec"]["provider"].get("aws", {}).get("auth", {}).get("jwt", {}).get("serviceAccountRef", {})
+        failures.check(
+            account.get("name") == spec.get("serviceAccountName"),
+            f"{name_of(stores[0])} authenticates as {account.get('name')}, not the streamer's ServiceAccount "
+            f"{spec.get('serviceAccountName')} (whose IRSA role may read the keys)",
+        )
+    print(f"    ticket keys: {path} from Secret {secret}, filled by {name_of(external)}")
 
 
 # The SSE edge (Gateway, HTTPRoute and NGINX Gateway Fabric's policies; infra/k8s/base).

@@ -65,6 +65,8 @@ BASE_PARAMETERS = {
     "SecurityGroupIds": ["sg-0a1b2c3d"],
     "VpcId": "vpc-0a1b2c3d",
     "EksOidcIssuer": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE0123456789",
+    "TicketSigningKeySecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:session-service/ticket-signing-key-AbCdEf",
+    "TicketVerifyKeysSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:session-service/ticket-verify-keys-AbCdEf",
 }
 TLS_KEY_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:session-service/backend-tls-key-AbCdEf"
 VARIANTS = {
@@ -75,6 +77,7 @@ VARIANTS = {
         "BackendTlsLayerArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:session-service-backend-tls:1",
         "BackendTlsKeySecretArn": TLS_KEY_SECRET,
     },
+    "behind CloudFront and AWS WAF": {"EdgeProtection": "cloudfront-waf"},
 }
 
 # Each component's role: a function's execution role, or the streamer's IRSA role.
@@ -161,6 +164,8 @@ class Stack:
             return f"arn:aws:iam::{ACCOUNT}:policy/{STACK}-{name}"
         if kind == "AWS::KMS::Key":
             return f"key-{name.lower()}"
+        if kind == "AWS::SecretsManager::Secret":
+            return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{STACK}-{name}-AbCdEf"
         if kind in ("AWS::IAM::Role", "AWS::Lambda::Function"):
             return f"{STACK}-{name}"
         if kind == "AWS::Lambda::Alias":
@@ -344,6 +349,31 @@ def requests_for(stack: Stack, call: dict) -> list[dict]:
         )
         return [request("execute-api:ManageConnections", arn, source)]
     if service == "secretsmanager":
+        # Which secret of the deployment a call read: the tests name their secrets after it.
+        secret_id = params.get("SecretId", "")
+        if "edge-origin" in secret_id:
+            if not stack.exists("EdgeOriginSecret"):
+                return []
+            props = stack.resources["EdgeOriginSecret"]["Properties"]
+            key = key_resource(stack, stack.resolve(props["KmsKeyId"]))
+            return [
+                request(f"secretsmanager:{operation}", stack.ref("EdgeOriginSecret"), source),
+                request(
+                    "kms:Decrypt",
+                    stack.get_att(key, "Arn"),
+                    f"{source} (the secret's key, through Secrets Manager)",
+                    {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT},
+                    key_policy(stack, key),
+                ),
+            ]
+        # The ticket keys' secrets are the operator's, given as parameters (the tests' names say
+        # which); anything else is the backends' client key.
+        for marker, parameter in (
+            ("ticket-signing-key", "TicketSigningKeySecretArn"),
+            ("ticket-verify-keys", "TicketVerifyKeysSecretArn"),
+        ):
+            if marker in secret_id:
+                return [request(f"secretsmanager:{operation}", stack.parameters[parameter], source)]
         secret = stack.parameters.get("BackendTlsKeySecretArn")
         if not secret:
             return []
@@ -425,6 +455,9 @@ MUTATIONS = {
             for v in json.dumps(s.get("Condition", {})).replace('"', " ").split()
         ),
     ),
+    # rest-api's role without the ticket signing key: its read at start must be denied.
+    "rest-api-without-ticket-signing-key": lambda component, policies: component == "rest-api"
+    and strip_statements(policies, lambda s: s.get("Sid") == "TicketSigningKey"),
 }
 
 

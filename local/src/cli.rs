@@ -51,9 +51,13 @@ impl TlsArgs {
              functions, the streamer, the auth service, the exchange simulator and a web page \
              that uses them.",
     after_help = "Ports 0 pick free ones. Ctrl-C or SIGTERM stops everything.\n\
-                  Logs go to stdout; RUST_LOG sets the filter (default info)."
+                  Logs go to stdout; RUST_LOG sets the filter (default info).",
+    args_conflicts_with_subcommands = true
 )]
 pub struct StackArgs {
+    /// Something other than running the stack.
+    #[command(subcommand)]
+    pub command: Option<StackCommand>,
     /// HTTP API emulator address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub http_api: SocketAddr,
@@ -85,6 +89,19 @@ pub struct StackArgs {
     /// Service settings (TOML); SESSION_* variables apply on top.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// What `session-local` does instead of running the stack.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum StackCommand {
+    /// Print a new connect-ticket key pair as JSON: `signing_key` (the REST API's secret) and
+    /// `verify_keys` (a JWKS for the WebSocket authorizer and the streamer).
+    TicketKeys {
+        /// The key's id, put in every ticket's header (e.g. the month it starts signing:
+        /// 2026-12).
+        #[arg(long, value_name = "ID")]
+        kid: String,
+    },
 }
 
 /// What `exchange-simulator` was asked to do.
@@ -295,6 +312,30 @@ mod tests {
         let bad =
             parse::<StackArgs>("session-local", "--dynamodb-endpoint localhost:5000").unwrap_err();
         assert!(bad.to_string().contains("--dynamodb-endpoint"));
+    }
+
+    #[test]
+    fn ticket_keys_is_a_subcommand_that_needs_a_kid_and_no_stack_flags() {
+        let parsed: StackArgs = parse("session-local", "ticket-keys --kid 2026-12").unwrap();
+        let missing = parse::<StackArgs>("session-local", "ticket-keys").unwrap_err();
+        let mixed = parse::<StackArgs>(
+            "session-local",
+            "--http-api 127.0.0.1:0 ticket-keys --kid k",
+        )
+        .unwrap_err();
+
+        assert_eq!(
+            parsed.command,
+            Some(StackCommand::TicketKeys {
+                kid: "2026-12".to_owned()
+            })
+        );
+        assert!(missing.to_string().contains("--kid"), "{missing}");
+        assert_eq!(mixed.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(
+            parse::<StackArgs>("session-local", "").unwrap().command,
+            None
+        );
     }
 
     #[test]

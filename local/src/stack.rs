@@ -17,12 +17,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use base64::Engine as _;
-use secrecy::SecretString;
 use serde::Serialize;
+use session_core::auth::keys::{KeyError, SigningKey, VerifyKeys};
 use session_core::clock::{Clock, SystemClock};
 use session_core::component::Component;
-use session_core::config::{Settings, StoreBackend};
+use session_core::config::{ConfigError, Settings, StoreBackend};
 use session_core::service::SessionService;
 use session_core::store::{DynamoStore, InMemoryStore, SharedStore, StoreError, create_table};
 use session_functions::wiring::{self, WiringError};
@@ -56,7 +55,7 @@ pub struct StackSettings {
     /// to `websocket.allowed_origins`).
     pub web: SocketAddr,
     /// The session service's settings; backend URLs are pointed at the parts started here, and
-    /// a ticket secret is generated if none is set.
+    /// a ticket key pair is generated if none is set.
     pub service: Settings,
     /// The exchange simulator's settings (faults included).
     pub simulators: SimulatorSettings,
@@ -141,6 +140,12 @@ pub enum StackError {
     /// The DynamoDB table could not be created.
     #[error("cannot create the DynamoDB table: {0}")]
     Store(#[from] StoreError),
+    /// The ticket keys could not be made.
+    #[error("cannot make the ticket keys: {0}")]
+    TicketKeys(#[from] KeyError),
+    /// The settings' ticket keys do not go together.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The endpoints file could not be written.
     #[error("cannot write {path}: {source}")]
     EndpointsFile {
@@ -198,6 +203,12 @@ impl Stack {
     /// # Errors
     /// A port is taken, the settings cannot work, or the DynamoDB table cannot be created.
     pub async fn start(settings: StackSettings) -> Result<Self, StackError> {
+        // Boxed: starting holds several copies of the settings across awaits, and every caller
+        // (tests, benches, the binary) would otherwise carry that future inline.
+        Box::pin(Self::start_inner(settings)).await
+    }
+
+    async fn start_inner(settings: StackSettings) -> Result<Self, StackError> {
         let StackSettings {
             http_api,
             ws_api,
@@ -245,15 +256,23 @@ impl Stack {
                 http.cors.allow_origins.push(origin);
             }
         }
-        if service.auth.ticket_secret.is_none() {
-            service.auth.ticket_secret = Some(random_secret());
-        }
+        ephemeral_ticket_keys(&mut service)?;
+        // As in AWS: the REST API holds the private key, the others the public keys only.
+        // Boxed: they live across the awaits below, in a future already large.
+        let signer = Box::new(Settings {
+            auth: service.auth.with_ticket_keys_for(true, false),
+            ..service.clone()
+        });
+        let verifier = Box::new(Settings {
+            auth: service.auth.with_ticket_keys_for(false, true),
+            ..service.clone()
+        });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let stores = Stores::of(&service, clock.clone()).await?;
         let backend = wiring::simulator_backend(&service)?;
         let service_of = |component| {
             SessionService::from_settings(
-                &service,
+                &verifier,
                 stores.of_component(component),
                 backend.clone(),
                 clock.clone(),
@@ -261,23 +280,34 @@ impl Stack {
         };
         let ws_emulator = WsApi::new(
             service_of(Component::WsAuthorizer),
-            service_of(Component::WsHandler),
+            wiring::ws_handler(
+                &service,
+                service_of(Component::WsHandler),
+                stores.of_component(Component::WsHandler),
+                clock.clone(),
+            ),
             ws,
         );
         let streamer_service = service_of(Component::Streamer);
         let app = wiring::app(
+            &signer,
+            stores.of_component(Component::RestApi),
+            backend.clone(),
+            clock.clone(),
+        );
+        // What tests drive every use case on (REST and WebSocket alike): both halves of the key.
+        let session_service = SessionService::from_settings(
             &service,
             stores.of_component(Component::RestApi),
             backend.clone(),
             clock.clone(),
         );
-        let session_service = app.service.clone();
         let integration = session_functions::http::router(app);
         let authorizer = Arc::new(wiring::token_validator(&service)?);
         let streamer = session_streamer::Streamer::on(
             sse_listener,
             session_streamer::StreamerParts {
-                settings: service.clone(),
+                settings: (*verifier).clone(),
                 service: streamer_service,
                 tokens: authorizer.clone(),
                 store: stores.of_component(Component::Streamer),
@@ -372,7 +402,8 @@ impl Stack {
         &self.endpoints
     }
 
-    /// The session service the functions run (the WebSocket handlers share it).
+    /// A session service as the functions run it, on the REST API's store, holding both ticket
+    /// keys (the functions themselves each hold only their own: signing or verifying).
     pub fn service(&self) -> &SessionService {
         &self.service
     }
@@ -534,10 +565,23 @@ fn has_aws_credentials() -> bool {
     .any(|name| std::env::var_os(name).is_some())
 }
 
-/// A fresh ticket secret: tickets of a local stack do not outlive it.
-fn random_secret() -> SecretString {
-    let bytes: [u8; 32] = rand::random();
-    SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+/// Gives `service` a fresh ticket key pair where its settings name none (the default: no files
+/// needed): the REST API signs with it, the authorizer and the streamer verify with its public
+/// half. Tickets of a local stack do not outlive it.
+fn ephemeral_ticket_keys(service: &mut Settings) -> Result<(), StackError> {
+    let signing = match service.auth.ticket_signing_key() {
+        Some(_) => None,
+        None => Some(SigningKey::generate(&format!(
+            "local-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ))?),
+    };
+    let verify = match (service.auth.ticket_verify_keys(), &signing) {
+        (None, Some(key)) => Some(VerifyKeys::of(&[key])?),
+        _ => None,
+    };
+    service.auth.set_ticket_keys(signing, verify)?;
+    Ok(())
 }
 
 /// Writes `endpoints` so a reader never sees a half-written file: to a sibling, then renamed.

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
+use crate::admission::Admission;
 use crate::hub::{Hub, HubSettings, UpstreamState};
 use crate::push::{ConnectionsApi, PushSettings, Pusher};
 use crate::upstream::{Upstream, UpstreamSettings};
@@ -81,6 +82,10 @@ pub(crate) struct AppState {
     pub settings: Arc<StreamerSettings>,
     pub draining: watch::Receiver<bool>,
     pub metrics: PrometheusHandle,
+    /// The pod's connection and stream caps.
+    pub admission: Admission,
+    /// Rate limits of stream opens, per user and per address.
+    pub limits: crate::sse::StreamLimits,
 }
 
 /// A bound, not yet serving, streamer.
@@ -112,6 +117,7 @@ impl Streamer {
         let upstream = Upstream::new(UpstreamSettings::from_config(settings))?;
         let hub = Hub::new(upstream.clone(), HubSettings::from_config(settings));
         let (draining, draining_rx) = watch::channel(false);
+        let limits = crate::sse::StreamLimits::new(&settings.rate_limits, parts.store.clone());
         let pusher = parts.connections.map(|api| {
             let streamer = &settings.streamer;
             Pusher::new(
@@ -148,6 +154,11 @@ impl Streamer {
                 settings: Arc::new(settings.streamer.clone()),
                 draining: draining_rx,
                 metrics: metrics::install(),
+                admission: Admission::new(
+                    &settings.streamer,
+                    settings.rate_limits.trusted_proxy_hops,
+                ),
+                limits,
             },
             draining,
         })
@@ -183,8 +194,15 @@ impl Streamer {
         let pushing = self
             .pusher
             .map(|pusher| tokio::spawn(pusher.run(draining_rx.clone())));
+        let admission = self.state.admission.clone();
+        let timeouts = http1::Timeouts {
+            header: Duration::from_millis(self.state.settings.header_timeout_ms),
+            write: Duration::from_millis(self.state.settings.write_timeout_ms),
+        };
         let serving = async move {
-            let served = http1::serve(self.listener, router(self.state), draining_rx).await;
+            let router = router(self.state);
+            let served =
+                http1::serve(self.listener, router, draining_rx, admission, timeouts).await;
             // Sessions hand their leases over once told to drain.
             if let Some(pushing) = pushing {
                 let _ = pushing.await;
@@ -253,12 +271,23 @@ async fn live() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 
-/// Ready unless draining or the store is down; `degraded` (still 200) with reasons when an
-/// upstream or a backend is failing.
+/// Ready unless draining, full (see `admission`) or the store is down; `degraded` (still
+/// 200) with reasons when an upstream or a backend is failing.
 async fn ready(State(app): State<AppState>) -> Response {
     if *app.draining.borrow() {
         metrics::ready(0.0);
         let body = json!({ "status": "draining", "reasons": ["draining"] });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    // Out of rotation before the cap refuses anyone, so the load balancer sends new clients
+    // to other pods while this one keeps its own.
+    if app.admission.full() {
+        metrics::ready(0.0);
+        let body = json!({
+            "status": "full",
+            "reasons": ["full"],
+            "connections": app.admission.connections(),
+        });
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
     let health = app.service.health().await;
@@ -287,6 +316,7 @@ async fn ready(State(app): State<AppState>) -> Response {
         "status": status,
         "reasons": reasons,
         "streams": streams.len(),
+        "connections": app.admission.connections(),
     });
     (code, axum::Json(body)).into_response()
 }

@@ -10,8 +10,14 @@
 //! only while it reads a request head, and a streaming response writes each chunk straight from
 //! the hub's shared bytes. The streamer takes GET and OPTIONS only, so request bodies are
 //! refused rather than parsed; everything else (routing, CORS, problems) stays axum's.
+//!
+//! Load shedding lives here too, below the router: the pod's connection cap (a connection
+//! past it is answered a ready-made `503` without routing), the request head's size and time
+//! limits (slowloris), and the write timeout of a client whose socket stopped draining.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
@@ -23,10 +29,14 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tower::ServiceExt as _;
 use tracing::debug;
 
+use crate::admission::{Admission, ConnectionSlot};
 use crate::app::drained;
+use crate::metrics;
+use crate::peer::PeerAddr;
 
 /// Longest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -34,6 +44,20 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// An idle keep-alive connection (no request under way) is closed after this.
 const IDLE: Duration = Duration::from_secs(60);
+/// After an error answer, how long the client's remaining bytes are read and discarded.
+const LINGER: Duration = Duration::from_secs(1);
+/// At most this many of them.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// How long a connection may take over its request head and over a write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// A request head is complete within this of the accept (the first request) or of its
+    /// first byte (later ones), or the connection is closed.
+    pub header: Duration,
+    /// A write that makes no progress for this long closes the connection.
+    pub write: Duration,
+}
 
 /// Serves `router` on `listener` until `draining` turns true, then waits for every connection
 /// to end (streams end on draining by themselves; idle keep-alive connections are closed).
@@ -41,6 +65,8 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     mut draining: watch::Receiver<bool>,
+    admission: Admission,
+    timeouts: Timeouts,
 ) -> io::Result<()> {
     // Owned by this future: dropping it (the drain deadline passed) aborts every connection.
     let mut connections = JoinSet::new();
@@ -56,9 +82,20 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
+                let Some(slot) = admission.accept() else {
+                    // Past the cap and its probe places: the ready-made answer, no routing.
+                    connections.spawn(async move {
+                        let _ = refuse(io, full_answer(), timeouts.write).await;
+                    });
+                    continue;
+                };
                 let (router, draining) = (router.clone(), draining.clone());
                 connections.spawn(async move {
-                    if let Err(e) = connection(io, router, draining).await {
+                    let result = connection(io, peer, slot, router, draining, timeouts).await;
+                    if let Err(e) = result {
+                        if e.kind() == io::ErrorKind::TimedOut {
+                            metrics::timed_out("write");
+                        }
                         debug!(%peer, error = %e, "connection ended");
                     }
                 });
@@ -76,30 +113,50 @@ pub(crate) async fn serve(
 /// One connection: requests one after the other (keep-alive), until either side closes.
 async fn connection(
     mut io: TcpStream,
+    peer: SocketAddr,
+    mut slot: ConnectionSlot,
     router: Router,
     mut draining: watch::Receiver<bool>,
+    timeouts: Timeouts,
 ) -> io::Result<()> {
     io.set_nodelay(true)?;
     let mut pending = Vec::new();
+    let mut first = true;
     loop {
         let head = tokio::select! {
-            head = tokio::time::timeout(IDLE, read_head(&mut io, &mut pending)) => match head {
-                Ok(head) => head?,
-                Err(_) => return Ok(()),
-            },
+            head = read_head(&mut io, &mut pending, first, timeouts.header) => head?,
             // Only an idle connection is closed here; a request under way finishes.
             () = drained(&mut draining), if pending.is_empty() => return Ok(()),
         };
-        let Some(head) = head else {
-            return Ok(());
-        };
-        let request = match parse(&head) {
-            Ok(request) => request,
-            Err(status) => {
-                write_simple(&mut io, status).await?;
+        let head = match head {
+            Head::Complete(head) => head,
+            Head::Closed => return Ok(()),
+            Head::Idle if !first => return Ok(()),
+            // A connection that sends nothing is closed without an answer, one that sent part
+            // of a head is told why.
+            Head::Idle => {
+                metrics::timed_out("header");
                 return Ok(());
             }
+            Head::Late => {
+                metrics::timed_out("header");
+                return write_simple(&mut io, StatusCode::REQUEST_TIMEOUT, timeouts.write).await;
+            }
+            Head::TooLarge => {
+                metrics::refused("head_too_large");
+                let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+                return write_simple(&mut io, status, timeouts.write).await;
+            }
         };
+        first = false;
+        let mut request = match parse(&head) {
+            Ok(request) => request,
+            Err(status) => return write_simple(&mut io, status, timeouts.write).await,
+        };
+        if !slot.admit(request.uri().path()) {
+            return refuse(io, full_answer(), timeouts.write).await;
+        }
+        request.extensions_mut().insert(PeerAddr(peer));
         let keep_alive = wants_keep_alive(&request);
         let head_only = request.method() == Method::HEAD;
         let version = request.version();
@@ -108,38 +165,77 @@ async fn connection(
             .oneshot(request)
             .await
             .unwrap_or_else(|never| match never {});
-        let complete = write_response(&mut io, response, keep_alive, head_only, version).await?;
+        let complete = write_response(
+            &mut io,
+            response,
+            keep_alive,
+            head_only,
+            version,
+            timeouts.write,
+        )
+        .await?;
         if !keep_alive || !complete {
             return Ok(());
         }
     }
 }
 
+/// How reading a request head ended.
+enum Head {
+    /// The head, ready to parse.
+    Complete(Vec<u8>),
+    /// The client closed the connection between requests.
+    Closed,
+    /// No byte of a request came in time.
+    Idle,
+    /// Part of a head came, not all of it in time.
+    Late,
+    /// The head grew past `MAX_HEAD`.
+    TooLarge,
+}
+
 /// Reads bytes until a whole request head is in `pending`; returns it and keeps what follows.
-/// `None` at a clean end of the connection.
-async fn read_head(io: &mut TcpStream, pending: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+/// The first request's head is due within `header` of now (the accept): a connection that
+/// trickles bytes gains no time. A later one may start within `IDLE` and is then due within
+/// `header` of its first byte.
+async fn read_head(
+    io: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    first: bool,
+    header: Duration,
+) -> io::Result<Head> {
+    let mut started = first || !pending.is_empty();
+    let mut deadline = Instant::now() + if started { header } else { IDLE };
     loop {
         if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
             let rest = pending.split_off(end + 4);
             let head = std::mem::replace(pending, rest);
             // The buffer lives only while a head is read: an idle streaming connection has none.
             pending.shrink_to_fit();
-            return Ok(Some(head));
+            return Ok(Head::Complete(head));
         }
         if pending.len() >= MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request head too large",
-            ));
+            return Ok(Head::TooLarge);
         }
         let mut chunk = [0u8; 2048];
-        let n = io.read(&mut chunk).await?;
+        let Ok(read) = tokio::time::timeout_at(deadline, io.read(&mut chunk)).await else {
+            return Ok(if pending.is_empty() {
+                Head::Idle
+            } else {
+                Head::Late
+            });
+        };
+        let n = read?;
         if n == 0 {
             return if pending.is_empty() {
-                Ok(None)
+                Ok(Head::Closed)
             } else {
                 Err(io::ErrorKind::UnexpectedEof.into())
             };
+        }
+        if !started {
+            started = true;
+            deadline = Instant::now() + header;
         }
         pending.extend_from_slice(&chunk[..n]);
     }
@@ -207,6 +303,7 @@ async fn write_response(
     keep_alive: bool,
     head_only: bool,
     version: Version,
+    write_timeout: Duration,
 ) -> io::Result<bool> {
     let (parts, body) = response.into_parts();
     let exact = body.size_hint().exact();
@@ -243,7 +340,7 @@ async fn write_response(
                 whole.extend_from_slice(&chunk.map_err(io::Error::other)?);
             }
         }
-        write_parts(io, [&head, &whole]).await?;
+        write_parts(io, [&head, &whole], write_timeout).await?;
         return Ok(true);
     }
     let chunked = version == Version::HTTP_11;
@@ -252,12 +349,12 @@ async fn write_response(
     } else {
         head.extend_from_slice(b"connection: close\r\n\r\n");
     }
-    io.write_all(&head).await?;
+    write_parts(io, [&head], write_timeout).await?;
     drop(head);
     if head_only {
         return Ok(chunked);
     }
-    stream_body(io, data, chunked).await
+    stream_body(io, data, chunked, write_timeout).await
 }
 
 /// Writes a streaming body until it ends (`true`) or the client goes (`false`): as chunks, or,
@@ -266,6 +363,7 @@ async fn stream_body(
     io: &mut TcpStream,
     mut data: axum::body::BodyDataStream,
     chunked: bool,
+    write_timeout: Duration,
 ) -> io::Result<bool> {
     let (mut reader, mut writer) = io.split();
     loop {
@@ -277,7 +375,7 @@ async fn stream_body(
         };
         let Some(chunk) = chunk else {
             if chunked {
-                writer.write_all(b"0\r\n\r\n").await?;
+                write_parts(&mut writer, [b"0\r\n\r\n"], write_timeout).await?;
             }
             return Ok(chunked);
         };
@@ -292,16 +390,22 @@ async fn stream_body(
                 std::io::Write::write_fmt(&mut cursor, format_args!("{:x}\r\n", chunk.len()))?;
                 cursor.position() as usize
             };
-            write_parts(&mut writer, [&size[..len], &chunk, b"\r\n"]).await?;
+            write_parts(&mut writer, [&size[..len], &chunk, b"\r\n"], write_timeout).await?;
         } else {
-            writer.write_all(&chunk).await?;
+            write_parts(&mut writer, [&chunk], write_timeout).await?;
         }
     }
 }
 
 /// Writes every byte of `parts` with as few syscalls as the socket allows (one `writev` when
-/// the socket takes it all), without allocating.
-async fn write_parts<W, const N: usize>(writer: &mut W, mut parts: [&[u8]; N]) -> io::Result<()>
+/// the socket takes it all), without allocating. A write that takes nothing for `timeout` (the
+/// client's socket stopped draining: its window is full) fails with `TimedOut`; any progress
+/// starts the timeout over, so a slow but reading client is not cut.
+async fn write_parts<W, const N: usize>(
+    writer: &mut W,
+    mut parts: [&[u8]; N],
+    timeout: Duration,
+) -> io::Result<()>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
@@ -310,7 +414,9 @@ where
         if slices.iter().all(|s| s.is_empty()) {
             return Ok(());
         }
-        let mut written = writer.write_vectored(&slices).await?;
+        let mut written = tokio::time::timeout(timeout, writer.write_vectored(&slices))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"))??;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -323,13 +429,67 @@ where
 }
 
 /// A bodiless answer to a request the streamer cannot take, then the connection closes.
-async fn write_simple(io: &mut TcpStream, status: StatusCode) -> io::Result<()> {
+async fn write_simple(io: &mut TcpStream, status: StatusCode, timeout: Duration) -> io::Result<()> {
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
         status.as_str(),
         status.canonical_reason().unwrap_or("Error")
     );
-    io.write_all(head.as_bytes()).await
+    write_parts(io, [head.as_bytes()], timeout).await?;
+    linger(io).await;
+    Ok(())
+}
+
+/// The answer to a connection past the pod's cap: the `full` problem with its `Retry-After`,
+/// rendered once (a flood of refusals costs no routing, no serialising, no error log).
+fn full_answer() -> &'static [u8] {
+    static ANSWER: OnceLock<Vec<u8>> = OnceLock::new();
+    ANSWER.get_or_init(|| {
+        let error = session_core::http::ApiError::Full;
+        let body = serde_json::to_vec(&error.problem()).unwrap_or_default();
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        let retry_after = error
+            .retry_after()
+            .map(|seconds| format!("retry-after: {seconds}\r\n"))
+            .unwrap_or_default();
+        let mut answer = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n{retry_after}\
+             connection: close\r\n\r\n",
+            status.as_str(),
+            status.canonical_reason().unwrap_or("Service Unavailable"),
+            session_core::http::PROBLEM_JSON,
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        answer
+    })
+}
+
+/// Writes `answer` on a connection that is not served, then closes it.
+async fn refuse(mut io: TcpStream, answer: &[u8], timeout: Duration) -> io::Result<()> {
+    write_parts(&mut io, [answer], timeout).await?;
+    linger(&mut io).await;
+    Ok(())
+}
+
+/// Closes after an error answer without losing it. Closing a socket that still holds unread
+/// bytes (the rest of a head too large, a request not read at all) sends a reset, which can
+/// destroy the answer before the client reads it; so the write side is shut and what the
+/// client still sends is read and dropped, for a moment and a few bytes at most.
+async fn linger(io: &mut TcpStream) {
+    let _ = io.shutdown().await;
+    let mut sink = [0u8; 2048];
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -338,9 +498,38 @@ mod tests {
 
     use axum::routing::get;
     use futures_util::stream;
+    use session_core::config::StreamerSettings;
     use tokio::io::AsyncReadExt as _;
 
     use super::*;
+
+    /// The production defaults, with a short header timeout.
+    fn limits() -> StreamerSettings {
+        StreamerSettings {
+            header_timeout_ms: 300,
+            ..StreamerSettings::default()
+        }
+    }
+
+    /// `serve` with the caps and timeouts of `settings`.
+    fn serve_with(
+        listener: TcpListener,
+        router: Router,
+        draining: watch::Receiver<bool>,
+        settings: &StreamerSettings,
+    ) -> impl Future<Output = io::Result<()>> + use<> {
+        let timeouts = Timeouts {
+            header: Duration::from_millis(settings.header_timeout_ms),
+            write: Duration::from_millis(settings.write_timeout_ms),
+        };
+        serve(
+            listener,
+            router,
+            draining,
+            Admission::new(settings, 0),
+            timeouts,
+        )
+    }
 
     /// A server on a free port with a plain route and a streaming one.
     async fn server() -> (std::net::SocketAddr, watch::Sender<bool>) {
@@ -356,7 +545,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (draining, draining_rx) = watch::channel(false);
-        tokio::spawn(serve(listener, router, draining_rx));
+        tokio::spawn(serve_with(listener, router, draining_rx, &limits()));
         (address, draining)
     }
 
@@ -426,6 +615,140 @@ mod tests {
         assert!(unknown.starts_with("HTTP/1.1 404 "), "{unknown}");
     }
 
+    #[tokio::test]
+    async fn a_head_larger_than_the_limit_is_answered_431_before_the_connection_closes() {
+        let (address, _draining) = server().await;
+        let padding = "a".repeat(MAX_HEAD);
+
+        let answer = exchange(
+            address,
+            &format!("GET /plain HTTP/1.1\r\nx-padding: {padding}\r\n\r\n"),
+        )
+        .await;
+
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_head_not_complete_within_the_header_timeout_is_answered_408_and_closed() {
+        let (address, _draining) = server().await;
+        let started = std::time::Instant::now();
+
+        // Half a head, then nothing: the slowloris pattern.
+        let answer = exchange(address, "GET /plain HTTP/1.1\r\nhost: x\r\n").await;
+
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "closed after {took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+        let (address, _draining) = server().await;
+        let mut silent = TcpStream::connect(address).await.unwrap();
+
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(3), silent.read_to_end(&mut rest)).await;
+
+        assert!(
+            closed.is_ok(),
+            "closed well before the 60 s keep-alive idle"
+        );
+        assert!(rest.is_empty(), "without an answer");
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_request_is_answered_503_full_and_probes_are_still_served() {
+        let router = Router::new()
+            .route("/plain", get(|| async { "hello" }))
+            .route("/health/live", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (_draining, draining_rx) = watch::channel(false);
+        let settings = StreamerSettings {
+            max_connections: 1,
+            ..limits()
+        };
+        tokio::spawn(serve_with(listener, router, draining_rx, &settings));
+        let _holder = TcpStream::connect(address).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let refused = exchange(address, "GET /plain HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let probe = exchange(
+            address,
+            "GET /health/live HTTP/1.1\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+
+        assert!(
+            refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{refused}"
+        );
+        assert!(refused.contains("retry-after: 10\r\n"), "{refused}");
+        assert!(
+            refused.contains("\"type\":\"urn:session-service:problem:full\""),
+            "{refused}"
+        );
+        assert!(probe.starts_with("HTTP/1.1 200 OK\r\n"), "{probe}");
+    }
+
+    /// Tells `ended` when it is dropped (the server let go of the response).
+    struct Ended(Option<tokio::sync::oneshot::Sender<()>>);
+
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            if let Some(ended) = self.0.take() {
+                let _ = ended.send(());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_after_the_write_timeout_of_no_progress() {
+        let (ended, ended_rx) = tokio::sync::oneshot::channel();
+        let guard = std::sync::Arc::new(std::sync::Mutex::new(Some(Ended(Some(ended)))));
+        let router = Router::new().route(
+            "/flood",
+            get(move || {
+                let guard = guard.lock().unwrap().take();
+                async move {
+                    // An endless stream of 64 KiB chunks, holding the guard.
+                    let chunks = stream::unfold(guard, |guard| async move {
+                        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                        Some((Ok::<_, Infallible>(chunk), guard))
+                    });
+                    Body::from_stream(chunks)
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (_draining, draining_rx) = watch::channel(false);
+        let settings = StreamerSettings {
+            write_timeout_ms: 300,
+            ..limits()
+        };
+        tokio::spawn(serve_with(listener, router, draining_rx, &settings));
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stalled = socket.connect(address).await.unwrap();
+
+        stalled
+            .write_all(b"GET /flood HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let cut = tokio::time::timeout(Duration::from_secs(10), ended_rx).await;
+
+        assert!(
+            cut.is_ok(),
+            "the response is dropped once writes stop progressing"
+        );
+    }
+
     /// A handler with a bug: it panics, inside the task of the connection that asked.
     async fn panics() -> &'static str {
         panic!("a bug in one request's handler")
@@ -470,7 +793,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (_draining, draining_rx) = watch::channel(false);
-        let server = tokio::spawn(serve(listener, router, draining_rx));
+        let server = tokio::spawn(serve_with(listener, router, draining_rx, &limits()));
         let mut streaming = TcpStream::connect(address).await.unwrap();
         streaming
             .write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")

@@ -5,11 +5,13 @@
 //! `sse` serves clients from the hub; [`app`] is the service around them (routes, health,
 //! metrics, drain). [`wire`] is what clients receive.
 
+mod admission;
 pub mod app;
 pub mod book;
 mod http1;
 pub mod hub;
 pub mod metrics;
+mod peer;
 pub mod push;
 mod sse;
 pub mod upstream;

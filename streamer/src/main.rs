@@ -11,8 +11,8 @@ async fn main() -> anyhow::Result<()> {
     let config = std::env::args_os().nth(1).map(std::path::PathBuf::from);
     let mut settings = Settings::load(config.as_deref()).context("configuration")?;
     session_core::telemetry::init(&settings.telemetry).context("telemetry")?;
-    // Only when backends.tls.key_secret_arn is set (the Kubernetes Secret mounts a key file).
-    session_core::secrets::load_backend_tls_key(&mut settings, || {
+    // Only when a *_secret_arn setting is set (in Kubernetes, Secrets are mounted as files).
+    session_core::secrets::load_secrets(&mut settings, || {
         session_core::secrets::client_from_env(Component::Streamer)
     })
     .await

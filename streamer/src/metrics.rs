@@ -122,3 +122,20 @@ pub(crate) fn ws_post(outcome: &'static str) {
 pub(crate) fn backfill(outcome: &'static str) {
     counter!("streamer_backfills_total", "outcome" => outcome).increment(1);
 }
+
+/// Connections holding a place in the pod's cap (`streamer.max_connections`).
+pub(crate) fn connections(change: f64) {
+    gauge!("streamer_connections").increment(change);
+}
+
+/// A connection or a stream refused by admission control: `full`, `streams_per_user`,
+/// `streams_per_address` or `head_too_large`.
+pub(crate) fn refused(reason: &'static str) {
+    counter!("streamer_admission_refusals_total", "reason" => reason).increment(1);
+}
+
+/// A connection closed for a timeout: `header` (its request head did not come in time) or
+/// `write` (its socket stopped draining).
+pub(crate) fn timed_out(kind: &'static str) {
+    counter!("streamer_connection_timeouts_total", "kind" => kind).increment(1);
+}

@@ -6,25 +6,72 @@
 //! while the window holds them, else a `reset` and a snapshot — never a silent gap.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream;
 use serde::Deserialize;
-use session_core::domain::{EventId, SessionId, SimulatorId, TicketId};
+use session_core::auth::Scope;
+use session_core::clock::SystemClock;
+use session_core::config::RateLimitSettings;
+use session_core::domain::{EventId, SessionId, SimulatorId, TicketId, UserId};
 use session_core::http::{ApiError, check_origin};
+use session_core::ratelimit::{LimitClass, RateLimiter, Subject, client_address};
 use session_core::service::{ServiceError, SessionService, StreamCredential};
+use session_core::store::RateLimitStore;
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
+use crate::admission::StreamSlot;
 use crate::app::{AppState, drained};
 use crate::hub::{Delivery, Start, Subscription};
+use crate::peer::PeerAddr;
 use crate::wire;
+
+/// The rate limits of stream opens: per user and per client address (the TCP peer, or the
+/// address trusted proxies put in `X-Forwarded-For`), shared with every pod through the store.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamLimits {
+    limiter: Arc<RateLimiter>,
+    /// `rate_limits.trusted_proxy_hops`.
+    trusted_proxy_hops: u8,
+}
+
+impl StreamLimits {
+    /// The limits of `settings`, deciding in `store`.
+    pub(crate) fn new(settings: &RateLimitSettings, store: Arc<dyn RateLimitStore>) -> Self {
+        Self {
+            limiter: Arc::new(RateLimiter::new(settings, store, Arc::new(SystemClock))),
+            trusted_proxy_hops: settings.trusted_proxy_hops,
+        }
+    }
+
+    async fn check_address(
+        &self,
+        peer: IpAddr,
+        forwarded_for: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let client = client_address(peer, forwarded_for, self.trusted_proxy_hops);
+        Ok(self
+            .limiter
+            .check(LimitClass::ConnectAddress, Subject::Address(client))
+            .await?)
+    }
+
+    async fn check_user(&self, user: &UserId) -> Result<(), ApiError> {
+        Ok(self
+            .limiter
+            .check(LimitClass::SseConnect, Subject::User(user))
+            .await?)
+    }
+}
 
 /// The query of a stream request.
 #[derive(Debug, Deserialize)]
@@ -39,11 +86,16 @@ pub(crate) async fn stream(
     State(app): State<AppState>,
     Path(session_id): Path<String>,
     Query(query): Query<StreamQuery>,
+    Extension(peer): Extension<PeerAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if *app.draining.borrow() {
         return Err(ApiError::Draining);
     }
+    // Before anything costs: an address over its rate or at its cap spends no credential.
+    let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    app.limits.check_address(peer.0.ip(), forwarded_for).await?;
+    let address_slot = app.admission.stream_from(peer.0.ip(), forwarded_for)?;
     // A page of another site is refused before its credential is looked at (or spent).
     check_origin(&app.settings.cors_origins, &headers)?;
     let session_id = SessionId::parse("session_id", &session_id)?;
@@ -73,12 +125,22 @@ pub(crate) async fn stream(
             session_core::auth::AuthError::Rejected { .. } => ApiError::Unauthorized,
             session_core::auth::AuthError::Unavailable(_) => ApiError::AuthUnavailable,
         })?;
+        // A ticket was minted under `sessions:write`; a bearer token reads the stream itself.
+        principal.require([Scope::Read.as_str()])?;
+        app.limits.check_user(&principal.user).await?;
         StreamCredential::Bearer(&principal)
     };
     let admission = app
         .service
         .admit_stream(credential, &session_id, simulator.as_ref(), header_position)
         .await?;
+    // After admission, which names the user. A ticket refused here is spent, as by any other
+    // refusal: `EventSource` never retries a non-200 answer, the page asks for a new ticket.
+    // A ticket names its user only once verified (and spent); a bearer's was counted above.
+    if query.ticket.is_some() {
+        app.limits.check_user(&admission.user).await?;
+    }
+    let user_slot = app.admission.stream_of(&admission.user)?;
     // The header is where the browser really is; the query is where it was when it asked.
     let start = header_position
         .or(query_position)
@@ -104,6 +166,7 @@ pub(crate) async fn stream(
         preamble: Some(wire::retry_preamble(app.settings.retry_ms)),
         release,
         done: false,
+        _slots: (address_slot, user_slot),
     };
     Ok(response(connection))
 }
@@ -161,6 +224,8 @@ struct Connection {
     preamble: Option<Bytes>,
     release: Option<Release>,
     done: bool,
+    /// Its places in the address's and the user's stream caps, given back when it ends.
+    _slots: (StreamSlot<std::net::IpAddr>, StreamSlot<UserId>),
 }
 
 impl Connection {

@@ -16,6 +16,7 @@ use anyhow::{Context as _, bail, ensure};
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use base64::Engine as _;
 use serde_json::Value;
+use session_core::auth::keys::{SigningKey, VerifyKeys};
 use session_core::backend::{SimulatorBackend, StartSpec};
 use session_core::clock::{Clock, SystemClock};
 use session_core::config::Settings;
@@ -109,6 +110,12 @@ const REST_CASES: &[RestCase] = &[
         empty: 404,
         seeded: 200,
         check: reconnect,
+    },
+    RestCase {
+        file: "admin-revocations-create.json",
+        empty: 201,
+        seeded: 201,
+        check: revocation,
     },
     RestCase {
         file: "health-get.json",
@@ -333,9 +340,12 @@ struct World {
 fn settings(simulator_url: String) -> Settings {
     let mut settings = Settings::default();
     settings.backends.simulator_url = simulator_url;
-    settings.auth.ticket_secret = Some(secrecy::SecretString::from(
-        "events-test-ticket-secret-of-at-least-32-bytes",
-    ));
+    let key = SigningKey::generate("events-test").expect("a ticket key");
+    let keys = VerifyKeys::of(&[&key]).expect("its public half");
+    settings
+        .auth
+        .set_ticket_keys(Some(key), Some(keys))
+        .expect("a key pair that goes together");
     settings
 }
 
@@ -404,7 +414,11 @@ async fn seed(
         ..Simulator::starting(&session, request, now)
     };
     store
-        .create_simulator(&simulator, settings.limits.simulators_per_session)
+        .create_simulator(
+            &simulator,
+            &session.owner,
+            session_core::store::SimulatorQuotas::of(&settings.limits),
+        )
         .await?;
     Ok(())
 }
@@ -631,6 +645,15 @@ fn reconnect(reply: &Reply) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn revocation(reply: &Reply) -> anyhow::Result<()> {
+    ensure!(
+        reply.str("/subject") == "mallory",
+        "mallory's tokens revoked"
+    );
+    ensure!(!reply.str("/until").is_empty(), "until when");
+    Ok(())
+}
+
 fn healthy(reply: &Reply) -> anyhow::Result<()> {
     ensure!(reply.str("/status") == "ok", "status ok");
     let dependencies = reply.body["dependencies"]
@@ -792,15 +815,20 @@ async fn run_ws_authorizer(file: &str) -> anyhow::Result<()> {
         "the file as it is must be refused, got {as_is}"
     );
 
-    let secret = settings
+    let key = settings
         .auth
-        .ticket_secret
-        .clone()
-        .context("a ticket secret")?;
-    let codec = session_core::auth::TicketCodec::new(&secret, Duration::from_secs(60));
-    let (ticket, _) = codec.issue(
+        .ticket_signing_key()
+        .cloned()
+        .context("a ticket signing key")?;
+    let signer = session_core::auth::TicketSigner::new(key, Duration::from_secs(60));
+    let (ticket, _) = signer.issue(
         &SessionId::parse("session_id", SESSION_ID)?,
-        &UserId::parse("user", USER)?,
+        &session_core::auth::Principal {
+            user: UserId::parse("user", USER)?,
+            scopes: vec![],
+            expires_at: SystemClock.now().plus(Duration::from_secs(3600)),
+            token_id: "fixture-token".to_owned(),
+        },
         session_core::domain::Transport::Ws,
         SystemClock.now(),
     )?;

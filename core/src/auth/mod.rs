@@ -7,7 +7,10 @@
 
 mod cache;
 mod grpc;
+pub mod keys;
 mod principal;
+mod revocation;
+mod scope;
 mod ticket;
 
 use async_trait::async_trait;
@@ -15,7 +18,9 @@ use async_trait::async_trait;
 pub use cache::TokenCache;
 pub use grpc::GrpcTokenValidator;
 pub use principal::Principal;
-pub use ticket::{TicketCodec, TicketError};
+pub use revocation::{RevocationCheck, RevocationError};
+pub use scope::{InsufficientScope, Scope};
+pub use ticket::{TicketError, TicketSigner, TicketVerifier};
 
 use crate::resilience::{Classify, ErrorClass};
 

@@ -1,19 +1,24 @@
-//! Connect tickets as HS256 JWTs: minted by the REST API, checked by the WebSocket authorizer and
-//! the streamer, which share the key.
+//! Connect tickets as ES256 JWTs: minted by the REST API with the private key
+//! ([`TicketSigner`]), checked by the WebSocket authorizer and the streamer with public keys
+//! ([`TicketVerifier`]).
 //!
-//! HMAC rather than a key pair: only this service mints and checks tickets, they live for a
-//! minute, and verifying an HMAC is the cheapest check on the connect path.
+//! A key pair rather than a shared HMAC key: the streamer is internet-facing, and whoever takes
+//! it over must not be able to mint tickets for any session. The `kid` in the header picks the
+//! verifying key, so two keys overlap during a rotation (docs/architecture.md, "Ticket keys").
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::{ExposeSecret as _, SecretString};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::Principal;
+use super::keys::{SigningKey, VerifyKeys};
 use crate::domain::{SessionId, Ticket, TicketId, Timestamp, Transport, UserId};
 
 const ISSUER: &str = "session-service";
 const AUDIENCE: &str = "session-connect";
+/// The only algorithm signed or accepted.
+const ALGORITHM: Algorithm = Algorithm::ES256;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -21,6 +26,8 @@ struct Claims {
     aud: String,
     sub: String,
     sid: String,
+    /// The bearer token the ticket was minted with.
+    tid: String,
     trn: Transport,
     jti: String,
     iat: i64,
@@ -33,6 +40,9 @@ pub enum TicketError {
     /// Not a ticket this service signed (bad signature, wrong algorithm, audience or claims).
     #[error("the ticket is invalid")]
     Invalid,
+    /// Its `kid` names no key the verifier holds (missing, or a key already dropped).
+    #[error("the ticket's key is unknown")]
+    UnknownKey,
     /// Past its expiry.
     #[error("the ticket has expired")]
     Expired,
@@ -41,31 +51,17 @@ pub enum TicketError {
     Signing,
 }
 
-/// Mints and checks tickets with one key.
-#[derive(Clone)]
-pub struct TicketCodec {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+/// Mints tickets with one private key; only the control plane (the REST API) holds one.
+#[derive(Debug, Clone)]
+pub struct TicketSigner {
+    key: SigningKey,
     ttl: Duration,
 }
 
-impl std::fmt::Debug for TicketCodec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TicketCodec")
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TicketCodec {
-    /// A codec signing with `secret`; tickets live for `ttl`.
-    pub fn new(secret: &SecretString, ttl: Duration) -> Self {
-        let bytes = secret.expose_secret().as_bytes();
-        Self {
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
-            ttl,
-        }
+impl TicketSigner {
+    /// A signer with `key`; tickets live for `ttl`.
+    pub fn new(key: SigningKey, ttl: Duration) -> Self {
+        Self { key, ttl }
     }
 
     /// How long tickets live.
@@ -73,43 +69,71 @@ impl TicketCodec {
         self.ttl
     }
 
-    /// Mints a ticket for one connection of `transport` to `session` by `owner`.
+    /// The `kid` put in every ticket's header.
+    pub fn kid(&self) -> &str {
+        self.key.kid()
+    }
+
+    /// Mints a ticket for one connection of `transport` to `session` by `caller`.
     ///
     /// # Errors
     /// Signing failed.
     pub fn issue(
         &self,
         session: &SessionId,
-        owner: &UserId,
+        caller: &Principal,
         transport: Transport,
         now: Timestamp,
     ) -> Result<(String, Ticket), TicketError> {
         let ticket = Ticket {
             id: TicketId::generate(),
             session_id: session.clone(),
-            owner: owner.clone(),
+            owner: caller.user.clone(),
+            token_id: caller.token_id.clone(),
             transport,
             expires_at: now.plus(self.ttl),
         };
         let claims = Claims {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
-            sub: owner.to_string(),
+            sub: ticket.owner.to_string(),
             sid: session.to_string(),
+            tid: ticket.token_id.clone(),
             trn: transport,
             jti: ticket.id.to_string(),
             iat: now.unix_millis() / 1000,
             exp: ticket.expires_at.unix_seconds_ceil(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(self.key.kid().to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, self.key.encoding_key())
             .map_err(|_| TicketError::Signing)?;
         Ok((token, ticket))
+    }
+}
+
+/// Checks tickets against a set of public keys by `kid`: the WebSocket authorizer and the
+/// streamer hold one.
+#[derive(Debug, Clone)]
+pub struct TicketVerifier {
+    keys: VerifyKeys,
+}
+
+impl TicketVerifier {
+    /// A verifier accepting tickets signed by any of `keys`.
+    pub fn new(keys: VerifyKeys) -> Self {
+        Self { keys }
+    }
+
+    /// The keys accepted.
+    pub fn keys(&self) -> &VerifyKeys {
+        &self.keys
     }
 
     /// Checks a ticket's signature, claims and expiry at `now`. Consuming it is the store's job.
     ///
     /// # Errors
-    /// Invalid or expired.
+    /// Invalid, signed by an unknown key, or expired.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Ticket, TicketError> {
         let ticket = self.decode(token)?;
         if ticket.expires_at <= now {
@@ -122,15 +146,26 @@ impl TicketCodec {
     /// chain outlives it (`EventSource` reconnects to the URL it was given).
     ///
     /// # Errors
-    /// Invalid.
+    /// Invalid, or signed by an unknown key.
     pub fn decode(&self, token: &str) -> Result<Ticket, TicketError> {
-        let mut validation = Validation::new(Algorithm::HS256);
+        // The header picks the key; `alg` is checked here and again by `jsonwebtoken` (only
+        // ES256), so neither `none` nor an HMAC made with a public key gets through.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TicketError::Invalid)?;
+        if header.alg != ALGORITHM {
+            return Err(TicketError::Invalid);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(TicketError::UnknownKey)?;
+        let mut validation = Validation::new(ALGORITHM);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         // Expiry is checked below against the service's clock, so tests can move it.
         validation.validate_exp = false;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|_| TicketError::Invalid)?;
         let claims = data.claims;
         let expires_at = Timestamp::from_unix_millis(claims.exp.saturating_mul(1000));
@@ -138,6 +173,7 @@ impl TicketCodec {
             id: TicketId::parse("jti", &claims.jti).map_err(|_| TicketError::Invalid)?,
             session_id: SessionId::parse("sid", &claims.sid).map_err(|_| TicketError::Invalid)?,
             owner: UserId::parse("sub", &claims.sub).map_err(|_| TicketError::Invalid)?,
+            token_id: claims.tid,
             transport: claims.trn,
             expires_at,
         })
@@ -146,51 +182,151 @@ impl TicketCodec {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::EncodingKey;
+
     use super::*;
 
-    fn codec(secret: &str) -> TicketCodec {
-        TicketCodec::new(
-            &SecretString::from(secret.to_owned()),
-            Duration::from_secs(60),
-        )
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn now() -> Timestamp {
+        Timestamp::from_unix_millis(1_700_000_000_000)
     }
 
-    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    fn alice() -> Principal {
+        Principal {
+            user: UserId::parse("sub", "alice").unwrap(),
+            scopes: vec![],
+            expires_at: now().plus(Duration::from_secs(3600)),
+            token_id: "token-1".to_owned(),
+        }
+    }
+
+    fn key(kid: &str) -> SigningKey {
+        SigningKey::generate(kid).unwrap()
+    }
+
+    fn verifier(keys: &[&SigningKey]) -> TicketVerifier {
+        TicketVerifier::new(VerifyKeys::of(keys).unwrap())
+    }
+
+    fn mint(key: &SigningKey) -> String {
+        let signer = TicketSigner::new(key.clone(), TTL);
+        signer
+            .issue(&SessionId::generate(), &alice(), Transport::Ws, now())
+            .unwrap()
+            .0
+    }
+
+    /// A token with `header` and the claims of a real ticket; `sign` makes the signature
+    /// segment of the signing input.
+    fn forge(header: &serde_json::Value, sign: impl Fn(&[u8]) -> String) -> String {
+        let genuine = mint(&key("k1"));
+        let claims = genuine.split('.').nth(1).unwrap();
+        let head = URL_SAFE_NO_PAD.encode(header.to_string());
+        let input = format!("{head}.{claims}");
+        format!("{input}.{}", sign(input.as_bytes()))
+    }
 
     #[test]
-    fn a_ticket_verifies_to_what_was_issued() {
-        let codec = codec(KEY);
-        let now = Timestamp::from_unix_millis(1_700_000_000_000);
-        let session = SessionId::generate();
-        let owner = UserId::parse("sub", "alice").unwrap();
-        let (token, ticket) = codec.issue(&session, &owner, Transport::Sse, now).unwrap();
+    fn a_ticket_verifies_to_what_was_issued_and_names_its_key_and_token() {
+        let k1 = key("k1");
+        let signer = TicketSigner::new(k1.clone(), TTL);
+        let (token, ticket) = signer
+            .issue(&SessionId::generate(), &alice(), Transport::Sse, now())
+            .unwrap();
 
-        let verified = codec
-            .verify(&token, now.plus(Duration::from_secs(59)))
+        let verified = verifier(&[&k1])
+            .verify(&token, now().plus(Duration::from_secs(59)))
             .unwrap();
 
         assert_eq!(verified, ticket);
-        assert_eq!(verified.transport, Transport::Sse);
+        assert_eq!(verified.token_id, "token-1");
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::ES256);
+        assert_eq!(header.kid.as_deref(), Some("k1"));
     }
 
     #[test]
     fn expired_forged_and_tampered_tickets_are_refused() {
-        let codec = codec(KEY);
-        let now = Timestamp::from_unix_millis(1_700_000_000_000);
-        let owner = UserId::parse("sub", "alice").unwrap();
-        let (token, _) = codec
-            .issue(&SessionId::generate(), &owner, Transport::Ws, now)
-            .unwrap();
+        let k1 = key("k1");
+        let token = mint(&k1);
+        let verifier = verifier(&[&k1]);
 
         assert_eq!(
-            codec.verify(&token, now.plus(Duration::from_secs(60))),
+            verifier.verify(&token, now().plus(TTL)),
             Err(TicketError::Expired)
         );
-        let other = super::tests::codec("another key of thirty-two bytes!!");
-        assert_eq!(other.verify(&token, now), Err(TicketError::Invalid));
+        let impostor = key("k1");
+        assert_eq!(
+            verifier.verify(&mint(&impostor), now()),
+            Err(TicketError::Invalid),
+            "the right kid with another key's signature"
+        );
         let mut tampered = token.clone();
         tampered.pop();
-        assert_eq!(codec.verify(&tampered, now), Err(TicketError::Invalid));
-        assert_eq!(codec.verify("not a jwt", now), Err(TicketError::Invalid));
+        assert_eq!(verifier.verify(&tampered, now()), Err(TicketError::Invalid));
+        assert_eq!(
+            verifier.verify("not a jwt", now()),
+            Err(TicketError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_ticket_of_an_unknown_kid_is_refused() {
+        let k1 = key("k1");
+        let stranger = key("k2");
+
+        assert_eq!(
+            verifier(&[&k1]).verify(&mint(&stranger), now()),
+            Err(TicketError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn hs256_none_and_algorithm_confusion_tokens_are_refused() {
+        let k1 = key("k1");
+        let verifier = verifier(&[&k1]);
+        // HMAC keyed with the public key as published: the classic confusion attack.
+        let public = serde_json::to_vec(k1.public_jwk()).unwrap();
+        let hmac = |alg: Algorithm, secret: &[u8]| {
+            let mut header = Header::new(alg);
+            header.kid = Some("k1".to_owned());
+            forge(&serde_json::to_value(&header).unwrap(), |input| {
+                jsonwebtoken::crypto::sign(input, &EncodingKey::from_secret(secret), alg).unwrap()
+            })
+        };
+        let unsigned = forge(&serde_json::json!({"alg": "none", "kid": "k1"}), |_| {
+            String::new()
+        });
+
+        for token in [
+            hmac(Algorithm::HS256, &public),
+            hmac(Algorithm::HS256, b"any secret of thirty-two bytes!!"),
+            hmac(Algorithm::HS512, &public),
+            unsigned,
+        ] {
+            assert_eq!(verifier.verify(&token, now()), Err(TicketError::Invalid));
+        }
+    }
+
+    #[test]
+    fn during_a_rotation_tickets_of_either_key_verify_and_after_it_the_old_ones_are_refused() {
+        let old = key("2026-11");
+        let new = key("2026-12");
+        let minted_before_the_switch = mint(&old);
+        let minted_after_the_switch = mint(&new);
+
+        let overlapping = verifier(&[&old, &new]);
+        let after = verifier(&[&new]);
+
+        assert!(overlapping.verify(&minted_before_the_switch, now()).is_ok());
+        assert!(overlapping.verify(&minted_after_the_switch, now()).is_ok());
+        assert_eq!(
+            after.decode(&minted_before_the_switch),
+            Err(TicketError::UnknownKey)
+        );
+        assert!(after.verify(&minted_after_the_switch, now()).is_ok());
     }
 }

@@ -43,6 +43,9 @@ pub struct Ticket {
     pub session_id: SessionId,
     /// The user it was issued to.
     pub owner: UserId,
+    /// The id (`jti`) of the bearer token it was minted with (claim `tid`), so that revoking
+    /// that token also refuses its tickets.
+    pub token_id: String,
     /// The transport it opens.
     pub transport: Transport,
     /// After this it is refused.

@@ -30,16 +30,25 @@ pub struct Problem {
     /// The input field at fault, for validation errors (`symbols[1]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// The quota reached, for `quota-exceeded`.
+    /// The quota reached, for `quota-exceeded`; the cap reached, for `too-many-streams`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<String>,
-    /// The quota's limit, for `quota-exceeded`.
+    /// The quota's limit, for `quota-exceeded` and `too-many-streams`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// The scope the token lacks, for `insufficient-scope`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// The media type of problem documents.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The quota policy of a rate-limited answer (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
+
+/// The remaining allowance of a rate-limited answer (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT: &str = "ratelimit";
 
 /// Why a request failed, at the HTTP edge.
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +86,33 @@ pub enum ApiError {
     /// This instance is shutting down; another one serves.
     #[error("this instance is draining; reconnect")]
     Draining,
+    /// The request did not come through the edge (CloudFront) in front of this API: it lacks
+    /// the edge's origin-verify header, or has a wrong value.
+    #[error("this API is served through its edge only; use the published endpoint")]
+    EdgeOnly,
     /// A browser on a page of another site asked (its `Origin` is not allowed).
     #[error(transparent)]
     OriginRefused(#[from] crate::http::OriginRefused),
+    /// A rate limit refused the request (answered with `Retry-After` and the `RateLimit`
+    /// header fields).
+    #[error(transparent)]
+    RateLimited(#[from] crate::ratelimit::RateLimited),
+    /// The caller's token lacks the scope the route needs.
+    #[error(transparent)]
+    InsufficientScope(#[from] crate::auth::InsufficientScope),
+    /// This instance holds all the connections it may; the load balancer sends the retry to
+    /// another one.
+    #[error("this instance is full; retry later")]
+    Full,
+    /// The caller holds as many concurrent streams as a cap of this instance allows (`quota`:
+    /// `streams_per_user` or `streams_per_address`).
+    #[error("the {quota} cap of {limit} concurrent streams is reached; close one or retry later")]
+    TooManyStreams {
+        /// Which cap.
+        quota: &'static str,
+        /// The cap.
+        limit: u32,
+    },
 }
 
 impl From<ValidationError> for ApiError {
@@ -116,6 +149,7 @@ impl ApiError {
                 S::SessionClosed { .. } => kind(C::CONFLICT, "session-closed", "Session closed"),
                 S::InvalidState(_) => kind(C::CONFLICT, "invalid-state", "Invalid state"),
                 S::TicketRefused(_) => kind(C::FORBIDDEN, "ticket-refused", "Ticket refused"),
+                S::TokenRevoked => kind(C::UNAUTHORIZED, "token-revoked", "Token revoked"),
                 S::SimulatorNotRunning { .. } => kind(
                     C::CONFLICT,
                     "simulator-not-running",
@@ -157,6 +191,9 @@ impl ApiError {
                 "Payload too large",
             ),
             Self::Unauthorized => kind(C::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::InsufficientScope(_) => {
+                kind(C::FORBIDDEN, "insufficient-scope", "Insufficient scope")
+            }
             Self::NoRoute => kind(C::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed => kind(
                 C::METHOD_NOT_ALLOWED,
@@ -179,15 +216,30 @@ impl ApiError {
                 "The auth service is unavailable",
             ),
             Self::Draining => kind(C::SERVICE_UNAVAILABLE, "draining", "Draining"),
+            Self::EdgeOnly => kind(C::FORBIDDEN, "edge-only", "Direct access refused"),
             Self::OriginRefused(_) => kind(C::FORBIDDEN, "origin-refused", "Origin refused"),
+            Self::RateLimited(_) => kind(C::TOO_MANY_REQUESTS, "rate-limited", "Rate limited"),
+            Self::Full => kind(C::SERVICE_UNAVAILABLE, "full", "Instance full"),
+            Self::TooManyStreams { .. } => kind(
+                C::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many concurrent streams",
+            ),
         }
     }
 
-    /// Whether the same request is likely to succeed in a moment: the store was unavailable
-    /// (a timeout, throttling, a conflict that outlasted its retries). Answered with
-    /// `Retry-After: 1`.
-    fn retry_soon(&self) -> bool {
-        matches!(self, Self::Service(ServiceError::Store(e)) if e.is_transient())
+    /// The `Retry-After` (seconds) of an error that the same request may not meet again in a
+    /// moment: the store was unavailable (a timeout, throttling, a conflict that outlasted its
+    /// retries); a full instance (10 s: two readiness probes, after which the load balancer
+    /// has taken it out of rotation); a stream cap (a slot frees when another of the caller's
+    /// streams ends).
+    pub fn retry_after(&self) -> Option<&'static str> {
+        match self {
+            Self::Service(ServiceError::Store(e)) if e.is_transient() => Some("1"),
+            Self::Full => Some("10"),
+            Self::TooManyStreams { .. } => Some("5"),
+            _ => None,
+        }
     }
 
     /// The problem document of this error.
@@ -201,6 +253,7 @@ impl ApiError {
             field: None,
             quota: None,
             limit: None,
+            scope: None,
         };
         match self {
             Self::Service(ServiceError::Invalid(e)) => problem.field = Some(e.field.clone()),
@@ -219,9 +272,33 @@ impl ApiError {
             Self::Service(ServiceError::Store(_) | ServiceError::Internal(_)) => {
                 "the request could not be completed; retry later".clone_into(&mut problem.detail);
             }
+            Self::InsufficientScope(e) => problem.scope = Some(e.needed.clone()),
+            Self::TooManyStreams { quota, limit } => {
+                problem.quota = Some((*quota).to_owned());
+                problem.limit = Some(*limit);
+            }
             _ => {}
         }
         problem
+    }
+}
+
+impl ApiError {
+    /// The `WWW-Authenticate` challenge RFC 6750 asks for when a bearer token is refused for
+    /// what it is (revoked) or what it lacks (a scope).
+    fn bearer_challenge(&self) -> Option<HeaderValue> {
+        match self {
+            Self::Service(ServiceError::TokenRevoked) => Some(HeaderValue::from_static(
+                r#"Bearer error="invalid_token", error_description="The token is revoked""#,
+            )),
+            // Scopes are `!`..`~` without `"` or `\` (RFC 6749), so they fit a quoted string.
+            Self::InsufficientScope(e) => HeaderValue::from_str(&format!(
+                r#"Bearer error="insufficient_scope", scope="{}""#,
+                e.needed
+            ))
+            .ok(),
+            _ => None,
+        }
     }
 }
 
@@ -237,10 +314,27 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if self.retry_soon() {
+        if let Some(challenge) = self.bearer_challenge() {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        if let Self::RateLimited(refusal) = &self {
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, refusal.retry_after_secs().into());
+            for (name, value) in [
+                (RATELIMIT_POLICY, refusal.policy_header()),
+                (RATELIMIT, refusal.limit_header()),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(name, value);
+                }
+            }
         }
         response
     }

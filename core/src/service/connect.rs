@@ -99,7 +99,7 @@ impl SessionService {
         simulator: Option<&SimulatorId>,
     ) -> Result<IssuedTicket, ServiceError> {
         let (session, simulator) = self.stream_target(caller, session_id, simulator).await?;
-        self.mint(&session, transport, simulator.as_ref(), None)
+        self.mint(caller, &session, transport, simulator.as_ref(), None)
     }
 
     /// A fresh ticket after a dropped connection, and how the stream will resume from
@@ -123,7 +123,13 @@ impl SessionService {
             },
             (Some(simulator), Some(last)) => self.predict_resume(simulator, last).await,
         };
-        let ticket = self.mint(&session, transport, simulator.as_ref(), last_event_id)?;
+        let ticket = self.mint(
+            caller,
+            &session,
+            transport,
+            simulator.as_ref(),
+            last_event_id,
+        )?;
         Ok(Reconnect { ticket, resume })
     }
 
@@ -194,16 +200,20 @@ impl SessionService {
 
     fn mint(
         &self,
+        caller: &Principal,
         session: &Session,
         transport: Transport,
         simulator: Option<&Simulator>,
         last_event_id: Option<EventId>,
     ) -> Result<IssuedTicket, ServiceError> {
-        let codec = self.tickets.as_ref().ok_or(ServiceError::NotConfigured {
-            setting: "auth.ticket_secret",
-        })?;
-        let (token, ticket) = codec
-            .issue(&session.id, &session.owner, transport, self.clock.now())
+        let signer = self
+            .ticket_signer
+            .as_ref()
+            .ok_or(ServiceError::NotConfigured {
+                setting: "auth.ticket_signing_key_secret_arn",
+            })?;
+        let (token, ticket) = signer
+            .issue(&session.id, caller, transport, self.clock.now())
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         // Tickets, ids and event ids are URL-safe (base64url, ULIDs, digits), so no escaping.
         let mut url = match transport {

@@ -38,6 +38,10 @@ pub enum TicketRefusal {
     /// Issued for the other transport.
     #[error("wrong_transport")]
     WrongTransport,
+    /// A spent SSE ticket's resume chain has run its whole life (`streaming.resume_chain_secs`
+    /// past the ticket's expiry): a fresh ticket is needed.
+    #[error("chain_ended")]
+    ChainEnded,
 }
 
 /// The answer to a heartbeat, sent back on the connection.
@@ -70,13 +74,16 @@ impl SessionService {
     /// gone or not the ticket owner's; `SessionClosed`.
     #[instrument(skip_all)]
     pub async fn admit_connect(&self, ticket: &str) -> Result<Admission, ServiceError> {
-        let codec = self.tickets.as_ref().ok_or(ServiceError::NotConfigured {
-            setting: "auth.ticket_secret",
-        })?;
+        let verifier = self
+            .ticket_verifier
+            .as_ref()
+            .ok_or(ServiceError::NotConfigured {
+                setting: "auth.ticket_verify_keys_secret_arn",
+            })?;
         let now = self.clock.now();
-        let ticket = codec.verify(ticket, now).map_err(|e| match e {
+        let ticket = verifier.verify(ticket, now).map_err(|e| match e {
             TicketError::Expired => ServiceError::TicketRefused(TicketRefusal::Expired),
-            TicketError::Invalid | TicketError::Signing => {
+            TicketError::Invalid | TicketError::UnknownKey | TicketError::Signing => {
                 ServiceError::TicketRefused(TicketRefusal::Invalid)
             }
         })?;
@@ -104,11 +111,15 @@ impl SessionService {
         })
     }
 
-    /// The usable session a ticket opens, if it is still its owner's.
+    /// The usable session a ticket opens, if it is still its owner's and neither the token it
+    /// was minted with nor its owner is revoked (`TokenRevoked`): both ticket doors, WebSocket
+    /// and SSE (a first use and a resumed continuation alike), ask here before spending it.
     pub(super) async fn ticket_session(
         &self,
         ticket: &crate::domain::Ticket,
     ) -> Result<crate::domain::Session, ServiceError> {
+        self.ensure_not_revoked(&ticket.token_id, &ticket.owner)
+            .await?;
         let session = self
             .store
             .get_session(&ticket.session_id)

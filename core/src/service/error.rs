@@ -43,6 +43,10 @@ pub enum ServiceError {
         /// Its state.
         status: &'static str,
     },
+    /// The caller's bearer token, or every token of its subject, is revoked (for a ticket:
+    /// the token it was minted with).
+    #[error("the token is revoked")]
+    TokenRevoked,
     /// A connect ticket was refused.
     #[error("ticket refused: {0}")]
     TicketRefused(#[from] super::connections::TicketRefusal),

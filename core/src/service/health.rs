@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
 use super::SessionService;
 use crate::backend::BackendError;
 use crate::domain::SessionId;
@@ -17,6 +20,37 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// probe. (The backend's own deadline, `backends.deadline_ms`, 2 s by default, and its retries
 /// are longer than the timeout.)
 const BACKEND_PROBE_DEADLINE: Duration = Duration::from_millis(1_250);
+
+/// How long a health answer is reused: `/v1/health` is anonymous, so without this every request
+/// would read the store and call the simulator service (a flood of health checks would become a
+/// flood of both). Short enough that a load balancer or a person sees a change within seconds.
+pub const HEALTH_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// The last health answer, shared by every request of a process; one probe at a time.
+#[derive(Debug, Default)]
+pub(super) struct HealthCache {
+    /// Held across a probe, so concurrent requests wait for the probe under way and share its
+    /// answer (single flight) instead of probing in parallel.
+    last: Mutex<Option<(Instant, Health)>>,
+}
+
+impl HealthCache {
+    /// The answer of at most `ttl` ago, or the one `probe` gives now.
+    pub(super) async fn get_or_probe<F>(&self, ttl: Duration, probe: F) -> Health
+    where
+        F: Future<Output = Health>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, health)) = last.as_ref()
+            && at.elapsed() < ttl
+        {
+            return health.clone();
+        }
+        let health = probe.await;
+        *last = Some((Instant::now(), health.clone()));
+        health
+    }
+}
 
 /// The overall verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +104,17 @@ pub struct Health {
 }
 
 impl SessionService {
+    /// The health of the store and the simulator service, probed at most once per
+    /// [`HEALTH_CACHE_TTL`] per process.
+    pub async fn health(&self) -> Health {
+        self.health_cache
+            .get_or_probe(HEALTH_CACHE_TTL, self.probe_health())
+            .await
+    }
+
     /// Probes the store (a read) and the simulator service (a status read of an id that does
     /// not exist: `not found` proves it answers), concurrently and bounded in time.
-    pub async fn health(&self) -> Health {
+    async fn probe_health(&self) -> Health {
         let probe_id = SessionId::generate();
         let store = async {
             match tokio::time::timeout(PROBE_TIMEOUT, self.store.get_session(&probe_id)).await {
@@ -121,5 +163,70 @@ impl SessionService {
                 },
             ],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn health(status: HealthStatus) -> Health {
+        Health {
+            status,
+            dependencies: Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_is_reused_until_it_is_older_than_the_ttl() {
+        let cache = HealthCache::default();
+        let probes = AtomicU32::new(0);
+        let probe = |status| {
+            probes.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(health(status))
+        };
+
+        let first = cache
+            .get_or_probe(HEALTH_CACHE_TTL, probe(HealthStatus::Ok))
+            .await;
+        tokio::time::advance(HEALTH_CACHE_TTL.saturating_sub(Duration::from_millis(1))).await;
+        let reused = cache
+            .get_or_probe(HEALTH_CACHE_TTL, async { unreachable!("reused") })
+            .await;
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let fresh = cache
+            .get_or_probe(HEALTH_CACHE_TTL, probe(HealthStatus::Down))
+            .await;
+
+        assert_eq!(first.status, HealthStatus::Ok);
+        assert_eq!(reused.status, HealthStatus::Ok);
+        assert_eq!(fresh.status, HealthStatus::Down);
+        assert_eq!(probes.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_share_the_probe_under_way() {
+        let cache = std::sync::Arc::new(HealthCache::default());
+        let probes = std::sync::Arc::new(AtomicU32::new(0));
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let (cache, probes) = (cache.clone(), probes.clone());
+            requests.spawn(async move {
+                let slow_probe = async {
+                    probes.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    health(HealthStatus::Degraded)
+                };
+                cache.get_or_probe(HEALTH_CACHE_TTL, slow_probe).await
+            });
+        }
+
+        let answers = requests.join_all().await;
+
+        assert_eq!(probes.load(Ordering::SeqCst), 1);
+        assert_eq!(answers.len(), 50);
+        assert!(answers.iter().all(|h| h.status == HealthStatus::Degraded));
     }
 }

@@ -9,6 +9,7 @@ mod connect;
 mod connections;
 mod error;
 mod health;
+mod revocations;
 mod sessions;
 mod simulators;
 mod streams;
@@ -19,11 +20,11 @@ use std::time::Duration;
 pub use connect::{IssuedTicket, Reconnect, Resume, SnapshotReason};
 pub use connections::{Admission, HeartbeatAck, TicketRefusal};
 pub use error::ServiceError;
-pub use health::{Dependency, DependencyState, Health, HealthStatus};
+pub use health::{Dependency, DependencyState, HEALTH_CACHE_TTL, Health, HealthStatus};
 pub use sessions::SessionDetail;
 pub use streams::{StreamAdmission, StreamCredential};
 
-use crate::auth::{Principal, TicketCodec};
+use crate::auth::{Principal, RevocationCheck, TicketSigner, TicketVerifier};
 use crate::backend::SimulatorBackend;
 use crate::clock::Clock;
 use crate::config::{Limits, StreamingSettings, WebSocketSettings};
@@ -35,7 +36,8 @@ use crate::store::SharedStore;
 pub struct SessionService {
     store: SharedStore,
     backend: Arc<dyn SimulatorBackend>,
-    tickets: Option<TicketCodec>,
+    ticket_signer: Option<TicketSigner>,
+    ticket_verifier: Option<TicketVerifier>,
     clock: Arc<dyn Clock>,
     limits: Limits,
     streaming: StreamingSettings,
@@ -43,6 +45,12 @@ pub struct SessionService {
     /// After this long a simulator still `starting` (or `stopping`) without a backend id is
     /// taken as abandoned by a crashed request, and its start is completed or undone.
     settle_after: Duration,
+    /// The revocation list, checked at every door.
+    revocations: RevocationCheck,
+    /// The longest a revocation lasts (`auth.max_token_life_secs`).
+    max_token_life: Duration,
+    /// The last health answer (shared by clones: one per process).
+    health_cache: Arc<health::HealthCache>,
 }
 
 /// What [`SessionService`] is built from.
@@ -52,9 +60,11 @@ pub struct ServiceParts {
     pub store: SharedStore,
     /// The simulator service.
     pub backend: Arc<dyn SimulatorBackend>,
-    /// Mints connect tickets; `None` where no ticket secret is configured (ticket routes then
-    /// answer that the service is not configured for them).
-    pub tickets: Option<TicketCodec>,
+    /// Mints connect tickets: the REST API's; `None` elsewhere (ticket routes then answer that
+    /// the service is not configured for them).
+    pub ticket_signer: Option<TicketSigner>,
+    /// Checks connect tickets: the WebSocket authorizer's and the streamer's.
+    pub ticket_verifier: Option<TicketVerifier>,
     /// The time.
     pub clock: Arc<dyn Clock>,
     /// Quotas and lifetimes.
@@ -65,6 +75,10 @@ pub struct ServiceParts {
     pub websocket: WebSocketSettings,
     /// The longest a backend call may take, retries included.
     pub backend_patience: Duration,
+    /// The revocation list, checked at every door.
+    pub revocations: RevocationCheck,
+    /// The longest life of a bearer token: the longest a revocation lasts.
+    pub max_token_life: Duration,
 }
 
 impl SessionService {
@@ -73,12 +87,16 @@ impl SessionService {
         Self {
             store: parts.store,
             backend: parts.backend,
-            tickets: parts.tickets,
+            ticket_signer: parts.ticket_signer,
+            ticket_verifier: parts.ticket_verifier,
             clock: parts.clock,
             limits: parts.limits,
             streaming: parts.streaming,
             websocket: parts.websocket,
             settle_after: parts.backend_patience.saturating_mul(2),
+            revocations: parts.revocations,
+            max_token_life: parts.max_token_life,
+            health_cache: Arc::default(),
         }
     }
 
@@ -89,9 +107,16 @@ impl SessionService {
         backend: Arc<dyn SimulatorBackend>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let tickets = settings.auth.ticket_secret.as_ref().map(|secret| {
-            TicketCodec::new(secret, Duration::from_secs(settings.auth.ticket_ttl_secs))
+        let ticket_signer = settings.auth.ticket_signing_key().map(|key| {
+            TicketSigner::new(
+                key.clone(),
+                Duration::from_secs(settings.auth.ticket_ttl_secs),
+            )
         });
+        let ticket_verifier = settings
+            .auth
+            .ticket_verify_keys()
+            .map(|keys| TicketVerifier::new(keys.clone()));
         let backends = &settings.backends;
         let patience = backends
             .deadline()
@@ -102,15 +127,24 @@ impl SessionService {
                     .cap
                     .saturating_mul(backends.max_retries),
             );
+        let revocations = RevocationCheck::new(
+            store.clone(),
+            clock.clone(),
+            Duration::from_millis(settings.auth.revocation_cache_ms),
+            settings.auth.revocation_cache_entries,
+        );
         Self::new(ServiceParts {
             store,
             backend,
-            tickets,
+            ticket_signer,
+            ticket_verifier,
             clock,
             limits: settings.limits.clone(),
             streaming: settings.streaming.clone(),
             websocket: settings.websocket.clone(),
             backend_patience: patience,
+            revocations,
+            max_token_life: Duration::from_secs(settings.auth.max_token_life_secs),
         })
     }
 

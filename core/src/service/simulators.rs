@@ -15,7 +15,7 @@ use crate::backend::{BackendError, BackendSimulator, StartSpec};
 use crate::domain::{
     BookView, NewSimulator, SessionId, Simulator, SimulatorId, SimulatorStatus, Symbol,
 };
-use crate::store::StoreError;
+use crate::store::{SimulatorQuotas, StoreError};
 
 impl SessionService {
     /// Starts a simulator in one of the caller's active sessions. The answer is the record after
@@ -35,7 +35,11 @@ impl SessionService {
         }
         let simulator = Simulator::starting(&session, request, self.clock.now());
         self.store
-            .create_simulator(&simulator, self.limits.simulators_per_session)
+            .create_simulator(
+                &simulator,
+                &session.owner,
+                SimulatorQuotas::of(&self.limits),
+            )
             .await?;
         self.complete_start(simulator).await
     }

@@ -52,7 +52,8 @@ impl SessionService {
     /// which lets a ticket already spent reopen its stream (see the module's doc).
     ///
     /// # Errors
-    /// `TicketRefused`, `NotFound` (the session or simulator is missing or not the caller's),
+    /// `TicketRefused`, `TokenRevoked` (the bearer token, the ticket's token or its owner is
+    /// revoked), `NotFound` (the session or simulator is missing or not the caller's),
     /// `SessionClosed`, `SimulatorNotRunning`, or the store failed.
     #[instrument(skip_all, fields(session = %session_id))]
     pub async fn admit_stream(
@@ -64,6 +65,8 @@ impl SessionService {
     ) -> Result<StreamAdmission, ServiceError> {
         let (session, ticket) = match credential {
             StreamCredential::Bearer(caller) => {
+                self.ensure_not_revoked(&caller.token_id, &caller.user)
+                    .await?;
                 (self.owned_session(caller, session_id).await?, None)
             }
             StreamCredential::Ticket(token) => {
@@ -139,19 +142,33 @@ impl SessionService {
         session_id: &SessionId,
         resume_from: Option<EventId>,
     ) -> Result<(Session, TicketId), ServiceError> {
-        let codec = self.tickets.as_ref().ok_or(ServiceError::NotConfigured {
-            setting: "auth.ticket_secret",
-        })?;
+        let verifier = self
+            .ticket_verifier
+            .as_ref()
+            .ok_or(ServiceError::NotConfigured {
+                setting: "auth.ticket_verify_keys_file",
+            })?;
         let refused = |why| ServiceError::TicketRefused(why);
-        let ticket = codec.decode(token).map_err(|e| match e {
+        let ticket = verifier.decode(token).map_err(|e| match e {
             TicketError::Expired => refused(TicketRefusal::Expired),
-            TicketError::Invalid | TicketError::Signing => refused(TicketRefusal::Invalid),
+            TicketError::Invalid | TicketError::UnknownKey | TicketError::Signing => {
+                refused(TicketRefusal::Invalid)
+            }
         })?;
         if ticket.transport != Transport::Sse {
             return Err(refused(TicketRefusal::WrongTransport));
         }
         if ticket.session_id != *session_id {
             return Err(refused(TicketRefusal::Invalid));
+        }
+        // The chain's whole life is bounded by the signed expiry alone, so a leaked URL stops
+        // working at a known time without any state; how often it may reconnect within that
+        // life is the SSE connect rate limit's business, not a count kept here.
+        let chain_end = ticket
+            .expires_at
+            .plus(Duration::from_secs(self.streaming.resume_chain_secs));
+        if chain_end <= self.clock.now() {
+            return Err(refused(TicketRefusal::ChainEnded));
         }
         let session = self.ticket_session(&ticket).await?;
         let expired = ticket.expires_at <= self.clock.now();

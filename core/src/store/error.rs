@@ -13,6 +13,8 @@ pub enum Quota {
     SimulatorsPerSession,
     /// WebSocket connections per session.
     ConnectionsPerSession,
+    /// Simulator events per second per user (the sum over their running simulators).
+    EventsPerSecondPerUser,
 }
 
 impl Quota {
@@ -22,6 +24,7 @@ impl Quota {
             Self::SessionsPerUser => "sessions-per-user",
             Self::SimulatorsPerSession => "simulators-per-session",
             Self::ConnectionsPerSession => "connections-per-session",
+            Self::EventsPerSecondPerUser => "events-per-second-per-user",
         }
     }
 }

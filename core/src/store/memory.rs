@@ -4,6 +4,9 @@
 //! items directly instead of keeping counters. Expired items are skipped on read and swept on
 //! write, so memory stays bounded by what is live.
 
+mod rate_limit;
+mod revocation;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,8 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    ConnectionStore, IdempotencyStore, LeaseStore, Quota, SessionStore, SimulatorStore, StoreError,
-    TicketStore,
+    ConnectionStore, IdempotencyStore, LeaseStore, Quota, SessionStore, SimulatorQuotas,
+    SimulatorStore, StoreError, TicketStore,
 };
 use crate::clock::Clock;
 use crate::domain::{
@@ -63,6 +66,10 @@ struct State {
     tickets: HashMap<TicketId, TicketEntry>,
     idempotency: HashMap<(UserId, IdempotencyKey), IdempotencyEntry>,
     leases: HashMap<String, Lease>,
+    /// Revoked targets and until when (`revocation.rs`).
+    revocations: HashMap<crate::domain::RevocationTarget, Timestamp>,
+    /// Rate-limit keys' theoretical arrival times, in µs (`rate_limit.rs`).
+    rate_limits: HashMap<String, i64>,
 }
 
 impl State {
@@ -71,6 +78,19 @@ impl State {
             Some(s) if s.is_usable(now) => Ok(s),
             _ => Err(StoreError::SessionNotActive { id: id.to_string() }),
         }
+    }
+
+    /// The sum of `events_per_second` of `owner`'s simulators that are not stopped or failed,
+    /// in sessions that are active and unexpired (what the event budget counts).
+    fn owner_event_rate(&self, owner: &UserId, now: Timestamp) -> u64 {
+        self.sessions
+            .values()
+            .filter(|s| &s.owner == owner && s.is_usable(now))
+            .filter_map(|s| self.simulators.get(&s.id))
+            .flat_map(BTreeMap::values)
+            .filter(|sim| !sim.status.is_terminal())
+            .map(|sim| u64::from(sim.events_per_second))
+            .sum()
     }
 
     /// Drops what has expired, once the maps have grown (amortised: at most every 1024 inserts).
@@ -200,11 +220,15 @@ impl SimulatorStore for InMemoryStore {
     async fn create_simulator(
         &self,
         simulator: &Simulator,
-        max_active: u32,
+        owner: &UserId,
+        quotas: SimulatorQuotas,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut state = self.lock();
         state.usable_session(&simulator.session_id, now)?;
+        let budget = quotas.max_events_per_second;
+        let used = state.owner_event_rate(owner, now);
+        let max_active = quotas.max_active;
         let of_session = state
             .simulators
             .entry(simulator.session_id.clone())
@@ -223,6 +247,12 @@ impl SimulatorStore for InMemoryStore {
             return Err(StoreError::QuotaExceeded {
                 quota: Quota::SimulatorsPerSession,
                 limit: max_active,
+            });
+        }
+        if used + u64::from(simulator.events_per_second) > u64::from(budget) {
+            return Err(StoreError::QuotaExceeded {
+                quota: Quota::EventsPerSecondPerUser,
+                limit: budget,
             });
         }
         of_session.insert(simulator.id.clone(), simulator.clone());

@@ -22,8 +22,8 @@ pub use memory::InMemoryStore;
 
 use crate::domain::{
     Connection, ConnectionId, EventId, IdempotencyClaim, IdempotencyKey, Lease, Page, PageRequest,
-    RequestFingerprint, Session, SessionId, Simulator, SimulatorId, StoredResponse, TicketId,
-    Timestamp, UserId,
+    RequestFingerprint, Revocation, Session, SessionId, Simulator, SimulatorId, StoredResponse,
+    TicketId, Timestamp, UserId,
 };
 
 /// Sessions: create under the owner's quota, read, list by owner, change.
@@ -47,15 +47,37 @@ pub trait SessionStore: Send + Sync {
     async fn update_session(&self, previous: &Session, next: &Session) -> Result<(), StoreError>;
 }
 
+/// The limits a new simulator is admitted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulatorQuotas {
+    /// Simulators (not stopped or failed) one session may have.
+    pub max_active: u32,
+    /// Sum of `events_per_second` of one user's simulators (not stopped or failed).
+    pub max_events_per_second: u32,
+}
+
+impl SimulatorQuotas {
+    /// The quotas `limits` set.
+    pub fn of(limits: &crate::config::Limits) -> Self {
+        Self {
+            max_active: limits.simulators_per_session,
+            max_events_per_second: limits.events_per_second_per_user,
+        }
+    }
+}
+
 /// Simulators of a session.
 #[async_trait]
 pub trait SimulatorStore: Send + Sync {
-    /// Stores a new simulator if its session is usable and has fewer than `max_active`
-    /// simulators that are not stopped or failed.
+    /// Stores a new simulator if its session is usable, has fewer than `quotas.max_active`
+    /// simulators that are not stopped or failed, and the rates of `owner`'s (the session's
+    /// owner's) simulators that are not stopped or failed, in usable sessions, stay within
+    /// `quotas.max_events_per_second` with it.
     async fn create_simulator(
         &self,
         simulator: &Simulator,
-        max_active: u32,
+        owner: &UserId,
+        quotas: SimulatorQuotas,
     ) -> Result<(), StoreError>;
 
     /// One simulator of a session.
@@ -69,7 +91,8 @@ pub trait SimulatorStore: Send + Sync {
     async fn list_simulators(&self, session: &SessionId) -> Result<Vec<Simulator>, StoreError>;
 
     /// Replaces `previous` with `next` if the stored simulator is still at `previous.version`;
-    /// entering stopped or failed releases the session's quota slot in the same write.
+    /// entering stopped or failed releases the session's quota slot and the owner's event
+    /// budget in the same write.
     async fn update_simulator(
         &self,
         previous: &Simulator,
@@ -208,6 +231,37 @@ pub trait LeaseStore: Send + Sync {
     async fn get_lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
 }
 
+/// Revoked bearer tokens, by token id and by subject (`REVOKED#jti#<id>`, `REVOKED#sub#<user>`),
+/// each kept until its `until`.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Records a revocation. One already recorded for the same target that lasts longer is
+    /// kept: a revocation is never shortened.
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
+
+    /// The revocation in force of the token `token_id` or of the subject `subject`, if any
+    /// (the token's if both are). Eventually consistent: a revocation recorded a moment ago may
+    /// be missed for a fraction of a second.
+    async fn revocation(
+        &self,
+        token_id: &str,
+        subject: &UserId,
+    ) -> Result<Option<Revocation>, StoreError>;
+}
+
+/// Rate limits: one GCRA decision per request on the key's theoretical arrival time
+/// (`RL#<key>`), exact across every process sharing the store (`crate::ratelimit`).
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Spends one request of `key`'s allowance at `rate` now, if the allowance has one; the
+    /// decision either way (a refusal changes nothing).
+    async fn acquire_rate(
+        &self,
+        key: &str,
+        rate: crate::ratelimit::Rate,
+    ) -> Result<crate::ratelimit::Decision, StoreError>;
+}
+
 /// Every port at once, for processes that use them all (the local stack, tests).
 pub trait Store:
     SessionStore
@@ -216,6 +270,8 @@ pub trait Store:
     + TicketStore
     + IdempotencyStore
     + LeaseStore
+    + RevocationStore
+    + RateLimitStore
     + std::fmt::Debug
 {
 }
@@ -227,6 +283,8 @@ impl<T> Store for T where
         + TicketStore
         + IdempotencyStore
         + LeaseStore
+        + RevocationStore
+        + RateLimitStore
         + std::fmt::Debug
 {
 }

@@ -7,12 +7,10 @@ use session_core::component::Component;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = session_functions::wiring::init(Component::WsHandler).await?;
-    let service = &session_functions::wiring::service(&settings, Component::WsHandler).await?;
+    let handler = &session_functions::wiring::ws_handler_from_settings(&settings).await?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, lambda_runtime::Error>(
-                session_functions::websocket::handle(service, &event.payload).await,
-            )
+            Ok::<_, lambda_runtime::Error>(handler.handle(&event.payload).await)
         },
     ))
     .await

@@ -1,14 +1,20 @@
 //! The `Caller` extractor: the principal the authorizer let through, from the API Gateway
-//! request context (in Lambda and in the local emulator alike).
+//! request context (in Lambda and in the local emulator alike), checked here for every route
+//! at once: its token not revoked (API Gateway may cache the authorizer's verdict, so the
+//! authorizer alone cannot refuse a token revoked since; `401` `token-revoked`) and carrying
+//! the scope the route's operation names in the OpenAPI document (`403`
+//! `insufficient-scope`).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use lambda_http::RequestExt as _;
 use lambda_http::request::RequestContext;
 use session_core::auth::Principal;
+use session_core::service::ServiceError;
 
 use super::App;
 use super::problem::ApiError;
+use super::scopes;
 use crate::caller::{CallerContext, from_authorizer};
 
 /// The authenticated caller of a request.
@@ -28,9 +34,26 @@ impl FromRequestParts<App> for Caller {
             .map(|a| &a.fields)
             .ok_or(ApiError::Unauthorized)?;
         let caller: CallerContext = from_authorizer(fields).ok_or(ApiError::Unauthorized)?;
-        caller
+        let principal = caller
             .principal(app.clock.now())
-            .map(Caller)
-            .ok_or(ApiError::Unauthorized)
+            .ok_or(ApiError::Unauthorized)?;
+        app.service
+            .ensure_not_revoked(&principal.token_id, &principal.user)
+            .await?;
+        // Fails closed: a route the document does not secure has no business extracting a caller.
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        let needed = route
+            .and_then(|route| scopes::required(&parts.method, route))
+            .ok_or_else(|| {
+                ApiError::Service(ServiceError::Internal(format!(
+                    "{} {route:?} names no scope in the OpenAPI document",
+                    parts.method
+                )))
+            })?;
+        principal.require(needed.iter().map(String::as_str))?;
+        Ok(Caller(principal))
     }
 }

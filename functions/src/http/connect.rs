@@ -22,7 +22,7 @@ use super::problem::{ApiError, Problem};
         (status = 201, description = "A ticket", body = TicketBody),
         (status = 409, description = "The session is closed", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:write"]))
 )]
 pub(super) async fn ticket(
     State(app): State<App>,
@@ -58,7 +58,7 @@ pub(super) async fn ticket(
         (status = 200, description = "A ticket and how the stream resumes", body = ReconnectBody),
         (status = 409, description = "The session is closed", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:write"]))
 )]
 pub(super) async fn reconnect(
     State(app): State<App>,

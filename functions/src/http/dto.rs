@@ -359,3 +359,51 @@ pub struct GatewayMessage {
     /// `Unauthorized`, `Forbidden`, `Not Found`, `Too Many Requests`.
     pub message: String,
 }
+
+/// `POST /v1/admin/revocations`: exactly one of `token_id` and `subject`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRevocation {
+    /// The id (`jti`) of the token to revoke: 1 to 256 printable ASCII characters.
+    #[schema(min_length = 1, max_length = 256)]
+    pub token_id: Option<String>,
+    /// With `token_id`: the token's expiry, when its revocation may lapse (default: the longest
+    /// token life from now). In the future, at most the longest token life ahead.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// The subject (user) whose every token to revoke.
+    pub subject: Option<String>,
+    /// With `subject`: until when its tokens are refused (default: the longest token life from
+    /// now, by when every token it holds now has expired). In the future, at most the longest
+    /// token life ahead.
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
+}
+
+/// A revocation in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevocationBody {
+    /// The token revoked, for a token's revocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// The subject revoked, for a subject's revocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Until when it is refused.
+    #[schema(format = DateTime)]
+    pub until: String,
+}
+
+impl From<&domain::Revocation> for RevocationBody {
+    fn from(r: &domain::Revocation) -> Self {
+        let (token_id, subject) = match &r.target {
+            domain::RevocationTarget::Token(id) => (Some(id.to_string()), None),
+            domain::RevocationTarget::Subject(user) => (None, Some(user.to_string())),
+        };
+        Self {
+            token_id,
+            subject,
+            until: r.until.to_rfc3339(),
+        }
+    }
+}

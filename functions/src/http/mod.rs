@@ -4,14 +4,18 @@
 //! Layout: one file per resource (`sessions`, `simulators`, `connect`, `meta`), the shapes in
 //! `dto`, request reading in `input`, errors in `problem`, and the OpenAPI document in `openapi`.
 
+mod admin;
 mod caller;
 mod connect;
 pub mod dto;
+pub mod edge;
 mod idempotency;
 mod input;
 mod meta;
 pub mod openapi;
 pub use session_core::http::problem;
+mod rate_limit;
+mod scopes;
 mod sessions;
 mod simulators;
 
@@ -38,6 +42,8 @@ pub struct App {
     pub store: SharedStore,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// Rate limits per user and per source address (`rate_limit.rs`).
+    pub limiter: Arc<session_core::ratelimit::RateLimiter>,
 }
 
 /// The API's routes. Paths use API Gateway's `{name}` syntax (axum 0.8 shares it), so the
@@ -69,10 +75,15 @@ pub fn router(app: App) -> Router {
             "/v1/sessions/{session_id}/reconnect",
             axum::routing::post(connect::reconnect),
         )
+        .route("/v1/admin/revocations", axum::routing::post(admin::revoke))
         .route("/v1/health", get(meta::health))
         .route("/v1/openapi.json", get(meta::openapi))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            rate_limit::limit,
+        ))
         .with_state(app)
 }

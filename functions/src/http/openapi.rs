@@ -4,12 +4,15 @@
 //! The answers every operation shares (API Gateway's 401/403, validation, not found, body
 //! limits, idempotency, 5xx) are added here, once, instead of on each handler.
 
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Required, Response};
 use utoipa::{Modify, OpenApi};
+
+use session_core::auth::Scope;
 
 use super::dto;
 use super::problem::{PROBLEM_JSON, Problem};
@@ -26,6 +29,7 @@ use super::problem::{PROBLEM_JSON, Problem};
         super::sessions::create, super::sessions::list, super::sessions::get, super::sessions::close,
         super::simulators::start, super::simulators::get, super::simulators::book, super::simulators::stop,
         super::connect::ticket, super::connect::reconnect,
+        super::admin::revoke,
         super::meta::health, super::meta::openapi,
     ),
     components(schemas(Problem, dto::GatewayMessage)),
@@ -53,7 +57,12 @@ impl Modify for SharedAnswers {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(scopes_description()))
+                    .build(),
+            ),
         );
         for (path, item) in &mut doc.paths.paths {
             let operations = [
@@ -85,13 +94,25 @@ fn add_shared(path: &str, operation: &mut Operation, is_post: bool) {
         add(
             "401",
             Response::builder()
-                .description("No valid token: refused by API Gateway, or expired since")
+                .description(
+                    "No valid token: refused by API Gateway, expired since, or revoked \
+                     (`token-revoked`)",
+                )
                 .content("application/json", gateway_message())
                 .content(PROBLEM_JSON, problem())
                 .build(),
         );
-        add("403", gateway("The token was refused by the authorizer"));
-        add("429", gateway("Throttled by API Gateway"));
+        add(
+            "403",
+            Response::builder()
+                .description(
+                    "The token was refused by the authorizer, or lacks the operation's scope \
+                     (`insufficient-scope`, naming it in `scope`)",
+                )
+                .content("application/json", gateway_message())
+                .content(PROBLEM_JSON, problem())
+                .build(),
+        );
     }
     if has_input {
         add("400", problem_response("Invalid input; `field` names it"));
@@ -135,6 +156,78 @@ fn add_shared(path: &str, operation: &mut Operation, is_post: bool) {
         "503",
         problem_response("A dependency is unavailable; retry later"),
     );
+    rate_limited(&mut operation.responses.responses, secured);
+}
+
+/// The scheme's description: the scopes tokens carry, each operation's `security` naming the
+/// one it needs (OpenAPI 3.1 lets a non-OAuth2 requirement list them).
+fn scopes_description() -> String {
+    let mut text = String::from(
+        "A bearer token from the auth service. Each operation's `security` names the scope it \
+         needs; a token without it gets `403` `insufficient-scope` (with `WWW-Authenticate: \
+         Bearer error=\"insufficient_scope\", scope=\"...\"`); a revoked token gets `401` \
+         `token-revoked`.\n\n| scope | grants |\n| --- | --- |\n",
+    );
+    for scope in Scope::ALL {
+        let _ = writeln!(text, "| `{scope}` | {} |", scope.description());
+    }
+    text
+}
+
+/// Every operation's `429`: a rate limit (per source address, and per user in the route's class),
+/// with its headers; API Gateway's throttling on the secured ones; joined to a handler's own
+/// `429` (a quota) where it has one.
+fn rate_limited(answers: &mut std::collections::BTreeMap<String, RefOr<Response>>, secured: bool) {
+    const LIMITED: &str = "Rate limited: over the caller's or the source address's limit \
+        (`rate-limited`; `Retry-After`, `RateLimit-Policy`, `RateLimit`)";
+    let answer = answers
+        .entry("429".to_owned())
+        .or_insert_with(|| RefOr::T(problem_response(LIMITED)));
+    let RefOr::T(response) = answer else {
+        return;
+    };
+    if response.description != LIMITED {
+        response.description = format!("{}; or {LIMITED}", response.description);
+    }
+    response
+        .content
+        .entry(PROBLEM_JSON.to_owned())
+        .or_insert_with(problem);
+    if secured {
+        response
+            .content
+            .entry("application/json".to_owned())
+            .or_insert_with(gateway_message);
+        response
+            .description
+            .push_str("; or throttled by API Gateway");
+    }
+    for (name, description) in [
+        (
+            "Retry-After",
+            "Whole seconds until a request of this class would be admitted",
+        ),
+        (
+            "RateLimit-Policy",
+            "The limit that refused: `\"<class>\";q=<burst>;w=<seconds to refill>` (draft-ietf-httpapi-ratelimit-headers)",
+        ),
+        (
+            "RateLimit",
+            "Its state: `\"<class>\";r=0;t=<seconds until full>` (draft-ietf-httpapi-ratelimit-headers)",
+        ),
+    ] {
+        let header = utoipa::openapi::HeaderBuilder::new()
+            .schema(
+                utoipa::openapi::ObjectBuilder::new().schema_type(if name == "Retry-After" {
+                    utoipa::openapi::Type::Integer
+                } else {
+                    utoipa::openapi::Type::String
+                }),
+            )
+            .description(Some(description))
+            .build();
+        response.headers.insert(name.to_owned(), header);
+    }
 }
 
 fn problem() -> Content {
@@ -149,12 +242,5 @@ fn problem_response(description: &str) -> Response {
     Response::builder()
         .description(description)
         .content(PROBLEM_JSON, problem())
-        .build()
-}
-
-fn gateway(description: &str) -> Response {
-    Response::builder()
-        .description(description)
-        .content("application/json", gateway_message())
         .build()
 }

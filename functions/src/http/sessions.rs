@@ -21,7 +21,7 @@ use super::problem::{ApiError, Problem};
          headers(("Location" = String, description = "The session's URL"))),
         (status = 429, description = "Open-sessions quota reached", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:write"]))
 )]
 pub(super) async fn create(
     State(app): State<App>,
@@ -59,7 +59,7 @@ pub(super) async fn create(
     responses(
         (status = 200, description = "A page of sessions", body = SessionList),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:read"]))
 )]
 pub(super) async fn list(
     State(app): State<App>,
@@ -85,7 +85,7 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "The session", body = SessionDetailBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:read"]))
 )]
 pub(super) async fn get(
     State(app): State<App>,
@@ -104,7 +104,7 @@ pub(super) async fn get(
     responses(
         (status = 200, description = "The closed session", body = SessionBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:write"]))
 )]
 pub(super) async fn close(
     State(app): State<App>,

@@ -25,7 +25,7 @@ use super::problem::{ApiError, Problem};
         (status = 409, description = "The session is closed", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Simulators-per-session quota reached", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:write"]))
 )]
 pub(super) async fn start(
     State(app): State<App>,
@@ -60,7 +60,7 @@ pub(super) async fn start(
         ("simulator_id" = String, Path, description = "The simulator's id.", pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$"),
     ),
     responses((status = 200, description = "The simulator", body = SimulatorBody)),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:read"]))
 )]
 pub(super) async fn get(
     State(app): State<App>,
@@ -87,7 +87,7 @@ pub(super) async fn get(
         (status = 200, description = "The book", body = BookBody),
         (status = 409, description = "The simulator is not running", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:read"]))
 )]
 pub(super) async fn book(
     State(app): State<App>,
@@ -123,7 +123,7 @@ pub(super) async fn book(
         (status = 200, description = "Stopped (or had failed)", body = SimulatorBody),
         (status = 202, description = "Stopping", body = SimulatorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["sessions:write"]))
 )]
 pub(super) async fn stop(
     State(app): State<App>,

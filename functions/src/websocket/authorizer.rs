@@ -64,6 +64,7 @@ pub async fn authorize_connect(
         }
         Err(
             e @ (ServiceError::TicketRefused(_)
+            | ServiceError::TokenRevoked
             | ServiceError::NotFound { .. }
             | ServiceError::SessionClosed { .. }
             | ServiceError::Invalid(_)),

@@ -73,7 +73,7 @@ pub struct ErrorFrame {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Stable code: `malformed_json`, `unknown_action`, `invalid_heartbeat`, `connection_gone`,
-    /// `internal`.
+    /// `rate_limited` (the message says when to send again), `internal`.
     pub code: &'static str,
     /// What was wrong, naming the field where there is one.
     pub message: String,

@@ -4,7 +4,10 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use serde::Serialize;
-use session_core::domain::{ConnectionId, Heartbeat, SessionId};
+use std::sync::Arc;
+
+use session_core::domain::{ConnectionId, Heartbeat, SessionId, UserId};
+use session_core::ratelimit::{LimitClass, RateLimited, RateLimiter, Subject};
 use session_core::service::{ServiceError, SessionService};
 use tracing::{error, info, warn};
 
@@ -15,8 +18,82 @@ use super::frames::{ErrorFrame, HeartbeatAckFrame};
 /// rest is room for whitespace. Anything larger is refused before it is parsed.
 const MAX_HEARTBEAT_BYTES: usize = 4096;
 
-/// Handles one WebSocket event. Never fails: every outcome is a status (for `$connect`, a
-/// non-2xx refuses the handshake) or a frame for the client.
+/// What the routes run on: the use cases, and the rate limits of `$connect` (per user and per
+/// source address) and of messages (per connection).
+#[derive(Debug, Clone)]
+pub struct Handler {
+    /// The use cases.
+    pub service: SessionService,
+    /// Rate limits, decided in the store the service uses.
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl Handler {
+    /// Handles one WebSocket event within the rate limits: a `$connect` over its user's or its
+    /// address's limit is refused (429, the handshake fails); a message over its connection's
+    /// limit gets a `rate_limited` error frame, the connection kept and nothing written;
+    /// `$disconnect` is never limited. Then [`handle`].
+    pub async fn handle(&self, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        let route = event
+            .request_context
+            .route_key
+            .as_deref()
+            .unwrap_or("$default");
+        if let Some((connection, _, caller)) = identify(event) {
+            let limited = match route {
+                "$disconnect" => Ok(()),
+                "$connect" => self.limit_connect(event, &caller).await,
+                _ => {
+                    self.limiter
+                        .check(
+                            LimitClass::WsMessages,
+                            Subject::Connection(connection.as_str()),
+                        )
+                        .await
+                }
+            };
+            if let Err(refusal) = limited {
+                info!(route, error = %refusal, "refused: rate limit");
+                return if route == "$connect" {
+                    status(429, None)
+                } else {
+                    frame(&ErrorFrame::new("rate_limited", refusal.to_string()))
+                };
+            }
+        }
+        handle(&self.service, event).await
+    }
+
+    /// Spends the `$connect` allowances of the user, then of the source address (a flooding
+    /// user is refused by the pre-filter without a store call for its address).
+    async fn limit_connect(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+        caller: &ConnectContext,
+    ) -> Result<(), RateLimited> {
+        if let Ok(user) = UserId::parse("user", &caller.user) {
+            self.limiter
+                .check(LimitClass::WsConnect, Subject::User(&user))
+                .await?;
+        }
+        let address = event
+            .request_context
+            .identity
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok());
+        if let Some(address) = address {
+            self.limiter
+                .check(LimitClass::ConnectAddress, Subject::Address(address))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Handles one WebSocket event, without rate limits ([`Handler::handle`] applies them). Never
+/// fails: every outcome is a status (for `$connect`, a non-2xx refuses the handshake) or a frame
+/// for the client.
 pub async fn handle(
     service: &SessionService,
     event: &ApiGatewayWebsocketProxyRequest,

@@ -11,4 +11,4 @@ mod handler;
 
 pub use authorizer::{ConnectAuthorizerResponse, ConnectContext, authorize_connect};
 pub use frames::{ErrorFrame, HeartbeatAckFrame};
-pub use handler::handle;
+pub use handler::{Handler, handle};

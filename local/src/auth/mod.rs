@@ -15,16 +15,15 @@
 
 mod grpc;
 
-use std::fmt;
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Deserializer, Serialize};
+use session_core::auth::keys;
 use session_proto::auth::v1::{RejectionReason, ValidToken};
 use ulid::Ulid;
 
@@ -139,40 +138,24 @@ impl Rejection {
     }
 }
 
-/// One ES256 key pair and its id.
+/// One ES256 key pair and its id (made as the connect tickets' keys are).
+#[derive(Debug)]
 struct SigningKey {
     kid: String,
-    encoding: EncodingKey,
+    pair: keys::SigningKey,
     decoding: DecodingKey,
-    /// The public point's coordinates, base64url, for the JWKS.
-    x: String,
-    y: String,
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SigningKey {
     fn generate() -> Result<Self, AuthError> {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map_err(|_| AuthError::KeyGeneration)?;
-        let pkcs8 = pair.to_pkcs8v1().map_err(|_| AuthError::KeyGeneration)?;
-        // The uncompressed SEC1 point: 0x04 || x (32 bytes) || y (32 bytes).
-        let point = pair.public_key().as_ref();
-        let (Some(&0x04), 65) = (point.first(), point.len()) else {
-            return Err(AuthError::KeyGeneration);
-        };
+        let kid = format!("local-{}", Ulid::new().to_string().to_lowercase());
+        let pair = keys::SigningKey::generate(&kid).map_err(|_| AuthError::KeyGeneration)?;
+        let decoding =
+            DecodingKey::from_jwk(pair.public_jwk()).map_err(|_| AuthError::KeyGeneration)?;
         Ok(Self {
-            kid: format!("local-{}", Ulid::new().to_string().to_lowercase()),
-            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
-            decoding: DecodingKey::from_ec_der(point),
-            x: URL_SAFE_NO_PAD.encode(&point[1..33]),
-            y: URL_SAFE_NO_PAD.encode(&point[33..]),
+            kid,
+            pair,
+            decoding,
         })
     }
 }
@@ -309,7 +292,11 @@ impl AuthService {
         let key = keys.keys.last().ok_or(AuthError::KeyGeneration)?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &header,
+            claims,
+            key.pair.encoding_key(),
+        )?)
     }
 
     /// A token for `subject` with `scopes`, valid from now for `ttl`.
@@ -331,17 +318,7 @@ impl AuthService {
         let keys: Vec<_> = keys
             .keys
             .iter()
-            .map(|key| {
-                serde_json::json!({
-                    "kty": "EC",
-                    "crv": "P-256",
-                    "x": key.x,
-                    "y": key.y,
-                    "kid": key.kid,
-                    "use": "sig",
-                    "alg": "ES256",
-                })
-            })
+            .map(|key| serde_json::to_value(key.pair.public_jwk()).unwrap_or_default())
             .collect();
         serde_json::json!({ "keys": keys })
     }

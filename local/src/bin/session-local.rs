@@ -3,13 +3,21 @@
 use anyhow::Context;
 use clap::Parser as _;
 use session_core::config::{LogFormat, Settings, StoreBackend, TelemetrySettings};
-use session_local::cli::StackArgs;
+use session_local::cli::{StackArgs, StackCommand};
 use session_local::shutdown_signal;
 use session_local::stack::{Stack, StackSettings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = StackArgs::parse();
+    if let Some(StackCommand::TicketKeys { kid }) = &args.command {
+        let keys = session_local::ticket_keys::generate(kid).context("--kid")?;
+        #[allow(clippy::print_stdout)] // The command's output, for a pipe or a file.
+        {
+            println!("{keys:#}");
+        }
+        return Ok(());
+    }
     session_core::telemetry::init(&TelemetrySettings {
         log_format: LogFormat::Pretty,
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),

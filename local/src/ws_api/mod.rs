@@ -103,8 +103,8 @@ pub struct WsApi {
 struct Inner {
     /// The `$connect` authorizer's service (in AWS, the ws-authorizer function's).
     authorizer: SessionService,
-    /// The routes' service (in AWS, the ws-handler function's).
-    handler: SessionService,
+    /// The routes' handler (in AWS, the ws-handler function).
+    handler: session_functions::websocket::Handler,
     settings: WsApiSettings,
     registry: Registry,
     /// One permit per open connection; shutdown takes them all to know every task has ended.
@@ -127,7 +127,7 @@ impl WsApi {
     /// `handler` (two functions in AWS, each with its own store client).
     pub fn new(
         authorizer: SessionService,
-        handler: SessionService,
+        handler: session_functions::websocket::Handler,
         settings: WsApiSettings,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(settings.max_connections as usize));
@@ -247,7 +247,7 @@ impl WsApi {
     async fn invoke(&self, event: Value) -> Result<(i64, Option<String>), InvokeError> {
         let event: ApiGatewayWebsocketProxyRequest =
             serde_json::from_value(event).map_err(InvokeError::Event)?;
-        let call = session_functions::websocket::handle(&self.inner.handler, &event);
+        let call = self.inner.handler.handle(&event);
         let response = tokio::time::timeout(self.inner.settings.integration_timeout, call)
             .await
             .map_err(|_| InvokeError::Timeout)?;

@@ -267,3 +267,42 @@ async fn the_binaries_refuse_unknown_flags_with_exit_status_2_and_print_usage_on
         assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
     }
 }
+
+#[tokio::test]
+async fn ticket_keys_prints_a_pair_the_service_loads_as_its_signing_and_verify_keys() {
+    let printed = Command::new(env!("CARGO_BIN_EXE_session-local"))
+        .args(["ticket-keys", "--kid", "2026-12"])
+        .output()
+        .await
+        .expect("the binary runs");
+    let no_kid = Command::new(env!("CARGO_BIN_EXE_session-local"))
+        .arg("ticket-keys")
+        .output()
+        .await
+        .expect("the binary runs");
+
+    assert!(printed.status.success(), "{printed:?}");
+    let keys: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let dir = std::env::temp_dir().join(format!("ticket-keys-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (signing, verify) = (dir.join("signing.json"), dir.join("verify.json"));
+    std::fs::write(&signing, keys["signing_key"].to_string()).unwrap();
+    std::fs::write(&verify, keys["verify_keys"].to_string()).unwrap();
+    let figment = figment::Figment::new()
+        .merge(("auth.ticket_signing_key_file", &signing))
+        .merge(("auth.ticket_verify_keys_file", &verify));
+    // Loading checks that the public half published is the signing key's.
+    let settings = session_core::config::Settings::from_figment(&figment).unwrap();
+    assert_eq!(settings.auth.ticket_signing_key().unwrap().kid(), "2026-12");
+    assert_eq!(
+        settings
+            .auth
+            .ticket_verify_keys()
+            .unwrap()
+            .kids()
+            .collect::<Vec<_>>(),
+        ["2026-12"]
+    );
+    assert_eq!(no_kid.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_kid.stderr).contains("--kid"));
+}

@@ -82,6 +82,11 @@ impl Stack {
             .arg("--endpoints-file")
             .arg(&endpoints_file)
             .env("RUST_LOG", "warn")
+            // One user on one address opens every client: the bench measures the fan-out, not
+            // the streamer's per-caller stream caps (docs/architecture.md, Admission control).
+            .env("SESSION_STREAMER__MAX_STREAMS_PER_USER", "1000000")
+            .env("SESSION_STREAMER__MAX_STREAMS_PER_ADDRESS", "1000000")
+            .env("SESSION_STREAMER__MAX_CONNECTIONS", "1000000")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

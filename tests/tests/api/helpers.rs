@@ -238,14 +238,15 @@ impl User {
     pub async fn wait_for_simulator(&self, session: &str, id: &str, wanted: &str) -> String {
         let path = format!("/v1/sessions/{session}/simulators/{id}");
         let mut status = String::new();
-        for _ in 0..200 {
+        // At most 20 a second: within the production limit of reads (`rate_limits.reads`).
+        for _ in 0..100 {
             let answer = self.get(&path).await;
             assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
             status = answer.body["status"].as_str().expect("a status").to_owned();
             if status == wanted || status == "failed" || status == "stopped" {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         status
     }

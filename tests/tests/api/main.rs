@@ -7,11 +7,15 @@
 
 mod helpers;
 
+mod edge;
 mod gateway;
 mod idempotency;
 mod problems;
 mod quotas;
+mod rate_limits;
 mod retries;
+mod revocation;
+mod scopes;
 mod sessions;
 mod simulators;
 mod stall;

@@ -206,7 +206,7 @@ async fn a_store_that_stops_answering_is_a_503_within_the_call_timeout_not_a_han
 
 /// The router on its own, fed API Gateway events directly: the answers that the gateway in front
 /// of it normally makes unreachable (no authorizer context, a method the route lacks) and a
-/// deployment without a ticket secret.
+/// deployment without a ticket signing key.
 #[tokio::test]
 async fn the_router_alone_answers_unauthorized_method_not_allowed_and_not_configured() {
     let mut settings = Settings::default();

@@ -9,7 +9,12 @@ use crate::helpers::TestApi;
 
 #[tokio::test]
 async fn concurrent_session_creates_stop_exactly_at_the_quota() {
-    let api = TestApi::spawn_with(|s| s.limits.sessions_per_user = 3).await;
+    let api = TestApi::spawn_with(|s| {
+        s.limits.sessions_per_user = 3;
+        // The burst of writes above the flood, so that only the quota refuses.
+        s.rate_limits.writes.burst = 100;
+    })
+    .await;
     let alice = api.user("alice");
 
     let body = json!({});
@@ -42,7 +47,12 @@ async fn concurrent_session_creates_stop_exactly_at_the_quota() {
 
 #[tokio::test]
 async fn concurrent_simulator_starts_stop_exactly_at_the_quota() {
-    let api = TestApi::spawn_with(|s| s.limits.simulators_per_session = 2).await;
+    let api = TestApi::spawn_with(|s| {
+        s.limits.simulators_per_session = 2;
+        // The burst of starts above the flood, so that only the quota refuses.
+        s.rate_limits.simulator_control.burst = 100;
+    })
+    .await;
     let alice = api.user("alice");
     let session = alice.create_session().await;
     let path = format!("/v1/sessions/{session}/simulators");
@@ -64,5 +74,35 @@ async fn concurrent_simulator_starts_stop_exactly_at_the_quota() {
         detail.body["simulators"].as_array().unwrap().len(),
         2,
         "no partial records"
+    );
+}
+
+#[tokio::test]
+async fn a_user_over_the_event_budget_gets_the_quota_problem() {
+    let api = TestApi::spawn_with(|s| s.limits.events_per_second_per_user = 100).await;
+    let alice = api.user("alice");
+    let first = alice.create_session().await;
+    let second = alice.create_session().await;
+    let start = |session: &str, rate: u32| {
+        let body = json!({"symbols": ["BTC-USD"], "events_per_second": rate});
+        (format!("/v1/sessions/{session}/simulators"), body)
+    };
+
+    let (path, body) = start(&first, 60);
+    let within = alice.post(&path, &body).await;
+    let (path, body) = start(&second, 60);
+    let over = alice.post(&path, &body).await;
+    let (path, body) = start(&second, 40);
+    let rest = alice.post(&path, &body).await;
+
+    assert_eq!(within.status, StatusCode::ACCEPTED, "{within:?}");
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{over:?}");
+    assert_eq!(over.problem(), "quota-exceeded");
+    assert_eq!(over.body["quota"], "events-per-second-per-user");
+    assert_eq!(over.body["limit"], 100);
+    assert_eq!(
+        rest.status,
+        StatusCode::ACCEPTED,
+        "the budget is the user's, across sessions: {rest:?}"
     );
 }

@@ -10,9 +10,9 @@ use aws_sdk_apigatewaymanagement::config::{Credentials, Region};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::SinkExt as _;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
-use session_core::auth::TicketCodec;
+use session_core::auth::keys::{SigningKey, VerifyKeys};
+use session_core::auth::{Principal, TicketSigner};
 use session_core::domain::{SessionId, Timestamp, Transport, UserId};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -91,14 +91,23 @@ fn heartbeat(seq: u64) -> String {
     json!({"action": "heartbeat", "seq": seq, "client_time": 1_000 * seq}).to_string()
 }
 
-const SECRET: &str = "a-test-ticket-secret-of-at-least-32-bytes";
+/// A stack whose ticket key the test knows, to mint tickets the REST API would not.
+async fn spawn_with_known_key() -> (TestApi, TicketSigner) {
+    let key = SigningKey::generate("ws-emulator-test").unwrap();
+    let keys = VerifyKeys::of(&[&key]).unwrap();
+    let signer = TicketSigner::new(key.clone(), Duration::from_secs(60));
+    let api = TestApi::spawn_with(|s| s.auth.set_ticket_keys(Some(key), Some(keys)).unwrap()).await;
+    (api, signer)
+}
 
-/// A stack whose ticket secret the test knows, to mint tickets the REST API would not.
-async fn spawn_with_known_secret() -> (TestApi, TicketCodec) {
-    let api =
-        TestApi::spawn_with(|s| s.auth.ticket_secret = Some(SecretString::from(SECRET))).await;
-    let codec = TicketCodec::new(&SecretString::from(SECRET), Duration::from_secs(60));
-    (api, codec)
+/// A caller named `user`, as a validated bearer token would make it.
+fn principal(user: &str) -> Principal {
+    Principal {
+        user: UserId::parse("user", user).unwrap(),
+        scopes: vec![],
+        expires_at: now().plus(Duration::from_secs(3600)),
+        token_id: format!("{user}-token"),
+    }
 }
 
 fn now() -> Timestamp {
@@ -204,23 +213,23 @@ async fn a_handshake_without_origin_is_not_a_browsers_and_the_ticket_decides() {
 
 #[tokio::test]
 async fn an_expired_ticket_is_refused_with_403() {
-    let (api, codec) = spawn_with_known_secret().await;
+    let (api, codec) = spawn_with_known_key().await;
     let alice = api.user("alice");
     let session = alice.create_session().await;
     let minted_long_ago = now().minus(Duration::from_secs(600));
     let (ticket, _) = codec
         .issue(
             &SessionId::parse("session_id", &session).unwrap(),
-            &UserId::parse("user", "alice").unwrap(),
+            &principal("alice"),
             Transport::Ws,
             minted_long_ago,
         )
         .unwrap();
-    // The same codec now mints a ticket the authorizer accepts: the secret is the stack's.
+    // The same signer now mints a ticket the authorizer accepts: the key is the stack's.
     let (fresh, _) = codec
         .issue(
             &SessionId::parse("session_id", &session).unwrap(),
-            &UserId::parse("user", "alice").unwrap(),
+            &principal("alice"),
             Transport::Ws,
             now(),
         )
@@ -236,13 +245,13 @@ async fn an_expired_ticket_is_refused_with_403() {
 
 #[tokio::test]
 async fn a_ticket_for_another_users_session_is_refused_with_403() {
-    let (api, codec) = spawn_with_known_secret().await;
+    let (api, codec) = spawn_with_known_key().await;
     let bob = api.user("bob");
     let bobs = bob.create_session().await;
     let (ticket, _) = codec
         .issue(
             &SessionId::parse("session_id", &bobs).unwrap(),
-            &UserId::parse("user", "alice").unwrap(),
+            &principal("alice"),
             Transport::Ws,
             now(),
         )

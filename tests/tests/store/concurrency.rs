@@ -9,7 +9,7 @@ use session_core::domain::{
 use session_core::store::{SharedStore, StoreError};
 use tokio::task::JoinSet;
 
-use crate::helpers::{Harness, user};
+use crate::helpers::{Harness, quotas, user};
 
 const RACERS: usize = 16;
 
@@ -61,7 +61,8 @@ pub async fn concurrent_simulator_starts_admit_exactly_the_quota(h: Harness) {
 
     let results = race(&h.store, |store, i| {
         let sims = Arc::clone(&sims);
-        async move { store.create_simulator(&sims[i], 3).await }
+        let owner = session.owner.clone();
+        async move { store.create_simulator(&sims[i], &owner, quotas(3)).await }
     })
     .await;
 

@@ -9,7 +9,7 @@ use session_core::domain::{
     Connection, ConnectionId, ConnectionQuality, NewSession, NewSimulator, Session, Simulator,
     Timestamp, UserId,
 };
-use session_core::store::{DynamoStore, InMemoryStore, SharedStore, create_table};
+use session_core::store::{DynamoStore, InMemoryStore, SharedStore, SimulatorQuotas, create_table};
 use session_tests::moto::Moto;
 
 /// Sessions made by [`Harness::session`] live this long.
@@ -51,7 +51,13 @@ impl Harness {
     }
 
     pub fn simulator(&self, session: &Session) -> Simulator {
-        let request = NewSimulator::parse(&["BTC-USD".to_owned()], Some(1), Some(10)).unwrap();
+        self.simulator_at(session, 10)
+    }
+
+    /// A simulator of `session` asking for `events_per_second`.
+    pub fn simulator_at(&self, session: &Session, events_per_second: u32) -> Simulator {
+        let request =
+            NewSimulator::parse(&["BTC-USD".to_owned()], Some(1), Some(events_per_second)).unwrap();
         Simulator::starting(session, request, self.now())
     }
 
@@ -68,6 +74,15 @@ impl Harness {
             served_by: None,
             version: 1,
         }
+    }
+}
+
+/// Quotas of at most `max_active` simulators per session and the largest event budget there is
+/// (one simulator at the maximum rate), for cases about other limits.
+pub fn quotas(max_active: u32) -> SimulatorQuotas {
+    SimulatorQuotas {
+        max_active,
+        max_events_per_second: NewSimulator::MAX_EVENTS_PER_SECOND,
     }
 }
 

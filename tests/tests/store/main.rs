@@ -6,9 +6,12 @@
 
 mod concurrency;
 mod connections;
+mod event_budget;
 mod helpers;
 mod idempotency;
 mod leases;
+mod rate_limits;
+mod revocations;
 mod sessions;
 mod simulators;
 mod tickets;
@@ -82,6 +85,18 @@ contract!(
     leases::a_holder_marks_its_lease_draining_and_renewals_keep_it,
     leases::acquiring_a_lease_clears_draining,
     leases::only_the_live_holder_can_mark_a_lease_draining,
+    revocations::nothing_is_revoked_in_an_empty_list,
+    revocations::a_revoked_token_is_found_by_its_id_and_no_other_token_is,
+    revocations::a_revoked_subject_refuses_every_token_of_it_only,
+    revocations::a_revocation_lapses_at_its_until,
+    revocations::a_revocation_is_never_shortened_but_may_be_extended,
+    revocations::a_lapsed_revocation_can_be_made_again,
+    revocations::when_both_are_revoked_the_tokens_revocation_is_reported,
+    rate_limits::a_fresh_key_admits_exactly_its_burst_then_refuses,
+    rate_limits::a_refused_key_is_admitted_again_exactly_after_its_retry_after,
+    rate_limits::an_idle_key_refills_to_its_whole_burst,
+    rate_limits::keys_are_limited_apart,
+    rate_limits::concurrent_requests_of_one_key_admit_exactly_the_burst,
     concurrency::concurrent_creates_against_the_sessions_quota_admit_exactly_the_quota,
     concurrency::concurrent_simulator_starts_admit_exactly_the_quota,
     concurrency::concurrent_connects_admit_exactly_the_quota,
@@ -90,4 +105,9 @@ contract!(
     concurrency::streamers_racing_for_a_lease_yield_one_owner,
     concurrency::concurrent_writers_from_one_version_have_one_winner,
     concurrency::concurrent_claims_of_one_idempotency_key_have_one_winner,
+    event_budget::starts_within_the_event_budget_pass_and_one_over_it_is_refused,
+    event_budget::stopping_a_simulator_frees_its_events_per_second,
+    event_budget::concurrent_equal_starts_across_sessions_admit_exactly_what_fits,
+    event_budget::concurrent_unequal_starts_across_sessions_never_exceed_the_budget,
+    event_budget::sessions_that_ended_with_running_simulators_no_longer_count,
 );

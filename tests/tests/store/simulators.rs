@@ -3,15 +3,21 @@ use std::time::Duration;
 use session_core::domain::{Simulator, SimulatorStatus};
 use session_core::store::{Quota, StoreError};
 
-use crate::helpers::{Harness, LIFETIME};
+use crate::helpers::{Harness, LIFETIME, quotas};
 
 pub async fn simulators_are_created_listed_and_transitioned(h: Harness) {
     let session = h.session("alice");
     h.store.create_session(&session, 10).await.unwrap();
     let first = h.simulator(&session);
     let second = h.simulator(&session);
-    h.store.create_simulator(&first, 4).await.unwrap();
-    h.store.create_simulator(&second, 4).await.unwrap();
+    h.store
+        .create_simulator(&first, &session.owner, quotas(4))
+        .await
+        .unwrap();
+    h.store
+        .create_simulator(&second, &session.owner, quotas(4))
+        .await
+        .unwrap();
 
     let running = first
         .transition(SimulatorStatus::Running, None, h.now())
@@ -30,7 +36,11 @@ pub async fn simulators_are_created_listed_and_transitioned(h: Harness) {
         h.store.list_simulators(&session.id).await.unwrap(),
         vec![running, second]
     );
-    let err = h.store.create_simulator(&first, 4).await.unwrap_err();
+    let err = h
+        .store
+        .create_simulator(&first, &session.owner, quotas(4))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -47,11 +57,14 @@ pub async fn the_simulators_quota_counts_only_unfinished_ones(h: Harness) {
     let session = h.session("alice");
     h.store.create_session(&session, 10).await.unwrap();
     let first = h.simulator(&session);
-    h.store.create_simulator(&first, 1).await.unwrap();
+    h.store
+        .create_simulator(&first, &session.owner, quotas(1))
+        .await
+        .unwrap();
 
     let err = h
         .store
-        .create_simulator(&h.simulator(&session), 1)
+        .create_simulator(&h.simulator(&session), &session.owner, quotas(1))
         .await
         .unwrap_err();
     assert!(
@@ -69,7 +82,10 @@ pub async fn the_simulators_quota_counts_only_unfinished_ones(h: Harness) {
         .transition(SimulatorStatus::Stopping, None, h.now())
         .unwrap();
     h.store.update_simulator(&first, &stopping).await.unwrap();
-    let still_full = h.store.create_simulator(&h.simulator(&session), 1).await;
+    let still_full = h
+        .store
+        .create_simulator(&h.simulator(&session), &session.owner, quotas(1))
+        .await;
     assert!(
         matches!(still_full, Err(StoreError::QuotaExceeded { .. })),
         "stopping still counts"
@@ -80,7 +96,7 @@ pub async fn the_simulators_quota_counts_only_unfinished_ones(h: Harness) {
         .unwrap();
     h.store.update_simulator(&stopping, &stopped).await.unwrap();
     h.store
-        .create_simulator(&h.simulator(&session), 1)
+        .create_simulator(&h.simulator(&session), &session.owner, quotas(1))
         .await
         .unwrap();
 }
@@ -93,7 +109,7 @@ pub async fn a_closed_or_expired_session_takes_no_simulators(h: Harness) {
 
     let err = h
         .store
-        .create_simulator(&h.simulator(&session), 4)
+        .create_simulator(&h.simulator(&session), &session.owner, quotas(4))
         .await
         .unwrap_err();
     assert!(
@@ -105,7 +121,11 @@ pub async fn a_closed_or_expired_session_takes_no_simulators(h: Harness) {
     h.store.create_session(&other, 10).await.unwrap();
     let sim = h.simulator(&other);
     h.clock.advance(LIFETIME + Duration::from_secs(1));
-    let err = h.store.create_simulator(&sim, 4).await.unwrap_err();
+    let err = h
+        .store
+        .create_simulator(&sim, &session.owner, quotas(4))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::SessionNotActive { .. }),
         "{err:?}"
@@ -116,7 +136,10 @@ pub async fn a_stale_writer_cannot_overwrite_a_newer_simulator(h: Harness) {
     let session = h.session("alice");
     h.store.create_session(&session, 10).await.unwrap();
     let sim = h.simulator(&session);
-    h.store.create_simulator(&sim, 4).await.unwrap();
+    h.store
+        .create_simulator(&sim, &session.owner, quotas(4))
+        .await
+        .unwrap();
     let running = sim
         .transition(SimulatorStatus::Running, None, h.now())
         .unwrap();

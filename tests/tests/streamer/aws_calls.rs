@@ -6,7 +6,6 @@
 //! role in the SAM template.
 
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::json;
 use session_core::config::StoreBackend;
 use session_tests::moto::Moto;
@@ -23,9 +22,6 @@ async fn every_route_and_stream_works_with_each_component_on_its_own_dynamodb_cl
         service.store.backend = StoreBackend::Dynamodb;
         service.store.endpoint = Some(Moto::shared().endpoint().to_owned());
         service.store.table_name.clone_from(&table);
-        service.auth.ticket_secret = Some(SecretString::from(
-            "aws-calls-ticket-secret-of-32-bytes-or-more",
-        ));
         service.streamer.push_poll_ms = 250;
     })
     .await;
@@ -69,6 +65,25 @@ async fn every_route_and_stream_works_with_each_component_on_its_own_dynamodb_cl
     let ack = client.heartbeat_ack(first.id.as_deref()).await;
     assert_eq!(ack["type"], "heartbeat_ack", "{ack}");
     drop(client);
+
+    // An admin revokes a subject (the revocation item is the REST function's write; every door
+    // above read the list: REST, the WebSocket authorizer, the streamer).
+    let admin_token = fixture
+        .api
+        .stack
+        .auth()
+        .issue(
+            "ops",
+            &["sessions:admin"],
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+    let revoked = fixture
+        .api
+        .with_authorization(&format!("Bearer {admin_token}"))
+        .post("/v1/admin/revocations", &json!({"subject": "mallory"}))
+        .await;
+    assert_eq!(revoked.status, StatusCode::CREATED, "{revoked:?}");
 
     // Reconnect advice, then stop and close.
     let (url, _) = fixture.reconnect_url(None).await;

@@ -16,6 +16,22 @@ use crate::sse::{self, Event, SseStream};
 /// How long any single event may take to arrive.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// Lifts the rate limits of reconnecting (tickets, stream opens, `$connect`s) for tests whose
+/// clients reconnect hundreds of times a second on purpose: a flood by the limits' measure,
+/// which is not what they are about.
+pub fn reconnect_without_limits(settings: &mut Settings) {
+    let unlimited = session_core::config::RateQuota {
+        per_second: 100_000,
+        burst: 100_000,
+    };
+    let limits = &mut settings.rate_limits;
+    limits.tickets = unlimited;
+    limits.sse_connect = unlimited;
+    limits.ws_connect = unlimited;
+    limits.connect_per_address = unlimited;
+    limits.per_address = unlimited;
+}
+
 pub struct Fixture {
     pub api: TestApi,
     pub user: User,

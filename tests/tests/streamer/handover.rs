@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use session_core::auth::keys::{SigningKey, VerifyKeys};
 use session_core::clock::SystemClock;
 use session_core::config::{StoreBackend, StoreSettings};
 use session_core::store::{DynamoStore, LeaseStore as _};
@@ -22,7 +22,6 @@ use crate::sse::{self, SseStream};
 use crate::ws::{WsClient, ws_url};
 
 const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
-const TICKET_SECRET: &str = "handover-test-ticket-secret-of-32-bytes-or-more";
 /// Events between a WebSocket client's heartbeats: about one a second at the simulator's rate
 /// (the page sends one every few seconds).
 const HEARTBEAT_EVERY: usize = 500;
@@ -49,7 +48,10 @@ impl StreamerProcess {
             .env("SESSION_STORE__BACKEND", "dynamodb")
             .env("SESSION_STORE__ENDPOINT", Moto::shared().endpoint())
             .env("SESSION_STORE__TABLE_NAME", &rig.table)
-            .env("SESSION_AUTH__TICKET_SECRET", TICKET_SECRET)
+            .env(
+                "SESSION_AUTH__TICKET_VERIFY_KEYS_FILE",
+                &rig.verify_keys_file,
+            )
             .env("SESSION_BACKENDS__SIMULATOR_URL", &endpoints.simulator_grpc)
             .env("SESSION_BACKENDS__AUTH_URL", &endpoints.auth_grpc)
             .env("SESSION_STREAMER__LISTEN", "127.0.0.1:0")
@@ -129,18 +131,24 @@ struct Rig {
     fixture: Fixture,
     table: String,
     store: DynamoStore,
+    /// The JWKS of the stack's ticket key, as Kubernetes mounts it into the streamers.
+    verify_keys_file: std::path::PathBuf,
 }
 
 impl Rig {
     async fn start() -> Self {
         let table = format!("handover-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let key = SigningKey::generate(&table).unwrap();
+        let keys = VerifyKeys::of(&[&key]).unwrap();
+        let verify_keys_file = std::env::temp_dir().join(format!("{table}-jwks.json"));
+        std::fs::write(&verify_keys_file, serde_json::to_vec(keys.jwks()).unwrap()).unwrap();
         let fixture = Fixture::start_stack(&SYMBOLS, 500, |stack| {
             stack.push = false;
             let service = &mut stack.service;
             service.store.backend = StoreBackend::Dynamodb;
             service.store.endpoint = Some(Moto::shared().endpoint().to_owned());
             service.store.table_name.clone_from(&table);
-            service.auth.ticket_secret = Some(SecretString::from(TICKET_SECRET));
+            service.auth.set_ticket_keys(Some(key), Some(keys)).unwrap();
             // Clients that reconnect leave `$disconnect`s behind them for a moment.
             service.limits.connections_per_session = 16;
         })
@@ -152,6 +160,7 @@ impl Rig {
             fixture,
             table,
             store,
+            verify_keys_file,
         }
     }
 

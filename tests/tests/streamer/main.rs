@@ -12,13 +12,17 @@ mod replica;
 mod sse;
 mod ws;
 
+mod admission;
 mod aws_calls;
+mod bearer_scopes;
 mod chaos;
 mod handover;
 mod no_loss;
 mod push;
+mod rate_limits;
 mod resume;
 mod service;
 mod slow;
 mod streams;
+mod ticket_keys;
 mod ws_push;

@@ -76,7 +76,7 @@ async fn client(fixture: &Fixture, seed: u64, done: &AtomicU64) -> Replica {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_drop_and_reconnect_hundreds_of_times_end_with_exactly_the_simulators_books() {
-    let fixture = Fixture::start(&SYMBOLS, 2_000, |_| {}).await;
+    let fixture = Fixture::start(&SYMBOLS, 2_000, crate::fixture::reconnect_without_limits).await;
     let done = AtomicU64::new(0);
 
     let clients = (0..CLIENTS).map(|seed| client(&fixture, seed, &done));

@@ -208,6 +208,33 @@ async fn an_expired_ticket_still_resumes_the_stream_it_opened() {
 }
 
 #[tokio::test]
+async fn a_stream_url_is_not_resumed_once_its_chain_has_run_its_life() {
+    let fixture = Fixture::start(&["BTC-USD"], 200, |s| {
+        s.auth.ticket_ttl_secs = 1;
+        s.streaming.resume_chain_secs = 1;
+    })
+    .await;
+    let url = fixture.ticket_url().await;
+    let mut stream = sse::connect(&url, &[]).await.unwrap();
+    let mut replica = Replica::default();
+    read_events(&mut stream, &mut replica, 5).await;
+
+    // Connected past the ticket's expiry (its `exp` is rounded up to a whole second: up to 2 s
+    // away) and the chain's second after it: the stream itself goes on; only its URL stops
+    // opening new connections.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    read_events(&mut stream, &mut replica, 5).await;
+    drop(stream);
+    let ended = reopen(&url, &replica.position().unwrap())
+        .await
+        .unwrap_err();
+
+    assert_eq!(ended.status, 403, "{ended:?}");
+    assert_eq!(ended.problem(), "ticket-refused");
+    assert!(ended.body.to_string().contains("chain_ended"), "{ended:?}");
+}
+
+#[tokio::test]
 async fn a_resume_from_before_a_fresh_streams_window_is_backfilled_from_the_simulator() {
     // Without clients the stream goes at once: the next one starts at a new snapshot, ahead of
     // the client, as on a streamer that takes over another's clients.

@@ -99,6 +99,7 @@ async fn websocket_clients_that_reconnect_hundreds_of_times_end_with_the_simulat
     const CLIENTS: usize = 5;
     let fixture = Fixture::start(&SYMBOLS, 1_000, |s| {
         quick_push(s);
+        crate::fixture::reconnect_without_limits(s);
         // Five clients, each with a dropped connection whose `$disconnect` may still be running.
         s.limits.connections_per_session = 16;
     })

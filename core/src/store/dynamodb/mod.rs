@@ -6,7 +6,10 @@
 //! still count an expired item; when a quota check fails, the expired items it counts are purged
 //! (each with its own conditional transaction) and the write is tried once more.
 
+mod event_budget;
 mod item;
+mod rate_limit;
+mod revocation;
 mod schema;
 mod write;
 
@@ -32,8 +35,8 @@ pub use self::schema::{TableSpec, create_table};
 use self::write::{Write, WriteError, backend, classify};
 use super::memory::IDEMPOTENCY_LOCK;
 use super::{
-    ConnectionStore, IdempotencyStore, LeaseStore, Quota, SessionStore, SimulatorStore, StoreError,
-    TicketStore,
+    ConnectionStore, IdempotencyStore, LeaseStore, Quota, SessionStore, SimulatorQuotas,
+    SimulatorStore, StoreError, TicketStore,
 };
 use crate::clock::Clock;
 use crate::component::Component;
@@ -282,19 +285,18 @@ impl DynamoStore {
                 .await?;
             for session in &sessions {
                 if session.status == SessionStatus::Active && session.is_expired(now) {
-                    let closed = Session {
-                        status: SessionStatus::Closed,
-                        closed_at: Some(session.expires_at),
-                        version: session.version + 1,
-                        ..session.clone()
-                    };
-                    let writes = vec![
-                        Write::put(session_item(&closed))
-                            .when("#version = :version AND #status = :active")
-                            .bind(":version", n(session.version))
-                            .bind(":active", s(SessionStatus::Active.as_str())),
-                        release_session_slot(owner),
-                    ];
+                    // An update, not a put: the item's counters (`event_rate` above all) stay.
+                    let close = Write::update(
+                        key(session_pk(&session.id), SESSION_SK),
+                        "SET #status = :closed, #closed_at = :closed_at, #version = :next_version",
+                    )
+                    .when("#version = :version AND #status = :active")
+                    .bind(":closed", s(SessionStatus::Closed.as_str()))
+                    .bind(":closed_at", ms(session.expires_at))
+                    .bind(":next_version", n(session.version + 1))
+                    .bind(":version", n(session.version))
+                    .bind(":active", s(SessionStatus::Active.as_str()));
+                    let writes = vec![close, release_session_slot(owner)];
                     if self.transact(writes).await?.is_ok() {
                         released += 1;
                     }
@@ -627,41 +629,71 @@ impl SimulatorStore for DynamoStore {
     async fn create_simulator(
         &self,
         simulator: &Simulator,
-        max_active: u32,
+        owner: &UserId,
+        quotas: SimulatorQuotas,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let writes = vec![
-            Write::put(simulator_item(simulator)).when("attribute_not_exists(#PK)"),
-            Write::update(
-                key(session_pk(&simulator.session_id), SESSION_SK),
-                "SET #active_simulators = if_not_exists(#active_simulators, :zero) + :one",
-            )
-            .when(
-                "#status = :active AND #expires_at > :now \
-                 AND (attribute_not_exists(#active_simulators) OR #active_simulators < :max)",
-            )
-            .bind(":active", s(SessionStatus::Active.as_str()))
-            .bind(":now", ms(now))
-            .bind(":zero", n(0))
-            .bind(":one", n(1))
-            .bind(":max", n(max_active)),
-        ];
-        match self.transact(writes).await? {
-            Ok(()) => Ok(()),
-            Err(c) if c.at(0) => Err(StoreError::AlreadyExists {
-                entity: "simulator",
-                id: simulator.id.to_string(),
-            }),
-            Err(_) if !self.session_usable(&simulator.session_id).await? => {
-                Err(StoreError::SessionNotActive {
-                    id: simulator.session_id.to_string(),
-                })
-            }
-            Err(_) => Err(StoreError::QuotaExceeded {
-                quota: Quota::SimulatorsPerSession,
-                limit: max_active,
-            }),
+        let SimulatorQuotas {
+            max_active,
+            max_events_per_second: budget,
+        } = quotas;
+        let rate = simulator.events_per_second;
+        let over_budget = StoreError::QuotaExceeded {
+            quota: Quota::EventsPerSecondPerUser,
+            limit: budget,
+        };
+        if rate > budget {
+            return Err(over_budget);
         }
+        for attempt in 0..2 {
+            let now = self.clock.now();
+            let writes = vec![
+                Write::put(simulator_item(simulator)).when("attribute_not_exists(#PK)"),
+                Write::update(
+                    key(session_pk(&simulator.session_id), SESSION_SK),
+                    "SET #active_simulators = if_not_exists(#active_simulators, :zero) + :one, \
+                     #event_rate = if_not_exists(#event_rate, :zero) + :rate",
+                )
+                .when(
+                    "#status = :active AND #expires_at > :now \
+                     AND (attribute_not_exists(#active_simulators) OR #active_simulators < :max)",
+                )
+                .bind(":active", s(SessionStatus::Active.as_str()))
+                .bind(":now", ms(now))
+                .bind(":zero", n(0))
+                .bind(":one", n(1))
+                .bind(":rate", n(rate))
+                .bind(":max", n(max_active)),
+                event_budget::claim(owner, rate, budget),
+            ];
+            match self.transact(writes).await? {
+                Ok(()) => return Ok(()),
+                Err(c) if c.at(0) => {
+                    return Err(StoreError::AlreadyExists {
+                        entity: "simulator",
+                        id: simulator.id.to_string(),
+                    });
+                }
+                Err(c) if c.at(1) || !c.at(2) => {
+                    if !self.session_usable(&simulator.session_id).await? {
+                        return Err(StoreError::SessionNotActive {
+                            id: simulator.session_id.to_string(),
+                        });
+                    }
+                    return Err(StoreError::QuotaExceeded {
+                        quota: Quota::SimulatorsPerSession,
+                        limit: max_active,
+                    });
+                }
+                // Over the budget: sessions that ended with simulators counted may hold it.
+                Err(_) => {
+                    if attempt == 0 && self.retire_ended_sessions(owner).await? > 0 {
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        Err(over_budget)
     }
 
     async fn get_simulator(
@@ -701,14 +733,7 @@ impl SimulatorStore for DynamoStore {
             .bind(":now", ms(now))
             .bind(":version", n(previous.version));
         let applied = if !previous.status.is_terminal() && next.status.is_terminal() {
-            let release = Write::update(
-                key(session_pk(&previous.session_id), SESSION_SK),
-                "SET #active_simulators = #active_simulators - :one",
-            )
-            .when("#active_simulators > :zero")
-            .bind(":one", n(1))
-            .bind(":zero", n(0));
-            self.transact(vec![change, release]).await?.is_ok()
+            self.finish_simulator(change, previous).await?
         } else {
             applied(self.write(change).await)?
         };

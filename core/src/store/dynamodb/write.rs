@@ -207,11 +207,25 @@ impl Write {
         client: &aws_sdk_dynamodb::Client,
         table: &str,
     ) -> Result<Option<Item>, WriteError> {
+        self.send_seeing_old(client, table, &mut None).await
+    }
+
+    /// [`Self::send`], keeping in `old` the item as it was when the condition failed
+    /// (`ALL_OLD`), for writes that decide their next step from it (the rate limiter).
+    pub(super) async fn send_seeing_old(
+        self,
+        client: &aws_sdk_dynamodb::Client,
+        table: &str,
+        old: &mut Option<Item>,
+    ) -> Result<Option<Item>, WriteError> {
         let this = self.stamped();
         let old_on_failure = this.old_on_failure();
         let names = this.names();
         let values = this.values();
-        let landed = |old: Option<&Item>| this.landed(old);
+        let landed = |item: Option<&Item>| {
+            old.clone_from(&item.cloned());
+            this.landed(item)
+        };
         match this.op.clone() {
             Op::Put(item) => client
                 .put_item()
