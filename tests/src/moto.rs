@@ -75,4 +75,35 @@ impl Moto {
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
+
+    /// A Secrets Manager client of this server that names no component: the tests' own calls
+    /// (putting secrets) are not the service's, so the permission check does not hold them
+    /// against a role.
+    pub fn secrets_admin(&self) -> aws_sdk_secretsmanager::Client {
+        use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
+    }
+
+    /// The ARN of a new secret holding `value`, named `<kind>-<ulid>`: the permission check
+    /// maps a secret to the template's by that kind (`edge-origin`, `backend-tls-key`, ...).
+    ///
+    /// # Panics
+    /// The server refuses it.
+    pub async fn create_secret(&self, kind: &str, value: &str) -> String {
+        let created = self
+            .secrets_admin()
+            .create_secret()
+            .name(format!("{kind}-{}", ulid::Ulid::new()))
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto refused a secret: {e:?}"));
+        created.arn.unwrap_or_default()
+    }
 }

@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use figment::Figment;
 use secrecy::ExposeSecret as _;
 use session_core::auth::keys::{SigningKey, VerifyKeys};
@@ -28,21 +27,7 @@ async fn secret(value: &str) -> String {
 
 /// A secret named after `kind` holding `value`.
 async fn named_secret(kind: &str, value: &str) -> String {
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(Moto::shared().endpoint())
-        .build();
-    let name = format!("{kind}-{}", ulid::Ulid::new());
-    let created = aws_sdk_secretsmanager::Client::from_conf(config)
-        .create_secret()
-        .name(name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap();
-    created.arn.unwrap()
+    Moto::shared().create_secret(kind, value).await
 }
 
 /// Settings for mutual TLS whose key is the secret `arn`, over files holding `CERT`.

@@ -48,6 +48,17 @@ pub enum RevocationTarget {
     Subject(UserId),
 }
 
+impl RevocationTarget {
+    /// What could refuse a token with `token_id` of `subject`, token first: an id no admin could
+    /// have revoked (empty, unparseable) is looked up by subject only.
+    pub fn of_token(token_id: &str, subject: &UserId) -> [Option<Self>; 2] {
+        [
+            TokenId::parse("token_id", token_id).ok().map(Self::Token),
+            Some(Self::Subject(subject.clone())),
+        ]
+    }
+}
+
 impl fmt::Display for RevocationTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -235,22 +235,28 @@ mod tests {
         (limiter, counting)
     }
 
-    #[tokio::test]
-    async fn a_flood_past_the_burst_is_refused_locally_without_asking_the_store() {
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::at_system_time());
-        let (limiter, store) = limiter(Some(InMemoryStore::new(clock)));
-        let user = UserId::parse("user", "alice").unwrap();
-
+    /// How many of `requests` writes of `user` in a row `limiter` admits.
+    async fn admitted(limiter: &RateLimiter, user: &UserId, requests: usize) -> usize {
         let mut admitted = 0;
-        for _ in 0..50 {
+        for _ in 0..requests {
             if limiter
-                .check(LimitClass::Writes, Subject::User(&user))
+                .check(LimitClass::Writes, Subject::User(user))
                 .await
                 .is_ok()
             {
                 admitted += 1;
             }
         }
+        admitted
+    }
+
+    #[tokio::test]
+    async fn a_flood_past_the_burst_is_refused_locally_without_asking_the_store() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::at_system_time());
+        let (limiter, store) = limiter(Some(InMemoryStore::new(clock)));
+        let user = UserId::parse("user", "alice").unwrap();
+
+        let admitted = admitted(&limiter, &user, 50).await;
 
         assert_eq!(admitted, 3);
         assert_eq!(
@@ -297,16 +303,7 @@ mod tests {
         let (limiter, _) = limiter(None);
         let user = UserId::parse("user", "carol").unwrap();
 
-        let mut admitted = 0;
-        for _ in 0..10 {
-            if limiter
-                .check(LimitClass::Writes, Subject::User(&user))
-                .await
-                .is_ok()
-            {
-                admitted += 1;
-            }
-        }
+        let admitted = admitted(&limiter, &user, 10).await;
 
         assert_eq!(admitted, 3);
     }

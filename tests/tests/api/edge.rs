@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use serde_json::{Value, json};
 use session_core::clock::SystemClock;
 use session_core::component::Component;
@@ -19,28 +18,10 @@ use session_functions::http::edge::{self, EdgeGuard, FetchSecret};
 use session_functions::invoke::invoke;
 use session_tests::moto::Moto;
 
-/// A client that names no component: the test's own writes are not the service's calls.
-fn admin() -> aws_sdk_secretsmanager::Client {
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(Moto::shared().endpoint())
-        .build();
-    aws_sdk_secretsmanager::Client::from_conf(config)
-}
-
 /// A new edge secret holding `value`; its name says what it is (the permission check maps it to
 /// the template's EdgeOriginSecret).
 async fn edge_secret(value: &str) -> String {
-    let created = admin()
-        .create_secret()
-        .name(format!("edge-origin-{}", ulid::Ulid::new()))
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap();
-    created.arn.unwrap()
+    Moto::shared().create_secret("edge-origin", value).await
 }
 
 /// The REST router, as the Lambda serves it behind the edge `guard`.
@@ -133,7 +114,8 @@ async fn a_rotation_refuses_nothing_and_a_probing_client_cannot_make_the_functio
 
     // Step one of a rotation: the new value becomes current, the old one previous; CloudFront
     // still sends the old one, and a cold function reads both.
-    admin()
+    Moto::shared()
+        .secrets_admin()
         .put_secret_value()
         .secret_id(&arn)
         .secret_string(r#"{"current": "generation-2", "previous": "generation-1"}"#)

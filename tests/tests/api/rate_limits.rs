@@ -98,6 +98,40 @@ async fn flood(caller: &Caller, path: &str, count: usize) -> Vec<Answer> {
     join_all((0..count).map(|_| caller.get(path))).await
 }
 
+/// A `path` flooded by `flooder` while `steady` asks at a normal pace: the flood is refused past
+/// the burst with the `class` policy's headers, admitted no more than the burst and what the
+/// rate refilled meanwhile, and `steady` is served throughout.
+async fn flood_beside_a_steady_caller(
+    flooder: &Caller,
+    steady: &Caller,
+    path: &str,
+    count: usize,
+    (class, burst, per_second): (&str, u32, u32),
+) {
+    let started = Instant::now();
+    let (answers, statuses) = tokio::join!(
+        flood(flooder, path, count),
+        steadily(steady, path, 10, Duration::from_millis(100)),
+    );
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let (admitted, refused): (Vec<&Answer>, Vec<&Answer>) =
+        answers.iter().partition(|a| a.status == StatusCode::OK);
+    assert!(!refused.is_empty(), "a flood past the burst is refused");
+    assert!(
+        admitted.len() as f64 <= f64::from(burst) + f64::from(per_second) * elapsed + 1.0,
+        "{} admitted in {elapsed:.2} s",
+        admitted.len()
+    );
+    for answer in refused {
+        assert_limited(answer, class, burst, u64::from(burst / per_second));
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "the well-behaved caller: {statuses:?}"
+    );
+}
+
 /// `count` requests of `caller`, one every `every`: all their statuses.
 async fn steadily(caller: &Caller, path: &str, count: usize, every: Duration) -> Vec<StatusCode> {
     let mut statuses = Vec::new();
@@ -113,36 +147,9 @@ async fn a_user_flooding_reads_gets_429s_with_the_headers_while_another_user_is_
     let api = TestApi::spawn().await;
     let flooder = Caller::new(&api, Some("alice"), address(2));
     let steady = Caller::new(&api, Some("bob"), address(3));
-    let started = Instant::now();
 
-    // 90 reads at once (within the address's burst of 100): the user's burst is 40.
-    let (answers, statuses) = tokio::join!(
-        flood(&flooder, "/v1/sessions", 90),
-        steadily(&steady, "/v1/sessions", 10, Duration::from_millis(100)),
-    );
-
-    let elapsed = started.elapsed().as_secs_f64();
-    let admitted = answers
-        .iter()
-        .filter(|a| a.status == StatusCode::OK)
-        .count();
-    let refused: Vec<&Answer> = answers
-        .iter()
-        .filter(|a| a.status != StatusCode::OK)
-        .collect();
-    assert!(!refused.is_empty(), "a flood past the burst is refused");
-    // The burst, plus what the rate refilled while the flood ran (20 a second).
-    assert!(
-        admitted as f64 <= 40.0 + 20.0 * elapsed + 1.0,
-        "{admitted} admitted in {elapsed:.2} s"
-    );
-    for answer in refused {
-        assert_limited(answer, "reads", 40, 2);
-    }
-    assert!(
-        statuses.iter().all(|s| *s == StatusCode::OK),
-        "the well-behaved user: {statuses:?}"
-    );
+    // 90 reads at once (within the address's burst of 100): the user's burst is 40, 20 a second.
+    flood_beside_a_steady_caller(&flooder, &steady, "/v1/sessions", 90, ("reads", 40, 20)).await;
 }
 
 #[tokio::test]
@@ -151,34 +158,8 @@ async fn an_address_flooding_the_anonymous_health_route_gets_429s_while_another_
     let api = TestApi::spawn().await;
     let flooder = Caller::new(&api, None, address(4));
     let steady = Caller::new(&api, None, address(5));
-    let started = Instant::now();
 
-    let (answers, statuses) = tokio::join!(
-        flood(&flooder, "/v1/health", 160),
-        steadily(&steady, "/v1/health", 10, Duration::from_millis(100)),
-    );
-
-    let elapsed = started.elapsed().as_secs_f64();
-    let admitted = answers
-        .iter()
-        .filter(|a| a.status == StatusCode::OK)
-        .count();
-    let refused: Vec<&Answer> = answers
-        .iter()
-        .filter(|a| a.status != StatusCode::OK)
-        .collect();
-    assert!(!refused.is_empty(), "a flood past the burst is refused");
-    assert!(
-        admitted as f64 <= 100.0 + 50.0 * elapsed + 1.0,
-        "{admitted} admitted in {elapsed:.2} s"
-    );
-    for answer in refused {
-        assert_limited(answer, "address", 100, 2);
-    }
-    assert!(
-        statuses.iter().all(|s| *s == StatusCode::OK),
-        "the well-behaved address: {statuses:?}"
-    );
+    flood_beside_a_steady_caller(&flooder, &steady, "/v1/health", 160, ("address", 100, 50)).await;
 }
 
 #[tokio::test]

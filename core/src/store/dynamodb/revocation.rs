@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use super::item::{Item, ItemExt as _, key, ms, n};
 use super::write::{Write, classify};
 use super::{DynamoStore, TableSpec, applied};
-use crate::domain::{Revocation, RevocationTarget, Timestamp, TokenId, UserId};
+use crate::domain::{Revocation, RevocationTarget, Timestamp, UserId};
 use crate::store::{RevocationStore, StoreError};
 
 const REVOKED_SK: &str = "REVOKED";
@@ -82,11 +82,7 @@ impl RevocationStore for DynamoStore {
         subject: &UserId,
     ) -> Result<Option<Revocation>, StoreError> {
         let now = self.clock.now();
-        // An id no admin could have revoked (empty, unparseable) is looked up by subject only.
-        let token = TokenId::parse("token_id", token_id)
-            .ok()
-            .map(RevocationTarget::Token);
-        let subject = Some(RevocationTarget::Subject(subject.clone()));
+        let [token, subject] = RevocationTarget::of_token(token_id, subject);
         let (token, subject) = tokio::try_join!(
             self.revocation_of(token, now),
             self.revocation_of(subject, now)

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::InMemoryStore;
-use crate::domain::{Revocation, RevocationTarget, TokenId, UserId};
+use crate::domain::{Revocation, RevocationTarget, UserId};
 use crate::store::{RevocationStore, StoreError};
 
 #[async_trait]
@@ -28,12 +28,8 @@ impl RevocationStore for InMemoryStore {
     ) -> Result<Option<Revocation>, StoreError> {
         let now = self.clock.now();
         let state = self.lock();
-        // An id that no admin could have revoked (empty, unparseable) is looked up by subject only.
-        let token = TokenId::parse("token_id", token_id)
-            .ok()
-            .map(RevocationTarget::Token);
-        let subject = Some(RevocationTarget::Subject(subject.clone()));
-        Ok([token, subject].into_iter().flatten().find_map(|target| {
+        let targets = RevocationTarget::of_token(token_id, subject);
+        Ok(targets.into_iter().flatten().find_map(|target| {
             let until = *state.revocations.get(&target)?;
             let revocation = Revocation { target, until };
             revocation.is_in_force(now).then_some(revocation)
