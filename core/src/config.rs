@@ -545,6 +545,14 @@ pub struct StreamerSettings {
     /// A write to a client making no progress for this long (its socket stopped draining)
     /// closes the connection.
     pub write_timeout_ms: u64,
+    /// The CloudWatch namespace the streamer publishes its key figures to (`PutMetricData`);
+    /// unset, nothing is published.
+    pub cloudwatch_namespace: Option<String>,
+    /// CloudWatch's endpoint when not the region's (tests and the local stack).
+    pub cloudwatch_endpoint: Option<String>,
+    /// How often the figures are published, in milliseconds (CloudWatch's standard resolution
+    /// is a minute).
+    pub cloudwatch_interval_ms: u64,
 }
 
 impl Default for StreamerSettings {
@@ -575,6 +583,9 @@ impl Default for StreamerSettings {
             max_streams_per_address: 200,
             header_timeout_ms: 10_000,
             write_timeout_ms: 30_000,
+            cloudwatch_namespace: None,
+            cloudwatch_endpoint: None,
+            cloudwatch_interval_ms: 60_000,
         }
     }
 }
@@ -643,7 +654,37 @@ impl StreamerSettings {
         if self.upstream_breaker_threshold == 0 {
             return invalid("streamer.upstream_breaker_threshold", "must be at least 1");
         }
+        self.validate_cloudwatch()?;
         self.validate_admission()
+    }
+
+    fn validate_cloudwatch(&self) -> Result<(), ConfigError> {
+        if let Some(namespace) = &self.cloudwatch_namespace
+            && (namespace.is_empty()
+                || namespace.len() > 255
+                || namespace.starts_with(':')
+                || namespace.starts_with("AWS/"))
+        {
+            return invalid(
+                "streamer.cloudwatch_namespace",
+                "must be 1 to 255 characters, not starting with `:` or `AWS/`",
+            );
+        }
+        if let Some(url) = &self.cloudwatch_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid(
+                "streamer.cloudwatch_endpoint",
+                "must be an http:// or https:// URL",
+            );
+        }
+        if !(100..=3_600_000).contains(&self.cloudwatch_interval_ms) {
+            return invalid(
+                "streamer.cloudwatch_interval_ms",
+                "must be between 100 and 3600000",
+            );
+        }
+        Ok(())
     }
 
     fn validate_admission(&self) -> Result<(), ConfigError> {
@@ -1183,6 +1224,39 @@ mod tests {
             err.to_string().contains("streamer.write_timeout_ms"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn streamer_cloudwatch_settings_are_off_by_default_and_checked_naming_the_setting() {
+        let defaults = with("").unwrap().streamer;
+        assert_eq!(defaults.cloudwatch_namespace, None);
+        assert_eq!(defaults.cloudwatch_interval_ms, 60_000);
+        let set = with("[streamer]\ncloudwatch_namespace = \"SessionService\"").unwrap();
+        assert_eq!(
+            set.streamer.cloudwatch_namespace.as_deref(),
+            Some("SessionService")
+        );
+        for (toml, setting) in [
+            (
+                "cloudwatch_namespace = \"AWS/Lambda\"",
+                "streamer.cloudwatch_namespace",
+            ),
+            (
+                "cloudwatch_namespace = \"\"",
+                "streamer.cloudwatch_namespace",
+            ),
+            (
+                "cloudwatch_endpoint = \"localhost:4566\"",
+                "streamer.cloudwatch_endpoint",
+            ),
+            (
+                "cloudwatch_interval_ms = 10",
+                "streamer.cloudwatch_interval_ms",
+            ),
+        ] {
+            let err = with(&format!("[streamer]\n{toml}")).unwrap_err();
+            assert!(err.to_string().contains(setting), "{toml}: {err}");
+        }
     }
 
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";

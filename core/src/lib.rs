@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod metrics_catalog;
 pub mod ratelimit;
 pub mod resilience;
 pub mod secrets;

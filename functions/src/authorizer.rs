@@ -9,7 +9,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use session_core::auth::{AuthError, TokenValidator};
-use tracing::{info, instrument};
+use tracing::{Instrument as _, info};
 
 use crate::caller::CallerContext;
 
@@ -34,8 +34,46 @@ impl From<AuthorizerError> for lambda_runtime::Diagnostic {
 ///
 /// # Errors
 /// The auth service could not be asked.
-#[instrument(skip_all, fields(route = event.route_key.as_deref().unwrap_or("")))]
 pub async fn authorize(
+    validator: &dyn TokenValidator,
+    event: &ApiGatewayV2CustomAuthorizerV2Request,
+) -> Result<AuthorizerResponse, AuthorizerError> {
+    authorize_with_metrics(validator, event, &crate::metrics::Emf::stdout()).await
+}
+
+/// The same, its EMF line (operation `Authorize`, outcome `allow`, `deny` or `error`) written
+/// to `emf`.
+///
+/// # Errors
+/// The auth service could not be asked.
+pub async fn authorize_with_metrics(
+    validator: &dyn TokenValidator,
+    event: &ApiGatewayV2CustomAuthorizerV2Request,
+    emf: &crate::metrics::Emf,
+) -> Result<AuthorizerResponse, AuthorizerError> {
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!(
+        "authorize",
+        request_id = event.request_context.request_id.as_deref().unwrap_or(""),
+        route = event.route_key.as_deref().unwrap_or(""),
+        component = "authorizer",
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    // The request's `traceparent` (API Gateway passes the headers on), else a new trace. Set
+    // before the span is entered: a started span keeps its parent.
+    session_core::telemetry::continue_trace(&span, &event.headers);
+    let verdict = decide(validator, event).instrument(span).await;
+    let outcome = match &verdict {
+        Ok(response) if response.is_authorized => "allow",
+        Ok(_) => "deny",
+        Err(_) => "error",
+    };
+    emf.record("authorizer", "Authorize", outcome, started.elapsed());
+    verdict
+}
+
+async fn decide(
     validator: &dyn TokenValidator,
     event: &ApiGatewayV2CustomAuthorizerV2Request,
 ) -> Result<AuthorizerResponse, AuthorizerError> {

@@ -5,5 +5,6 @@ pub mod authorizer;
 pub mod caller;
 pub mod http;
 pub mod invoke;
+pub mod metrics;
 pub mod websocket;
 pub mod wiring;

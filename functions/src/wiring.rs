@@ -47,7 +47,7 @@ pub enum InitError {
 /// up.
 pub async fn init(component: Component) -> Result<Settings, InitError> {
     let mut settings = Settings::load(None)?;
-    session_core::telemetry::init(&settings.telemetry)?;
+    session_core::telemetry::init(&settings.telemetry, component.name())?;
     session_core::secrets::load_secrets(&mut settings, || {
         session_core::secrets::client_from_env(component)
     })

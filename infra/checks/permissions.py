@@ -20,6 +20,8 @@ each call becomes the IAM requests AWS would authorise, with their concrete ARNs
 - an `@connections` call: `execute-api:ManageConnections` on
   `<api>/<stage>/<METHOD>/@connections/<id>`;
 - Secrets Manager `GetSecretValue` on the secret the template names;
+- CloudWatch `PutMetricData` (recorded by the test's CloudWatch endpoint): `cloudwatch:PutMetricData`
+  on `*` with its `cloudwatch:namespace` condition key;
 - what Lambda does with a function's role for it, from the function's configuration: its logs,
   traces, network interfaces and environment key.
 
@@ -378,6 +380,17 @@ def requests_for(stack: Stack, call: dict) -> list[dict]:
         if not secret:
             return []
         return [request(f"secretsmanager:{operation}", secret, source)]
+    if service == "cloudwatch":
+        # PutMetricData names no resource; the namespace is its condition key (recorded by the
+        # CloudWatch endpoint of tests/tests/cloudwatch).
+        return [
+            request(
+                f"cloudwatch:{operation}",
+                "*",
+                source,
+                {"cloudwatch:namespace": params.get("Namespace", "")},
+            )
+        ]
     raise Unresolvable(f"no IAM mapping for {source}")
 
 

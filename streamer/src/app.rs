@@ -194,6 +194,13 @@ impl Streamer {
         let pushing = self
             .pusher
             .map(|pusher| tokio::spawn(pusher.run(draining_rx.clone())));
+        // Its own task: a slow or failing CloudWatch never holds up the data path.
+        let publishing = crate::cloudwatch::Publisher::from_settings(
+            &self.state.settings,
+            self.state.metrics.clone(),
+        )
+        .await
+        .map(|publisher| tokio::spawn(publisher.run(draining_rx.clone())));
         let admission = self.state.admission.clone();
         let timeouts = http1::Timeouts {
             header: Duration::from_millis(self.state.settings.header_timeout_ms),
@@ -206,6 +213,10 @@ impl Streamer {
             // Sessions hand their leases over once told to drain.
             if let Some(pushing) = pushing {
                 let _ = pushing.await;
+            }
+            // Its last publish, bounded by the publisher itself.
+            if let Some(publishing) = publishing {
+                let _ = publishing.await;
             }
             served
         };
@@ -275,14 +286,14 @@ async fn live() -> Response {
 /// 200) with reasons when an upstream or a backend is failing.
 async fn ready(State(app): State<AppState>) -> Response {
     if *app.draining.borrow() {
-        metrics::ready(0.0);
+        metrics::readiness("draining");
         let body = json!({ "status": "draining", "reasons": ["draining"] });
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
     // Out of rotation before the cap refuses anyone, so the load balancer sends new clients
     // to other pods while this one keeps its own.
     if app.admission.full() {
-        metrics::ready(0.0);
+        metrics::readiness("full");
         let body = json!({
             "status": "full",
             "reasons": ["full"],
@@ -306,12 +317,12 @@ async fn ready(State(app): State<AppState>) -> Response {
             reasons.push(format!("upstream {}: {why}", stream.key));
         }
     }
-    let (code, status, gauge) = match health.status {
-        HealthStatus::Down => (StatusCode::SERVICE_UNAVAILABLE, "down", 0.0),
-        _ if reasons.is_empty() => (StatusCode::OK, "ok", 1.0),
-        _ => (StatusCode::OK, "degraded", 0.5),
+    let (code, status) = match health.status {
+        HealthStatus::Down => (StatusCode::SERVICE_UNAVAILABLE, "down"),
+        _ if reasons.is_empty() => (StatusCode::OK, "ok"),
+        _ => (StatusCode::OK, "degraded"),
     };
-    metrics::ready(gauge);
+    metrics::readiness(status);
     let body = json!({
         "status": status,
         "reasons": reasons,
@@ -334,7 +345,7 @@ async fn render_metrics(State(app): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(),
+        metrics::render(&app.metrics),
     )
         .into_response()
 }

@@ -8,6 +8,7 @@
 mod admission;
 pub mod app;
 pub mod book;
+pub mod cloudwatch;
 mod http1;
 pub mod hub;
 pub mod metrics;

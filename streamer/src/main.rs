@@ -10,7 +10,11 @@ use tracing::info;
 async fn main() -> anyhow::Result<()> {
     let config = std::env::args_os().nth(1).map(std::path::PathBuf::from);
     let mut settings = Settings::load(config.as_deref()).context("configuration")?;
-    session_core::telemetry::init(&settings.telemetry).context("telemetry")?;
+    session_core::telemetry::init(
+        &settings.telemetry,
+        session_core::component::Component::Streamer.name(),
+    )
+    .context("telemetry")?;
     // Only when a *_secret_arn setting is set (in Kubernetes, Secrets are mounted as files).
     session_core::secrets::load_secrets(&mut settings, || {
         session_core::secrets::client_from_env(Component::Streamer)

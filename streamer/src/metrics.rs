@@ -1,8 +1,11 @@
-//! The streamer's Prometheus metrics, named in one place.
+//! The streamer's Prometheus metrics, recorded in one place.
 //!
-//! Recorded through the `metrics` facade; [`install`] sets the process's Prometheus recorder
-//! once (several streamers in one test process share it), `/metrics` renders it, and [`upkeep`]
-//! runs its maintenance while a streamer serves.
+//! Every series is declared in `session_core::metrics_catalog` (name, type, unit, labels,
+//! meaning), which `docs/metrics.md` is generated from; [`install`] describes each one from it,
+//! so `/metrics` has `# HELP` and `# TYPE` for every series. Recorded through the `metrics`
+//! facade; [`install`] sets the process's Prometheus recorder once (several streamers in one
+//! test process share it), [`render`] answers `/metrics`, and [`upkeep`] runs its maintenance
+//! while a streamer serves.
 //!
 //! No label takes a value per simulator, stream or client: every series is one of a fixed set,
 //! so the recorder's memory does not grow with the simulators that come and go over a pod's
@@ -14,28 +17,74 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use session_core::metrics_catalog::{self, Emitter, Kind};
 
 /// Installs the Prometheus recorder, once per process; the handle renders `/metrics`.
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            // Buckets make the queue depth a cheap histogram instead of a summary.
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(QUEUE_DEPTH.to_owned()),
-                    &[0.0, 1e3, 1e4, 6.4e4, 2.56e5, 1.048_576e6, 4.194_304e6],
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new())
-                .build_recorder();
+            // Buckets make histograms cheap and aggregatable (a summary is neither).
+            let buckets = [
+                (
+                    metrics_catalog::CLIENT_QUEUE,
+                    metrics_catalog::CLIENT_QUEUE_BUCKETS,
+                ),
+                (
+                    metrics_catalog::DELIVERY_LAG,
+                    metrics_catalog::DELIVERY_LAG_BUCKETS,
+                ),
+                (
+                    metrics_catalog::WS_POST_DURATION,
+                    metrics_catalog::WS_POST_DURATION_BUCKETS,
+                ),
+            ];
+            let builder = buckets
+                .iter()
+                .try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+                    builder.set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
+                })
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be set (a host process of its own); then ours only
             // renders what it was given, which is nothing, and the host's wins.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
+}
+
+/// Gives every Prometheus series of the registry its `# HELP` and unit; the exporter writes
+/// them, with `# TYPE`, for each series that has a sample.
+fn describe() {
+    for spec in metrics_catalog::METRICS {
+        if spec.emitter != Emitter::Prometheus {
+            continue;
+        }
+        let unit = match spec.unit {
+            metrics_catalog::Unit::Count => metrics::Unit::Count,
+            metrics_catalog::Unit::Seconds => metrics::Unit::Seconds,
+            metrics_catalog::Unit::Bytes => metrics::Unit::Bytes,
+        };
+        match spec.kind {
+            Kind::Counter => metrics::describe_counter!(spec.name, unit, spec.help),
+            Kind::Gauge => metrics::describe_gauge!(spec.name, unit, spec.help),
+            Kind::Histogram => metrics::describe_histogram!(spec.name, unit, spec.help),
+        }
+    }
+}
+
+/// The text `/metrics` answers: the process's figures (CPU, memory, file descriptors) are
+/// read now, then everything is rendered.
+pub(crate) fn render(handle: &PrometheusHandle) -> String {
+    static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+    PROCESS
+        .get_or_init(metrics_process::Collector::default)
+        .collect();
+    handle.render()
 }
 
 /// How often [`upkeep`] runs.
@@ -66,12 +115,20 @@ pub(crate) fn client_detached() {
 
 pub(crate) fn delivered(events: u64, bytes: usize, backlog: u64) {
     counter!("streamer_events_delivered_total").increment(events);
-    counter!("streamer_bytes_delivered_total").increment(bytes as u64);
-    histogram!(QUEUE_DEPTH).record(backlog as f64);
+    counter!("streamer_delivered_bytes_total").increment(bytes as u64);
+    histogram!(metrics_catalog::CLIENT_QUEUE).record(backlog as f64);
 }
 
-/// How far behind the head clients are when they read: their queue depth, in bytes.
-const QUEUE_DEPTH: &str = "streamer_client_queue_bytes";
+/// The time from an event's emission by the simulator (`emit_ns`, its clock) to its write
+/// to a client now (this host's clock): clock skew between the hosts is part of it, and a
+/// negative difference counts as 0.
+pub(crate) fn delivery_lag(transport: &'static str, emit_ns: i64) {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let lag = now_ns.saturating_sub(emit_ns).max(0) as f64 / 1e9;
+    histogram!(metrics_catalog::DELIVERY_LAG, "transport" => transport).record(lag);
+}
 
 pub(crate) fn conflated() {
     counter!("streamer_conflations_total").increment(1);
@@ -109,13 +166,32 @@ pub(crate) fn http_error(status: u16) {
     counter!("streamer_http_errors_total", "status" => status.to_string()).increment(1);
 }
 
-pub(crate) fn ready(value: f64) {
-    gauge!("streamer_ready").set(value);
+/// What `/health/ready` answered: `state` is 1, every other state of
+/// [`metrics_catalog::READINESS_STATES`] is 0 (a state set: one series per state, so a rule
+/// selects the state it means rather than comparing magic values).
+pub(crate) fn readiness(state: &'static str) {
+    for each in metrics_catalog::READINESS_STATES {
+        let value = if *each == state { 1.0 } else { 0.0 };
+        gauge!("streamer_readiness", "state" => *each).set(value);
+    }
 }
 
-/// One `@connections` post (each attempt of a retried one): `ok`, or its error's class.
-pub(crate) fn ws_post(outcome: &'static str) {
+/// One `@connections` post (each attempt of a retried one): `ok`, or its error's class, and
+/// how long it took.
+pub(crate) fn ws_post(outcome: &'static str, took: Duration) {
     counter!("streamer_ws_posts_total", "outcome" => outcome).increment(1);
+    histogram!(metrics_catalog::WS_POST_DURATION).record(took.as_secs_f64());
+}
+
+/// A failed step of the WebSocket push (`list_sessions`, `take_lease`, `lease_lost`,
+/// `read_connections`, `hand_over`, `record_position`, `push`); each is also logged.
+pub(crate) fn pusher_error(step: &'static str) {
+    counter!("streamer_pusher_errors_total", "step" => step).increment(1);
+}
+
+/// Sessions whose lease this streamer holds.
+pub(crate) fn push_sessions(count: usize) {
+    gauge!("streamer_push_sessions").set(count as f64);
 }
 
 /// One backfill of a window from the simulator: `filled`, or `unavailable`.

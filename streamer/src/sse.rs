@@ -27,7 +27,7 @@ use session_core::service::{ServiceError, SessionService, StreamCredential};
 use session_core::store::RateLimitStore;
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 use crate::admission::StreamSlot;
 use crate::app::{AppState, drained};
@@ -81,7 +81,12 @@ pub(crate) struct StreamQuery {
     last_event_id: Option<String>,
 }
 
-/// The handler.
+/// The handler. Its span (request id generated here: no gateway names one) stays with the
+/// connection, so the lines logged when the stream ends carry the same ids.
+#[tracing::instrument(skip_all, fields(
+    request_id = %ulid::Ulid::new(),
+    session_id = %session_id,
+))]
 pub(crate) async fn stream(
     State(app): State<AppState>,
     Path(session_id): Path<String>,
@@ -146,7 +151,6 @@ pub(crate) async fn stream(
         .or(query_position)
         .map_or(Start::Snapshot, Start::After);
     info!(
-        session = %session_id,
         simulator = %admission.simulator.id,
         user = %admission.user,
         ?start,
@@ -167,6 +171,7 @@ pub(crate) async fn stream(
         release,
         done: false,
         _slots: (address_slot, user_slot),
+        span: tracing::Span::current(),
     };
     Ok(response(connection))
 }
@@ -226,6 +231,8 @@ struct Connection {
     done: bool,
     /// Its places in the address's and the user's stream caps, given back when it ends.
     _slots: (StreamSlot<std::net::IpAddr>, StreamSlot<UserId>),
+    /// The request's span, for the lines logged when the stream ends.
+    span: tracing::Span,
 }
 
 impl Connection {
@@ -243,13 +250,17 @@ impl Connection {
                 self.done = true;
                 Some(wire::reconnect("draining", self.retry_ms).sse)
             }
-            delivery = self.subscription.next() => match delivery {
-                Delivery::Frames(bytes) => Some(bytes),
-                Delivery::Last(bytes) => {
-                    self.done = true;
-                    Some(bytes)
+            delivery = self.subscription.next() => {
+                // Handed to the connection's writer now: the delivery lag ends here.
+                self.subscription.written("sse");
+                match delivery {
+                    Delivery::Frames(bytes) => Some(bytes),
+                    Delivery::Last(bytes) => {
+                        self.done = true;
+                        Some(bytes)
+                    }
                 }
-            },
+            }
             _ = self.heartbeat.tick() => Some(Bytes::from_static(wire::HEARTBEAT)),
         }
     }
@@ -257,6 +268,7 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        let _span = self.span.enter();
         let last = self.subscription.last_delivered();
         debug!(?last, "stream closed");
         let (Some(release), Some(last)) = (self.release.take(), last) else {
@@ -265,7 +277,8 @@ impl Drop for Connection {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
+        runtime.spawn(
+            async move {
             match release
                 .service
                 .release_stream(&release.ticket, last, release.grace)
@@ -274,6 +287,8 @@ impl Drop for Connection {
                 Ok(()) | Err(ServiceError::NotFound { .. }) => {}
                 Err(e) => warn!(error = %e, "could not release a stream ticket; its client will need a new one"),
             }
-        });
+        }
+            .instrument(self.span.clone()),
+        );
     }
 }

@@ -15,11 +15,11 @@ use session_core::backend::channel;
 use session_core::config::BackendTlsSettings;
 use session_core::domain::EventId;
 use session_core::resilience::{CircuitBreaker, FullJitter, Permit, RetryPolicy};
+use session_core::telemetry::START_TRACEPARENT;
 use session_proto::simulator::v1::market_data_client::MarketDataClient;
 use session_proto::simulator::v1::{MarketEvent, StreamPosition, SubscribeRequest, market_event};
 use tonic::Code;
-use tonic::transport::Channel;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use crate::hub::{Hub, Stream, UpstreamState};
 use crate::metrics;
@@ -73,7 +73,7 @@ impl UpstreamSettings {
 /// Subscribes streams to one simulator service.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: MarketDataClient<Channel>,
+    client: MarketDataClient<channel::TracedChannel>,
     breaker: Arc<CircuitBreaker>,
     settings: Arc<UpstreamSettings>,
 }
@@ -101,7 +101,7 @@ impl Upstream {
             .keep_alive_while_idle(true)
             .connect_lazy();
         Ok(Self {
-            client: MarketDataClient::new(channel),
+            client: MarketDataClient::new(channel::traced(channel)),
             breaker: Arc::new(CircuitBreaker::new(
                 settings.breaker_threshold,
                 settings.breaker_cool_down,
@@ -138,7 +138,19 @@ impl Upstream {
                 }
             };
             metrics::circuit_open(false);
-            let end = self.follow(&hub, &stream, &mut backoff, &permit).await;
+            // A root span per subscription (one feeds every client of the stream, so no
+            // client's request is its parent), linked to the simulator's start when the
+            // simulator says which trace that was. Not per event.
+            let span = tracing::info_span!(
+                parent: None,
+                "upstream subscription",
+                component = "streamer",
+                simulator_id = %stream.key,
+            );
+            let end = self
+                .follow(&hub, &stream, &mut backoff, &permit)
+                .instrument(span)
+                .await;
             // Whatever was published and not yet announced goes out now.
             stream.wake();
             match end {
@@ -211,7 +223,16 @@ impl Upstream {
             }),
         };
         let mut events = match self.client.clone().subscribe(request).await {
-            Ok(response) => response.into_inner(),
+            Ok(response) => {
+                if let Some(start) = response
+                    .metadata()
+                    .get(START_TRACEPARENT)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    session_core::telemetry::link(&tracing::Span::current(), start);
+                }
+                response.into_inner()
+            }
             Err(status) if status.code() == Code::NotFound => {
                 permit.record_success();
                 return End::Over(format!("simulator not found: {}", status.message()));

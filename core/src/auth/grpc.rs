@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use session_proto::auth::v1::auth_service_client::AuthServiceClient;
 use session_proto::auth::v1::validate_token_response::Result as Verdict;
 use session_proto::auth::v1::{RejectionReason, ValidateTokenRequest};
-use tonic::transport::Channel;
 
 use super::{AuthError, Principal, TokenCache, TokenValidator};
 use crate::backend::channel;
@@ -26,7 +25,7 @@ const VALIDATION_BUDGET: Duration = Duration::from_secs(4);
 /// Asks the auth service, remembering valid tokens for a while.
 #[derive(Debug, Clone)]
 pub struct GrpcTokenValidator {
-    client: AuthServiceClient<Channel>,
+    client: AuthServiceClient<channel::TracedChannel>,
     audience: String,
     cache: Arc<TokenCache>,
     retry: RetryPolicy,
@@ -77,7 +76,7 @@ impl GrpcTokenValidator {
             .timeout(timeout)
             .connect_lazy();
         Ok(Self {
-            client: AuthServiceClient::new(channel),
+            client: AuthServiceClient::new(channel::traced(channel)),
             audience: settings.auth.token_audience.clone(),
             cache: Arc::new(TokenCache::new(10_000, Duration::from_secs(60))),
             retry: backends.retry_policy(),

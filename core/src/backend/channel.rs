@@ -7,7 +7,8 @@
 //! handshake) happens on first use, and `status_text` says what broke when it fails.
 
 use secrecy::ExposeSecret as _;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 use crate::config::BackendTlsSettings;
@@ -35,6 +36,14 @@ pub fn endpoint(url: &str, tls: &BackendTlsSettings) -> Result<Endpoint, tonic::
         config = config.domain_name(domain.clone());
     }
     endpoint.tls_config(config)
+}
+
+/// A backend channel that sends the caller's trace (`traceparent`) on every call.
+pub type TracedChannel = InterceptedService<Channel, crate::telemetry::TracePropagation>;
+
+/// `channel`, sending the caller's trace on every call: what every backend client is built on.
+pub fn traced(channel: Channel) -> TracedChannel {
+    InterceptedService::new(channel, crate::telemetry::TracePropagation)
 }
 
 /// Whether a call that failed with `code` may pass when tried again: the classification of

@@ -8,7 +8,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use session_proto::simulator::v1 as pb;
 use session_proto::simulator::v1::simulator_control_client::SimulatorControlClient;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::{BackendError, BackendSimulator, SimulatorBackend, StartSpec, channel};
@@ -18,7 +17,7 @@ use crate::resilience::{BreakerState, CircuitBreaker, ErrorClass, RetryPolicy, r
 /// Talks to one simulator service.
 #[derive(Debug, Clone)]
 pub struct GrpcSimulatorBackend {
-    client: SimulatorControlClient<Channel>,
+    client: SimulatorControlClient<channel::TracedChannel>,
     retry: RetryPolicy,
     breaker: Arc<CircuitBreaker>,
 }
@@ -40,7 +39,7 @@ impl GrpcSimulatorBackend {
             .timeout(deadline)
             .connect_lazy();
         Ok(Self {
-            client: SimulatorControlClient::new(channel),
+            client: SimulatorControlClient::new(channel::traced(channel)),
             retry: backends.retry_policy(),
             breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
         })
@@ -49,7 +48,7 @@ impl GrpcSimulatorBackend {
     /// Runs one RPC with retries, behind the breaker.
     async fn call<T, F, Fut>(&self, rpc: F) -> Result<T, BackendError>
     where
-        F: Fn(SimulatorControlClient<Channel>) -> Fut,
+        F: Fn(SimulatorControlClient<channel::TracedChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         retry(self.retry, || async {

@@ -90,7 +90,7 @@ pub struct Reconnect {
 impl SessionService {
     /// A single-use ticket for one connection of `transport` to one of the caller's active
     /// sessions, following `simulator` (default: the session's newest live simulator).
-    #[instrument(skip_all, fields(user = %caller.user, session = %session_id, %transport))]
+    #[instrument(skip_all, fields(user = %caller.user, session_id = %session_id, %transport))]
     pub async fn issue_ticket(
         &self,
         caller: &Principal,
@@ -104,7 +104,7 @@ impl SessionService {
 
     /// A fresh ticket after a dropped connection, and how the stream will resume from
     /// `last_event_id`.
-    #[instrument(skip_all, fields(user = %caller.user, session = %session_id, %transport))]
+    #[instrument(skip_all, fields(user = %caller.user, session_id = %session_id, %transport))]
     pub async fn reconnect(
         &self,
         caller: &Principal,

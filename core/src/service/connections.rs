@@ -139,7 +139,7 @@ impl SessionService {
     ///
     /// # Errors
     /// `QuotaExceeded`, `SessionClosed`, or the store failed.
-    #[instrument(skip_all, fields(connection = %id, session = %admission.session_id))]
+    #[instrument(skip_all, fields(connection_id = %id, session_id = %admission.session_id))]
     pub async fn open_connection(
         &self,
         id: &ConnectionId,
@@ -175,7 +175,7 @@ impl SessionService {
     /// # Errors
     /// `Invalid` naming the field when a field is out of its range ([`Heartbeat::validate`]);
     /// `NotFound` if the connection is gone (expired or disconnected).
-    #[instrument(skip_all, fields(connection = %id, session = %session, seq = beat.seq))]
+    #[instrument(skip_all, fields(connection_id = %id, session_id = %session, seq = beat.seq))]
     pub async fn heartbeat(
         &self,
         session: &SessionId,
@@ -243,7 +243,7 @@ impl SessionService {
     ///
     /// # Errors
     /// The store failed.
-    #[instrument(skip_all, fields(connection = %id, session = %session))]
+    #[instrument(skip_all, fields(connection_id = %id, session_id = %session))]
     pub async fn close_connection(
         &self,
         session: &SessionId,

@@ -20,7 +20,7 @@ pub struct SessionDetail {
 
 impl SessionService {
     /// Opens a session for the caller, within the open-sessions quota.
-    #[instrument(skip_all, fields(user = %caller.user))]
+    #[instrument(skip_all, fields(user = %caller.user, session_id = tracing::field::Empty))]
     pub async fn create_session(
         &self,
         caller: &Principal,
@@ -32,6 +32,7 @@ impl SessionService {
             self.clock.now(),
             self.limits.session_lifetime(),
         );
+        tracing::Span::current().record("session_id", tracing::field::display(&session.id));
         self.store
             .create_session(&session, self.limits.sessions_per_user)
             .await?;
@@ -71,7 +72,7 @@ impl SessionService {
     /// The session is closed first, so no simulator can be added while the others stop; a
     /// simulator the backend cannot stop now stays `stopping` and is settled by a later read.
     /// Its tickets die with it: a ticket is only honoured for an active session.
-    #[instrument(skip_all, fields(user = %caller.user, session = %id))]
+    #[instrument(skip_all, fields(user = %caller.user, session_id = %id))]
     pub async fn close_session(
         &self,
         caller: &Principal,

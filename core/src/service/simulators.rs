@@ -20,7 +20,7 @@ use crate::store::{SimulatorQuotas, StoreError};
 impl SessionService {
     /// Starts a simulator in one of the caller's active sessions. The answer is the record after
     /// the backend's answer: `running` (or `starting`), or `failed` with a reason.
-    #[instrument(skip_all, fields(user = %caller.user, session = %session_id))]
+    #[instrument(skip_all, fields(user = %caller.user, session_id = %session_id))]
     pub async fn start_simulator(
         &self,
         caller: &Principal,
@@ -86,7 +86,7 @@ impl SessionService {
 
     /// Stops one of the caller's simulators. Idempotent: a stopped or failed simulator is
     /// returned as it is. A simulator the backend cannot stop now stays `stopping`.
-    #[instrument(skip_all, fields(user = %caller.user, session = %session_id, simulator = %id))]
+    #[instrument(skip_all, fields(user = %caller.user, session_id = %session_id, simulator = %id))]
     pub async fn stop_simulator(
         &self,
         caller: &Principal,

@@ -55,7 +55,7 @@ impl SessionService {
     /// `TicketRefused`, `TokenRevoked` (the bearer token, the ticket's token or its owner is
     /// revoked), `NotFound` (the session or simulator is missing or not the caller's),
     /// `SessionClosed`, `SimulatorNotRunning`, or the store failed.
-    #[instrument(skip_all, fields(session = %session_id))]
+    #[instrument(skip_all, fields(session_id = %session_id))]
     pub async fn admit_stream(
         &self,
         credential: StreamCredential<'_>,

@@ -13,5 +13,16 @@ async fn main() -> Result<(), lambda_http::Error> {
         Some(guard) => edge::behind_edge(router, guard),
         None => router,
     };
+    // Spans are exported before the response leaves: a frozen environment exports nothing.
+    // Not lambda_runtime's OpenTelemetryLayer: its flush is synchronous (it would block the
+    // worker the exporter's channel runs on) and its invocation span cannot continue the
+    // request's `traceparent` (see docs/architecture.md, "Configuration and telemetry").
+    let router = router.layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            let response = next.run(request).await;
+            session_core::telemetry::flush().await;
+            response
+        },
+    ));
     lambda_http::run(router).await
 }

@@ -10,12 +10,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let service = &session_functions::wiring::service(&settings, Component::WsAuthorizer).await?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
-            session_functions::websocket::authorize_connect(service, &event.payload)
-                .await
-                .map_err(|e| lambda_runtime::Diagnostic {
-                    error_type: "ConnectAuthorizerFailed".to_owned(),
-                    error_message: e.to_string(),
-                })
+            let verdict =
+                session_functions::websocket::authorize_connect(service, &event.payload).await;
+            // Before the invocation ends: a frozen environment exports nothing.
+            session_core::telemetry::flush().await;
+            verdict.map_err(|e| lambda_runtime::Diagnostic {
+                error_type: "ConnectAuthorizerFailed".to_owned(),
+                error_message: e.to_string(),
+            })
         },
     ))
     .await

@@ -12,9 +12,11 @@ pub mod edge;
 mod idempotency;
 mod input;
 mod meta;
+mod metrics_layer;
 pub mod openapi;
 pub use session_core::http::problem;
 mod rate_limit;
+mod request_span;
 mod scopes;
 mod sessions;
 mod simulators;
@@ -49,6 +51,11 @@ pub struct App {
 /// The API's routes. Paths use API Gateway's `{name}` syntax (axum 0.8 shares it), so the
 /// OpenAPI document, API Gateway's route keys and this router name routes the same way.
 pub fn router(app: App) -> Router {
+    router_with_metrics(app, crate::metrics::Emf::stdout())
+}
+
+/// The same, its EMF lines ([`crate::metrics`]) written to `emf` (tests read them).
+pub fn router_with_metrics(app: App, emf: crate::metrics::Emf) -> Router {
     Router::new()
         .route("/v1/sessions", get(sessions::list).post(sessions::create))
         .route(
@@ -84,6 +91,13 @@ pub fn router(app: App) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             rate_limit::limit,
+        ))
+        // Outside the rate limiter, so that its lines carry the request's ids too.
+        .layer(axum::middleware::from_fn(request_span::in_span))
+        // Around everything, rate limiting included: a `429` is an outcome too.
+        .layer(axum::middleware::from_fn_with_state(
+            emf,
+            metrics_layer::record,
         ))
         .with_state(app)
 }

@@ -32,7 +32,10 @@ pub type ConnectAuthorizerResponse = ApiGatewayCustomAuthorizerResponse<Option<C
 ///
 /// # Errors
 /// The store could not be asked (API Gateway answers 500 and the handshake fails).
-#[instrument(skip_all)]
+#[instrument(skip_all, fields(
+    request_id = event.request_context.request_id.as_deref().unwrap_or(""),
+    session_id = tracing::field::Empty,
+))]
 pub async fn authorize_connect(
     service: &SessionService,
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
@@ -54,6 +57,7 @@ pub async fn authorize_connect(
                 user: admission.user.to_string(),
                 ticket_id: admission.ticket_id.to_string(),
             };
+            tracing::Span::current().record("session_id", context.session_id.as_str());
             let user = context.user.clone();
             Ok(policy(
                 IamPolicyEffect::Allow,

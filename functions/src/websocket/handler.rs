@@ -9,7 +9,7 @@ use std::sync::Arc;
 use session_core::domain::{ConnectionId, Heartbeat, SessionId, UserId};
 use session_core::ratelimit::{LimitClass, RateLimited, RateLimiter, Subject};
 use session_core::service::{ServiceError, SessionService};
-use tracing::{error, info, warn};
+use tracing::{error, info, instrument, warn};
 
 use super::authorizer::ConnectContext;
 use super::frames::{ErrorFrame, HeartbeatAckFrame};
@@ -33,13 +33,20 @@ impl Handler {
     /// address's limit is refused (429, the handshake fails); a message over its connection's
     /// limit gets a `rate_limited` error frame, the connection kept and nothing written;
     /// `$disconnect` is never limited. Then [`handle`].
+    #[instrument(skip_all, fields(
+        request_id = event.request_context.request_id.as_deref().unwrap_or(""),
+        connection_id = event.request_context.connection_id.as_deref().unwrap_or(""),
+        session_id = tracing::field::Empty,
+    ))]
     pub async fn handle(&self, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
         let route = event
             .request_context
             .route_key
             .as_deref()
             .unwrap_or("$default");
-        if let Some((connection, _, caller)) = identify(event) {
+        let started = std::time::Instant::now();
+        if let Some((connection, session, caller)) = identify(event) {
+            tracing::Span::current().record("session_id", tracing::field::display(&session));
             let limited = match route {
                 "$disconnect" => Ok(()),
                 "$connect" => self.limit_connect(event, &caller).await,
@@ -54,6 +61,7 @@ impl Handler {
             };
             if let Err(refusal) = limited {
                 info!(route, error = %refusal, "refused: rate limit");
+                ws_metric(route, "rate_limited", started);
                 return if route == "$connect" {
                     status(429, None)
                 } else {
@@ -61,7 +69,16 @@ impl Handler {
                 };
             }
         }
-        handle(&self.service, event).await
+        let response = handle(&self.service, event).await;
+        let outcome = match response.status_code {
+            200..=299 => "ok",
+            429 => "rate_limited",
+            401 | 403 => "denied",
+            400..=499 => "client_error",
+            _ => "error",
+        };
+        ws_metric(route, outcome, started);
+        response
     }
 
     /// Spends the `$connect` allowances of the user, then of the source address (a flooding
@@ -117,6 +134,18 @@ pub async fn handle(
         "heartbeat" => heartbeat(service, &connection, &session, event.body.as_deref()).await,
         _ => default_route(event.body.as_deref()),
     }
+}
+
+/// One EMF line ([`crate::metrics`]) for a WebSocket event: `Connect`, `Disconnect`,
+/// `Heartbeat` or `Message`.
+fn ws_metric(route: &str, outcome: &str, started: std::time::Instant) {
+    let operation = match route {
+        "$connect" => "Connect",
+        "$disconnect" => "Disconnect",
+        "heartbeat" => "Heartbeat",
+        _ => "Message",
+    };
+    crate::metrics::Emf::stdout().record("ws-handler", operation, outcome, started.elapsed());
 }
 
 fn identify(

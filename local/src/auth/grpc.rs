@@ -108,6 +108,7 @@ impl AuthServer {
             .set_serving::<AuthServiceServer<AuthGrpcService>>()
             .await;
         let router = server::builder(self.tls.as_ref())?
+            .trace_fn(|request| session_core::telemetry::server_span("auth-service", request))
             .add_service(health)
             .add_service(AuthServiceServer::new(AuthGrpcService::new(self.auth)));
         server::serve(router, listener, shutdown).await

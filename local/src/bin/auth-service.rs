@@ -11,12 +11,17 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = AuthArgs::parse();
-    // Logs to stderr: stdout carries the tokens and JWKS asked for.
-    let logs = session_core::telemetry::subscriber(
+    // Logs to stderr: stdout carries the tokens and JWKS asked for. Spans go where the
+    // OpenTelemetry variables say (kept alive to the end of `main`).
+    let traces = session_core::telemetry::TraceExport::from_env("auth-service")
+        .and_then(|export| export.provider())
+        .context("setting up traces")?;
+    let logs = session_core::telemetry::traced_subscriber(
         &TelemetrySettings {
             log_format: LogFormat::Pretty,
             log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
         },
+        traces.as_ref(),
         std::io::stderr,
     )
     .context("setting up logs")?;

@@ -11,10 +11,13 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = SimulatorArgs::parse();
-    session_core::telemetry::init(&TelemetrySettings {
-        log_format: LogFormat::Pretty,
-        log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
-    })
+    session_core::telemetry::init(
+        &TelemetrySettings {
+            log_format: LogFormat::Pretty,
+            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        },
+        "exchange-simulator",
+    )
     .context("setting up logs")?;
     let mut server = SimulatorServer::new(args.settings());
     let tls = args.tls.server_tls().context("reading the TLS files")?;

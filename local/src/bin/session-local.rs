@@ -18,10 +18,13 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    session_core::telemetry::init(&TelemetrySettings {
-        log_format: LogFormat::Pretty,
-        log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
-    })
+    session_core::telemetry::init(
+        &TelemetrySettings {
+            log_format: LogFormat::Pretty,
+            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        },
+        "session-local",
+    )
     .context("setting up logs")?;
     let mut service = Settings::load(args.config.as_deref()).context("reading settings")?;
     if let Some(endpoint) = args.dynamodb_endpoint {

@@ -26,7 +26,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Response, StatusCode};
 use session_core::auth::TokenValidator;
 use tokio::net::TcpListener;
-use tracing::{error, info, warn};
+use tracing::{Instrument as _, error, info, warn};
 
 pub use cors::CorsConfiguration;
 use event::RequestFacts;
@@ -163,7 +163,11 @@ async fn gateway(
     request: Request,
 ) -> Response<Body> {
     let request_id = ulid::Ulid::new().to_string();
-    let mut response = handle(&api, source, &request_id, request).await;
+    // The same id as the integration's span: one request's lines, gateway and handler, match.
+    let span = tracing::info_span!("gateway", request_id = %request_id);
+    let mut response = handle(&api, source, &request_id, request)
+        .instrument(span)
+        .await;
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("apigw-requestid", id);
     }

@@ -110,6 +110,7 @@ impl SimulatorServer {
             .await;
         let simulators = Arc::clone(&self.simulators);
         let router = server::builder(self.tls.as_ref())?
+            .trace_fn(|request| session_core::telemetry::server_span("exchange-simulator", request))
             .add_service(health)
             .add_service(SimulatorControlServer::new(ControlService::new(
                 Arc::clone(&simulators),

@@ -69,6 +69,10 @@ struct Registry {
     serials: HashMap<String, u64>,
     /// `client_token` → instance id, for idempotent `Start`.
     tokens: HashMap<String, String>,
+    /// Instance id → the `traceparent` of the `Start` that made it, which its subscriptions
+    /// carry in their response metadata (`telemetry::START_TRACEPARENT`) for subscribers to
+    /// link to.
+    start_traces: HashMap<String, String>,
 }
 
 /// Every instance of a simulator server.
@@ -172,10 +176,18 @@ impl Simulators {
         registry.next_serial += 1;
         registry.instances.insert(serial, Arc::clone(&instance));
         registry.serials.insert(id.clone(), serial);
+        if let Some(traceparent) = session_core::telemetry::traceparent(&tracing::Span::current()) {
+            registry.start_traces.insert(id.clone(), traceparent);
+        }
         if !request.client_token.is_empty() {
             registry.tokens.insert(request.client_token.clone(), id);
         }
         Ok(instance.info())
+    }
+
+    /// The `traceparent` of the `Start` of instance `id`, when it was traced.
+    pub fn start_trace(&self, id: &str) -> Option<String> {
+        lock(&self.registry).start_traces.get(id).cloned()
     }
 
     /// Keeps at most `max - 1` instances (room for one more), dropping stopped ones, oldest
@@ -190,6 +202,7 @@ impl Simulators {
             registry.instances.remove(&serial);
             registry.serials.remove(&id);
             registry.tokens.retain(|_, v| *v != id);
+            registry.start_traces.remove(&id);
         }
     }
 

@@ -249,7 +249,16 @@ impl ServerStreamingService<pb::SubscribeRequest> for Subscribe {
             let span = tracing::info_span!("subscribe", simulator_id = %request.simulator_id);
             let _entered = span.enter();
             let stream = simulators.subscribe(&request.simulator_id, request.resume_from)?;
-            Ok(Response::new(stream.boxed()))
+            let mut response = Response::new(stream.boxed());
+            if let Some(value) = simulators
+                .start_trace(&request.simulator_id)
+                .and_then(|t| t.parse().ok())
+            {
+                response
+                    .metadata_mut()
+                    .insert(session_core::telemetry::START_TRACEPARENT, value);
+            }
+            Ok(response)
         })
     }
 }

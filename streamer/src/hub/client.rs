@@ -48,6 +48,8 @@ pub struct Subscription {
     position: Position,
     last_delivered: Option<EventId>,
     conflations: VecDeque<Instant>,
+    /// The emit time of the oldest live event taken and not yet reported [`written`](Self::written).
+    unwritten_emit_ns: Option<i64>,
 }
 
 impl Subscription {
@@ -62,6 +64,7 @@ impl Subscription {
             position: Position::Pending(start),
             last_delivered: None,
             conflations: VecDeque::new(),
+            unwritten_emit_ns: None,
         }
     }
 
@@ -73,6 +76,16 @@ impl Subscription {
     /// The position of the last event this client was sent, if any.
     pub fn last_delivered(&self) -> Option<EventId> {
         self.last_delivered
+    }
+
+    /// Records the delivery lag of what was taken since the last call, now that its caller
+    /// has written it to the client (`transport`: `sse` or `websocket`). One observation per
+    /// write, for its oldest event: per event would cost a clock read and a histogram sample
+    /// for each of up to hundreds of thousands of events a second.
+    pub fn written(&mut self, transport: &'static str) {
+        if let Some(emit_ns) = self.unwritten_emit_ns.take() {
+            metrics::delivery_lag(transport, emit_ns);
+        }
     }
 
     /// The next frames for this client, waiting until there are some. Cancel-safe.
@@ -165,8 +178,12 @@ impl Subscription {
                 last,
                 events,
                 backlog,
+                emit_ns,
             } => {
                 metrics::delivered(events, bytes.len(), backlog);
+                if self.unwritten_emit_ns.is_none() {
+                    self.unwritten_emit_ns = emit_ns;
+                }
                 if let Some(last) = last {
                     self.last_delivered = Some(last);
                 }

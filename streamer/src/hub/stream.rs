@@ -48,6 +48,9 @@ struct Entry {
     offsets: Box<[u32]>,
     /// The encoded SSE frames.
     sse: Bytes,
+    /// When the simulator emitted the entry's first event (ns since the epoch), for the
+    /// delivery lag; 0 for notices and backfilled entries (replays, not live delivery).
+    emit_ns: i64,
 }
 
 /// The first entry of a generation is numbered `ORIGIN`, and its bytes counted from it, so that
@@ -131,6 +134,8 @@ pub(crate) enum Read {
         events: u64,
         /// How far behind the head the client was, in bytes.
         backlog: u64,
+        /// When the oldest live event among them was emitted (ns since the epoch), if any.
+        emit_ns: Option<i64>,
     },
     /// The cursor fell out of the window or its backlog exceeds the client's queue.
     Behind,
@@ -281,6 +286,9 @@ impl Stream {
             state.last_emit_ns = event.emit_time_unix_nanos;
             if let Some(frame) = wire::event(event, &state.books) {
                 batch.add(event.sequence, &frame.sse);
+                if batch.emit_ns == 0 {
+                    batch.emit_ns = event.emit_time_unix_nanos;
+                }
             }
         }
         state.push(batch, &self.settings);
@@ -383,6 +391,8 @@ struct Batch {
     last: u64,
     offsets: Vec<u32>,
     bytes: BytesMut,
+    /// The first live event's emit time (0: none, or a backfill).
+    emit_ns: i64,
 }
 
 impl Batch {
@@ -405,12 +415,13 @@ impl State {
             batch.offsets.into_boxed_slice(),
             batch.bytes.freeze(),
             events,
+            batch.emit_ns,
             settings,
         );
     }
 
     fn push_notice(&mut self, sse: Bytes, settings: &HubSettings) {
-        self.append(None, Box::new([]), sse, 0, settings);
+        self.append(None, Box::new([]), sse, 0, 0, settings);
     }
 
     /// The first sequence the window holds (the one after the head when it holds none).
@@ -465,6 +476,7 @@ impl State {
                 last_seq: batch.last,
                 offsets: batch.offsets.into_boxed_slice(),
                 sse: batch.bytes.freeze(),
+                emit_ns: 0,
             });
         }
         self.trim(settings);
@@ -476,6 +488,7 @@ impl State {
         offsets: Box<[u32]>,
         sse: Bytes,
         events: u64,
+        emit_ns: i64,
         settings: &HubSettings,
     ) {
         let last_seq = seqs.map_or_else(|| self.books.at.map_or(0, |a| a.sequence), |s| s.1);
@@ -487,6 +500,7 @@ impl State {
             last_seq,
             offsets,
             sse,
+            emit_ns,
         });
         self.next_index += 1;
         self.bytes_total += len;
@@ -573,6 +587,7 @@ impl State {
             return Read::Behind;
         }
         let mut last = None;
+        let mut emit_ns = None;
         let mut events = 0;
         let mut taken = 0;
         let mut parts = Vec::new();
@@ -593,6 +608,9 @@ impl State {
                 .count() as u64;
             taken += part.len();
             parts.push(part);
+            if emit_ns.is_none() && entry.emit_ns > 0 {
+                emit_ns = Some(entry.emit_ns);
+            }
             if let Some((_, seq)) = entry.seqs {
                 last = Some(seq);
             }
@@ -614,6 +632,7 @@ impl State {
             last: last.map(|sequence| EventId { epoch, sequence }),
             events,
             backlog,
+            emit_ns,
         }
     }
 

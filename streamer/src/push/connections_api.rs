@@ -203,6 +203,7 @@ impl ConnectionsApi {
     /// [`PostError::Gone`] once the connection is closed; the other classes as documented.
     #[instrument(level = "debug", skip(self, data), fields(bytes = data.len()))]
     pub async fn post(&self, connection_id: &str, data: Bytes) -> Result<(), PostError> {
+        let started = std::time::Instant::now();
         let sent = self
             .client
             .post_to_connection()
@@ -212,9 +213,9 @@ impl ConnectionsApi {
             .await;
         let result = sent.map(drop).map_err(|e| PostError::from_post(&e));
         match &result {
-            Ok(()) => metrics::ws_post("ok"),
+            Ok(()) => metrics::ws_post("ok", started.elapsed()),
             Err(e) => {
-                metrics::ws_post(e.outcome());
+                metrics::ws_post(e.outcome(), started.elapsed());
                 match e {
                     PostError::TooLarge | PostError::Forbidden | PostError::Other(_) => {
                         warn!(error = %e, "post to connection failed");

@@ -24,12 +24,13 @@ use session_core::service::SessionService;
 use session_core::store::{SharedStore, StoreError};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{info, instrument, warn};
 
 use super::messages::pack;
 use super::{ConnectionsApi, MAX_FRAME_BYTES, PostError};
 use crate::app::drained;
 use crate::hub::{Delivery, Hub, Start, Subscription};
+use crate::metrics;
 use crate::wire;
 
 /// How the push behaves.
@@ -123,6 +124,7 @@ impl Pusher {
             let sessions = match self.inner.store.sessions_with_connections().await {
                 Ok(sessions) => sessions,
                 Err(e) => {
+                    metrics::pusher_error("list_sessions");
                     warn!(error = %e, "cannot list sessions with connections");
                     continue;
                 }
@@ -142,7 +144,7 @@ impl Pusher {
                     .await;
                 match lease {
                     Ok(lease) => {
-                        info!(%session, token = lease.token, "session lease taken");
+                        info!(session_id = %session, token = lease.token, "session lease taken");
                         let task = tokio::spawn(Arc::clone(&self.inner).serve_session(
                             session.clone(),
                             lease,
@@ -151,18 +153,24 @@ impl Pusher {
                         serving.insert(session, task);
                     }
                     Err(StoreError::LeaseHeld { .. }) => {}
-                    Err(e) => warn!(%session, error = %e, "cannot take a session lease"),
+                    Err(e) => {
+                        metrics::pusher_error("take_lease");
+                        warn!(session_id = %session, error = %e, "cannot take a session lease");
+                    }
                 }
             }
+            metrics::push_sessions(serving.len());
         }
         for (_, task) in serving {
             let _ = task.await;
         }
+        metrics::push_sessions(0);
     }
 }
 
 impl Inner {
     /// Serves one session while this streamer holds its lease.
+    #[instrument(skip_all, fields(session_id = %session))]
     async fn serve_session(
         self: Arc<Self>,
         session: SessionId,
@@ -206,7 +214,8 @@ impl Inner {
         match self.store.renew_lease(lease, self.settings.lease_ttl).await {
             Ok(renewed) => *lease = renewed,
             Err(e) => {
-                warn!(%session, error = %e, "session lease lost; another streamer serves it");
+                metrics::pusher_error("lease_lost");
+                warn!(session_id = %session, error = %e, "session lease lost; another streamer serves it");
                 pushers.values().for_each(JoinHandle::abort);
                 return Round::Over;
             }
@@ -214,7 +223,8 @@ impl Inner {
         let connections = match self.store.list_connections(session).await {
             Ok(connections) => connections,
             Err(e) => {
-                warn!(%session, error = %e, "cannot read the session's connections");
+                metrics::pusher_error("read_connections");
+                warn!(session_id = %session, error = %e, "cannot read the session's connections");
                 return Round::Continue;
             }
         };
@@ -229,7 +239,7 @@ impl Inner {
         });
         if connections.is_empty() {
             let _ = self.store.release_lease(lease).await;
-            info!(%session, "no connection left; session lease released");
+            info!(session_id = %session, "no connection left; session lease released");
             return Round::Over;
         }
         // No live simulator yet (or any more): nothing to push.
@@ -253,7 +263,7 @@ impl Inner {
                 .as_deref()
                 .and_then(|id| EventId::parse("last_event_id", id).ok())
                 .map_or(Start::Snapshot, Start::After);
-            info!(connection = %connection.id, ?start, "feeding a connection");
+            info!(connection_id = %connection.id, ?start, "feeding a connection");
             let from_snapshot = matches!(start, Start::Snapshot);
             let subscription = self.hub.subscribe(&key, start);
             let task = tokio::spawn(Arc::clone(&self).push(
@@ -280,8 +290,11 @@ impl Inner {
             async move {
                 match task.await {
                     Ok(Some(last)) => self.record_position(session, &connection, last).await,
-                    Ok(None) => info!(%connection, "no position to record: its pusher had stopped"),
-                    Err(e) => warn!(%connection, error = %e, "its pusher failed"),
+                    Ok(None) => info!(connection_id = %connection, "no position to record: its pusher had stopped"),
+                    Err(e) => {
+                        metrics::pusher_error("hand_over");
+                        warn!(connection_id = %connection, error = %e, "its pusher failed");
+                    }
                 }
                 for message in messages {
                     let _ = self.api.post(connection.as_str(), message.clone()).await;
@@ -290,11 +303,12 @@ impl Inner {
         });
         let (marked, _) = tokio::join!(self.store.mark_draining(lease), join_all(connections));
         if let Err(e) = marked {
-            warn!(%session, error = %e, "cannot mark the session lease draining");
+            metrics::pusher_error("hand_over");
+            warn!(session_id = %session, error = %e, "cannot mark the session lease draining");
         }
         // Same owner and token whether or not it was marked.
         let _ = self.store.release_lease(lease).await;
-        info!(%session, "session handed over");
+        info!(session_id = %session, "session handed over");
     }
 
     /// Records `last` as the connection's last event id, unless the record is gone.
@@ -305,11 +319,12 @@ impl Inner {
             let current = match self.store.get_connection(session, connection).await {
                 Ok(Some(current)) => current,
                 Ok(None) => {
-                    info!(%connection, "no position to record: the connection is gone");
+                    info!(connection_id = %connection, "no position to record: the connection is gone");
                     return;
                 }
                 Err(e) => {
-                    warn!(%connection, error = %e, "cannot read the connection to record its position");
+                    metrics::pusher_error("record_position");
+                    warn!(connection_id = %connection, error = %e, "cannot read the connection to record its position");
                     return;
                 }
             };
@@ -320,21 +335,28 @@ impl Inner {
             };
             match self.store.update_connection(&current, &next).await {
                 Ok(()) => {
-                    info!(%connection, %last, "position recorded");
+                    info!(connection_id = %connection, %last, "position recorded");
                     return;
                 }
                 Err(StoreError::Conflict { .. }) => {}
                 Err(e) => {
-                    warn!(%connection, error = %e, "cannot record the connection's position");
+                    metrics::pusher_error("record_position");
+                    warn!(connection_id = %connection, error = %e, "cannot record the connection's position");
                     return;
                 }
             }
         }
-        warn!(%connection, "cannot record the connection's position: every write race lost");
+        metrics::pusher_error("record_position");
+        warn!(connection_id = %connection, "cannot record the connection's position: every write race lost");
     }
 
     /// Feeds one connection until it goes, is told to reconnect, or the streamer drains; then
     /// returns the last event it posted (`None` unless draining).
+    #[instrument(skip_all, fields(
+        request_id = %ulid::Ulid::new(),
+        session_id = %session,
+        connection_id = %connection,
+    ))]
     async fn push(
         self: Arc<Self>,
         session: SessionId,
@@ -379,7 +401,8 @@ impl Inner {
             let messages = match pack(&pending, MAX_FRAME_BYTES) {
                 Ok((messages, _)) => messages,
                 Err(e) => {
-                    warn!(%connection, error = %e, "an event cannot be sent; closing");
+                    metrics::pusher_error("push");
+                    warn!(connection_id = %connection, error = %e, "an event cannot be sent; closing");
                     let _ = self.api.delete(connection.as_str()).await;
                     return None;
                 }
@@ -399,12 +422,15 @@ impl Inner {
                     }
                     Err(e) => {
                         // Undeliverable in order: close it, so the client resumes cleanly.
-                        warn!(%connection, error = %e, "push failed; closing the connection");
+                        metrics::pusher_error("push");
+                        warn!(connection_id = %connection, error = %e, "push failed; closing the connection");
                         let _ = self.api.delete(connection.as_str()).await;
                         return None;
                     }
                 }
             }
+            // Every message of the batch is posted: the delivery lag ends here.
+            subscription.written("websocket");
             if last {
                 let _ = self.api.delete(connection.as_str()).await;
                 return None;

@@ -17,6 +17,7 @@ mod aws_calls;
 mod bearer_scopes;
 mod chaos;
 mod handover;
+mod metrics;
 mod no_loss;
 mod push;
 mod rate_limits;
