@@ -40,28 +40,12 @@ fn document() -> serde_json::Value {
 
 #[test]
 fn docs_openapi_json_is_the_document_the_code_generates() {
-    let path = repo_root().join("docs/openapi.json");
-    let generated = openapi::json();
-    if std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1") {
-        std::fs::write(&path, generated)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-        return;
-    }
-    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-    if on_disk != generated {
-        let line = on_disk
-            .lines()
-            .zip(generated.lines())
-            .position(|(a, b)| a != b)
-            .map_or_else(
-                || on_disk.lines().count().min(generated.lines().count()) + 1,
-                |i| i + 1,
-            );
-        panic!(
-            "docs/openapi.json is not the document the code generates (first difference at \
-             line {line}).\nRegenerate it with:\n\n    {REGENERATE}\n\nand commit the result."
-        );
-    }
+    session_tests::golden::assert_generated(
+        "docs/openapi.json",
+        openapi::json(),
+        "UPDATE_OPENAPI",
+        REGENERATE,
+    );
 }
 
 #[test]

@@ -375,15 +375,7 @@ async fn no_token_ticket_ticket_key_or_edge_secret_is_logged_at_any_level() {
 
 /// A JWT's id claim (`jti`).
 fn token_id(token: &str) -> String {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).expect("a JWT");
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
+    session_tests::jwt::claim(token, "jti")
 }
 
 /// A JWS's signature part: a log line holding it holds the credential.

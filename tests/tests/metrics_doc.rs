@@ -24,28 +24,12 @@ fn read(path: &str) -> String {
 
 #[test]
 fn docs_metrics_md_is_the_document_the_registry_generates() {
-    let path = repo_root().join("docs/metrics.md");
-    let generated = metrics_catalog::render_markdown();
-    if std::env::var_os("UPDATE_METRICS_DOC").is_some_and(|v| v == "1") {
-        std::fs::write(&path, &generated)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-        return;
-    }
-    let on_disk = read("docs/metrics.md");
-    if on_disk != generated {
-        let line = on_disk
-            .lines()
-            .zip(generated.lines())
-            .position(|(a, b)| a != b)
-            .map_or_else(
-                || on_disk.lines().count().min(generated.lines().count()) + 1,
-                |i| i + 1,
-            );
-        panic!(
-            "docs/metrics.md is not the document the registry generates (first difference at \
-             line {line}).\nRegenerate it with:\n\n    {REGENERATE}\n\nand commit the result."
-        );
-    }
+    session_tests::golden::assert_generated(
+        "docs/metrics.md",
+        &metrics_catalog::render_markdown(),
+        "UPDATE_METRICS_DOC",
+        REGENERATE,
+    );
 }
 
 #[test]

@@ -125,40 +125,47 @@ async fn one_user_action_is_one_trace_across_every_hop_and_the_subscription_link
     let http = reqwest::Client::new();
     let authorization = format!("Bearer {}", stack.token("alice"));
 
+    // A POST of the page's, in its trace or (`None`) in none.
+    let post = |path: String, body: serde_json::Value, traceparent: Option<&str>| {
+        let mut request = http
+            .post(format!("{base}{path}"))
+            .header("authorization", &authorization)
+            .json(&body);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        async move { request.send().await.expect("the API answers") }
+    };
+
     // Act: create a session and start a simulator, as the page does, in the page's trace.
-    let created: serde_json::Value = http
-        .post(format!("{base}/v1/sessions"))
-        .header("authorization", &authorization)
-        .header("traceparent", &traceparent)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .expect("the API answers")
-        .json()
-        .await
-        .expect("JSON");
+    let created: serde_json::Value = post(
+        "/v1/sessions".to_owned(),
+        serde_json::json!({}),
+        Some(&traceparent),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
     let session = created["session_id"].as_str().expect("a session id");
-    let started = http
-        .post(format!("{base}/v1/sessions/{session}/simulators"))
-        .header("authorization", &authorization)
-        .header("traceparent", &traceparent)
-        .json(&serde_json::json!({"symbols": ["BTC-USD"]}))
-        .send()
-        .await
-        .expect("the API answers");
+    let started = post(
+        format!("/v1/sessions/{session}/simulators"),
+        serde_json::json!({"symbols": ["BTC-USD"]}),
+        Some(&traceparent),
+    )
+    .await;
     assert_eq!(started.status(), 202);
     // Then an SSE stream (in a trace of its own), read to its first event: the streamer
     // subscribes to the simulator. Stopping the stack ends the subscription and its span.
-    let ticket: serde_json::Value = http
-        .post(format!("{base}/v1/sessions/{session}/tickets"))
-        .header("authorization", &authorization)
-        .json(&serde_json::json!({"transport": "sse"}))
-        .send()
-        .await
-        .expect("the API answers")
-        .json()
-        .await
-        .expect("JSON");
+    let ticket: serde_json::Value = post(
+        format!("/v1/sessions/{session}/tickets"),
+        serde_json::json!({"transport": "sse"}),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
     let url = ticket["url"].as_str().expect("a stream URL");
     tokio::time::timeout(Duration::from_secs(10), async {
         let mut response = http.get(url).send().await.expect("the streamer answers");

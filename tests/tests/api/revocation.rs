@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use session_core::config::StoreBackend;
@@ -41,14 +40,7 @@ fn token(api: &TestApi, user: &str) -> (String, String) {
         .auth()
         .issue(user, &USER_SCOPES, Duration::from_secs(3600))
         .unwrap();
-    let payload = token.split('.').nth(1).expect("a JWT");
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    let jti = claims["jti"].as_str().expect("a jti").to_owned();
+    let jti = session_tests::jwt::claim(&token, "jti");
     (token, jti)
 }
 

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::fixture::{Fixture, PATIENCE};
 use crate::sse;
@@ -19,14 +18,7 @@ fn token(fixture: &Fixture, user: &str, scopes: &[&str]) -> String {
 }
 
 fn jti(token: &str) -> String {
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
+    session_tests::jwt::claim(token, "jti")
 }
 
 #[tokio::test]
