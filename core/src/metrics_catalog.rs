@@ -660,17 +660,20 @@ const CW_STREAMER: &[Label] = &[label("Service", "`streamer`")];
 /// The dimensions of the Lambdas' EMF lines (sets: `Service, Operation, Outcome` and
 /// `Service, Outcome`).
 const EMF_DIMENSIONS: &[Label] = &[
-    label("Service", "`rest-api`, `authorizer`, `ws-handler`"),
+    label(
+        "Service",
+        "`rest-api`, `authorizer`, `ws-authorizer`, `ws-handler`",
+    ),
     label(
         "Operation",
         "REST: `CreateSession`, `ListSessions`, `GetSession`, `CloseSession`, `StartSimulator`, \
          `GetSimulator`, `StopSimulator`, `GetBook`, `IssueTicket`, `Reconnect`, `Revoke`, \
-         `Other`, `NoRoute`; `Authorize`; WebSocket: `Connect`, `Disconnect`, `Heartbeat`, \
-         `Message`",
+         `Other`, `NoRoute`; `Authorize`; `AuthorizeConnect` (the WebSocket `$connect` \
+         authorizer); WebSocket: `Connect`, `Disconnect`, `Heartbeat`, `Message`",
     ),
     label(
         "Outcome",
-        "`ok`, `rate_limited`, `revoked`, `denied`, `client_error`, `error`; the authorizer's \
+        "`ok`, `rate_limited`, `revoked`, `denied`, `client_error`, `error`; the authorizers' \
          `allow`, `deny`, `error`",
     ),
 ];

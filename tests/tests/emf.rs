@@ -157,3 +157,37 @@ async fn the_authorizer_writes_a_deny_line_for_a_refused_token() {
         ("Authorize".to_owned(), "deny".to_owned())
     );
 }
+
+#[tokio::test]
+async fn the_ws_authorizer_writes_a_deny_line_for_a_refused_handshake() {
+    // Arrange: the sample's page origin is not among the allowed ones (none are).
+    let settings = Settings::default();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store: SharedStore = Arc::new(InMemoryStore::new(clock.clone()));
+    let backend = session_functions::wiring::simulator_backend(&settings).unwrap();
+    let service = session_functions::wiring::app(&settings, store, backend, clock).service;
+    let event: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest =
+        serde_json::from_value(sample("ws-authorizer.json")).unwrap();
+    let captured = Captured::default();
+
+    // Act
+    let verdict = session_functions::websocket::authorize_connect_with_metrics(
+        &service,
+        &event,
+        &Emf::to(captured.clone()),
+    )
+    .await
+    .unwrap();
+
+    // Assert
+    assert_eq!(
+        verdict.policy_document.statement[0].effect,
+        aws_lambda_events::iam::IamPolicyEffect::Deny
+    );
+    let lines = captured.lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        checked(&lines[0], "ws-authorizer"),
+        ("AuthorizeConnect".to_owned(), "deny".to_owned())
+    );
+}

@@ -32,11 +32,52 @@ pub type ConnectAuthorizerResponse = ApiGatewayCustomAuthorizerResponse<Option<C
 ///
 /// # Errors
 /// The store could not be asked (API Gateway answers 500 and the handshake fails).
+pub async fn authorize_connect(
+    service: &SessionService,
+    event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> Result<ConnectAuthorizerResponse, ServiceError> {
+    authorize_connect_with_metrics(service, event, &crate::metrics::Emf::stdout()).await
+}
+
+/// The same, its EMF line (operation `AuthorizeConnect`, outcome `allow`, `deny` or `error`)
+/// written to `emf`.
+///
+/// # Errors
+/// The store could not be asked.
+pub async fn authorize_connect_with_metrics(
+    service: &SessionService,
+    event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    emf: &crate::metrics::Emf,
+) -> Result<ConnectAuthorizerResponse, ServiceError> {
+    let started = std::time::Instant::now();
+    let verdict = decide(service, event).await;
+    let outcome = match &verdict {
+        Ok(response)
+            if response
+                .policy_document
+                .statement
+                .iter()
+                .all(|s| s.effect == IamPolicyEffect::Allow) =>
+        {
+            "allow"
+        }
+        Ok(_) => "deny",
+        Err(_) => "error",
+    };
+    emf.record(
+        "ws-authorizer",
+        "AuthorizeConnect",
+        outcome,
+        started.elapsed(),
+    );
+    verdict
+}
+
 #[instrument(skip_all, fields(
     request_id = event.request_context.request_id.as_deref().unwrap_or(""),
     session_id = tracing::field::Empty,
 ))]
-pub async fn authorize_connect(
+async fn decide(
     service: &SessionService,
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ConnectAuthorizerResponse, ServiceError> {

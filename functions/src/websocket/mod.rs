@@ -9,6 +9,8 @@ mod authorizer;
 mod frames;
 mod handler;
 
-pub use authorizer::{ConnectAuthorizerResponse, ConnectContext, authorize_connect};
+pub use authorizer::{
+    ConnectAuthorizerResponse, ConnectContext, authorize_connect, authorize_connect_with_metrics,
+};
 pub use frames::{ErrorFrame, HeartbeatAckFrame};
 pub use handler::{Handler, handle};
