@@ -1,7 +1,8 @@
 //! Distributed traces through the local stack: an OTLP receiver started here (a tonic server of
 //! the collector's `TraceService`) gets the spans of every hop of one user action, all in the
 //! trace the client started with its `traceparent`, each hop parented in that trace, and the
-//! streamer's subscription to the simulator linked to it.
+//! streamer's subscription to the simulator linked to it; a WebSocket push's `@connections`
+//! posts carry the push's trace.
 //!
 //! One test in its own binary: it installs the process-wide subscriber (the exporter is passed
 //! as an argument, not through environment variables).
@@ -100,7 +101,8 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_user_action_is_one_trace_across_every_hop_and_the_subscription_links_to_it() {
+async fn one_user_action_is_one_trace_across_every_hop_the_subscription_links_to_it_and_posts_carry_the_push()
+ {
     // Arrange: a collector, this process's spans exported to it, a stack.
     let receiver = Receiver::default();
     let collector = receiver.spawn().await;
@@ -177,6 +179,37 @@ async fn one_user_action_is_one_trace_across_every_hop_and_the_subscription_link
     })
     .await
     .expect("an event within 10 s");
+    // And a WebSocket connection, to its first pushed message: the streamer's push of the
+    // connection posts it through `@connections` with its `traceparent`, which the API's
+    // stand-in continues.
+    let ws_ticket: serde_json::Value = post(
+        format!("/v1/sessions/{session}/tickets"),
+        serde_json::json!({"transport": "ws"}),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    let ws_url = ws_ticket["url"]
+        .as_str()
+        .expect("a WebSocket URL")
+        .to_owned();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        use futures_util::StreamExt as _;
+        let (mut socket, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .expect("the WebSocket API answers");
+        loop {
+            match socket.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_))) => break,
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a pushed message within 10 s");
     drop(stack);
 
     // Assert: within 10 s, the trace has a span of every hop, and a subscription links to it.
@@ -189,13 +222,28 @@ async fn one_user_action_is_one_trace_across_every_hop_and_the_subscription_link
     let linked = |s: &Span| {
         component(s) == Some("streamer") && s.links.iter().any(|l| l.trace_id == hex(trace_id))
     };
+    // A post of the API's stand-in whose parent is a streamer's span of the same trace.
+    let pushed = |all: &[Span]| {
+        all.iter().any(|post| {
+            component(post) == Some("ws-api")
+                && all.iter().any(|push| {
+                    component(push) == Some("streamer")
+                        && push.span_id == post.parent_span_id
+                        && push.trace_id == post.trace_id
+                })
+        })
+    };
     let mut spans = Vec::new();
     let mut subscription = None;
+    let mut posted = false;
     for _ in 0..100 {
         telemetry::flush().await;
         spans = receiver.trace(&hex(trace_id));
-        subscription = receiver.all().into_iter().find(|s| linked(s));
+        let all = receiver.all();
+        subscription = all.iter().find(|s| linked(s)).cloned();
+        posted = pushed(&all);
         if subscription.is_some()
+            && posted
             && wanted
                 .iter()
                 .all(|w| spans.iter().any(|s| component(s) == Some(w)))
@@ -204,6 +252,10 @@ async fn one_user_action_is_one_trace_across_every_hop_and_the_subscription_link
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        posted,
+        "an @connections post in the trace of the streamer's push of the connection"
+    );
     let subscription = subscription.expect("a streamer subscription span linked to the trace");
     assert_ne!(subscription.trace_id, hex(trace_id), "a root of its own");
     assert!(subscription.parent_span_id.is_empty(), "a root of its own");

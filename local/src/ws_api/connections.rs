@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use session_core::domain::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
-use tracing::{info, instrument};
+use tracing::{Instrument as _, info, instrument};
 
 use super::WsApi;
 
@@ -132,9 +132,26 @@ impl FromRequestParts<WsApi> for Target {
     }
 }
 
-/// `POST /@connections/{id}`: the body goes to the client as one frame (text if it is UTF-8).
-#[instrument(skip_all, fields(connection_id))]
-pub(super) async fn post(State(api): State<WsApi>, target: Target, body: Body) -> Response<Body> {
+/// `POST /@connections/{id}`: the body goes to the client as one frame (text if it is UTF-8),
+/// in the trace of the post's `traceparent` (the streamer's push of the connection) when it has
+/// one.
+pub(super) async fn post(
+    State(api): State<WsApi>,
+    headers: axum::http::HeaderMap,
+    target: Target,
+    body: Body,
+) -> Response<Body> {
+    let span = tracing::info_span!(
+        "@connections post",
+        component = "ws-api",
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    session_core::telemetry::continue_trace(&span, &headers);
+    deliver(&api, target, body).instrument(span).await
+}
+
+async fn deliver(api: &WsApi, target: Target, body: Body) -> Response<Body> {
     let limit = api.inner.settings.max_message_bytes;
     let Ok(data) = axum::body::to_bytes(body, limit).await else {
         return error(

@@ -204,11 +204,21 @@ impl ConnectionsApi {
     #[instrument(level = "debug", skip(self, data), fields(bytes = data.len()))]
     pub async fn post(&self, connection_id: &str, data: Bytes) -> Result<(), PostError> {
         let started = std::time::Instant::now();
+        // The connection's push span goes on with the post (`traceparent`), when tracing is on.
+        let traceparent = session_core::telemetry::traceparent(&tracing::Span::current());
         let sent = self
             .client
             .post_to_connection()
             .connection_id(connection_id)
             .data(Blob::from_maybe_shared(data))
+            .customize()
+            .mutate_request(move |request| {
+                if let Some(traceparent) = &traceparent {
+                    request
+                        .headers_mut()
+                        .insert("traceparent", traceparent.clone());
+                }
+            })
             .send()
             .await;
         let result = sent.map(drop).map_err(|e| PostError::from_post(&e));

@@ -356,6 +356,7 @@ impl Inner {
         request_id = %ulid::Ulid::new(),
         session_id = %session,
         connection_id = %connection,
+        component = "streamer",
     ))]
     async fn push(
         self: Arc<Self>,
