@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use session_core::config::StreamerSettings;
 use session_core::domain::UserId;
 use session_core::http::ApiError;
-use session_core::ratelimit::client_address;
+use session_core::ratelimit::{address_key, client_address};
 
 use crate::metrics;
 
@@ -108,7 +108,7 @@ impl Admission {
         forwarded_for: Option<&str>,
     ) -> Result<StreamSlot<IpAddr>, ApiError> {
         let client = client_address(peer, forwarded_for, self.trusted_proxy_hops);
-        self.addresses.take(caller_address(client))
+        self.addresses.take(address_key(client))
     }
 
     /// A stream slot of `user`'s cap.
@@ -235,18 +235,6 @@ impl Marks {
         } else {
             was_full
         }
-    }
-}
-
-/// The address a per-address cap counts: an IPv6 client's /64 (one host holds a whole /64,
-/// and a cap per /128 would not cap it), an IPv4-mapped one as IPv4.
-fn caller_address(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
     }
 }
 

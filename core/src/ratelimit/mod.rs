@@ -20,4 +20,4 @@ pub mod policy;
 pub use error::RateLimited;
 pub use gcra::{Decision, Rate};
 pub use limiter::RateLimiter;
-pub use policy::{LimitClass, Subject, client_address};
+pub use policy::{LimitClass, Subject, address_key, client_address};

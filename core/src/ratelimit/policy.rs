@@ -96,9 +96,21 @@ impl fmt::Display for Subject<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::User(user) => write!(f, "u:{user}"),
-            Self::Address(address) => write!(f, "a:{address}"),
+            Self::Address(address) => write!(f, "a:{}", address_key(*address)),
             Self::Connection(id) => write!(f, "c:{id}"),
         }
+    }
+}
+
+/// The address a per-address limit or cap counts: an IPv6 client's /64 (one host holds a whole
+/// /64, and a limit per /128 would not limit it), an IPv4-mapped one as IPv4.
+pub fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -180,6 +192,10 @@ mod tests {
 
         assert_eq!(Subject::User(&user).to_string(), "u:alice");
         assert_eq!(Subject::Address(PEER).to_string(), "a:10.0.0.9");
+        let in_one_64 = |a: &str| Subject::Address(a.parse().unwrap()).to_string();
+        assert_eq!(in_one_64("2001:db8::1"), in_one_64("2001:db8::ffff:2"));
+        assert_ne!(in_one_64("2001:db8::1"), in_one_64("2001:db8:0:1::1"));
+        assert_eq!(in_one_64("::ffff:10.0.0.9"), "a:10.0.0.9");
         assert_eq!(Subject::Connection("abc=").to_string(), "c:abc=");
     }
 }
