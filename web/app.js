@@ -55,6 +55,7 @@ const state = {
     snapshots: 0,
     latencyMs: null,
     apiRttMs: null,
+    traceId: null, // of the last API call, to look it up in the tracing backend
     streamStatus: null,
     advice: null,
   },
@@ -73,9 +74,15 @@ class ApiError extends Error {
   }
 }
 
-/** A call to the HTTP API, cross-origin, with the bearer token, timed for the health panel. */
+/**
+ * A call to the HTTP API, cross-origin, with the bearer token, timed for the health panel. Each
+ * call is a user action and starts a trace of its own (W3C Trace Context): the authorizer, the
+ * function and the backends continue it, and the page shows its id.
+ */
 async function api(method, path, body, { idempotent = false } = {}) {
-  const headers = { authorization: `Bearer ${state.token}` };
+  const trace = newTraceparent();
+  state.stats.traceId = trace.traceId;
+  const headers = { authorization: `Bearer ${state.token}`, traceparent: trace.header };
   if (body !== undefined) headers['content-type'] = 'application/json';
   // A retried click must not create a second session or simulator.
   if (idempotent) headers['idempotency-key'] = randomKey();
@@ -93,8 +100,18 @@ async function api(method, path, body, { idempotent = false } = {}) {
 }
 
 function randomKey() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  return randomHex(16);
+}
+
+function randomHex(bytes) {
+  const random = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(random, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** A sampled `traceparent` for a new trace whose root is the page's (unrecorded) span. */
+function newTraceparent() {
+  const traceId = randomHex(16);
+  return { traceId, header: `00-${traceId}-${randomHex(8)}-01` };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,6 +560,7 @@ function render() {
     stats.latencyMs === null ? '—' : `${stats.latencyMs.toFixed(1)} ms (simulator → page)`;
   $('advice').textContent = stats.advice ?? 'none';
   $('stream-status').textContent = stats.streamStatus ?? 'none yet';
+  $('trace-id').textContent = stats.traceId ?? '—';
   renderHealth();
   renderBooks();
   renderTrades();

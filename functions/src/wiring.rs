@@ -9,7 +9,8 @@ use session_core::clock::{Clock, SystemClock};
 use session_core::component::Component;
 use session_core::config::Settings;
 use session_core::ratelimit::RateLimiter;
-use session_core::service::SessionService;
+use session_core::service::{ConnectAuthorizer, ConnectionService, ServiceParts, SessionService};
+use session_core::store::ports::PortUse;
 use session_core::store::{self, SharedStore};
 
 use crate::http::App;
@@ -55,6 +56,17 @@ pub async fn init(component: Component) -> Result<Settings, InitError> {
     Ok(settings)
 }
 
+/// The store methods the REST API calls: its use cases', its idempotency keys', its rate
+/// limits'. Its IAM role grants exactly their DynamoDB actions (`tests/tests/infra.rs`), as do
+/// the other functions' roles theirs.
+pub const REST_API_PORTS: &[&[PortUse]] = &[SessionService::PORTS, App::PORTS, RateLimiter::PORTS];
+/// The HTTP authorizer calls no store: it validates bearer tokens with the auth service.
+pub const AUTHORIZER_PORTS: &[&[PortUse]] = &[];
+/// The store methods the WebSocket `$connect` authorizer calls.
+pub const WS_AUTHORIZER_PORTS: &[&[PortUse]] = &[ConnectAuthorizer::PORTS];
+/// The store methods the WebSocket routes' handler calls.
+pub const WS_HANDLER_PORTS: &[&[PortUse]] = &[ConnectionService::PORTS, RateLimiter::PORTS];
+
 /// The REST API's state from `settings`, over `store` and `backend` (tests and the local stack
 /// pass their own; [`rest_api`] builds them from settings).
 pub fn app(
@@ -81,39 +93,47 @@ pub fn app(
 /// # Errors
 /// A backend URL is invalid.
 pub async fn rest_api(settings: &Settings) -> Result<App, WiringError> {
-    rest_api_as(settings, Component::RestApi).await
-}
-
-/// The REST API's state as `component` builds it (its AWS calls name it).
-async fn rest_api_as(settings: &Settings, component: Component) -> Result<App, WiringError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = store::from_settings(&settings.store, clock.clone(), component).await;
+    let store = store::from_settings(&settings.store, clock.clone(), Component::RestApi).await;
     Ok(app(settings, store, simulator_backend(settings)?, clock))
 }
 
-/// The session service alone, everything built from `settings`: what the WebSocket functions
-/// need (they answer on their connection; the simulator client stays lazy and unused).
+/// What `component`'s use cases are built from, everything from `settings` (the simulator
+/// client stays lazy: the WebSocket functions never call it).
 ///
 /// # Errors
 /// A backend URL is invalid.
-pub async fn service(
-    settings: &Settings,
-    component: Component,
-) -> Result<SessionService, WiringError> {
-    Ok(rest_api_as(settings, component).await?.service)
+async fn parts(settings: &Settings, component: Component) -> Result<ServiceParts, WiringError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = store::from_settings(&settings.store, clock.clone(), component).await;
+    Ok(ServiceParts::from_settings(
+        settings,
+        store,
+        simulator_backend(settings)?,
+        clock,
+    ))
 }
 
-/// The WebSocket routes' handler from `settings`, over `store`: the rate limits decide in the
-/// same store the service uses.
-pub fn ws_handler(
-    settings: &Settings,
-    service: SessionService,
-    store: SharedStore,
-    clock: Arc<dyn Clock>,
-) -> crate::websocket::Handler {
+/// The WebSocket `$connect` authorizer's use case, everything built from `settings`.
+///
+/// # Errors
+/// A backend URL is invalid.
+pub async fn connect_authorizer(settings: &Settings) -> Result<ConnectAuthorizer, WiringError> {
+    Ok(ConnectAuthorizer::new(
+        &parts(settings, Component::WsAuthorizer).await?,
+    ))
+}
+
+/// The WebSocket routes' handler from `settings` over `parts`: the rate limits decide in the
+/// same store the use cases use.
+pub fn ws_handler(settings: &Settings, parts: &ServiceParts) -> crate::websocket::Handler {
     crate::websocket::Handler {
-        service,
-        limiter: Arc::new(RateLimiter::new(&settings.rate_limits, store, clock)),
+        service: ConnectionService::new(parts),
+        limiter: Arc::new(RateLimiter::new(
+            &settings.rate_limits,
+            parts.store.clone(),
+            parts.clock.clone(),
+        )),
     }
 }
 
@@ -124,11 +144,10 @@ pub fn ws_handler(
 pub async fn ws_handler_from_settings(
     settings: &Settings,
 ) -> Result<crate::websocket::Handler, WiringError> {
-    let app = rest_api_as(settings, Component::WsHandler).await?;
-    Ok(crate::websocket::Handler {
-        service: app.service,
-        limiter: app.limiter,
-    })
+    Ok(ws_handler(
+        settings,
+        &parts(settings, Component::WsHandler).await?,
+    ))
 }
 
 /// The simulator service client of `settings`.

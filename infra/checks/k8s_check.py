@@ -1,6 +1,6 @@
 """Validates one rendered Kustomize folder (the output of `kubectl kustomize`), offline.
 
-Usage: python k8s_check.py [--require-digest] [--backends] RENDERED.yaml
+Usage: python k8s_check.py [--require-digest] [--backends | --collector] RENDERED.yaml
 
 - Built-in kinds: against the Kubernetes OpenAPI schemas that kubernetes-validate ships, in
   strict mode (unknown fields are errors), for the oldest and the newest Kubernetes versions the
@@ -27,6 +27,12 @@ Usage: python k8s_check.py [--require-digest] [--backends] RENDERED.yaml
 - --require-digest (prod): the streamer's image must be pinned by digest (name@sha256:...).
 - --backends: the render of infra/k8s/backends: only Services, each an internal NLB of the AWS
   Load Balancer Controller with a private DNS name for ExternalDNS.
+- --collector: the render of infra/k8s/observability (the OpenTelemetry collector): the Service
+  selects the pods and is what the streamer's OTEL_EXPORTER_OTLP_ENDPOINT names
+  (infra/k8s/base/streamer.env), the receivers listen on the Service's target ports, the
+  collector configuration's pipelines use only components it defines with memory_limiter
+  first, the probes hit the health_check port, the pods run as the ServiceAccount, and only the
+  streamer's namespace may send.
 """
 
 import argparse
@@ -781,11 +787,225 @@ def backends(objects: list[dict], failures: Failures) -> None:
     )
 
 
+# infra/k8s/observability: the OpenTelemetry collector the streamer exports its traces to.
+K8S_DIR = Path(__file__).resolve().parent.parent / "k8s"
+STREAMER_ENV = K8S_DIR / "base" / "streamer.env"
+STREAMER_KUSTOMIZATION = K8S_DIR / "base" / "kustomization.yaml"
+COMPONENT_KINDS = ("receivers", "processors", "exporters", "extensions")
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def endpoint_port(endpoint: str) -> int | None:
+    match = re.search(r":([0-9]+)$", endpoint or "")
+    return int(match.group(1)) if match else None
+
+
+def collector_config(deployment: dict, configs: list[dict], failures: Failures) -> dict:
+    """The collector's configuration: the file its --config names, from the mounted ConfigMap."""
+    spec = deployment["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    flags = [a.split("=", 1)[1] for a in container.get("args", []) if a.startswith("--config=")]
+    failures.check(len(flags) == 1, f"{name_of(deployment)}: the collector needs exactly one --config=FILE argument")
+    if len(flags) != 1:
+        return {}
+    directory, file = flags[0].rsplit("/", 1)
+    mounts = {m["mountPath"].rstrip("/"): m["name"] for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v}
+    config_name = volumes.get(mounts.get(directory))
+    found = [c for c in configs if c["metadata"]["name"] == config_name and file in c.get("data", {})]
+    failures.check(
+        len(found) == 1,
+        f"--config={flags[0]}: no rendered ConfigMap with the key {file} is mounted at {directory}",
+    )
+    if len(found) != 1:
+        return {}
+    try:
+        config = yaml.safe_load(found[0]["data"][file])
+    except yaml.YAMLError as e:
+        failures.check(False, f"{name_of(found[0])}: {file} is not YAML: {e}")
+        return {}
+    failures.check(isinstance(config, dict), f"{name_of(found[0])}: {file} is not a mapping")
+    return config if isinstance(config, dict) else {}
+
+
+def collector(objects: list[dict], failures: Failures) -> None:
+    by_kind: dict[str, list[dict]] = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+
+    def one(kind: str) -> dict:
+        found = by_kind.get(kind, [])
+        failures.check(len(found) == 1, f"expected exactly one {kind}, found {len(found)}")
+        return found[0] if len(found) == 1 else {}
+
+    deployment, service = one("Deployment"), one("Service")
+    account, policy = one("ServiceAccount"), one("NetworkPolicy")
+    if not (deployment and service and account and policy):
+        return
+    pod = deployment["spec"]["template"]
+    pod_labels, spec = pod["metadata"]["labels"], pod["spec"]
+    container = spec["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+
+    def port_number(port: object) -> object:
+        return ports.get(port, port)
+
+    # The objects select the collector's pods.
+    failures.check(
+        matches(deployment["spec"]["selector"]["matchLabels"], pod_labels),
+        "the Deployment's selector does not match its pod labels",
+    )
+    failures.check(matches(service["spec"].get("selector", {}), pod_labels), "the Service selects no collector pod")
+    for kind in ("PodDisruptionBudget", "NetworkPolicy"):
+        for obj in by_kind.get(kind, []):
+            selector = obj["spec"].get("selector") or obj["spec"].get("podSelector")
+            failures.check(matches(selector["matchLabels"], pod_labels), f"{name_of(obj)} selects no collector pod")
+    failures.check(
+        spec.get("serviceAccountName") == account["metadata"]["name"],
+        f"the pods run as ServiceAccount {spec.get('serviceAccountName')}, "
+        f"the render has {account['metadata']['name']}",
+    )
+    failures.check(
+        bool(account["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")),
+        f"{name_of(account)} needs eks.amazonaws.com/role-arn (the stack's CollectorRoleArn): "
+        "X-Ray takes signed calls only",
+    )
+
+    # The streamer's endpoint is this Service's gRPC port.
+    namespace = service["metadata"].get("namespace", "")
+    host = f"{service['metadata']['name']}.{namespace}.svc.cluster.local"
+    target_ports = {}
+    for port in service["spec"]["ports"]:
+        number = port_number(port["targetPort"])
+        failures.check(
+            number in ports.values(),
+            f"Service port {port['name']} targets {port['targetPort']}, which the container does not expose",
+        )
+        target_ports[port["port"]] = number
+    endpoint = env_file(STREAMER_ENV).get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    match = re.fullmatch(r"https?://([^:/]+):([0-9]+)/?", endpoint)
+    failures.check(
+        match is not None and match.group(1) == host and int(match.group(2)) in target_ports,
+        f"{STREAMER_ENV.name}: OTEL_EXPORTER_OTLP_ENDPOINT={endpoint!r} must name "
+        f"Service/{service['metadata']['name']} "
+        f"as http://{host}:<a port of it> (ports {sorted(target_ports)})",
+    )
+    grpc = [p for p in service["spec"]["ports"] if match and p["port"] == int(match.group(2))]
+    failures.check(
+        bool(grpc) and grpc[0].get("appProtocol") == "grpc",
+        f"the Service port the streamer sends to ({endpoint}) must declare appProtocol: grpc",
+    )
+
+    # The configuration: pipelines of defined components, memory_limiter first.
+    config = collector_config(deployment, by_kind.get("ConfigMap", []), failures)
+    if not config:
+        return
+    defined = {kind: set((config.get(kind) or {}).keys()) for kind in COMPONENT_KINDS}
+    service_config = config.get("service") or {}
+    pipelines = service_config.get("pipelines") or {}
+    failures.check(bool(pipelines), "the collector configuration has no service.pipelines")
+    for name, pipeline in pipelines.items():
+        for kind in ("receivers", "processors", "exporters"):
+            used = pipeline.get(kind) or []
+            failures.check(bool(used) or kind == "processors", f"pipeline {name} has no {kind}")
+            for component in used:
+                failures.check(
+                    component in defined[kind],
+                    f"pipeline {name} names {kind[:-1]} {component}, which the collector configuration does not define "
+                    f"(defined: {sorted(defined[kind])})",
+                )
+        processors = pipeline.get("processors") or []
+        failures.check(
+            bool(processors) and processors[0].split("/")[0] == "memory_limiter",
+            f"pipeline {name}: memory_limiter must be the first processor (it refuses data before the pod runs out "
+            f"of memory), found {processors}",
+        )
+    for extension in service_config.get("extensions") or []:
+        failures.check(
+            extension in defined["extensions"],
+            f"service.extensions names {extension}, which the collector configuration does not define",
+        )
+
+    # The OTLP receivers listen on exactly the ports the Service targets.
+    listened = set()
+    for name, receiver in (config.get("receivers") or {}).items():
+        if name.split("/")[0] != "otlp":
+            continue
+        for protocol in (receiver or {}).get("protocols", {}).values():
+            listened.add(endpoint_port((protocol or {}).get("endpoint", "")))
+    failures.check(
+        listened == set(target_ports.values()),
+        f"the OTLP receivers listen on ports {sorted(map(str, listened))}, the Service targets "
+        f"{sorted(map(str, target_ports.values()))}",
+    )
+
+    # The probes ask the health_check extension.
+    health = [
+        endpoint_port((settings or {}).get("endpoint", ""))
+        for name, settings in (config.get("extensions") or {}).items()
+        if name.split("/")[0] == "health_check" and name in (service_config.get("extensions") or [])
+    ]
+    failures.check(len(health) == 1, "the collector needs one health_check extension, enabled in service.extensions")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        port = port_number(container.get(probe, {}).get("httpGet", {}).get("port"))
+        failures.check(
+            bool(health) and port == health[0],
+            f"{probe} asks port {port}, the health_check extension listens on {health[0] if health else None}",
+        )
+
+    # The region comes from the environment the pods get.
+    env_configs = [e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e]
+    env = {}
+    for config_map in by_kind.get("ConfigMap", []):
+        if config_map["metadata"]["name"] in env_configs:
+            env.update(config_map.get("data", {}))
+    env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
+    failures.check(
+        len(env_configs) == len([c for c in by_kind.get("ConfigMap", []) if c["metadata"]["name"] in env_configs]),
+        f"the container reads config maps {env_configs}, which are not all rendered",
+    )
+    for reference in sorted(set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", yaml.safe_dump(config)))):
+        failures.check(
+            reference in env, f"the collector configuration reads ${{env:{reference}}}, which the pods do not set"
+        )
+
+    # Only the streamer's namespace sends, and only to the receivers.
+    streamer_namespace = yaml.safe_load(STREAMER_KUSTOMIZATION.read_text(encoding="utf-8"))["namespace"]
+    for rule in policy["spec"].get("ingress", []):
+        peers = rule.get("from", [])
+        failures.check(
+            bool(peers)
+            and all(
+                set(peer) == {"namespaceSelector"}
+                and peer["namespaceSelector"].get("matchLabels") == {"kubernetes.io/metadata.name": streamer_namespace}
+                for peer in peers
+            ),
+            f"{name_of(policy)}: ingress only from the namespace {streamer_namespace}, found {peers}",
+        )
+        admitted = {port_number(p.get("port")) for p in rule.get("ports", [])}
+        failures.check(
+            bool(admitted) and admitted <= listened,
+            f"{name_of(policy)}: ingress only to the OTLP ports {sorted(map(str, listened))}, "
+            f"found {sorted(map(str, admitted))}",
+        )
+    print(
+        f"    collector: {endpoint} -> Service/{service['metadata']['name']} -> OTLP on "
+        f"{sorted(map(str, listened))}, pipelines {sorted(pipelines)}, health on {health[0] if health else None}, "
+        f"ServiceAccount {account['metadata']['name']}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("rendered", help="the output of kubectl kustomize")
     parser.add_argument("--require-digest", action="store_true", help="the streamer's image must be pinned by digest")
     parser.add_argument("--backends", action="store_true", help="the render of infra/k8s/backends")
+    parser.add_argument("--collector", action="store_true", help="the render of infra/k8s/observability")
     args = parser.parse_args()
     path = args.rendered
     with open(path, encoding="utf-8") as f:
@@ -805,6 +1025,8 @@ def main() -> None:
             failures.check(False, f"{name_of(obj)}: no schema for {key}; add one to {__file__} before using the kind")
     if args.backends:
         backends(objects, failures)
+    elif args.collector:
+        collector(objects, failures)
     else:
         consistency(objects, failures)
     if args.require_digest:

@@ -22,7 +22,9 @@ use session_core::auth::keys::{KeyError, SigningKey, VerifyKeys};
 use session_core::clock::{Clock, SystemClock};
 use session_core::component::Component;
 use session_core::config::{ConfigError, Settings, StoreBackend};
-use session_core::service::SessionService;
+use session_core::service::{
+    ConnectAuthorizer, ConnectionService, ServiceParts, SessionService, StreamService,
+};
 use session_core::store::{DynamoStore, InMemoryStore, SharedStore, StoreError, create_table};
 use session_functions::wiring::{self, WiringError};
 use tokio::net::TcpListener;
@@ -185,6 +187,8 @@ pub struct Stack {
     auth: AuthHandle,
     simulator: Option<SimulatorHandle>,
     service: SessionService,
+    connect_authorizer: ConnectAuthorizer,
+    connection_service: ConnectionService,
     http_stop: Option<oneshot::Sender<()>>,
     http_task: JoinHandle<std::io::Result<()>>,
     ws_api: WsApi,
@@ -192,7 +196,7 @@ pub struct Stack {
     ws_task: JoinHandle<std::io::Result<()>>,
     streamer_hub: session_streamer::hub::Hub,
     streamer_stop: Option<oneshot::Sender<()>>,
-    streamer_task: JoinHandle<std::io::Result<()>>,
+    streamer_task: JoinHandle<Result<(), session_streamer::StreamerError>>,
     web_stop: Option<oneshot::Sender<()>>,
     web_task: JoinHandle<std::io::Result<()>>,
 }
@@ -270,25 +274,20 @@ impl Stack {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let stores = Stores::of(&service, clock.clone()).await?;
         let backend = wiring::simulator_backend(&service)?;
-        let service_of = |component| {
-            SessionService::from_settings(
-                &verifier,
+        let parts_of = |settings: &Settings, component| {
+            ServiceParts::from_settings(
+                settings,
                 stores.of_component(component),
                 backend.clone(),
                 clock.clone(),
             )
         };
         let ws_emulator = WsApi::new(
-            service_of(Component::WsAuthorizer),
-            wiring::ws_handler(
-                &service,
-                service_of(Component::WsHandler),
-                stores.of_component(Component::WsHandler),
-                clock.clone(),
-            ),
+            ConnectAuthorizer::new(&parts_of(&verifier, Component::WsAuthorizer)),
+            wiring::ws_handler(&service, &parts_of(&verifier, Component::WsHandler)),
             ws,
         );
-        let streamer_service = service_of(Component::Streamer);
+        let streamer_service = StreamService::new(&parts_of(&verifier, Component::Streamer));
         let app = wiring::app(
             &signer,
             stores.of_component(Component::RestApi),
@@ -296,12 +295,10 @@ impl Stack {
             clock.clone(),
         );
         // What tests drive every use case on (REST and WebSocket alike): both halves of the key.
-        let session_service = SessionService::from_settings(
-            &service,
-            stores.of_component(Component::RestApi),
-            backend.clone(),
-            clock.clone(),
-        );
+        let both_keys = parts_of(&service, Component::RestApi);
+        let session_service = SessionService::new(both_keys.clone());
+        let connect_authorizer = ConnectAuthorizer::new(&both_keys);
+        let connection_service = ConnectionService::new(&both_keys);
         let integration = session_functions::http::router(app);
         let authorizer = Arc::new(wiring::token_validator(&service)?);
         let streamer = session_streamer::Streamer::on(
@@ -329,7 +326,7 @@ impl Stack {
             serde_json::from_str(session_functions::http::openapi::json())
                 .unwrap_or_else(|_| unreachable!("the OpenAPI document is JSON"));
         let api = HttpApi::new(
-            RouteTable::from_openapi(&document)?,
+            RouteTable::from_openapi(&document)?.with_default_route(),
             integration,
             authorizer,
             http,
@@ -384,6 +381,8 @@ impl Stack {
             auth,
             simulator: Some(simulator),
             service: session_service,
+            connect_authorizer,
+            connection_service,
             http_stop: Some(http_stop),
             http_task,
             ws_api: ws_emulator,
@@ -406,6 +405,17 @@ impl Stack {
     /// keys (the functions themselves each hold only their own: signing or verifying).
     pub fn service(&self) -> &SessionService {
         &self.service
+    }
+
+    /// The `$connect` authorizer's use case as the ws-authorizer runs it, on the REST API's
+    /// store, holding both ticket keys.
+    pub fn connect_authorizer(&self) -> &ConnectAuthorizer {
+        &self.connect_authorizer
+    }
+
+    /// The WebSocket routes' use cases as the ws-handler runs them, on the REST API's store.
+    pub fn connection_service(&self) -> &ConnectionService {
+        &self.connection_service
     }
 
     /// The WebSocket API emulator (its open connections).

@@ -24,9 +24,14 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 pub(crate) struct SessionBody {
     pub(crate) session_id: String,
     pub(crate) status: SessionStatus,
-    /// Present on `GET /v1/sessions/{id}`.
-    #[serde(default)]
-    pub(crate) simulators: Vec<SimulatorBody>,
+}
+
+/// A problem document (`application/problem+json`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ProblemBody {
+    /// `urn:session-service:problem:<code>`.
+    #[serde(rename = "type")]
+    pub(crate) type_: String,
 }
 
 /// A simulator.
@@ -94,10 +99,10 @@ impl Api {
             .await
     }
 
-    /// `GET /v1/sessions/{id}`: 200.
-    pub(crate) async fn session(&self, session: &str) -> Result<SessionBody, StepError> {
+    /// `GET /v1/sessions/{id}` of a closed session: 404, its problem type `deleted`.
+    pub(crate) async fn closed_session(&self, session: &str) -> Result<ProblemBody, StepError> {
         let path = format!("/v1/sessions/{session}");
-        self.call(Method::GET, &path, &[], None, &[StatusCode::OK])
+        self.call(Method::GET, &path, &[], None, &[StatusCode::NOT_FOUND])
             .await
     }
 

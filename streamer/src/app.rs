@@ -11,15 +11,16 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use session_core::auth::{GrpcTokenValidator, TokenValidator};
 use session_core::backend::GrpcSimulatorBackend;
 use session_core::clock::{Clock, SystemClock};
 use session_core::component::Component;
-use session_core::config::{Settings, StreamerSettings};
+use session_core::config::Settings;
 use session_core::http::ApiError;
-use session_core::service::{HealthStatus, SessionService};
+use session_core::ratelimit::RateLimiter;
+use session_core::service::{HealthStatus, ServiceParts, StreamService};
+use session_core::store::ports::PortUse;
 use session_core::store::{self, SharedStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,10 +28,17 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
 use crate::admission::Admission;
+use crate::error::StreamerError;
 use crate::hub::{Hub, HubSettings, UpstreamState};
 use crate::push::{ConnectionsApi, PushSettings, Pusher};
+use crate::state::AppState;
 use crate::upstream::{Upstream, UpstreamSettings};
 use crate::{http1, metrics, sse};
+
+/// The store methods the streamer calls: SSE admission and the tickets' resume chain, the
+/// WebSocket push (connections and leases), the stream rate limits. `StreamerRole` in
+/// `infra/template.yaml` grants exactly their DynamoDB actions (`tests/tests/infra.rs`).
+pub const PORTS: &[&[PortUse]] = &[StreamService::PORTS, Pusher::PORTS, RateLimiter::PORTS];
 
 /// What the streamer is built from (the local stack passes its own service and validator).
 #[derive(Debug, Clone)]
@@ -38,7 +46,7 @@ pub struct StreamerParts {
     /// Every setting; the streamer reads `streamer`, `streaming` and `backends`.
     pub settings: Settings,
     /// Admits stream connections (tickets, sessions, simulators).
-    pub service: SessionService,
+    pub service: StreamService,
     /// Checks bearer tokens.
     pub tokens: Arc<dyn TokenValidator>,
     /// Session state (connection sets and leases of the WebSocket push).
@@ -52,12 +60,22 @@ impl StreamerParts {
     ///
     /// # Errors
     /// A backend URL is invalid.
-    pub async fn from_settings(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn from_settings(settings: Settings) -> Result<Self, StreamerError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = store::from_settings(&settings.store, clock.clone(), Component::Streamer).await;
-        let backend = Arc::new(GrpcSimulatorBackend::from_settings(&settings)?);
-        let service = SessionService::from_settings(&settings, store.clone(), backend, clock);
-        let tokens = Arc::new(GrpcTokenValidator::from_settings(&settings)?);
+        let backend = Arc::new(
+            GrpcSimulatorBackend::from_settings(&settings)
+                .map_err(StreamerError::SimulatorEndpoint)?,
+        );
+        let service = StreamService::new(&ServiceParts::from_settings(
+            &settings,
+            store.clone(),
+            backend,
+            clock,
+        ));
+        let tokens = Arc::new(
+            GrpcTokenValidator::from_settings(&settings).map_err(StreamerError::AuthEndpoint)?,
+        );
         let connections = match &settings.streamer.connections_url {
             Some(url) => Some(ConnectionsApi::from_env(url).await),
             None => None,
@@ -70,22 +88,6 @@ impl StreamerParts {
             connections,
         })
     }
-}
-
-/// What every request handler shares.
-#[derive(Debug, Clone)]
-pub(crate) struct AppState {
-    pub service: SessionService,
-    pub tokens: Arc<dyn TokenValidator>,
-    pub hub: Hub,
-    pub upstream: Upstream,
-    pub settings: Arc<StreamerSettings>,
-    pub draining: watch::Receiver<bool>,
-    pub metrics: PrometheusHandle,
-    /// The pod's connection and stream caps.
-    pub admission: Admission,
-    /// Rate limits of stream opens, per user and per address.
-    pub limits: crate::sse::StreamLimits,
 }
 
 /// A bound, not yet serving, streamer.
@@ -102,8 +104,14 @@ impl Streamer {
     ///
     /// # Errors
     /// The address cannot be bound, or the simulator URL is invalid.
-    pub async fn bind(parts: StreamerParts) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&parts.settings.streamer.listen).await?;
+    pub async fn bind(parts: StreamerParts) -> Result<Self, StreamerError> {
+        let address = &parts.settings.streamer.listen;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| StreamerError::Bind {
+                address: address.clone(),
+                source,
+            })?;
         Self::on(listener, parts)
     }
 
@@ -112,35 +120,21 @@ impl Streamer {
     ///
     /// # Errors
     /// The simulator URL is invalid.
-    pub fn on(listener: TcpListener, parts: StreamerParts) -> anyhow::Result<Self> {
+    pub fn on(listener: TcpListener, parts: StreamerParts) -> Result<Self, StreamerError> {
         let settings = &parts.settings;
-        let upstream = Upstream::new(UpstreamSettings::from_config(settings))?;
+        let upstream = Upstream::new(UpstreamSettings::from_config(settings))
+            .map_err(StreamerError::SimulatorEndpoint)?;
         let hub = Hub::new(upstream.clone(), HubSettings::from_config(settings));
         let (draining, draining_rx) = watch::channel(false);
-        let limits = crate::sse::StreamLimits::new(&settings.rate_limits, parts.store.clone());
+        let limits = crate::limits::StreamLimits::new(&settings.rate_limits, parts.store.clone());
         let pusher = parts.connections.map(|api| {
-            let streamer = &settings.streamer;
             Pusher::new(
                 hub.clone(),
                 parts.service.clone(),
+                parts.store.clone(),
                 parts.store,
                 api,
-                PushSettings {
-                    instance: streamer.instance(),
-                    poll: Duration::from_millis(streamer.push_poll_ms),
-                    lease_ttl: Duration::from_secs(streamer.lease_ttl_secs),
-                    batch_delay: Duration::from_millis(streamer.push_batch_delay_ms),
-                    max_concurrent_posts: 64,
-                    // Throttling is API Gateway asking to slow down, and a client that reads
-                    // slowly for a few seconds is no reason to close it: up to ~8.5 s of
-                    // retries before giving up on a connection.
-                    retry: session_core::resilience::RetryPolicy {
-                        max_retries: 12,
-                        base: Duration::from_millis(50),
-                        cap: Duration::from_secs(1),
-                    },
-                    retry_ms: streamer.retry_ms,
-                },
+                PushSettings::from_settings(&settings.streamer),
             )
         });
         Ok(Self {
@@ -186,8 +180,8 @@ impl Streamer {
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let deadline = Duration::from_secs(self.state.settings.drain_deadline_secs);
+    ) -> Result<(), StreamerError> {
+        let deadline = self.state.settings.drain_deadline_secs;
         let upkeep = metrics::upkeep(self.state.metrics.clone());
         let draining_rx = self.state.draining.clone();
         let draining = self.draining;
@@ -202,10 +196,7 @@ impl Streamer {
         .await
         .map(|publisher| tokio::spawn(publisher.run(draining_rx.clone())));
         let admission = self.state.admission.clone();
-        let timeouts = http1::Timeouts {
-            header: Duration::from_millis(self.state.settings.header_timeout_ms),
-            write: Duration::from_millis(self.state.settings.write_timeout_ms),
-        };
+        let timeouts = http1::Timeouts::from_settings(&self.state.settings);
         let serving = async move {
             let router = router(self.state);
             let served =
@@ -218,7 +209,7 @@ impl Streamer {
             if let Some(publishing) = publishing {
                 let _ = publishing.await;
             }
-            served
+            served.map_err(StreamerError::Serve)
         };
         // The server returns once every connection has ended; past the deadline, whatever is
         // left is cut (the process exits).
@@ -237,12 +228,6 @@ impl Streamer {
             never = upkeep => match never {},
         }
     }
-}
-
-/// Resolves once draining has started (the guard `wait_for` returns must not be held across an
-/// await of a `Send` future). Every part that stops for a drain waits on this.
-pub(crate) async fn drained(draining: &mut watch::Receiver<bool>) {
-    let _ = draining.wait_for(|d| *d).await;
 }
 
 fn router(state: AppState) -> Router {

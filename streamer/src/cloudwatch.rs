@@ -404,7 +404,7 @@ impl Publisher {
         Some(Self {
             client: Client::from_conf(builder.build()),
             namespace,
-            interval: Duration::from_millis(settings.cloudwatch_interval_ms),
+            interval: settings.cloudwatch_interval_ms,
             recorder,
         })
     }
@@ -421,7 +421,7 @@ impl Publisher {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = crate::app::drained(&mut draining) => {
+                () = crate::drain::drained(&mut draining) => {
                     pending.push(snapshots.take(&self.recorder.render(), SystemTime::now()).data());
                     if tokio::time::timeout(DRAIN_PUBLISH_BOUND, self.publish(&mut pending)).await.is_err() {
                         warn!("the last CloudWatch publish did not finish in time");

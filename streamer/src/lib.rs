@@ -1,21 +1,33 @@
 //! The long-lived streamer: simulator gRPC streams fanned out to browsers over SSE.
 //!
-//! Layout: [`upstream`] holds one `MarketData.Subscribe` stream per simulator and feeds the
-//! [`hub`], which keeps per stream the current books and a bounded window of encoded events;
-//! `sse` serves clients from the hub; [`app`] is the service around them (routes, health,
-//! metrics, drain). [`wire`] is what clients receive.
+//! Layout: the [`hub`] keeps per simulator the current books and a bounded window of encoded
+//! events, fed by one task per stream that follows the simulator through [`upstream`] (the
+//! gRPC source, which knows nothing of the hub); `sse` serves clients from the hub, [`push`]
+//! WebSocket connections; [`app`] is the service around them (routes, health, metrics), with
+//! the handlers' shared state in `state` and the drain signal in `drain`. [`wire`] is what
+//! clients receive; [`StreamerError`] why the streamer could not start or serve. The module
+//! graph has no cycles (checked by the `layering` test).
 
 mod admission;
 pub mod app;
 pub mod book;
 pub mod cloudwatch;
+mod drain;
+pub mod error;
 mod http1;
 pub mod hub;
+mod limits;
 pub mod metrics;
 mod peer;
 pub mod push;
 mod sse;
+mod sse_error;
+mod state;
 pub mod upstream;
 pub mod wire;
 
 pub use app::{Streamer, StreamerParts};
+pub use error::StreamerError;
+
+#[cfg(test)]
+mod layering;

@@ -4,10 +4,19 @@ use anyhow::Context as _;
 use session_core::component::Component;
 use session_core::config::Settings;
 use session_streamer::{Streamer, StreamerParts};
-use tracing::info;
+use tracing::{error, info};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let result = serve().await;
+    if let Err(e) = &result {
+        // The whole cause chain, on one line of the log (telemetry may not be up: stderr too).
+        error!(error = format!("{e:#}"), "streamer failed");
+    }
+    result
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config = std::env::args_os().nth(1).map(std::path::PathBuf::from);
     let mut settings = Settings::load(config.as_deref()).context("configuration")?;
     session_core::telemetry::init(
@@ -21,9 +30,17 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
     .context("configuration")?;
-    let streamer = Streamer::bind(StreamerParts::from_settings(settings).await?).await?;
+    let parts = StreamerParts::from_settings(settings)
+        .await
+        .context("building the streamer")?;
+    let streamer = Streamer::bind(parts)
+        .await
+        .context("binding the streamer")?;
     info!(address = %streamer.local_addr()?, "streamer listening");
-    streamer.run(shutdown_signal()).await?;
+    streamer
+        .run(shutdown_signal())
+        .await
+        .context("serving streams")?;
     info!("streamer stopped");
     Ok(())
 }

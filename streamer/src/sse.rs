@@ -6,8 +6,6 @@
 //! while the window holds them, else a `reset` and a snapshot — never a silent gap.
 
 use std::convert::Infallible;
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,60 +16,20 @@ use bytes::Bytes;
 use futures_util::stream;
 use serde::Deserialize;
 use session_core::auth::Scope;
-use session_core::clock::SystemClock;
-use session_core::config::RateLimitSettings;
 use session_core::domain::{EventId, SessionId, SimulatorId, TicketId, UserId};
-use session_core::http::{ApiError, check_origin};
-use session_core::ratelimit::{LimitClass, RateLimiter, Subject, client_address};
-use session_core::service::{ServiceError, SessionService, StreamCredential};
-use session_core::store::RateLimitStore;
+use session_core::http::check_origin;
+use session_core::service::{ServiceError, StreamCredential, StreamService};
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{Instrument as _, debug, info, warn};
 
 use crate::admission::StreamSlot;
-use crate::app::{AppState, drained};
+use crate::drain::drained;
 use crate::hub::{Delivery, Start, Subscription};
 use crate::peer::PeerAddr;
+use crate::sse_error::SseError;
+use crate::state::AppState;
 use crate::wire;
-
-/// The rate limits of stream opens: per user and per client address (the TCP peer, or the
-/// address trusted proxies put in `X-Forwarded-For`), shared with every pod through the store.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamLimits {
-    limiter: Arc<RateLimiter>,
-    /// `rate_limits.trusted_proxy_hops`.
-    trusted_proxy_hops: u8,
-}
-
-impl StreamLimits {
-    /// The limits of `settings`, deciding in `store`.
-    pub(crate) fn new(settings: &RateLimitSettings, store: Arc<dyn RateLimitStore>) -> Self {
-        Self {
-            limiter: Arc::new(RateLimiter::new(settings, store, Arc::new(SystemClock))),
-            trusted_proxy_hops: settings.trusted_proxy_hops,
-        }
-    }
-
-    async fn check_address(
-        &self,
-        peer: IpAddr,
-        forwarded_for: Option<&str>,
-    ) -> Result<(), ApiError> {
-        let client = client_address(peer, forwarded_for, self.trusted_proxy_hops);
-        Ok(self
-            .limiter
-            .check(LimitClass::ConnectAddress, Subject::Address(client))
-            .await?)
-    }
-
-    async fn check_user(&self, user: &UserId) -> Result<(), ApiError> {
-        Ok(self
-            .limiter
-            .check(LimitClass::SseConnect, Subject::User(user))
-            .await?)
-    }
-}
 
 /// The query of a stream request.
 #[derive(Debug, Deserialize)]
@@ -93,14 +51,17 @@ pub(crate) async fn stream(
     Query(query): Query<StreamQuery>,
     Extension(peer): Extension<PeerAddr>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SseError> {
     if *app.draining.borrow() {
-        return Err(ApiError::Draining);
+        return Err(SseError::Draining);
     }
     // Before anything costs: an address over its rate or at its cap spends no credential.
     let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     app.limits.check_address(peer.0.ip(), forwarded_for).await?;
-    let address_slot = app.admission.stream_from(peer.0.ip(), forwarded_for)?;
+    let address_slot = app
+        .admission
+        .stream_from(peer.0.ip(), forwarded_for)
+        .map_err(SseError::Capped)?;
     // A page of another site is refused before its credential is looked at (or spent).
     check_origin(&app.settings.cors_origins, &headers)?;
     let session_id = SessionId::parse("session_id", &session_id)?;
@@ -125,11 +86,8 @@ pub(crate) async fn stream(
     let credential = if let Some(ticket) = query.ticket.as_deref() {
         StreamCredential::Ticket(ticket)
     } else {
-        let token = bearer(&headers).ok_or(ApiError::Unauthorized)?;
-        principal = app.tokens.validate(token).await.map_err(|e| match e {
-            session_core::auth::AuthError::Rejected { .. } => ApiError::Unauthorized,
-            session_core::auth::AuthError::Unavailable(_) => ApiError::AuthUnavailable,
-        })?;
+        let token = bearer(&headers).ok_or(SseError::NoCredential)?;
+        principal = app.tokens.validate(token).await?;
         // A ticket was minted under `sessions:write`; a bearer token reads the stream itself.
         principal.require([Scope::Read.as_str()])?;
         app.limits.check_user(&principal.user).await?;
@@ -145,7 +103,10 @@ pub(crate) async fn stream(
     if query.ticket.is_some() {
         app.limits.check_user(&admission.user).await?;
     }
-    let user_slot = app.admission.stream_of(&admission.user)?;
+    let user_slot = app
+        .admission
+        .stream_of(&admission.user)
+        .map_err(SseError::Capped)?;
     // The header is where the browser really is; the query is where it was when it asked.
     let start = header_position
         .or(query_position)
@@ -160,11 +121,11 @@ pub(crate) async fn stream(
     let release = admission.ticket.map(|ticket| Release {
         service: app.service.clone(),
         ticket,
-        grace: Duration::from_secs(app.settings.resume_grace_secs),
+        grace: app.settings.resume_grace_secs,
     });
     let connection = Connection {
         subscription,
-        heartbeat: heartbeat(Duration::from_secs(app.settings.heartbeat_secs)),
+        heartbeat: heartbeat(app.settings.heartbeat_secs),
         draining: app.draining.clone(),
         retry_ms: app.settings.retry_ms,
         preamble: Some(wire::retry_preamble(app.settings.retry_ms)),
@@ -214,7 +175,7 @@ fn response(connection: Connection) -> Response {
 /// Releases a ticket's resume chain when its connection ends.
 #[derive(Debug)]
 struct Release {
-    service: SessionService,
+    service: StreamService,
     ticket: TicketId,
     grace: Duration,
 }

@@ -1,32 +1,20 @@
-//! The upstream of a stream: one `MarketData.Subscribe` call per simulator, shared by all of
-//! the stream's clients, resumed from the last position whenever it breaks.
-//!
-//! Breaks are retried with exponential backoff and full jitter; a simulator service that keeps
-//! failing trips the breaker shared by every stream of that endpoint, and clients are told the
-//! stream is degraded instead of being left waiting in silence. A stall (no message for
-//! `idle_timeout`) counts as a break: the simulator emits at least one event per second while
-//! it runs.
+//! The upstream: the simulator service as a gRPC source of market events, and nothing else. It
+//! opens `MarketData.Subscribe` calls (one per stream, and one per backfill), fetches the
+//! events after a position, checks their continuity, and holds the breaker shared by every
+//! stream of that endpoint. It knows nothing of the hub: the hub's feed (`hub/feed.rs`) drives
+//! it, decides when to resubscribe and when a stream lingers or goes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use session_core::backend::channel;
 use session_core::config::BackendTlsSettings;
 use session_core::domain::EventId;
-use session_core::resilience::{CircuitBreaker, FullJitter, Permit, RetryPolicy};
+use session_core::resilience::{CircuitBreaker, FullJitter, RetryPolicy};
 use session_core::telemetry::START_TRACEPARENT;
 use session_proto::simulator::v1::market_data_client::MarketDataClient;
 use session_proto::simulator::v1::{MarketEvent, StreamPosition, SubscribeRequest, market_event};
-use tonic::Code;
-use tracing::{Instrument as _, info, warn};
-
-use crate::hub::{Hub, Stream, UpstreamState};
-use crate::metrics;
-use crate::wire;
-
-/// Most events published to the hub as one batch.
-const MAX_BATCH: usize = 1024;
+use tonic::{Status, Streaming};
 
 /// How the upstream connects and retries.
 #[derive(Debug, Clone)]
@@ -57,15 +45,15 @@ impl UpstreamSettings {
             url: settings.backends.simulator_url.clone(),
             tls: BackendTlsSettings::clone(&settings.backends.tls),
             connect_timeout: settings.backends.deadline(),
-            idle_timeout: Duration::from_millis(streamer.upstream_idle_timeout_ms),
+            idle_timeout: streamer.upstream_idle_timeout_ms,
             backoff: RetryPolicy {
                 max_retries: u32::MAX,
                 base: Duration::from_millis(100),
                 cap: Duration::from_secs(5),
             },
             breaker_threshold: streamer.upstream_breaker_threshold,
-            breaker_cool_down: Duration::from_secs(streamer.upstream_breaker_cool_down_secs),
-            coalesce: Duration::from_millis(streamer.coalesce_ms),
+            breaker_cool_down: streamer.upstream_breaker_cool_down_secs,
+            coalesce: streamer.coalesce_ms,
         }
     }
 }
@@ -78,14 +66,37 @@ pub struct Upstream {
     settings: Arc<UpstreamSettings>,
 }
 
-/// Why a subscription ended.
-enum End {
-    /// Broken: resume after a backoff.
-    Broken(String),
-    /// The simulator's stream is over for good.
-    Over(String),
-    /// No client for the linger time.
-    Idle,
+/// Why a fetch of the events after a position (a backfill) failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    /// The call could not be opened.
+    #[error("subscribe failed: {0}")]
+    Subscribe(#[source] Status),
+    /// The call broke.
+    #[error("stream failed: {0}")]
+    Stream(#[source] Status),
+    /// The simulator's stream ended before the target.
+    #[error("the simulator's stream ended")]
+    Ended,
+    /// The caller no longer wants the events (its stream was reset).
+    #[error("the stream was reset")]
+    Abandoned,
+    /// The simulator no longer holds the events (it answered with a snapshot).
+    #[error("no longer in the simulator's window")]
+    Gone,
+    /// The events do not follow each other.
+    #[error(transparent)]
+    Gap(#[from] Gap),
+}
+
+/// Events that do not continue the sequence before them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("gap in the upstream: {found} after {after}")]
+pub(crate) struct Gap {
+    /// The position that arrived.
+    pub found: EventId,
+    /// The position before it (`nothing` when none).
+    pub after: String,
 }
 
 impl Upstream {
@@ -115,258 +126,63 @@ impl Upstream {
         &self.breaker
     }
 
-    /// Feeds `stream` until it has had no client for the hub's linger time, then removes it.
-    pub(crate) async fn run(self, hub: Hub, stream: Arc<Stream>) {
-        let mut backoff = self.backoff();
-        loop {
-            let permit = match self.breaker.permit() {
-                Ok(permit) => permit,
-                Err(open) => {
-                    metrics::circuit_open(true);
-                    degrade(&stream, format!("simulator service unavailable: {open}"));
-                    if self
-                        .wait_or_idle(
-                            &hub,
-                            &stream,
-                            open.retry_after.max(Duration::from_millis(50)),
-                        )
-                        .await
-                    {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            metrics::circuit_open(false);
-            // A root span per subscription (one feeds every client of the stream, so no
-            // client's request is its parent), linked to the simulator's start when the
-            // simulator says which trace that was. Not per event.
-            let span = tracing::info_span!(
-                parent: None,
-                "upstream subscription",
-                component = "streamer",
-                simulator_id = %stream.key,
-            );
-            let end = self
-                .follow(&hub, &stream, &mut backoff, &permit)
-                .instrument(span)
-                .await;
-            // Whatever was published and not yet announced goes out now.
-            stream.wake();
-            match end {
-                // An idle stream says nothing of the simulator service: the permit, dropped
-                // without an outcome, frees the breaker's probe slot if it held it.
-                End::Idle => return,
-                End::Over(reason) => {
-                    // The simulator's stream ended normally: its service answered.
-                    permit.record_success();
-                    drop(permit);
-                    info!(simulator = %stream.key, %reason, "upstream over");
-                    stream.set_upstream(
-                        UpstreamState::Ended(reason.clone()),
-                        Some(wire::stream_status("ended", &reason)),
-                    );
-                    while !self.wait_or_idle(&hub, &stream, hub.linger()).await {}
-                    return;
-                }
-                End::Broken(reason) => {
-                    permit.record_failure();
-                    drop(permit);
-                    metrics::upstream_reconnect();
-                    stream.count_break();
-                    warn!(simulator = %stream.key, %reason, "upstream broken; resuming");
-                    degrade(&stream, reason);
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                    if self.wait_or_idle(&hub, &stream, delay).await {
-                        return;
-                    }
-                }
-            }
-        }
+    /// How it connects and retries.
+    pub fn settings(&self) -> &UpstreamSettings {
+        &self.settings
     }
 
-    fn backoff(&self) -> FullJitter {
+    /// A fresh backoff between resubscriptions.
+    pub(crate) fn backoff(&self) -> FullJitter {
         self.settings.backoff.backoff()
     }
 
-    /// Sleeps `delay`; `true` (and the stream removed) if the stream has been idle for the
-    /// linger time meanwhile.
-    async fn wait_or_idle(&self, hub: &Hub, stream: &Arc<Stream>, delay: Duration) -> bool {
-        tokio::time::sleep(delay).await;
-        self.idle_for_linger(hub, stream).await
-    }
-
-    /// `true` (and the stream removed) if the stream has had no client for the linger time.
-    async fn idle_for_linger(&self, hub: &Hub, stream: &Arc<Stream>) -> bool {
-        if stream.clients() > 0 {
-            return false;
-        }
-        tokio::time::sleep(hub.linger()).await;
-        stream.clients() == 0 && hub.remove_if_idle(stream)
-    }
-
-    /// One subscription, from the stream's head, until it ends; its first events (or a "not
-    /// found") are recorded as a success on `permit`, the caller records how it ended.
-    async fn follow(
+    /// Opens the stream of simulator `key` after `from` (from a fresh snapshot when `None`),
+    /// and links the current span to the simulator's start when the simulator names it.
+    ///
+    /// # Errors
+    /// The call was refused or failed (`NotFound`: no such simulator).
+    pub(crate) async fn subscribe(
         &self,
-        hub: &Hub,
-        stream: &Arc<Stream>,
-        backoff: &mut FullJitter,
-        permit: &Permit<'_>,
-    ) -> End {
-        let head = stream.resume_position();
+        key: &str,
+        from: Option<EventId>,
+    ) -> Result<Streaming<MarketEvent>, Status> {
         let request = SubscribeRequest {
-            simulator_id: stream.key.clone(),
-            resume_from: head.map(|h| StreamPosition {
+            simulator_id: key.to_owned(),
+            resume_from: from.map(|h| StreamPosition {
                 epoch: h.epoch,
                 sequence: h.sequence,
             }),
         };
-        let mut events = match self.client.clone().subscribe(request).await {
-            Ok(response) => {
-                if let Some(start) = response
-                    .metadata()
-                    .get(START_TRACEPARENT)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    session_core::telemetry::link(&tracing::Span::current(), start);
-                }
-                response.into_inner()
-            }
-            Err(status) if status.code() == Code::NotFound => {
-                permit.record_success();
-                return End::Over(format!("simulator not found: {}", status.message()));
-            }
-            Err(status) => return End::Broken(format!("subscribe failed: {status}")),
-        };
-        let mut head = head;
-        let mut wake = Coalescer::new(self.settings.coalesce);
-        let mut idle_check = tokio::time::interval(Duration::from_secs(1));
-        let mut idle_since = None;
-        let mut batch = Vec::with_capacity(64);
-        // Moved on by every message only: the idle checks in between must not restart it.
-        let mut deadline = tokio::time::Instant::now() + self.settings.idle_timeout;
-        // The end of the stream, when it came right behind a batch: handled after the batch.
-        let mut held = None;
-        loop {
-            let message = if let Some(end) = held.take() {
-                Ok(end)
-            } else {
-                tokio::select! {
-                    message = tokio::time::timeout_at(deadline, events.message()) => message,
-                    () = wake.due(), if wake.pending() => {
-                        wake.fire(stream);
-                        continue;
-                    }
-                    _ = idle_check.tick() => {
-                        // Reading goes on while the stream lingers: a client that comes back
-                        // meanwhile finds it live.
-                        if stream.clients() > 0 {
-                            idle_since = None;
-                        } else if idle_since.get_or_insert_with(tokio::time::Instant::now).elapsed()
-                            >= hub.linger()
-                            && hub.remove_if_idle(stream)
-                        {
-                            return End::Idle;
-                        }
-                        continue;
-                    }
-                }
-            };
-            let first = match message {
-                Err(_) => {
-                    return End::Broken(format!(
-                        "no event for {:?}: stalled",
-                        self.settings.idle_timeout
-                    ));
-                }
-                Ok(Err(status)) => return End::Broken(format!("stream failed: {status}")),
-                Ok(Ok(None)) => return End::Over("the simulator stopped".to_owned()),
-                Ok(Ok(Some(event))) => event,
-            };
-            deadline = tokio::time::Instant::now() + self.settings.idle_timeout;
-            // Whatever else has already arrived goes out in the same batch.
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match events.message().now_or_never() {
-                    Some(Ok(Some(event))) => batch.push(event),
-                    // The stream's error or end is only reported once: keep it.
-                    Some(end) => {
-                        held = Some(end);
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            if let Err(gap) = check_continuity(head, &batch) {
-                // Never publish a gap: start over from a fresh snapshot (clients get a reset).
-                stream.forget_position();
-                batch.clear();
-                return End::Broken(gap);
-            }
-            head = batch.last().map(|e| EventId {
-                epoch: e.epoch,
-                sequence: e.sequence,
-            });
-            metrics::upstream_events(batch.len());
-            stream.publish(&batch);
-            batch.clear();
-            wake.published(stream);
-            if !matches!(stream.upstream(), UpstreamState::Live) {
-                permit.record_success();
-                *backoff = self.backoff();
-                stream.set_upstream(
-                    UpstreamState::Live,
-                    Some(wire::stream_status("live", "receiving events")),
-                );
-            }
+        let response = self.client.clone().subscribe(request).await?;
+        if let Some(start) = response
+            .metadata()
+            .get(START_TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            session_core::telemetry::link(&tracing::Span::current(), start);
         }
-    }
-}
-
-/// Longest a backfill may take; the clients waiting for it get a reset after that.
-const BACKFILL_DEADLINE: Duration = Duration::from_secs(3);
-
-impl Upstream {
-    /// Fetches the events after `from` up to the window's first from the simulator's own
-    /// window, with a subscription of its own, and hands them to the stream (see
-    /// [`Stream::finish_backfill`]).
-    pub(crate) async fn backfill(self, stream: Arc<Stream>, generation: u64, from: EventId) {
-        let scales = stream.scales();
-        let fetched = tokio::time::timeout(
-            BACKFILL_DEADLINE,
-            self.fetch_after(&stream, generation, from),
-        )
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {BACKFILL_DEADLINE:?}")));
-        stream.finish_backfill(generation, from.sequence, fetched, &scales);
+        Ok(response.into_inner())
     }
 
-    async fn fetch_after(
+    /// Fetches the events of simulator `key` after `from`, with a subscription of its own, up
+    /// to (not including) the sequence `target` answers, asked before each event; `target`
+    /// answering `None` abandons the fetch.
+    ///
+    /// # Errors
+    /// The call failed or ended early, the events are no longer held, or they have a gap.
+    pub(crate) async fn fetch_after(
         &self,
-        stream: &Stream,
-        generation: u64,
+        key: &str,
         from: EventId,
-    ) -> Result<Vec<MarketEvent>, String> {
-        let request = SubscribeRequest {
-            simulator_id: stream.key.clone(),
-            resume_from: Some(StreamPosition {
-                epoch: from.epoch,
-                sequence: from.sequence,
-            }),
-        };
+        mut target: impl FnMut() -> Option<u64>,
+    ) -> Result<Vec<MarketEvent>, FetchError> {
         let mut events = self
-            .client
-            .clone()
-            .subscribe(request)
+            .subscribe(key, Some(from))
             .await
-            .map_err(|status| format!("subscribe failed: {status}"))?
-            .into_inner();
+            .map_err(FetchError::Subscribe)?;
         let mut fetched: Vec<MarketEvent> = Vec::new();
         loop {
-            let target = stream
-                .backfill_target(generation)
-                .ok_or("the stream was reset")?;
+            let target = target().ok_or(FetchError::Abandoned)?;
             let next = fetched.last().map_or(from.sequence, |e| e.sequence) + 1;
             if next >= target {
                 return Ok(fetched);
@@ -374,100 +190,101 @@ impl Upstream {
             let event = events
                 .message()
                 .await
-                .map_err(|status| format!("stream failed: {status}"))?
-                .ok_or("the simulator's stream ended")?;
+                .map_err(FetchError::Stream)?
+                .ok_or(FetchError::Ended)?;
             // A snapshot here means the simulator no longer holds those events.
             if matches!(event.kind, Some(market_event::Kind::Snapshot(_))) {
-                return Err("no longer in the simulator's window".to_owned());
+                return Err(FetchError::Gone);
             }
-            let head = fetched.last().map_or(from, |e| EventId {
-                epoch: e.epoch,
-                sequence: e.sequence,
-            });
+            let head = fetched.last().map_or(from, position);
             check_continuity(Some(head), std::slice::from_ref(&event))?;
             fetched.push(event);
         }
     }
 }
 
-/// Coalesces the wake-ups of a stream's clients: the first publish after a quiet spell wakes
-/// them at once; publishes that follow within `window` wake them once, at its end. A busy
-/// stream so hands each client several events per write (fewer syscalls on both sides) for at
-/// most `window` of added latency; a quiet one adds none.
-#[derive(Debug)]
-struct Coalescer {
-    window: Duration,
-    last: tokio::time::Instant,
-    due: Option<tokio::time::Instant>,
-}
-
-impl Coalescer {
-    fn new(window: Duration) -> Self {
-        let now = tokio::time::Instant::now();
-        Self {
-            window,
-            last: now.checked_sub(window).unwrap_or(now),
-            due: None,
-        }
+/// The position of `event`.
+pub(crate) fn position(event: &MarketEvent) -> EventId {
+    EventId {
+        epoch: event.epoch,
+        sequence: event.sequence,
     }
-
-    fn published(&mut self, stream: &Stream) {
-        if self.due.is_some() {
-            return;
-        }
-        let now = tokio::time::Instant::now();
-        if now >= self.last + self.window {
-            self.last = now;
-            stream.wake();
-        } else {
-            self.due = Some(self.last + self.window);
-        }
-    }
-
-    fn pending(&self) -> bool {
-        self.due.is_some()
-    }
-
-    async fn due(&self) {
-        if let Some(due) = self.due {
-            tokio::time::sleep_until(due).await;
-        }
-    }
-
-    fn fire(&mut self, stream: &Stream) {
-        self.due = None;
-        self.last = tokio::time::Instant::now();
-        stream.wake();
-    }
-}
-
-fn degrade(stream: &Stream, reason: String) {
-    let notice = wire::stream_status("degraded", &reason);
-    stream.set_upstream(UpstreamState::Degraded(reason), Some(notice));
 }
 
 /// Every non-snapshot event must continue the sequence of the one before it.
-fn check_continuity(mut head: Option<EventId>, batch: &[MarketEvent]) -> Result<(), String> {
+///
+/// # Errors
+/// The first event that does not.
+pub(crate) fn check_continuity(
+    mut head: Option<EventId>,
+    batch: &[MarketEvent],
+) -> Result<(), Gap> {
     for event in batch {
         let is_snapshot = matches!(event.kind, Some(market_event::Kind::Snapshot(_)));
         match head {
             _ if is_snapshot => {}
             Some(h) if h.epoch == event.epoch && h.sequence + 1 == event.sequence => {}
             _ => {
-                return Err(format!(
-                    "gap in the upstream: {} after {}",
-                    EventId {
-                        epoch: event.epoch,
-                        sequence: event.sequence
-                    },
-                    head.map_or_else(|| "nothing".to_owned(), |h| h.to_string())
-                ));
+                return Err(Gap {
+                    found: position(event),
+                    after: head.map_or_else(|| "nothing".to_owned(), |h| h.to_string()),
+                });
             }
         }
-        head = Some(EventId {
-            epoch: event.epoch,
-            sequence: event.sequence,
-        });
+        head = Some(position(event));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use session_proto::simulator::v1::BookSnapshot;
+
+    use super::*;
+
+    fn event(epoch: u64, sequence: u64, snapshot: bool) -> MarketEvent {
+        MarketEvent {
+            epoch,
+            sequence,
+            kind: snapshot.then(|| market_event::Kind::Snapshot(BookSnapshot::default())),
+            ..MarketEvent::default()
+        }
+    }
+
+    /// The position `epoch`-`sequence` (none at sequence 0).
+    fn at(epoch: u64, sequence: u64) -> Option<EventId> {
+        (sequence > 0).then_some(EventId { epoch, sequence })
+    }
+
+    #[test]
+    fn events_that_continue_the_sequence_pass() {
+        let batch = [event(1, 11, false), event(1, 12, false)];
+
+        assert_eq!(check_continuity(at(1, 10), &batch), Ok(()));
+    }
+
+    #[test]
+    fn a_gap_names_the_event_and_the_position_before_it() {
+        let batch = [event(1, 11, false), event(1, 13, false)];
+
+        let gap = check_continuity(at(1, 10), &batch).unwrap_err();
+
+        assert_eq!(gap.to_string(), "gap in the upstream: 1-13 after 1-11");
+    }
+
+    #[test]
+    fn a_snapshot_starts_the_sequence_over_even_in_another_epoch() {
+        let batch = [event(2, 1, true), event(2, 2, false)];
+
+        assert_eq!(check_continuity(at(1, 10), &batch), Ok(()));
+    }
+
+    #[test]
+    fn an_event_of_another_epoch_without_a_snapshot_is_a_gap() {
+        assert!(check_continuity(at(1, 10), &[event(2, 11, false)]).is_err());
+        assert!(
+            check_continuity(None, &[event(1, 1, false)]).is_err(),
+            "nothing before it"
+        );
+    }
 }

@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
+use schemars::JsonSchema;
 use serde::Serialize;
 use session_core::domain::{EventId, decimal};
 use session_proto::simulator::v1::{MarketEvent, Side, SimulatorState, market_event};
@@ -39,6 +40,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every event type (docs/asyncapi.json has a message for each).
+    pub const ALL: [Self; 6] = [
+        Self::Snapshot,
+        Self::Delta,
+        Self::Trade,
+        Self::Status,
+        Self::Reset,
+        Self::Reconnect,
+    ];
+
     /// The wire name.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -53,7 +64,8 @@ impl Kind {
 }
 
 /// Why a client is sent a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum SnapshotCause {
     /// The first state of a new client.
     Initial,
@@ -116,14 +128,138 @@ pub fn retry_preamble(retry_ms: u64) -> Bytes {
     Bytes::from(format!("retry: {retry_ms}\n\n"))
 }
 
-#[derive(Serialize)]
-struct Header {
-    epoch: u64,
-    seq: u64,
-    emit_ns: i64,
+// The payloads below are the `data:` of each event type; their JSON Schemas are the messages'
+// payloads in docs/asyncapi.json.
+
+/// The fields every sequenced event's data starts with: its position and the simulator's clock.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Header {
+    /// The stream's epoch (changes whenever the stream restarts).
+    pub epoch: u64,
+    /// The event's sequence within the epoch (a snapshot's: that of the last event it reflects).
+    pub seq: u64,
+    /// When the simulator emitted the event (Unix nanoseconds), for end-to-end latency.
+    pub emit_ns: i64,
 }
 
-type Pair = [String; 2];
+/// A price level: `[price, quantity]` as exact decimal strings.
+pub type Pair = [String; 2];
+
+/// `delta`: changed levels of one symbol (a quantity of zero removes the level).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeltaData<'a> {
+    /// Position and emit time.
+    #[serde(flatten)]
+    pub header: Header,
+    /// The symbol whose book changed.
+    pub symbol: &'a str,
+    /// Changed bid levels.
+    pub bids: Vec<Pair>,
+    /// Changed ask levels.
+    pub asks: Vec<Pair>,
+}
+
+/// `trade`: one trade.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TradeData<'a> {
+    /// Position and emit time.
+    #[serde(flatten)]
+    pub header: Header,
+    /// The symbol traded.
+    pub symbol: &'a str,
+    /// The simulator's trade id.
+    pub trade_id: u64,
+    /// Exact decimal price.
+    pub price: String,
+    /// Exact decimal quantity.
+    pub quantity: String,
+    /// The side that took liquidity.
+    #[schemars(extend("enum" = ["buy", "sell", "unknown"]))]
+    pub aggressor: &'static str,
+}
+
+/// `status` of the simulator: a lifecycle change, sequenced like market events.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StatusData<'a> {
+    /// Position and emit time.
+    #[serde(flatten)]
+    pub header: Header,
+    /// The simulator's new state.
+    #[schemars(extend("enum" = ["starting", "running", "stopping", "stopped", "failed", "unknown"]))]
+    pub state: &'static str,
+    /// Why, in the simulator's words.
+    pub reason: &'a str,
+}
+
+/// One symbol's book in a snapshot.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BookData<'a> {
+    /// The symbol.
+    pub symbol: &'a str,
+    /// Decimal places of prices.
+    pub price_scale: u32,
+    /// Decimal places of quantities.
+    pub quantity_scale: u32,
+    /// Bids, best (highest) first.
+    pub bids: Vec<Pair>,
+    /// Asks, best (lowest) first.
+    pub asks: Vec<Pair>,
+}
+
+/// `snapshot`: every book of the stream, as of the event's id.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SnapshotData<'a> {
+    /// Position (of the last event reflected) and emit time.
+    #[serde(flatten)]
+    pub header: Header,
+    /// Why the client is sent a snapshot.
+    pub cause: SnapshotCause,
+    /// The books (on WebSocket, a split snapshot's part holds some of them).
+    pub books: Vec<BookData<'a>>,
+    /// Only on WebSocket, in a snapshot split to fit API Gateway's message limit: this part's
+    /// number, from 1 (set by the push, never on SSE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub part: Option<u32>,
+    /// With `part`: how many parts the snapshot has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub parts: Option<u32>,
+}
+
+/// `reset`: the client's state is void; a snapshot follows.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ResetData<'a> {
+    /// Why: `initial`, `epoch_changed`, `unknown_position`, `outside_window`, ….
+    pub reason: &'a str,
+    /// The position the client asked to resume from, if it named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = EventId::PATTERN))]
+    pub last_event_id: Option<String>,
+}
+
+/// `reconnect`: the client should reconnect (and resume) after `retry_ms`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReconnectData<'a> {
+    /// Why: `draining` (the streamer shuts down) or `slow_consumer`.
+    #[schemars(extend("enum" = ["draining", "slow_consumer"]))]
+    pub reason: &'a str,
+    /// How long to wait before reconnecting, in milliseconds.
+    pub retry_ms: u64,
+}
+
+/// `status` of the stream itself (its upstream), out of band: no id, `stream: true`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StreamStatusData<'a> {
+    /// The upstream's state.
+    #[schemars(extend("enum" = ["live", "degraded", "ended"]))]
+    pub state: &'a str,
+    /// Why, in words.
+    pub reason: &'a str,
+    /// Always `true`: tells this notice from the simulator's own `status`.
+    #[schemars(extend("const" = true))]
+    pub stream: bool,
+}
 
 fn level(price: i64, quantity: i64, book: Option<&SymbolBook>) -> Pair {
     let (ps, qs) = book.map_or((0, 0), |b| (b.price_scale, b.quantity_scale));
@@ -150,14 +286,6 @@ pub fn event(event: &MarketEvent, books: &Books) -> Option<Frame> {
     match event.kind.as_ref()? {
         market_event::Kind::Snapshot(_) => None,
         market_event::Kind::Update(update) => {
-            #[derive(Serialize)]
-            struct Delta<'a> {
-                #[serde(flatten)]
-                header: Header,
-                symbol: &'a str,
-                bids: Vec<Pair>,
-                asks: Vec<Pair>,
-            }
             let book = books.symbol(&update.symbol);
             let (mut bids, mut asks) = (Vec::new(), Vec::new());
             for l in &update.levels {
@@ -167,7 +295,7 @@ pub fn event(event: &MarketEvent, books: &Books) -> Option<Frame> {
                     _ => {}
                 }
             }
-            let delta = Delta {
+            let delta = DeltaData {
                 header,
                 symbol: &update.symbol,
                 bids,
@@ -176,16 +304,6 @@ pub fn event(event: &MarketEvent, books: &Books) -> Option<Frame> {
             Some(Frame::new(id, Kind::Delta, json(&delta)))
         }
         market_event::Kind::Trade(trade) => {
-            #[derive(Serialize)]
-            struct TradeData<'a> {
-                #[serde(flatten)]
-                header: Header,
-                symbol: &'a str,
-                trade_id: u64,
-                price: String,
-                quantity: String,
-                aggressor: &'static str,
-            }
             let [price, quantity] = level(trade.price, trade.quantity, books.symbol(&trade.symbol));
             let aggressor = match Side::try_from(trade.aggressor) {
                 Ok(Side::Bid) => "buy",
@@ -203,14 +321,7 @@ pub fn event(event: &MarketEvent, books: &Books) -> Option<Frame> {
             Some(Frame::new(id, Kind::Trade, json(&data)))
         }
         market_event::Kind::Status(status) => {
-            #[derive(Serialize)]
-            struct Status<'a> {
-                #[serde(flatten)]
-                header: Header,
-                state: &'static str,
-                reason: &'a str,
-            }
-            let data = Status {
+            let data = StatusData {
                 header,
                 state: state_name(status.state),
                 reason: &status.reason,
@@ -234,21 +345,6 @@ pub fn state_name(state: i32) -> &'static str {
 
 /// A snapshot of `books` (which must hold one: `books.at` is set), flagged with its cause.
 pub fn snapshot(books: &Books, emit_ns: i64, cause: SnapshotCause) -> Frame {
-    #[derive(Serialize)]
-    struct BookData<'a> {
-        symbol: &'a str,
-        price_scale: u32,
-        quantity_scale: u32,
-        bids: Vec<Pair>,
-        asks: Vec<Pair>,
-    }
-    #[derive(Serialize)]
-    struct Snapshot<'a> {
-        #[serde(flatten)]
-        header: Header,
-        cause: &'static str,
-        books: Vec<BookData<'a>>,
-    }
     let at = books.at.unwrap_or(EventId {
         epoch: 0,
         sequence: 0,
@@ -258,13 +354,13 @@ pub fn snapshot(books: &Books, emit_ns: i64, cause: SnapshotCause) -> Frame {
             .map(|(p, q)| level(*p, *q, Some(book)))
             .collect::<Vec<_>>()
     };
-    let data = Snapshot {
+    let data = SnapshotData {
         header: Header {
             epoch: at.epoch,
             seq: at.sequence,
             emit_ns,
         },
-        cause: cause.as_str(),
+        cause,
         books: books
             .symbols
             .iter()
@@ -276,19 +372,15 @@ pub fn snapshot(books: &Books, emit_ns: i64, cause: SnapshotCause) -> Frame {
                 asks: side(&mut b.asks.iter(), b),
             })
             .collect(),
+        part: None,
+        parts: None,
     };
     Frame::new(Some(at), Kind::Snapshot, json(&data))
 }
 
 /// An out-of-band `reset`: the client's state is void for `reason`; a snapshot follows.
 pub fn reset(reason: &str, last_event_id: Option<EventId>) -> Frame {
-    #[derive(Serialize)]
-    struct Reset<'a> {
-        reason: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        last_event_id: Option<String>,
-    }
-    let data = Reset {
+    let data = ResetData {
         reason,
         last_event_id: last_event_id.map(|id| id.to_string()),
     };
@@ -297,23 +389,16 @@ pub fn reset(reason: &str, last_event_id: Option<EventId>) -> Frame {
 
 /// An out-of-band `reconnect` advice: reconnect after `retry_ms` for `reason`.
 pub fn reconnect(reason: &str, retry_ms: u64) -> Frame {
-    #[derive(Serialize)]
-    struct Reconnect<'a> {
-        reason: &'a str,
-        retry_ms: u64,
-    }
-    Frame::new(None, Kind::Reconnect, json(&Reconnect { reason, retry_ms }))
+    Frame::new(
+        None,
+        Kind::Reconnect,
+        json(&ReconnectData { reason, retry_ms }),
+    )
 }
 
 /// An out-of-band `status` of the stream itself (`degraded` upstream, `recovered`).
 pub fn stream_status(state: &str, reason: &str) -> Frame {
-    #[derive(Serialize)]
-    struct Status<'a> {
-        state: &'a str,
-        reason: &'a str,
-        stream: bool,
-    }
-    let data = Status {
+    let data = StreamStatusData {
         state,
         reason,
         stream: true,

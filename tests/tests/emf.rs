@@ -140,7 +140,7 @@ async fn the_authorizer_writes_a_deny_line_for_a_refused_token() {
     let captured = Captured::default();
 
     // Act
-    let verdict = session_functions::authorizer::authorize_with_metrics(
+    let verdict = session_functions::http_authorizer::authorize_with_metrics(
         &validator,
         &event,
         &Emf::to(captured.clone()),
@@ -165,7 +165,9 @@ async fn the_ws_authorizer_writes_a_deny_line_for_a_refused_handshake() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store: SharedStore = Arc::new(InMemoryStore::new(clock.clone()));
     let backend = session_functions::wiring::simulator_backend(&settings).unwrap();
-    let service = session_functions::wiring::app(&settings, store, backend, clock).service;
+    let service = session_core::service::ConnectAuthorizer::new(
+        &session_core::service::ServiceParts::from_settings(&settings, store, backend, clock),
+    );
     let event: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest =
         serde_json::from_value(sample("ws-authorizer.json")).unwrap();
     let captured = Captured::default();

@@ -4,7 +4,8 @@
 //! `functions/src/bin`, the backend settings every function gets (both URLs, the TLS files
 //! where the runbook's layer puts them, the key from Secrets Manager), and every invocation
 //! path through the functions' `live` alias, deployed by CodeDeploy with a rollback alarm on the
-//! new version.
+//! new version; and the cluster's OpenTelemetry collector (`infra/k8s/observability`) against
+//! its IRSA role and the streamer's OTLP endpoint.
 //!
 //! The template uses CloudFormation's short-form tags (`!Ref`, `!Sub`, `!If`). `serde_yaml_ng`
 //! keeps an unknown tag as a tagged value instead of failing, so the file parses as it is and the
@@ -26,13 +27,19 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The template as JSON (tagged values become one-entry maps keyed by their tag).
-fn template() -> Result<Value> {
-    let path = workspace_root().join("infra/template.yaml");
+/// A YAML file of the repository as JSON (tagged values become one-entry maps keyed by their
+/// tag).
+fn yaml_file(relative: &str) -> Result<Value> {
+    let path = workspace_root().join(relative);
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
         .with_context(|| format!("{} is not YAML", path.display()))?;
-    serde_json::to_value(yaml).context("the template as JSON")
+    serde_json::to_value(yaml).with_context(|| format!("{} as JSON", path.display()))
+}
+
+/// The template as JSON.
+fn template() -> Result<Value> {
+    yaml_file("infra/template.yaml")
 }
 
 /// `(logical id, resource)` of every resource of `kind`.
@@ -101,8 +108,11 @@ fn documented_routes() -> Result<BTreeSet<(String, String, bool)>> {
 fn the_http_api_serves_exactly_the_documented_routes_with_their_authorization() -> Result<()> {
     // Arrange
     let template = template()?;
-    let documented = documented_routes()?;
+    let mut documented = documented_routes()?;
     ensure!(!documented.is_empty(), "openapi.json documents no route");
+    // Not a documented route: the catch-all that lets the function answer 404 and 405 (as
+    // the local emulator's `RouteTable::with_default_route`).
+    documented.insert(("ANY".to_owned(), "$default".to_owned(), true));
 
     // Act
     let mut deployed = BTreeSet::new();
@@ -115,10 +125,13 @@ fn the_http_api_serves_exactly_the_documented_routes_with_their_authorization() 
                 continue;
             }
             let properties = &event["Properties"];
-            let (Some(method), Some(path)) =
-                (properties["Method"].as_str(), properties["Path"].as_str())
-            else {
-                bail!("{id}.Events.{name} lacks a literal Method or Path");
+            let (method, path) = match (properties.get("Method"), properties.get("Path")) {
+                // SAM's form of the `$default` route.
+                (None, None) => ("ANY", "$default"),
+                (Some(Value::String(method)), Some(Value::String(path))) => {
+                    (method.as_str(), path.as_str())
+                }
+                _ => bail!("{id}.Events.{name} lacks a literal Method or Path"),
             };
             let secured = properties["Auth"]["Authorizer"] != "NONE";
             let fresh = deployed.insert((method.to_uppercase(), path.to_owned(), secured));
@@ -458,13 +471,8 @@ fn every_alarm_notifies_one_severity_topic_and_links_a_runbook_section_that_exis
 #[test]
 fn every_prometheus_alert_has_a_routed_severity_and_a_runbook_section_that_exists() -> Result<()> {
     // Arrange
-    let read_yaml = |path: &str| -> Result<Value> {
-        let text = std::fs::read_to_string(workspace_root().join(path)).context(path.to_owned())?;
-        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).context(path.to_owned())?;
-        serde_json::to_value(yaml).context(path.to_owned())
-    };
-    let rules = read_yaml("infra/k8s/base/prometheusrule.yaml")?;
-    let alertmanager = read_yaml("infra/k8s/alertmanager-example.yaml")?;
+    let rules = yaml_file("infra/k8s/base/prometheusrule.yaml")?;
+    let alertmanager = yaml_file("infra/k8s/alertmanager-example.yaml")?;
     let anchors = runbook_anchors()?;
 
     // Act: the receiver Alertmanager's example routes each severity to.
@@ -510,5 +518,307 @@ fn every_prometheus_alert_has_a_routed_severity_and_a_runbook_section_that_exist
             "{name}: docs/deploy.md has no section {anchor}"
         );
     }
+    Ok(())
+}
+
+/// The OpenTelemetry collector as `infra/k8s/observability` deploys it: its namespace, the
+/// ServiceAccount its pods run as, and its Service's name and OTLP/gRPC port.
+struct Collector {
+    namespace: String,
+    service_account: String,
+    service: String,
+    grpc_port: u64,
+}
+
+fn collector() -> Result<Collector> {
+    let dir = "infra/k8s/observability";
+    let kustomization = yaml_file(&format!("{dir}/kustomization.yaml"))?;
+    let account = yaml_file(&format!("{dir}/serviceaccount.yaml"))?;
+    let deployment = yaml_file(&format!("{dir}/deployment.yaml"))?;
+    let service = yaml_file(&format!("{dir}/service.yaml"))?;
+    let service_account = account["metadata"]["name"]
+        .as_str()
+        .context("the collector's ServiceAccount has no name")?;
+    ensure!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"] == service_account,
+        "the collector's pods do not run as its ServiceAccount {service_account}"
+    );
+    let grpc_port = service["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "otlp-grpc")
+        .and_then(|p| p["port"].as_u64())
+        .context("the collector's Service has no port named otlp-grpc")?;
+    Ok(Collector {
+        namespace: kustomization["namespace"]
+            .as_str()
+            .context("the collector's kustomization sets no namespace")?
+            .to_owned(),
+        service_account: service_account.to_owned(),
+        service: service["metadata"]["name"]
+            .as_str()
+            .context("the collector's Service has no name")?
+            .to_owned(),
+        grpc_port,
+    })
+}
+
+/// `text` with every `${Name}` of a template parameter replaced by its default, if not empty.
+fn substitute_defaults(template: &Value, text: &str) -> Result<String> {
+    let mut out = text.to_owned();
+    for (name, parameter) in template["Parameters"]
+        .as_object()
+        .context("the template has no Parameters")?
+    {
+        if let Some(default) = parameter["Default"].as_str().filter(|d| !d.is_empty()) {
+            out = out.replace(&format!("${{{name}}}"), default);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn the_collector_role_trusts_exactly_the_service_account_of_the_collector_manifests() -> Result<()>
+{
+    // Arrange
+    let template = template()?;
+    let collector = collector()?;
+    let role = &template["Resources"]["CollectorRole"];
+
+    // Act
+    let trust = role["Properties"]["AssumeRolePolicyDocument"]["!Sub"]
+        .as_str()
+        .context("CollectorRole's trust policy is not a !Sub string")?;
+    let trust: Value = serde_json::from_str(&substitute_defaults(&template, trust)?)
+        .context("CollectorRole's trust policy is not JSON")?;
+    let policies = role["Properties"]["Policies"]
+        .as_array()
+        .context("CollectorRole has no inline policies")?;
+
+    // Assert
+    assert_eq!(role["Type"], "AWS::IAM::Role");
+    let [statement] = trust["Statement"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    else {
+        bail!("CollectorRole's trust policy must have exactly one statement: {trust}");
+    };
+    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    // The issuer stays as written (EksOidcIssuer's default is empty: no role).
+    assert_eq!(
+        statement["Condition"],
+        serde_json::json!({ "StringEquals": {
+            "${EksOidcIssuer}:sub": format!(
+                "system:serviceaccount:{}:{}",
+                collector.namespace, collector.service_account
+            ),
+            "${EksOidcIssuer}:aud": "sts.amazonaws.com",
+        } }),
+        "CollectorRole must trust only infra/k8s/observability's ServiceAccount"
+    );
+    let statements: Vec<&Value> = policies
+        .iter()
+        .filter_map(|p| p["PolicyDocument"]["Statement"].as_array())
+        .flatten()
+        .collect();
+    for statement in &statements {
+        assert_eq!(statement["Effect"], "Allow");
+        assert_eq!(statement["Resource"], "*", "X-Ray has no resource types");
+        assert!(statement["Condition"].is_null());
+    }
+    let actions: BTreeSet<&str> = statements
+        .iter()
+        .filter_map(|s| s["Action"].as_array())
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let expected: BTreeSet<&str> = [
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "xray:GetSamplingStatisticSummaries",
+    ]
+    .into();
+    assert_eq!(actions, expected, "CollectorRole's actions");
+    assert!(
+        role["Properties"]["ManagedPolicyArns"].is_null(),
+        "CollectorRole gets no managed policy"
+    );
+    assert_eq!(
+        template["Outputs"]["CollectorRoleArn"]["Value"],
+        serde_json::json!({ "!GetAtt": "CollectorRole.Arn" })
+    );
+    Ok(())
+}
+
+#[test]
+fn the_streamer_exports_traces_to_the_collector_service_and_may_reach_its_port() -> Result<()> {
+    // Arrange
+    let collector = collector()?;
+    let path = workspace_root().join("infra/k8s/base/streamer.env");
+    let env = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let policy = yaml_file("infra/k8s/base/networkpolicy.yaml")?;
+
+    // Act
+    let endpoint = env
+        .lines()
+        .find_map(|line| line.strip_prefix("OTEL_EXPORTER_OTLP_ENDPOINT="))
+        .context("streamer.env sets no OTEL_EXPORTER_OTLP_ENDPOINT")?;
+    let egress_to_collector = policy["spec"]["egress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rule| {
+            rule["to"].as_array().into_iter().flatten().any(|peer| {
+                peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    == collector.namespace.as_str()
+            })
+        })
+        .flat_map(|rule| rule["ports"].as_array().into_iter().flatten())
+        .any(|port| port["port"].as_u64() == Some(collector.grpc_port));
+
+    // Assert
+    assert_eq!(
+        endpoint,
+        format!(
+            "http://{}.{}.svc.cluster.local:{}",
+            collector.service, collector.namespace, collector.grpc_port
+        ),
+        "streamer.env's OTEL_EXPORTER_OTLP_ENDPOINT must name infra/k8s/observability's Service"
+    );
+    assert!(
+        env.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc"),
+        "the collector's {} is OTLP over gRPC",
+        collector.grpc_port
+    );
+    assert!(
+        egress_to_collector,
+        "the streamer's NetworkPolicy does not let it reach {}:{} in namespace {}",
+        collector.service, collector.grpc_port, collector.namespace
+    );
+    Ok(())
+}
+
+/// Every `dynamodb:*` action `value`'s policy statements allow (`Action` as a string or a list).
+fn dynamodb_actions_in(value: &Value, found: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                if key == "Action" {
+                    let actions = match inner {
+                        Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+                        other => other.as_str().into_iter().collect::<Vec<_>>(),
+                    };
+                    found.extend(
+                        actions
+                            .into_iter()
+                            .filter(|a| a.starts_with("dynamodb:"))
+                            .map(str::to_owned),
+                    );
+                } else {
+                    dynamodb_actions_in(inner, found);
+                }
+            }
+        }
+        Value::Array(list) => list.iter().for_each(|v| dynamodb_actions_in(v, found)),
+        _ => {}
+    }
+}
+
+/// The `!Ref` targets anywhere in `value` (managed policies, conditional or not).
+fn refs_in<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner.as_str()) {
+                    ("!Ref", Some(target)) => found.push(target),
+                    _ => refs_in(inner, found),
+                }
+            }
+        }
+        Value::Array(list) => list.iter().for_each(|v| refs_in(v, found)),
+        _ => {}
+    }
+}
+
+/// The DynamoDB actions the role `role_id` allows: its inline policies' and those of the managed
+/// policies of the template it attaches.
+fn role_dynamodb_actions(template: &Value, role_id: &str) -> Result<BTreeSet<String>> {
+    let role = &template["Resources"][role_id]["Properties"];
+    ensure!(role.is_object(), "the template has no role {role_id}");
+    let mut actions = BTreeSet::new();
+    dynamodb_actions_in(&role["Policies"], &mut actions);
+    let mut managed = Vec::new();
+    refs_in(&role["ManagedPolicyArns"], &mut managed);
+    for policy in managed {
+        dynamodb_actions_in(
+            &template["Resources"][policy]["Properties"]["PolicyDocument"],
+            &mut actions,
+        );
+    }
+    Ok(actions)
+}
+
+/// The role of the function deploying `binary` (`Role: !GetAtt <Role>.Arn`).
+fn function_role<'a>(template: &'a Value, binary: &str) -> Result<&'a str> {
+    let (id, function) = resources(template, "AWS::Serverless::Function")?
+        .into_iter()
+        .find(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"] == binary)
+        .with_context(|| format!("no function deploys {binary}"))?;
+    function["Properties"]["Role"]["!GetAtt"]
+        .as_str()
+        .and_then(|arn| arn.strip_suffix(".Arn"))
+        .with_context(|| format!("{id} names its role other than by !GetAtt <Role>.Arn"))
+}
+
+#[test]
+fn each_role_grants_exactly_the_dynamodb_actions_of_the_port_methods_its_entry_point_calls()
+-> Result<()> {
+    use session_core::component::Component;
+    use session_core::store::ports::{PortUse, dynamodb_actions};
+    use session_functions::wiring;
+
+    // Arrange
+    let template = template()?;
+    let entry_points: [(Component, &[&[PortUse]]); 5] = [
+        (Component::RestApi, wiring::REST_API_PORTS),
+        (Component::Authorizer, wiring::AUTHORIZER_PORTS),
+        (Component::WsAuthorizer, wiring::WS_AUTHORIZER_PORTS),
+        (Component::WsHandler, wiring::WS_HANDLER_PORTS),
+        (Component::Streamer, session_streamer::app::PORTS),
+    ];
+
+    let mut failures = Vec::new();
+    for (component, ports) in entry_points {
+        // Act
+        let role = match component {
+            Component::Streamer => "StreamerRole",
+            function => function_role(&template, function.name())?,
+        };
+        let granted = role_dynamodb_actions(&template, role)?;
+        let needed = dynamodb_actions(ports)?;
+
+        // Assert (every difference at once, each naming who needs or grants what)
+        for (action, users) in &needed {
+            if !granted.contains(*action) {
+                let users: Vec<String> = users.iter().map(|(p, m)| format!("{p}::{m}")).collect();
+                failures.push(format!(
+                    "{component}: {role} lacks {action}, needed by {}",
+                    users.join(", ")
+                ));
+            }
+        }
+        for action in &granted {
+            if !needed.contains_key(action.as_str()) {
+                failures.push(format!(
+                    "{component}: {role} grants {action}, which no port method it calls needs"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     Ok(())
 }

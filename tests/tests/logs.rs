@@ -12,7 +12,6 @@ use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
@@ -206,12 +205,13 @@ async fn websocket_heartbeat(url: &str) {
         .await
         .unwrap()
         .expect("the handshake is accepted");
-    let beat = json!({"action": "heartbeat", "seq": 1, "client_time": 1_000}).to_string();
-    socket.send(Message::text(beat)).await.unwrap();
+    // Sent and received through the suites' helpers, which check both against docs/asyncapi.json.
+    let beat = json!({"action": "heartbeat", "seq": 1, "client_time": 1_000});
+    session_tests::ws::send(&mut socket, &beat).await;
     loop {
-        match tokio::time::timeout(WAIT, socket.next()).await.unwrap() {
-            Some(Ok(Message::Text(text))) if text.contains("heartbeat_ack") => break,
-            Some(Ok(_)) => {}
+        match session_tests::ws::next_message(&mut socket, WAIT).await {
+            Some(Message::Text(text)) if text.contains("heartbeat_ack") => break,
+            Some(Message::Text(_)) => {}
             other => panic!("no heartbeat answer: {other:?}"),
         }
     }
@@ -293,7 +293,18 @@ async fn every_handler_line_carries_the_request_session_and_connection_ids() {
             .any(|l| field(l, "request_id") == Some(stop_request.as_str())),
         "the gateway's line lacks request_id {stop_request}"
     );
-    // WebSocket: `$connect` and `$disconnect` handler lines.
+    // WebSocket: the `$connect` authorizer's line, then the handler's `$connect` and
+    // `$disconnect` lines, all of one connection.
+    let allowed = eventually_saying("connect allowed").await;
+    let allowed = allowed
+        .iter()
+        .find(|l| field(l, "session_id") == Some(session.as_str()))
+        .unwrap_or_else(|| panic!("no authorizer line for {session}: {allowed:?}"));
+    assert!(field(allowed, "request_id").is_some(), "{allowed}");
+    let connection = field(allowed, "connection_id")
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| panic!("the authorizer's line has no connection_id: {allowed}"))
+        .to_owned();
     for message in ["connection opened", "connection closed"] {
         let lines = eventually_saying(message).await;
         let line = lines
@@ -301,7 +312,11 @@ async fn every_handler_line_carries_the_request_session_and_connection_ids() {
             .find(|l| field(l, "session_id") == Some(session.as_str()))
             .unwrap_or_else(|| panic!("no {message:?} line for {session}: {lines:?}"));
         assert!(field(line, "request_id").is_some(), "{line}");
-        assert!(field(line, "connection_id").is_some(), "{line}");
+        assert_eq!(
+            field(line, "connection_id"),
+            Some(connection.as_str()),
+            "{line}"
+        );
     }
     // SSE: the streamer's line, under the id it generated for the request.
     let opened = eventually_saying("stream opened").await;

@@ -2,7 +2,8 @@
 //! the collector's `TraceService`) gets the spans of every hop of one user action, all in the
 //! trace the client started with its `traceparent`, each hop parented in that trace, and the
 //! streamer's subscription to the simulator linked to it; a WebSocket push's `@connections`
-//! posts carry the push's trace.
+//! posts carry the push's trace. The web page, in headless Chromium, starts a trace with each
+//! API call, which the authorizer and the function continue.
 //!
 //! One test in its own binary: it installs the process-wide subscriber (the exporter is passed
 //! as an argument, not through environment variables).
@@ -210,6 +211,10 @@ async fn one_user_action_is_one_trace_across_every_hop_the_subscription_links_to
     })
     .await
     .expect("a pushed message within 10 s");
+    // And the web page, in a browser: its "Create session" is a trace of the page's own.
+    let page_trace = page_creates_a_session(&stack)
+        .await
+        .expect("the page creates a session");
     drop(stack);
 
     // Assert: within 10 s, the trace has a span of every hop, and a subscription links to it.
@@ -242,8 +247,12 @@ async fn one_user_action_is_one_trace_across_every_hop_the_subscription_links_to
         let all = receiver.all();
         subscription = all.iter().find(|s| linked(s)).cloned();
         posted = pushed(&all);
+        let from_page = receiver.trace(&hex(&page_trace));
         if subscription.is_some()
             && posted
+            && ["rest-api", "authorizer"]
+                .iter()
+                .all(|w| from_page.iter().any(|s| component(s) == Some(w)))
             && wanted
                 .iter()
                 .all(|w| spans.iter().any(|s| component(s) == Some(w)))
@@ -255,6 +264,24 @@ async fn one_user_action_is_one_trace_across_every_hop_the_subscription_links_to
     assert!(
         posted,
         "an @connections post in the trace of the streamer's push of the connection"
+    );
+    let from_page = receiver.trace(&hex(&page_trace));
+    let page_span = |part: &str| {
+        from_page
+            .iter()
+            .find(|s| component(s) == Some(part))
+            .unwrap_or_else(|| panic!("no span of {part} in the page's trace: {from_page:#?}"))
+            .parent_span_id
+            .clone()
+    };
+    assert_eq!(
+        page_span("rest-api"),
+        page_span("authorizer"),
+        "the function and the authorizer both continue the page's span"
+    );
+    assert!(
+        !from_page.iter().any(|s| s.span_id == page_span("rest-api")),
+        "the page's span is the client's, not one of the service's"
     );
     let subscription = subscription.expect("a streamer subscription span linked to the trace");
     assert_ne!(subscription.trace_id, hex(trace_id), "a root of its own");
@@ -293,4 +320,51 @@ async fn one_user_action_is_one_trace_across_every_hop_the_subscription_links_to
             _ => assert_eq!(span.parent_span_id, hex(client_span), "{part}"),
         }
     }
+}
+
+/// Opens the stack's web page in headless Chromium, gets a token and creates a session as a
+/// person would; returns the trace id the page shows for that call.
+async fn page_creates_a_session(stack: &Stack) -> anyhow::Result<String> {
+    use fantoccini::Locator;
+
+    let driver = session_tests::browser::Chromedriver::start().await?;
+    let page = driver.browser().await?;
+    page.goto(&stack.endpoints().web).await?;
+    let text = |id: &'static str| {
+        let page = page.clone();
+        async move {
+            let found = page.find(Locator::Id(id)).await?;
+            anyhow::Ok(found.text().await?)
+        }
+    };
+    let click = |id: &'static str| {
+        let page = page.clone();
+        async move {
+            // Enabled once the page has what the step needs (its config, then a token).
+            for _ in 0..200 {
+                let button = page.find(Locator::Id(id)).await?;
+                if button.is_enabled().await? {
+                    button.click().await?;
+                    return anyhow::Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            anyhow::bail!("#{id} stayed disabled for 10 s")
+        }
+    };
+    click("get-token").await?;
+    click("create-session").await?;
+    for _ in 0..200 {
+        if text("session-id").await?.starts_with("ses_") {
+            let trace = text("trace-id").await?;
+            page.close().await?;
+            anyhow::ensure!(
+                trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()),
+                "the page shows a trace id, not {trace:?}"
+            );
+            return Ok(trace);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the page showed no session within 10 s")
 }

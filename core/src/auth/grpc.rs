@@ -78,10 +78,13 @@ impl GrpcTokenValidator {
         Ok(Self {
             client: AuthServiceClient::new(channel::traced(channel)),
             audience: settings.auth.token_audience.clone(),
-            cache: Arc::new(TokenCache::new(10_000, Duration::from_secs(60))),
+            cache: Arc::new(TokenCache::new(
+                settings.auth.token_cache_entries,
+                Duration::from_secs(60),
+            )),
             retry: backends.retry_policy(),
             budget: VALIDATION_BUDGET,
-            breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
+            breaker: Arc::new(backends.breaker()),
             clock: Arc::new(crate::clock::SystemClock),
         })
     }

@@ -41,7 +41,7 @@ impl GrpcSimulatorBackend {
         Ok(Self {
             client: SimulatorControlClient::new(channel::traced(channel)),
             retry: backends.retry_policy(),
-            breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(10))),
+            breaker: Arc::new(backends.breaker()),
         })
     }
 

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::{ConnectionId, EventId, SessionId, Timestamp, UserId};
 
 /// What the heartbeat handler measured of a connection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ConnectionQuality {
     /// Latest round-trip time, in milliseconds.
     pub rtt_ms: u32,

@@ -27,23 +27,31 @@ const MAX_HEARTBEAT_TIME: i64 = 253_402_300_799_999;
 const MAX_EVENT_ID_CHARS: usize = 41;
 
 /// What a client sends with `{"action": "heartbeat", ...}`. Deserialising checks the types and
-/// parses `last_event_id`; [`Heartbeat::validate`] checks the ranges.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// parses `last_event_id`; `Heartbeat::validate` checks the ranges.
+///
+/// Its JSON Schema (docs/asyncapi.json's `heartbeat` message) states the same ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The client's heartbeat counter, 1 for the first; gaps count as missed heartbeats.
+    #[schemars(range(min = 1, max = MAX_HEARTBEAT_COUNT))]
     pub seq: u64,
     /// The client's clock when it sent this, in Unix milliseconds.
+    #[schemars(range(min = 0, max = MAX_HEARTBEAT_TIME))]
     pub client_time: i64,
     /// `server_time` of the last acknowledgement the client received, if any.
+    #[schemars(range(min = 0, max = MAX_HEARTBEAT_TIME))]
     pub last_server_time: Option<i64>,
     /// The client's clock when it received that acknowledgement.
+    #[schemars(range(min = 0, max = MAX_HEARTBEAT_TIME))]
     pub seen_at: Option<i64>,
     /// Market events the client has received on this connection.
+    #[schemars(range(min = 0, max = MAX_HEARTBEAT_COUNT))]
     pub events_received: Option<u64>,
     /// The id of the last market event the client processed, to resume from after a reconnect.
     /// Parsed, so what is recorded is the service's own spelling, never the client's text.
     #[serde(default, deserialize_with = "event_id")]
+    #[schemars(with = "Option<String>", length(max = MAX_EVENT_ID_CHARS), regex(pattern = EventId::PATTERN))]
     pub last_event_id: Option<EventId>,
 }
 
@@ -137,7 +145,7 @@ impl Default for AdvicePolicy {
 }
 
 /// Why a client should reconnect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReconnectReason {
     /// The connection nears API Gateway's 2-hour limit.

@@ -21,6 +21,18 @@ fn next_ulid() -> Ulid {
     generator.generate().unwrap_or_else(|_| Ulid::new())
 }
 
+/// Whether `text` is a ULID as this service writes it: 26 upper-case Crockford base-32
+/// characters, the first at most `7` (a larger one overflows 128 bits). Lower case and the
+/// aliases Crockford decoding tolerates (`I`, `L`, `O`) are refused, so that one id has one
+/// spelling and the documented pattern ([`SessionId::PATTERN`]) is exactly what is accepted.
+fn is_canonical_ulid(text: &str) -> bool {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    text.len() == 26
+        && text.as_bytes()[0] <= b'7'
+        && text.bytes().all(|b| ALPHABET.contains(&b))
+        && Ulid::from_string(text).is_ok()
+}
+
 /// What every id type has: text access, `Display`/`Debug` as the bare id, serde through `parse`.
 macro_rules! id_impls {
     ($name:ident) => {
@@ -69,6 +81,11 @@ macro_rules! prefixed_id {
             /// What every id of this kind starts with.
             pub const PREFIX: &'static str = $prefix;
 
+            /// The ids `parse` accepts, as an ECMA-262 regular expression (the OpenAPI
+            /// document's `pattern`).
+            pub const PATTERN: &'static str =
+                concat!("^", $prefix, "[0-7][0-9A-HJKMNP-TV-Z]{25}$");
+
             /// Mints a new id, later than every id minted before it in this process.
             pub fn generate() -> Self {
                 Self(format!("{}{}", $prefix, next_ulid()))
@@ -79,7 +96,7 @@ macro_rules! prefixed_id {
                 let ulid = text.strip_prefix($prefix).ok_or_else(|| {
                     ValidationError::new(field, format!("must start with {:?}", $prefix))
                 })?;
-                if ulid.len() != 26 || Ulid::from_string(ulid).is_err() {
+                if !is_canonical_ulid(ulid) {
                     return Err(ValidationError::new(
                         field,
                         format!("must be {:?} followed by a 26-character ULID", $prefix),
@@ -174,6 +191,9 @@ mod tests {
             "ses_123",
             "ses_01JDXXXXXXXXXXXXXXXXXXXXXXX",
             "ses_01jd!",
+            "ses_01jdxq9v0m7y8k2r4t6w8z0abc",
+            "ses_81JDXQ9V0M7Y8K2R4T6W8Z0ABC",
+            "ses_01JDXQ9V0M7Y8K2R4T6W8Z0ABI",
         ] {
             assert!(SessionId::parse("session_id", bad).is_err(), "{bad}");
         }

@@ -19,6 +19,10 @@ pub struct EventId {
 }
 
 impl EventId {
+    /// The spelling [`EventId::parse`] accepts, as a JSON Schema `pattern` (docs/asyncapi.json,
+    /// docs/openapi.json). At most 19 digits each, so every number it allows fits a `u64`.
+    pub const PATTERN: &'static str = "^[0-9]{1,19}-[0-9]{1,19}$";
+
     /// Parses `<epoch>-<sequence>`; errors name `field`.
     ///
     /// # Errors
@@ -32,7 +36,7 @@ impl EventId {
         };
         let (epoch, sequence) = text.split_once('-').ok_or_else(invalid)?;
         let number = |s: &str| {
-            if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(invalid());
             }
             u64::from_str(s).map_err(|_| invalid())
@@ -115,6 +119,7 @@ mod tests {
             "+1-2",
             "1- 2",
             "99999999999999999999-1",
+            "00000000000000000001-1",
         ] {
             let err = EventId::parse("last_event_id", bad).unwrap_err();
             assert_eq!(err.field, "last_event_id", "{bad}");

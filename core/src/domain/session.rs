@@ -43,6 +43,15 @@ impl SessionStatus {
 pub struct SessionName(String);
 
 impl SessionName {
+    /// The names `parse` accepts, as an ECMA-262 regular expression (the OpenAPI `pattern`; the
+    /// length is `minLength`/`maxLength`): no control character (Unicode `Cc`), and neither
+    /// first nor last a white space (Unicode `White_Space`, what `str::trim` removes).
+    pub const PATTERN: &'static str = concat!(
+        r"^[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+        r"(?:[^\x00-\x1F\x7F-\x9F]*",
+        r"[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?$"
+    );
+
     /// Validates a name; `field` names it in the error.
     pub fn parse(field: &str, text: &str) -> Result<Self, ValidationError> {
         validation::length(field, text, 1, 64)?;

@@ -81,6 +81,9 @@ impl fmt::Display for SimulatorStatus {
 pub struct Symbol(String);
 
 impl Symbol {
+    /// The symbols `parse` accepts, as an ECMA-262 regular expression (the OpenAPI `pattern`).
+    pub const PATTERN: &'static str = "^[A-Z0-9]{1,12}(-[A-Z0-9]{1,12})?$";
+
     /// Validates a symbol; `field` names it in the error.
     pub fn parse(field: &str, text: &str) -> Result<Self, ValidationError> {
         let part_ok = |p: &str| {

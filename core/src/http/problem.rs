@@ -74,6 +74,18 @@ pub enum ApiError {
     /// The route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The resource was deleted (a session closed, a simulator stopped): it is no longer served
+    /// as it was. A 404, as for a resource that never existed (what a client may expect after
+    /// a `DELETE`), told apart by its type.
+    #[error("{entity} {id} is {state}: deleted")]
+    Deleted {
+        /// The kind of resource.
+        entity: &'static str,
+        /// Its id.
+        id: String,
+        /// The state it was left in (`closed`, `stopping`, `stopped`).
+        state: &'static str,
+    },
     /// The idempotency key was used with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
@@ -175,7 +187,7 @@ impl ApiError {
                     "service-unavailable",
                     "Temporarily unavailable",
                 ),
-                S::Store(_) | S::Internal(_) => {
+                S::Store(_) | S::Internal { .. } => {
                     kind(C::INTERNAL_SERVER_ERROR, "internal-error", "Internal error")
                 }
             },
@@ -200,8 +212,12 @@ impl ApiError {
                 "method-not-allowed",
                 "Method not allowed",
             ),
+            Self::Deleted { .. } => kind(C::NOT_FOUND, "deleted", "Deleted"),
+            // 409, not the 422 of draft-ietf-httpapi-idempotency-key-header: the request is
+            // well formed, it conflicts with what the key already stands for (as a request in
+            // progress does), and 422 stays the simulator service's refusal of a valid request.
             Self::IdempotencyKeyReused => kind(
-                C::UNPROCESSABLE_ENTITY,
+                C::CONFLICT,
                 "idempotency-key-reused",
                 "Idempotency key reused",
             ),
@@ -269,7 +285,7 @@ impl ApiError {
                     _ => "the simulator service could not be reached; retry later".to_owned(),
                 };
             }
-            Self::Service(ServiceError::Store(_) | ServiceError::Internal(_)) => {
+            Self::Service(ServiceError::Store(_) | ServiceError::Internal { .. }) => {
                 "the request could not be completed; retry later".clone_into(&mut problem.detail);
             }
             Self::InsufficientScope(e) => problem.scope = Some(e.needed.clone()),
@@ -306,7 +322,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
         if problem.status >= 500 {
-            error!(error = ?self, status = problem.status, "request failed");
+            error!(
+                error = %crate::service::error_chain(&self),
+                status = problem.status,
+                "request failed"
+            );
         }
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

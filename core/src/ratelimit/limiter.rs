@@ -65,6 +65,12 @@ impl std::fmt::Debug for RateLimiter {
 }
 
 impl RateLimiter {
+    /// The store methods a limiter calls (part of every entry point's IAM policy that limits).
+    pub const PORTS: &[crate::store::ports::PortUse] = &[crate::store::ports::PortUse {
+        port: crate::store::ports::Port::RateLimits,
+        methods: &["acquire_rate"],
+    }];
+
     /// A limiter with the quotas of `settings`, deciding in `store`.
     pub fn new(
         settings: &RateLimitSettings,

@@ -16,6 +16,7 @@ use crate::auth::Principal;
 use crate::domain::{
     EventId, Session, SessionId, Simulator, SimulatorId, SimulatorStatus, Timestamp, Transport,
 };
+use crate::store::SimulatorStore;
 
 /// A minted ticket and where to use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,32 +147,8 @@ impl SessionService {
                 id: session_id.to_string(),
             });
         }
-        let simulator = self.followed_simulator(session_id, simulator).await?;
+        let simulator = followed_simulator(self.simulators.as_ref(), session_id, simulator).await?;
         Ok((session, simulator))
-    }
-
-    /// The simulator a stream follows: the one named (`NotFound` if it is not the session's),
-    /// or else the session's newest one that is not stopped or failed, if any.
-    pub(super) async fn followed_simulator(
-        &self,
-        session_id: &SessionId,
-        simulator: Option<&SimulatorId>,
-    ) -> Result<Option<Simulator>, ServiceError> {
-        match simulator {
-            Some(id) => Ok(Some(
-                self.store
-                    .get_simulator(session_id, id)
-                    .await?
-                    .ok_or_else(|| ServiceError::not_found("simulator", id))?,
-            )),
-            None => Ok(self
-                .store
-                .list_simulators(session_id)
-                .await?
-                .into_iter()
-                .rev()
-                .find(|s| !s.status.is_terminal())),
-        }
     }
 
     async fn predict_resume(&self, simulator: &Simulator, last: EventId) -> Resume {
@@ -214,7 +191,7 @@ impl SessionService {
             })?;
         let (token, ticket) = signer
             .issue(&session.id, caller, transport, self.clock.now())
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            .map_err(|e| ServiceError::internal("signing a connect ticket", e))?;
         // Tickets, ids and event ids are URL-safe (base64url, ULIDs, digits), so no escaping.
         let mut url = match transport {
             Transport::Sse => format!(
@@ -237,5 +214,28 @@ impl SessionService {
             expires_at: ticket.expires_at,
             simulator_id: simulator.map(|s| s.id.clone()),
         })
+    }
+}
+
+/// The simulator a stream follows: the one named (`NotFound` if it is not the session's), or
+/// else the session's newest one that is not stopped or failed, if any.
+pub(super) async fn followed_simulator(
+    simulators: &dyn SimulatorStore,
+    session_id: &SessionId,
+    simulator: Option<&SimulatorId>,
+) -> Result<Option<Simulator>, ServiceError> {
+    match simulator {
+        Some(id) => Ok(Some(
+            simulators
+                .get_simulator(session_id, id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("simulator", id))?,
+        )),
+        None => Ok(simulators
+            .list_simulators(session_id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|s| !s.status.is_terminal())),
     }
 }

@@ -4,13 +4,17 @@
 
 use tracing::{info, instrument, warn};
 
-use super::{ServiceError, SessionService};
-use crate::auth::TicketError;
+use std::sync::Arc;
+
+use super::{ServiceError, ServiceParts};
+use crate::clock::Clock;
+use crate::config::WebSocketSettings;
 use crate::domain::{
     AdvicePolicy, Affinity, Connection, ConnectionId, ConnectionQuality, EventId, Heartbeat, Lease,
-    ReconnectReason, SessionId, TicketId, Timestamp, Transport, UserId, advice, session_lease_name,
+    ReconnectReason, SessionId, TicketId, Timestamp, UserId, advice, session_lease_name,
 };
-use crate::store::StoreError;
+use crate::store::ports::{Port, PortUse};
+use crate::store::{ConnectionStore, LeaseStore, StoreError};
 
 /// A `$connect` its ticket admits: the session and user the connection will belong to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,72 +70,47 @@ pub struct HeartbeatAck {
     pub stale: bool,
 }
 
-impl SessionService {
-    /// Checks a `$connect` ticket and consumes it: a ticket admits one connection, ever.
-    ///
-    /// # Errors
-    /// `TicketRefused` (invalid, expired, used, other transport); `NotFound` if the session is
-    /// gone or not the ticket owner's; `SessionClosed`.
-    #[instrument(skip_all)]
-    pub async fn admit_connect(&self, ticket: &str) -> Result<Admission, ServiceError> {
-        let verifier = self
-            .ticket_verifier
-            .as_ref()
-            .ok_or(ServiceError::NotConfigured {
-                setting: "auth.ticket_verify_keys_secret_arn",
-            })?;
-        let now = self.clock.now();
-        let ticket = verifier.verify(ticket, now).map_err(|e| match e {
-            TicketError::Expired => ServiceError::TicketRefused(TicketRefusal::Expired),
-            TicketError::Invalid | TicketError::UnknownKey | TicketError::Signing => {
-                ServiceError::TicketRefused(TicketRefusal::Invalid)
-            }
-        })?;
-        if ticket.transport != Transport::Ws {
-            return Err(ServiceError::TicketRefused(TicketRefusal::WrongTransport));
-        }
-        // The session is checked before the ticket is spent, so a ticket for a closed session
-        // stays unspent; it expires within a minute anyway.
-        self.ticket_session(&ticket).await?;
-        match self
-            .store
-            .consume_ticket(&ticket.id, ticket.expires_at)
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::TicketAlreadyUsed) => {
-                return Err(ServiceError::TicketRefused(TicketRefusal::AlreadyUsed));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        Ok(Admission {
-            session_id: ticket.session_id,
-            user: ticket.owner,
-            ticket_id: ticket.id,
-        })
-    }
+/// The WebSocket routes' use cases: record a connection the authorizer admitted, heartbeats,
+/// removal.
+#[derive(Debug, Clone)]
+pub struct ConnectionService {
+    connections: Arc<dyn ConnectionStore>,
+    /// Read only: the lease says which streamer serves the session, and whether it drains.
+    leases: Arc<dyn LeaseStore>,
+    clock: Arc<dyn Clock>,
+    /// Connections one session may have.
+    connections_per_session: u32,
+    websocket: WebSocketSettings,
+}
 
-    /// The usable session a ticket opens, if it is still its owner's and neither the token it
-    /// was minted with nor its owner is revoked (`TokenRevoked`): both ticket doors, WebSocket
-    /// and SSE (a first use and a resumed continuation alike), ask here before spending it.
-    pub(super) async fn ticket_session(
-        &self,
-        ticket: &crate::domain::Ticket,
-    ) -> Result<crate::domain::Session, ServiceError> {
-        self.ensure_not_revoked(&ticket.token_id, &ticket.owner)
-            .await?;
-        let session = self
-            .store
-            .get_session(&ticket.session_id)
-            .await?
-            .filter(|s| s.owner == ticket.owner)
-            .ok_or_else(|| ServiceError::not_found("session", &ticket.session_id))?;
-        if !session.is_usable(self.clock.now()) {
-            return Err(ServiceError::SessionClosed {
-                id: session.id.to_string(),
-            });
+impl ConnectionService {
+    /// The store methods the WebSocket routes call (with the rate limiter's: the ws-handler's
+    /// IAM policy).
+    pub const PORTS: &[PortUse] = &[
+        PortUse {
+            port: Port::Connections,
+            methods: &[
+                "put_connection",
+                "get_connection",
+                "update_connection",
+                "delete_connection",
+            ],
+        },
+        PortUse {
+            port: Port::Leases,
+            methods: &["get_lease"],
+        },
+    ];
+
+    /// The WebSocket routes' use cases over `parts`.
+    pub fn new(parts: &ServiceParts) -> Self {
+        Self {
+            connections: parts.store.clone(),
+            leases: parts.store.clone(),
+            clock: parts.clock.clone(),
+            connections_per_session: parts.limits.connections_per_session,
+            websocket: parts.websocket.clone(),
         }
-        Ok(session)
     }
 
     /// Records a connection admitted by `admission`, under the session's connection quota;
@@ -162,8 +141,8 @@ impl SessionService {
             served_by: None,
             version: 1,
         };
-        self.store
-            .put_connection(&connection, self.limits.connections_per_session)
+        self.connections
+            .put_connection(&connection, self.connections_per_session)
             .await?;
         info!("connection opened");
         Ok(connection)
@@ -187,10 +166,11 @@ impl SessionService {
         let policy = self.websocket.advice_policy();
         let lease = self.session_lease(session).await;
         // A concurrent heartbeat of the same connection may win the write; re-read and re-apply.
+        let mut lost = None;
         for _ in 0..3 {
             let now = self.clock.now();
             let current = self
-                .store
+                .connections
                 .get_connection(session, id)
                 .await?
                 .ok_or_else(|| ServiceError::not_found("connection", id))?;
@@ -213,24 +193,25 @@ impl SessionService {
                 version: current.version + 1,
                 ..current.clone()
             };
-            match self.store.update_connection(&current, &next).await {
+            match self.connections.update_connection(&current, &next).await {
                 Ok(()) => {
                     let poor = quality.is_poor(&policy, missed_now);
                     return Ok(ack(&policy, &next, beat.seq, now, poor, &affinity, false));
                 }
-                Err(StoreError::Conflict { .. }) => {}
+                Err(conflict @ StoreError::Conflict { .. }) => lost = Some(conflict),
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ServiceError::Internal(
-            "heartbeat lost three write races".to_owned(),
-        ))
+        Err(ServiceError::Internal {
+            context: "heartbeat lost three write races".to_owned(),
+            source: lost.map(|conflict| Box::new(conflict) as _),
+        })
     }
 
     /// The session's lease, if held. A failure to read it is logged and taken as no lease: the
     /// heartbeat is then recorded and answered without lease advice rather than failed.
     async fn session_lease(&self, session: &SessionId) -> Option<Lease> {
-        match self.store.get_lease(&session_lease_name(session)).await {
+        match self.leases.get_lease(&session_lease_name(session)).await {
             Ok(lease) => lease,
             Err(e) => {
                 warn!(error = %e, "cannot read the session's lease; no draining or move advice");
@@ -249,7 +230,7 @@ impl SessionService {
         session: &SessionId,
         id: &ConnectionId,
     ) -> Result<bool, ServiceError> {
-        let removed = self.store.delete_connection(session, id).await?;
+        let removed = self.connections.delete_connection(session, id).await?;
         info!(removed, "connection closed");
         Ok(removed)
     }

@@ -62,9 +62,16 @@ pub enum ServiceError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[source] StoreError),
-    /// A bug or an impossible state; details are in the log, not in responses.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A bug or an impossible state. The edge logs it with its cause chain ([`error_chain`])
+    /// and answers an opaque error: neither the context nor the cause reaches a client.
+    #[error("internal error: {context}")]
+    Internal {
+        /// What was being done.
+        context: String,
+        /// The failure underneath, if an error caused it.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl ServiceError {
@@ -75,6 +82,41 @@ impl ServiceError {
             id: id.to_string(),
         }
     }
+
+    /// `Internal`: doing `context` failed because of `source`, which is kept as the cause.
+    pub fn internal(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `Internal` without an underlying error: a broken invariant, described by `context`.
+    pub fn bug(context: impl Into<String>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+}
+
+/// `error` and each of its causes, joined by `: `, for the log (a cause that only repeats its
+/// wrapper's text is skipped).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let line = inner.to_string();
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 impl From<StoreError> for ServiceError {

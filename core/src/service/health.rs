@@ -6,10 +6,12 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::SessionService;
-use crate::backend::BackendError;
+use std::sync::Arc;
+
+use crate::backend::{BackendError, SimulatorBackend};
 use crate::domain::SessionId;
 use crate::resilience::BreakerState;
+use crate::store::SessionStore;
 
 /// How long a health probe may take before its dependency counts as failing (within the
 /// Kubernetes readiness probe's 2 s).
@@ -103,11 +105,29 @@ pub struct Health {
     pub dependencies: Vec<Dependency>,
 }
 
-impl SessionService {
+/// Probes the store and the simulator service, one probe per [`HEALTH_CACHE_TTL`] per process.
+#[derive(Debug, Clone)]
+pub(super) struct HealthProbe {
+    sessions: Arc<dyn SessionStore>,
+    backend: Arc<dyn SimulatorBackend>,
+    /// The last answer (shared by clones: one per process).
+    cache: Arc<HealthCache>,
+}
+
+impl HealthProbe {
+    /// A probe of `sessions` (a read) and `backend`.
+    pub(super) fn new(sessions: Arc<dyn SessionStore>, backend: Arc<dyn SimulatorBackend>) -> Self {
+        Self {
+            sessions,
+            backend,
+            cache: Arc::default(),
+        }
+    }
+
     /// The health of the store and the simulator service, probed at most once per
     /// [`HEALTH_CACHE_TTL`] per process.
-    pub async fn health(&self) -> Health {
-        self.health_cache
+    pub(super) async fn get(&self) -> Health {
+        self.cache
             .get_or_probe(HEALTH_CACHE_TTL, self.probe_health())
             .await
     }
@@ -117,7 +137,7 @@ impl SessionService {
     async fn probe_health(&self) -> Health {
         let probe_id = SessionId::generate();
         let store = async {
-            match tokio::time::timeout(PROBE_TIMEOUT, self.store.get_session(&probe_id)).await {
+            match tokio::time::timeout(PROBE_TIMEOUT, self.sessions.get_session(&probe_id)).await {
                 Ok(Ok(_)) => (DependencyState::Ok, None),
                 Ok(Err(_)) => (DependencyState::Failing, Some("error")),
                 Err(_) => (DependencyState::Failing, Some("timeout")),

@@ -1,11 +1,16 @@
 //! The use cases of the control plane: what a caller may do with sessions, simulators and
 //! connect tickets, independent of how the request arrived (HTTP via API Gateway, tests).
 //!
-//! [`SessionService`] owns the rules (ownership, quotas, state machines, reconciliation with the
-//! simulator backend); the store and the backend are ports. Every method takes the calling
-//! [`Principal`], and a resource of another user is indistinguishable from a missing one.
+//! One type per entry point, each holding only the store ports and backends it calls (its
+//! `PORTS`, which its IAM role grants exactly: `tests/tests/infra.rs`): [`SessionService`] for
+//! the REST API, [`ConnectAuthorizer`] for the WebSocket `$connect` authorizer,
+//! [`ConnectionService`] for the WebSocket routes, [`StreamService`] for the streamer. They own
+//! the rules (ownership, quotas, state machines, reconciliation with the simulator backend);
+//! every method takes the caller, and a resource of another user is indistinguishable from a
+//! missing one. Composition roots build them from one [`ServiceParts`].
 
 mod connect;
+mod connect_authorizer;
 mod connections;
 mod error;
 mod health;
@@ -13,35 +18,42 @@ mod revocations;
 mod sessions;
 mod simulators;
 mod streams;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use connect::{IssuedTicket, Reconnect, Resume, SnapshotReason};
-pub use connections::{Admission, HeartbeatAck, TicketRefusal};
-pub use error::ServiceError;
+pub use connect_authorizer::ConnectAuthorizer;
+pub use connections::{Admission, ConnectionService, HeartbeatAck, TicketRefusal};
+pub use error::{ServiceError, error_chain};
 pub use health::{Dependency, DependencyState, HEALTH_CACHE_TTL, Health, HealthStatus};
 pub use sessions::SessionDetail;
-pub use streams::{StreamAdmission, StreamCredential};
+pub use streams::{StreamAdmission, StreamCredential, StreamService};
 
 use crate::auth::{Principal, RevocationCheck, TicketSigner, TicketVerifier};
 use crate::backend::SimulatorBackend;
 use crate::clock::Clock;
 use crate::config::{Limits, StreamingSettings, WebSocketSettings};
 use crate::domain::{Session, SessionId};
-use crate::store::SharedStore;
+use crate::store::ports::{Port, PortUse};
+use crate::store::{ConnectionStore, RevocationStore, SessionStore, SharedStore, SimulatorStore};
 
-/// The control plane's use cases over a store and a simulator backend.
+/// The REST API's use cases: sessions, simulators, connect tickets, revocations, health.
 #[derive(Debug, Clone)]
 pub struct SessionService {
-    store: SharedStore,
+    sessions: Arc<dyn SessionStore>,
+    simulators: Arc<dyn SimulatorStore>,
+    /// Read only, to count a session's live connections.
+    connections: Arc<dyn ConnectionStore>,
+    /// Written by admins' revocations (reads go through `revocations`' cache).
+    revocation_list: Arc<dyn RevocationStore>,
     backend: Arc<dyn SimulatorBackend>,
     ticket_signer: Option<TicketSigner>,
-    ticket_verifier: Option<TicketVerifier>,
     clock: Arc<dyn Clock>,
     limits: Limits,
     streaming: StreamingSettings,
-    websocket: WebSocketSettings,
     /// After this long a simulator still `starting` (or `stopping`) without a backend id is
     /// taken as abandoned by a crashed request, and its start is completed or undone.
     settle_after: Duration,
@@ -49,11 +61,12 @@ pub struct SessionService {
     revocations: RevocationCheck,
     /// The longest a revocation lasts (`auth.max_token_life_secs`).
     max_token_life: Duration,
-    /// The last health answer (shared by clones: one per process).
-    health_cache: Arc<health::HealthCache>,
+    /// The store's and the simulator service's health, cached per process.
+    health: health::HealthProbe,
 }
 
-/// What [`SessionService`] is built from.
+/// What the use cases are built from: a composition root's whole store and backends, of which
+/// each use-case type keeps only the ports it calls (its `PORTS`).
 #[derive(Debug, Clone)]
 pub struct ServiceParts {
     /// Where state lives.
@@ -81,26 +94,8 @@ pub struct ServiceParts {
     pub max_token_life: Duration,
 }
 
-impl SessionService {
-    /// A service over `parts`.
-    pub fn new(parts: ServiceParts) -> Self {
-        Self {
-            store: parts.store,
-            backend: parts.backend,
-            ticket_signer: parts.ticket_signer,
-            ticket_verifier: parts.ticket_verifier,
-            clock: parts.clock,
-            limits: parts.limits,
-            streaming: parts.streaming,
-            websocket: parts.websocket,
-            settle_after: parts.backend_patience.saturating_mul(2),
-            revocations: parts.revocations,
-            max_token_life: parts.max_token_life,
-            health_cache: Arc::default(),
-        }
-    }
-
-    /// A service configured by `settings`, over `store` and `backend`.
+impl ServiceParts {
+    /// The parts `settings` configure, over `store` and `backend`.
     pub fn from_settings(
         settings: &crate::config::Settings,
         store: SharedStore,
@@ -133,7 +128,7 @@ impl SessionService {
             Duration::from_millis(settings.auth.revocation_cache_ms),
             settings.auth.revocation_cache_entries,
         );
-        Self::new(ServiceParts {
+        Self {
             store,
             backend,
             ticket_signer,
@@ -145,12 +140,75 @@ impl SessionService {
             backend_patience: patience,
             revocations,
             max_token_life: Duration::from_secs(settings.auth.max_token_life_secs),
-        })
+        }
+    }
+}
+
+impl SessionService {
+    /// The store methods the REST API's use cases call (its IAM policy, with the HTTP layer's
+    /// idempotency keys and rate limits).
+    pub const PORTS: &[PortUse] = &[
+        PortUse {
+            port: Port::Sessions,
+            methods: &[
+                "create_session",
+                "get_session",
+                "list_sessions",
+                "update_session",
+            ],
+        },
+        PortUse {
+            port: Port::Simulators,
+            methods: &[
+                "create_simulator",
+                "get_simulator",
+                "list_simulators",
+                "update_simulator",
+            ],
+        },
+        PortUse {
+            port: Port::Connections,
+            methods: &["list_connections"],
+        },
+        PortUse {
+            port: Port::Revocations,
+            methods: &["revoke", "revocation"],
+        },
+    ];
+
+    /// A service over `parts`.
+    pub fn new(parts: ServiceParts) -> Self {
+        Self {
+            sessions: parts.store.clone(),
+            simulators: parts.store.clone(),
+            connections: parts.store.clone(),
+            revocation_list: parts.store.clone(),
+            health: health::HealthProbe::new(parts.store, parts.backend.clone()),
+            backend: parts.backend,
+            ticket_signer: parts.ticket_signer,
+            clock: parts.clock,
+            limits: parts.limits,
+            streaming: parts.streaming,
+            settle_after: parts.backend_patience.saturating_mul(2),
+            revocations: parts.revocations,
+            max_token_life: parts.max_token_life,
+        }
     }
 
-    /// The browser origins allowed to open WebSocket connections (`websocket.allowed_origins`).
-    pub fn websocket_origins(&self) -> &[String] {
-        &self.websocket.allowed_origins
+    /// A service configured by `settings`, over `store` and `backend`.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        store: SharedStore,
+        backend: Arc<dyn SimulatorBackend>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::new(ServiceParts::from_settings(settings, store, backend, clock))
+    }
+
+    /// The health of the store and the simulator service, probed at most once per
+    /// [`HEALTH_CACHE_TTL`] per process.
+    pub async fn health(&self) -> Health {
+        self.health.get().await
     }
 
     /// The caller's session, or `NotFound` whether it is missing, expired or someone else's.
@@ -159,9 +217,19 @@ impl SessionService {
         caller: &Principal,
         id: &SessionId,
     ) -> Result<Session, ServiceError> {
-        match self.store.get_session(id).await? {
-            Some(session) if session.owner == caller.user => Ok(session),
-            _ => Err(ServiceError::not_found("session", id)),
-        }
+        owned_session(self.sessions.as_ref(), caller, id).await
+    }
+}
+
+/// `caller`'s session `id` in `sessions`, or `NotFound` whether it is missing, expired or
+/// someone else's (the REST API's and the streamer's bearer door).
+async fn owned_session(
+    sessions: &dyn SessionStore,
+    caller: &Principal,
+    id: &SessionId,
+) -> Result<Session, ServiceError> {
+    match sessions.get_session(id).await? {
+        Some(session) if session.owner == caller.user => Ok(session),
+        _ => Err(ServiceError::not_found("session", id)),
     }
 }

@@ -4,7 +4,7 @@
 use tracing::{info, instrument};
 
 use super::{ServiceError, SessionService};
-use crate::auth::{Principal, RevocationError};
+use crate::auth::{Principal, RevocationCheck, RevocationError};
 use crate::domain::{Revocation, RevocationTarget, Timestamp, UserId, ValidationError};
 
 impl SessionService {
@@ -18,14 +18,7 @@ impl SessionService {
         token_id: &str,
         user: &UserId,
     ) -> Result<(), ServiceError> {
-        match self.revocations.check(token_id, user).await {
-            Ok(()) => Ok(()),
-            Err(RevocationError::Revoked(revocation)) => {
-                info!(target_revoked = %revocation.target, "refused: revoked");
-                Err(ServiceError::TokenRevoked)
-            }
-            Err(RevocationError::Store(e)) => Err(e.into()),
-        }
+        not_revoked(&self.revocations, token_id, user).await
     }
 
     /// Revokes `target` until `until` (named `until_field` in errors; default: the longest
@@ -63,8 +56,28 @@ impl SessionService {
             .into());
         }
         let revocation = Revocation { target, until };
-        self.store.revoke(&revocation).await?;
+        self.revocation_list.revoke(&revocation).await?;
         info!(until = %until, "revoked");
         Ok(revocation)
+    }
+}
+
+/// Passes unless `check` finds the token `token_id` or its subject `user` revoked: the check of
+/// every door (REST, WebSocket `$connect`, SSE).
+///
+/// # Errors
+/// `TokenRevoked`, or the store could not be asked.
+pub(super) async fn not_revoked(
+    check: &RevocationCheck,
+    token_id: &str,
+    user: &UserId,
+) -> Result<(), ServiceError> {
+    match check.check(token_id, user).await {
+        Ok(()) => Ok(()),
+        Err(RevocationError::Revoked(revocation)) => {
+            info!(target_revoked = %revocation.target, "refused: revoked");
+            Err(ServiceError::TokenRevoked)
+        }
+        Err(RevocationError::Store(e)) => Err(e.into()),
     }
 }

@@ -33,7 +33,7 @@ impl SessionService {
             self.limits.session_lifetime(),
         );
         tracing::Span::current().record("session_id", tracing::field::display(&session.id));
-        self.store
+        self.sessions
             .create_session(&session, self.limits.sessions_per_user)
             .await?;
         Ok(session)
@@ -45,7 +45,7 @@ impl SessionService {
         caller: &Principal,
         page: &PageRequest,
     ) -> Result<Page<Session>, ServiceError> {
-        Ok(self.store.list_sessions(&caller.user, page).await?)
+        Ok(self.sessions.list_sessions(&caller.user, page).await?)
     }
 
     /// One of the caller's sessions with its simulators and connection count.
@@ -56,8 +56,8 @@ impl SessionService {
     ) -> Result<SessionDetail, ServiceError> {
         let session = self.owned_session(caller, id).await?;
         let (simulators, connections) = tokio::try_join!(
-            self.store.list_simulators(id),
-            self.store.list_connections(id)
+            self.simulators.list_simulators(id),
+            self.connections.list_connections(id)
         )?;
         Ok(SessionDetail {
             session,
@@ -84,7 +84,7 @@ impl SessionService {
                 break session;
             }
             let next = session.close(self.clock.now())?;
-            match self.store.update_session(&session, &next).await {
+            match self.sessions.update_session(&session, &next).await {
                 Ok(()) => break next,
                 Err(StoreError::Conflict { .. }) => {
                     session = self.owned_session(caller, id).await?;
@@ -92,7 +92,7 @@ impl SessionService {
                 Err(e) => return Err(e.into()),
             }
         };
-        for simulator in self.store.list_simulators(id).await? {
+        for simulator in self.simulators.list_simulators(id).await? {
             if simulator.status.is_terminal() {
                 continue;
             }

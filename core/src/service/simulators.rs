@@ -34,7 +34,7 @@ impl SessionService {
             });
         }
         let simulator = Simulator::starting(&session, request, self.clock.now());
-        self.store
+        self.simulators
             .create_simulator(
                 &simulator,
                 &session.owner,
@@ -65,10 +65,8 @@ impl SessionService {
     ) -> Result<BookView, ServiceError> {
         let simulator = self.owned_simulator(caller, session_id, id).await?;
         if !simulator.symbols.contains(symbol) {
-            return Err(ServiceError::Invalid(crate::domain::ValidationError::new(
-                "symbol",
-                format!("{} is not one of the simulator's symbols", symbol.as_str()),
-            )));
+            // A book that does not exist, like an unknown simulator: the input is well formed.
+            return Err(ServiceError::not_found("symbol", symbol.as_str()));
         }
         let backend_id = match (&simulator.backend_id, simulator.status) {
             (Some(backend_id), SimulatorStatus::Running | SimulatorStatus::Starting) => {
@@ -104,7 +102,7 @@ impl SessionService {
         id: &SimulatorId,
     ) -> Result<Simulator, ServiceError> {
         self.owned_session(caller, session_id).await?;
-        self.store
+        self.simulators
             .get_simulator(session_id, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("simulator", id))
@@ -124,12 +122,12 @@ impl SessionService {
                 )?
             }
         };
-        match self.store.update_simulator(&simulator, &next).await {
+        match self.simulators.update_simulator(&simulator, &next).await {
             Ok(()) => Ok(next),
             Err(StoreError::Conflict { .. }) => {
                 // Stopped while starting (a DELETE got in first): stop what was started.
                 let current = self
-                    .store
+                    .simulators
                     .get_simulator(&simulator.session_id, &simulator.id)
                     .await?
                     .ok_or_else(|| ServiceError::not_found("simulator", &simulator.id))?;
@@ -269,10 +267,10 @@ impl SessionService {
         previous: &Simulator,
         next: &Simulator,
     ) -> Result<Simulator, ServiceError> {
-        match self.store.update_simulator(previous, next).await {
+        match self.simulators.update_simulator(previous, next).await {
             Ok(()) => Ok(next.clone()),
             Err(StoreError::Conflict { .. }) => self
-                .store
+                .simulators
                 .get_simulator(&previous.session_id, &previous.id)
                 .await?
                 .ok_or_else(|| ServiceError::not_found("simulator", &previous.id)),
@@ -290,7 +288,7 @@ impl SessionService {
         change(&mut next);
         next.version += 1;
         next.updated_at = self.clock.now();
-        self.store.update_simulator(simulator, &next).await?;
+        self.simulators.update_simulator(simulator, &next).await?;
         Ok(next)
     }
 }

@@ -4,7 +4,7 @@
 //! its own to the same URL — whose single-use ticket the first connection already spent — with
 //! a `Last-Event-ID` header. Such a reconnect is admitted as a continuation of the connection
 //! the ticket opened, never beside it: when a connection ends, the streamer releases its ticket
-//! with the last event it delivered ([`SessionService::release_stream`]); the same ticket may
+//! with the last event it delivered ([`StreamService::release_stream`]); the same ticket may
 //! then reopen the stream once, within `resume_grace`, from a position it was actually sent.
 //! A leaked URL is therefore worthless while its connection is open (no parallel stream) and
 //! after the grace period (dead for good), and a ticket that never delivered anything never
@@ -15,12 +15,21 @@ use std::time::Duration;
 
 use tracing::instrument;
 
-use super::{ServiceError, SessionService, TicketRefusal};
-use crate::auth::{Principal, TicketError};
+use std::sync::Arc;
+
+use super::connect::followed_simulator;
+use super::connect_authorizer::ticket_session;
+use super::health::HealthProbe;
+use super::revocations::not_revoked;
+use super::{Health, ServiceError, ServiceParts, TicketRefusal, owned_session};
+use crate::auth::{Principal, RevocationCheck, TicketError, TicketVerifier};
+use crate::clock::Clock;
+use crate::config::StreamingSettings;
 use crate::domain::{
     EventId, Session, SessionId, Simulator, SimulatorId, TicketId, Transport, UserId,
 };
-use crate::store::StoreError;
+use crate::store::ports::{Port, PortUse};
+use crate::store::{SessionStore, SimulatorStore, StoreError, TicketStore};
 
 /// What authorises a stream connection.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +55,65 @@ pub struct StreamAdmission {
     pub ticket: Option<TicketId>,
 }
 
-impl SessionService {
+/// The streamer's use cases: admitting SSE connections (a ticket or a bearer token), the
+/// simulator a session's stream follows, the tickets' resume chain, and health.
+#[derive(Debug, Clone)]
+pub struct StreamService {
+    /// Read only: the session streamed.
+    sessions: Arc<dyn SessionStore>,
+    /// Read only: the simulator followed.
+    simulators: Arc<dyn SimulatorStore>,
+    /// Spent, released and resumed.
+    tickets: Arc<dyn TicketStore>,
+    revocations: RevocationCheck,
+    ticket_verifier: Option<TicketVerifier>,
+    clock: Arc<dyn Clock>,
+    streaming: StreamingSettings,
+    health: HealthProbe,
+}
+
+impl StreamService {
+    /// The store methods the stream use cases call (with the pusher's and the rate limiter's:
+    /// the streamer's IAM policy).
+    pub const PORTS: &[PortUse] = &[
+        PortUse {
+            port: Port::Sessions,
+            methods: &["get_session"],
+        },
+        PortUse {
+            port: Port::Simulators,
+            methods: &["get_simulator", "list_simulators"],
+        },
+        PortUse {
+            port: Port::Tickets,
+            methods: &["consume_ticket", "release_ticket", "resume_ticket"],
+        },
+        PortUse {
+            port: Port::Revocations,
+            methods: &["revocation"],
+        },
+    ];
+
+    /// The stream use cases over `parts`.
+    pub fn new(parts: &ServiceParts) -> Self {
+        Self {
+            sessions: parts.store.clone(),
+            simulators: parts.store.clone(),
+            tickets: parts.store.clone(),
+            revocations: parts.revocations.clone(),
+            ticket_verifier: parts.ticket_verifier.clone(),
+            clock: parts.clock.clone(),
+            streaming: parts.streaming.clone(),
+            health: HealthProbe::new(parts.store.clone(), parts.backend.clone()),
+        }
+    }
+
+    /// The health of the store and the simulator service, probed at most once per
+    /// [`super::HEALTH_CACHE_TTL`] per process.
+    pub async fn health(&self) -> Health {
+        self.health.get().await
+    }
+
     /// Admits a stream connection to `session_id`, following `simulator` (default: the
     /// session's newest live simulator). `resume_from` is the client's `Last-Event-ID` header,
     /// which lets a ticket already spent reopen its stream (see the module's doc).
@@ -65,9 +132,11 @@ impl SessionService {
     ) -> Result<StreamAdmission, ServiceError> {
         let (session, ticket) = match credential {
             StreamCredential::Bearer(caller) => {
-                self.ensure_not_revoked(&caller.token_id, &caller.user)
-                    .await?;
-                (self.owned_session(caller, session_id).await?, None)
+                not_revoked(&self.revocations, &caller.token_id, &caller.user).await?;
+                (
+                    owned_session(self.sessions.as_ref(), caller, session_id).await?,
+                    None,
+                )
             }
             StreamCredential::Ticket(token) => {
                 let (session, ticket) = self
@@ -102,8 +171,7 @@ impl SessionService {
         session_id: &SessionId,
         simulator: Option<&SimulatorId>,
     ) -> Result<(Simulator, String), ServiceError> {
-        let simulator = self
-            .followed_simulator(session_id, simulator)
+        let simulator = followed_simulator(self.simulators.as_ref(), session_id, simulator)
             .await?
             .ok_or_else(|| ServiceError::not_found("live simulator of session", session_id))?;
         let backend_id = simulator
@@ -129,7 +197,7 @@ impl SessionService {
         grace: Duration,
     ) -> Result<(), ServiceError> {
         let until = self.clock.now().plus(grace);
-        self.store
+        self.tickets
             .release_ticket(ticket, last_delivered, until)
             .await
             .map_err(ServiceError::from)
@@ -170,7 +238,13 @@ impl SessionService {
         if chain_end <= self.clock.now() {
             return Err(refused(TicketRefusal::ChainEnded));
         }
-        let session = self.ticket_session(&ticket).await?;
+        let session = ticket_session(
+            self.sessions.as_ref(),
+            &self.revocations,
+            self.clock.now(),
+            &ticket,
+        )
+        .await?;
         let expired = ticket.expires_at <= self.clock.now();
         // The consumption record lives as long as the session, so that the chain can be
         // released and resumed for as long as the stream is usable.
@@ -178,12 +252,12 @@ impl SessionService {
             Err(StoreError::TicketAlreadyUsed)
         } else {
             let keep_until = ticket.expires_at.max(session.expires_at);
-            self.store.consume_ticket(&ticket.id, keep_until).await
+            self.tickets.consume_ticket(&ticket.id, keep_until).await
         };
         match (spent, resume_from) {
             (Ok(()), _) => {}
             (Err(StoreError::TicketAlreadyUsed), Some(from)) => {
-                match self.store.resume_ticket(&ticket.id, from).await {
+                match self.tickets.resume_ticket(&ticket.id, from).await {
                     Ok(()) => {}
                     Err(StoreError::TicketAlreadyUsed) if expired => {
                         return Err(refused(TicketRefusal::Expired));

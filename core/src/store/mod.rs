@@ -1,7 +1,8 @@
 //! The session store: narrow ports, one per capability, and their adapters.
 //!
-//! Each port is a trait so a Lambda can depend on only what it uses (and its IAM policy can
-//! match). [`Store`] bundles them for processes that need everything. Both adapters honour the
+//! Each port is a trait so a Lambda can depend on only what it uses, and its IAM policy match
+//! (`ports`: which methods each entry point calls and the DynamoDB actions behind them).
+//! [`Store`] bundles them for the composition roots that hand them out. Both adapters honour the
 //! same contract, proven by one test suite (`tests/tests/store`):
 //! - every state change is conditional on the version it was made from ([`StoreError::Conflict`]);
 //! - quotas are enforced atomically with the write they limit;
@@ -10,6 +11,7 @@
 mod dynamodb;
 mod error;
 mod memory;
+pub mod ports;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use crate::domain::{
 
 /// Sessions: create under the owner's quota, read, list by owner, change.
 #[async_trait]
-pub trait SessionStore: Send + Sync {
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Stores a new session if its owner has fewer than `max_open` usable sessions.
     async fn create_session(&self, session: &Session, max_open: u32) -> Result<(), StoreError>;
 
@@ -68,7 +70,7 @@ impl SimulatorQuotas {
 
 /// Simulators of a session.
 #[async_trait]
-pub trait SimulatorStore: Send + Sync {
+pub trait SimulatorStore: Send + Sync + std::fmt::Debug {
     /// Stores a new simulator if its session is usable, has fewer than `quotas.max_active`
     /// simulators that are not stopped or failed, and the rates of `owner`'s (the session's
     /// owner's) simulators that are not stopped or failed, in usable sessions, stay within
@@ -102,7 +104,7 @@ pub trait SimulatorStore: Send + Sync {
 
 /// WebSocket connections of a session.
 #[async_trait]
-pub trait ConnectionStore: Send + Sync {
+pub trait ConnectionStore: Send + Sync + std::fmt::Debug {
     /// Records a connection if its session is usable and has fewer than `max_per_session`
     /// unexpired connections.
     async fn put_connection(
@@ -148,7 +150,7 @@ pub trait ConnectionStore: Send + Sync {
 /// may reopen its stream only as a continuation of the connection it opened (released, then
 /// resumed), never in parallel with it.
 #[async_trait]
-pub trait TicketStore: Send + Sync {
+pub trait TicketStore: Send + Sync + std::fmt::Debug {
     /// Marks the ticket used; [`StoreError::TicketAlreadyUsed`] if it was, ever, before it
     /// expired.
     async fn consume_ticket(&self, id: &TicketId, expires_at: Timestamp) -> Result<(), StoreError>;
@@ -173,9 +175,13 @@ pub trait TicketStore: Send + Sync {
     async fn resume_ticket(&self, id: &TicketId, from: EventId) -> Result<(), StoreError>;
 }
 
+/// How long an unfinished idempotency claim blocks retries before one may take it over (both
+/// adapters).
+const IDEMPOTENCY_LOCK: Duration = Duration::from_secs(60);
+
 /// Idempotency keys of POST requests, per user.
 #[async_trait]
-pub trait IdempotencyStore: Send + Sync {
+pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
     /// Claims `key` for a request with `fingerprint`, or says what happened to it before.
     async fn claim_idempotency(
         &self,
@@ -205,7 +211,7 @@ pub trait IdempotencyStore: Send + Sync {
 
 /// Leases that give one streamer a session.
 #[async_trait]
-pub trait LeaseStore: Send + Sync {
+pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     /// Takes `name` for `owner` if it is free, lapsed or already `owner`'s;
     /// [`StoreError::LeaseHeld`] otherwise. The lease taken is not draining.
     async fn acquire_lease(
@@ -234,7 +240,7 @@ pub trait LeaseStore: Send + Sync {
 /// Revoked bearer tokens, by token id and by subject (`REVOKED#jti#<id>`, `REVOKED#sub#<user>`),
 /// each kept until its `until`.
 #[async_trait]
-pub trait RevocationStore: Send + Sync {
+pub trait RevocationStore: Send + Sync + std::fmt::Debug {
     /// Records a revocation. One already recorded for the same target that lasts longer is
     /// kept: a revocation is never shortened.
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
@@ -252,7 +258,7 @@ pub trait RevocationStore: Send + Sync {
 /// Rate limits: one GCRA decision per request on the key's theoretical arrival time
 /// (`RL#<key>`), exact across every process sharing the store (`crate::ratelimit`).
 #[async_trait]
-pub trait RateLimitStore: Send + Sync {
+pub trait RateLimitStore: Send + Sync + std::fmt::Debug {
     /// Spends one request of `key`'s allowance at `rate` now, if the allowance has one; the
     /// decision either way (a refusal changes nothing).
     async fn acquire_rate(

@@ -12,7 +12,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let validator = &validator;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
-            let verdict = session_functions::authorizer::authorize(validator, &event.payload).await;
+            let verdict =
+                session_functions::http_authorizer::authorize(validator, &event.payload).await;
             // Before the invocation ends: a frozen environment exports nothing.
             session_core::telemetry::flush().await;
             verdict

@@ -7,7 +7,7 @@ use session_core::component::Component;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = session_functions::wiring::init(Component::WsAuthorizer).await?;
-    let service = &session_functions::wiring::service(&settings, Component::WsAuthorizer).await?;
+    let service = &session_functions::wiring::connect_authorizer(&settings).await?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
             let verdict =

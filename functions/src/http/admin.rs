@@ -17,7 +17,7 @@ use super::problem::ApiError;
 /// door (REST, WebSocket `$connect`, SSE) refuses it within the revocation cache's bound
 /// (`auth.revocation_cache_ms`, 5 s). A revocation is never shortened by a later one.
 #[utoipa::path(
-    post, path = "/v1/admin/revocations", tag = "admin",
+    post, path = "/v1/admin/revocations", operation_id = "revokeTokens", tag = "admin",
     request_body(content = CreateRevocation, content_type = "application/json"),
     responses(
         (status = 201, description = "Revoked", body = RevocationBody),

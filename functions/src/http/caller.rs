@@ -15,7 +15,7 @@ use session_core::service::ServiceError;
 use super::App;
 use super::problem::ApiError;
 use super::scopes;
-use crate::caller::{CallerContext, from_authorizer};
+use crate::caller_context::{CallerContext, from_authorizer};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl FromRequestParts<App> for Caller {
         let needed = route
             .and_then(|route| scopes::required(&parts.method, route))
             .ok_or_else(|| {
-                ApiError::Service(ServiceError::Internal(format!(
+                ApiError::Service(ServiceError::bug(format!(
                     "{} {route:?} names no scope in the OpenAPI document",
                     parts.method
                 )))

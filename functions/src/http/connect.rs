@@ -15,8 +15,8 @@ use super::problem::{ApiError, Problem};
 /// A single-use connect ticket for `EventSource` (`sse`) or `WebSocket` (`ws`), with the URL to
 /// open.
 #[utoipa::path(
-    post, path = "/v1/sessions/{session_id}/tickets", tag = "streaming",
-    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
+    post, path = "/v1/sessions/{session_id}/tickets", operation_id = "createTicket", tag = "streaming",
+    params(("session_id" = String, Path, description = "The session's id.")),
     request_body(content = CreateTicket, content_type = "application/json"),
     responses(
         (status = 201, description = "A ticket", body = TicketBody),
@@ -51,8 +51,8 @@ pub(super) async fn ticket(
 /// After a dropped connection: a fresh ticket and URL, and whether the stream will replay from
 /// the last event id seen or restart from a snapshot.
 #[utoipa::path(
-    post, path = "/v1/sessions/{session_id}/reconnect", tag = "streaming",
-    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
+    post, path = "/v1/sessions/{session_id}/reconnect", operation_id = "reconnect", tag = "streaming",
+    params(("session_id" = String, Path, description = "The session's id.")),
     request_body(content = ReconnectRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "A ticket and how the stream resumes", body = ReconnectBody),

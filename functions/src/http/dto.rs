@@ -11,10 +11,12 @@ use utoipa::ToSchema;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
-    /// Display name: 1 to 64 characters.
+    /// Display name: 1 to 64 characters, no control character, not starting or ending with
+    /// white space.
     #[schema(min_length = 1, max_length = 64)]
     pub name: Option<String>,
     /// Any JSON object the client wants kept with the session, up to 4 KiB serialised.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -93,14 +95,41 @@ pub struct SessionList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartSimulator {
-    /// 1 to 16 distinct symbols, each 1 to 16 of `A-Z 0-9 . - /`, starting with a letter.
+    /// 1 to 16 distinct symbols, each 1 to 12 of `A-Z 0-9`, optionally `-` and 1 to 12 more
+    /// (`BTC-USD`).
     #[schema(min_items = 1, max_items = 16, example = json!(["BTC-USD", "ETH-USD"]))]
     pub symbols: Vec<String>,
     /// Seed of the simulator's generator; random when absent.
+    #[serde(default, deserialize_with = "whole_number")]
     pub seed: Option<u64>,
     /// Target events per second, 1 to 200000; 20 when absent.
     #[schema(minimum = 1, maximum = 200_000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub events_per_second: Option<u32>,
+}
+
+/// An optional whole number, written as JSON Schema counts integers: `627` or `627.0` (a number
+/// whose fraction is zero is an integer there, so the document allows it).
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    /// 2^64: every smaller whole `f64` converts to a `u64` exactly.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..LIMIT).contains(f))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|w| T::try_from(w).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a whole number in range")))
 }
 
 /// A simulator.
@@ -218,7 +247,6 @@ pub struct CreateTicket {
     /// The transport to open.
     pub transport: TransportBody,
     /// The simulator whose stream to follow; default: the session's newest live simulator.
-    #[schema(pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$")]
     pub simulator_id: Option<String>,
 }
 
@@ -258,10 +286,9 @@ pub struct ReconnectRequest {
     /// The transport to reopen.
     pub transport: TransportBody,
     /// The id of the last event the client processed (`<epoch>-<sequence>`).
-    #[schema(example = "8123456789-4031", pattern = r"^[0-9]{1,20}-[0-9]{1,20}$")]
+    #[schema(example = "8123456789-4031")]
     pub last_event_id: Option<String>,
     /// The simulator whose stream to follow; default: the session's newest live simulator.
-    #[schema(pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$")]
     pub simulator_id: Option<String>,
 }
 

@@ -1,7 +1,7 @@
 //! `Idempotency-Key` on POST requests: the first request with a key does the work and its
 //! response is kept for 24 hours; a retry with the same key and body gets that response again;
-//! the same key with another body is refused (422); a retry while the first is still running is
-//! told so (409). A request that fails gives its key back, so a retry can succeed.
+//! the same key with another body is refused (409 `idempotency-key-reused`); a retry while the
+//! first is still running is told so (409 `idempotency-in-progress`). A request that fails gives its key back, so a retry can succeed.
 
 use std::time::Duration;
 
@@ -73,7 +73,10 @@ impl Reply {
             status,
             location: None,
             body: serde_json::to_string(body).map_err(|e| {
-                ApiError::Service(session_core::service::ServiceError::Internal(e.to_string()))
+                ApiError::Service(session_core::service::ServiceError::internal(
+                    "serialising a reply",
+                    e,
+                ))
             })?,
         })
     }

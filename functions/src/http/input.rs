@@ -40,6 +40,11 @@ pub(super) fn json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Res
     if !is_json && body != b"{}" {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // serde reads a struct from an array too (`[null, null]` as its fields in order); every
+    // request body of the API is an object, as the document says.
+    if body.trim_ascii_start().starts_with(b"[") {
+        return Err(ValidationError::new("body", "must be a JSON object, not an array").into());
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -96,15 +101,25 @@ pub(super) fn query(
     Ok(params)
 }
 
-/// An optional unsigned query parameter.
+/// An optional unsigned query parameter: `5`, or `5.0` (JSON Schema counts a number whose
+/// fraction is zero as an integer, so the document allows it).
 pub(super) fn query_u32(
     params: &HashMap<String, String>,
     name: &str,
 ) -> Result<Option<u32>, ApiError> {
+    let whole = |v: &str| {
+        v.parse::<u32>().ok().or_else(|| {
+            let (integer, fraction) = v.split_once('.')?;
+            if fraction.is_empty() || !fraction.bytes().all(|b| b == b'0') {
+                return None;
+            }
+            integer.parse::<u32>().ok()
+        })
+    };
     params
         .get(name)
         .map(|v| {
-            v.parse::<u32>().map_err(|_| {
+            whole(v).ok_or_else(|| {
                 ApiError::from(ValidationError::new(
                     name,
                     format!("{v:?} is not a whole number"),
@@ -152,6 +167,20 @@ mod tests {
     }
 
     #[test]
+    fn a_body_that_is_an_array_is_refused_though_serde_would_read_it() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Optional {
+            name: Option<String>,
+        }
+        let problem = json::<Optional>(&json_headers(), b" [null]")
+            .unwrap_err()
+            .problem();
+        assert_eq!(problem.status, 400);
+        assert_eq!(problem.field.as_deref(), Some("body"));
+    }
+
+    #[test]
     fn malformed_and_non_json_bodies_are_refused() {
         let problem = json::<Body>(&json_headers(), b"{\"symbols\":")
             .unwrap_err()
@@ -169,6 +198,15 @@ mod tests {
         let params = query(Some("limit=5&cursor=a%2Bb+c"), &["limit", "cursor"]).unwrap();
         assert_eq!(params["cursor"], "a+b c");
         assert_eq!(query_u32(&params, "limit").unwrap(), Some(5));
+        for (text, whole) in [
+            ("5.0", Some(5)),
+            ("5.00", Some(5)),
+            ("5.5", None),
+            ("5.", None),
+        ] {
+            let params = query(Some(&format!("limit={text}")), &["limit"]).unwrap();
+            assert_eq!(query_u32(&params, "limit").ok().flatten(), whole, "{text}");
+        }
         let err = query(Some("limt=5"), &["limit"]).unwrap_err().problem();
         assert_eq!(err.field.as_deref(), Some("limt"));
         assert!(query(Some("limit=1&limit=2"), &["limit"]).is_err());

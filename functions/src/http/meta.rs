@@ -11,7 +11,7 @@ use super::dto::HealthBody;
 
 /// `ok`, `degraded` (serving, a dependency failing) or `down` (503), with each dependency.
 #[utoipa::path(
-    get, path = "/v1/health", tag = "meta",
+    get, path = "/v1/health", operation_id = "health", tag = "meta",
     responses(
         (status = 200, description = "ok or degraded", body = HealthBody),
         (status = 503, description = "down", body = HealthBody),
@@ -29,7 +29,7 @@ pub(super) async fn health(State(app): State<App>) -> Response {
 
 /// This API's OpenAPI 3.1 document.
 #[utoipa::path(
-    get, path = "/v1/openapi.json", tag = "meta",
+    get, path = "/v1/openapi.json", operation_id = "openapiDocument", tag = "meta",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
 )]
 pub(super) async fn openapi() -> Response {

@@ -28,7 +28,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use session_core::clock::Clock;
 use session_core::service::SessionService;
-use session_core::store::SharedStore;
+use session_core::store::IdempotencyStore;
+use session_core::store::ports::{Port, PortUse};
 
 pub use caller::Caller;
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
@@ -40,12 +41,25 @@ pub use problem::{ApiError, Problem};
 pub struct App {
     /// The use cases.
     pub service: SessionService,
-    /// The store, for idempotency records.
-    pub store: SharedStore,
+    /// Idempotency records (the only port the HTTP layer calls itself: [`App::PORTS`]).
+    pub store: Arc<dyn IdempotencyStore>,
     /// The time.
     pub clock: Arc<dyn Clock>,
     /// Rate limits per user and per source address (`rate_limit.rs`).
     pub limiter: Arc<session_core::ratelimit::RateLimiter>,
+}
+
+impl App {
+    /// The store methods the HTTP layer calls itself (idempotency keys); the use cases' are
+    /// [`SessionService::PORTS`], the rate limiter's [`session_core::ratelimit::RateLimiter::PORTS`].
+    pub const PORTS: &[PortUse] = &[PortUse {
+        port: Port::Idempotency,
+        methods: &[
+            "claim_idempotency",
+            "complete_idempotency",
+            "abandon_idempotency",
+        ],
+    }];
 }
 
 /// The API's routes. Paths use API Gateway's `{name}` syntax (axum 0.8 shares it), so the

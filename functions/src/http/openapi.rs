@@ -2,7 +2,9 @@
 //! this document; a test fails when they drift).
 //!
 //! The answers every operation shares (API Gateway's 401/403, validation, not found, body
-//! limits, idempotency, 5xx) are added here, once, instead of on each handler.
+//! limits, idempotency, 5xx) are added here, once, instead of on each handler; so are the
+//! patterns of the inputs, from the constants of the domain's parsers, so that the document
+//! allows exactly what the server accepts.
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
@@ -13,6 +15,8 @@ use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Required, Respon
 use utoipa::{Modify, OpenApi};
 
 use session_core::auth::Scope;
+use session_core::domain::{EventId, SessionId, SessionName, SimulatorId, Symbol};
+use utoipa::openapi::schema::{ArrayItems, Schema};
 
 use super::dto;
 use super::problem::{PROBLEM_JSON, Problem};
@@ -33,7 +37,7 @@ use super::problem::{PROBLEM_JSON, Problem};
         super::meta::health, super::meta::openapi,
     ),
     components(schemas(Problem, dto::GatewayMessage)),
-    modifiers(&SharedAnswers),
+    modifiers(&SharedAnswers, &DomainRules),
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -118,21 +122,19 @@ fn add_shared(path: &str, operation: &mut Operation, is_post: bool) {
         add("400", problem_response("Invalid input; `field` names it"));
     }
     if path.contains('{') {
-        add("404", problem_response("No such resource for this caller"));
+        add(
+            "404",
+            problem_response(
+                "No such resource for this caller (`not-found`), or it was deleted: a closed \
+                 session, a stopped simulator (`deleted`)",
+            ),
+        );
     }
     if operation.request_body.is_some() {
         add("413", problem_response("Body larger than 16 KiB"));
         add("415", problem_response("Body is not application/json"));
     }
     if is_post {
-        add(
-            "409",
-            problem_response("A request with this Idempotency-Key is in progress"),
-        );
-        add(
-            "422",
-            problem_response("Idempotency-Key reused with another request"),
-        );
         operation.parameters.get_or_insert_with(Vec::new).push(
             ParameterBuilder::new()
                 .name("Idempotency-Key")
@@ -157,6 +159,25 @@ fn add_shared(path: &str, operation: &mut Operation, is_post: bool) {
         problem_response("A dependency is unavailable; retry later"),
     );
     rate_limited(&mut operation.responses.responses, secured);
+    if is_post {
+        key_conflict(&mut operation.responses.responses);
+    }
+}
+
+/// Every POST's `409` for its `Idempotency-Key`, joined to the operation's own `409` where it
+/// has one.
+fn key_conflict(answers: &mut std::collections::BTreeMap<String, RefOr<Response>>) {
+    const KEY_CONFLICT: &str = "A request with this Idempotency-Key is in progress \
+        (`idempotency-in-progress`), or the key was used with another request \
+        (`idempotency-key-reused`)";
+    let answer = answers
+        .entry("409".to_owned())
+        .or_insert_with(|| RefOr::T(problem_response(KEY_CONFLICT)));
+    if let RefOr::T(response) = answer
+        && response.description != KEY_CONFLICT
+    {
+        response.description = format!("{}; or {KEY_CONFLICT}", response.description);
+    }
 }
 
 /// The scheme's description: the scopes tokens carry, each operation's `security` naming the
@@ -243,4 +264,94 @@ fn problem_response(description: &str) -> Response {
         .description(description)
         .content(PROBLEM_JSON, problem())
         .build()
+}
+
+/// The patterns of the inputs the domain parses, taken from its parsers' constants: path and
+/// query parameters, and the properties of request bodies, by name.
+struct DomainRules;
+
+impl Modify for DomainRules {
+    fn modify(&self, doc: &mut Document) {
+        let mut request_schemas = Vec::new();
+        for item in doc.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if let (Some(pattern), Some(schema)) =
+                        (pattern_of(&parameter.name), parameter.schema.as_mut())
+                    {
+                        set_pattern(schema, pattern);
+                    }
+                }
+                let bodies = operation
+                    .request_body
+                    .iter_mut()
+                    .flat_map(|b| b.content.values_mut());
+                for content in bodies {
+                    let Some(schema) = content.schema.as_mut() else {
+                        continue;
+                    };
+                    absent_not_null(schema);
+                    if let RefOr::Ref(r) = schema {
+                        request_schemas.push(r.ref_location.rsplit('/').next().map(str::to_owned));
+                    }
+                }
+            }
+        }
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        for name in request_schemas.into_iter().flatten() {
+            let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(&name) else {
+                continue;
+            };
+            for (property, schema) in &mut object.properties {
+                if let Some(pattern) = pattern_of(property) {
+                    set_pattern(schema, pattern);
+                }
+                if property == "symbols"
+                    && let RefOr::T(Schema::Array(array)) = schema
+                {
+                    // The parser refuses a symbol listed twice.
+                    array.unique_items = true;
+                    if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                        set_pattern(items, Symbol::PATTERN);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An optional body (`Option<T>` in `request_body`, so not `required`) is absent or a `T`, not
+/// `null`: the server reads an empty body as `{}` and refuses a JSON `null`. utoipa writes
+/// `oneOf: [null, T]`; this leaves `T`.
+fn absent_not_null(schema: &mut RefOr<Schema>) {
+    let RefOr::T(Schema::OneOf(one_of)) = schema else {
+        return;
+    };
+    let mut refs = one_of.items.iter().filter(|s| matches!(s, RefOr::Ref(_)));
+    if let (Some(only), None) = (refs.next(), refs.next()) {
+        *schema = only.clone();
+    }
+}
+
+/// The pattern of the input named `name`, wherever it appears.
+fn pattern_of(name: &str) -> Option<&'static str> {
+    match name {
+        "session_id" | "cursor" => Some(SessionId::PATTERN),
+        "simulator_id" => Some(SimulatorId::PATTERN),
+        "symbol" => Some(Symbol::PATTERN),
+        "last_event_id" => Some(EventId::PATTERN),
+        "name" => Some(SessionName::PATTERN),
+        _ => None,
+    }
+}
+
+fn set_pattern(schema: &mut RefOr<Schema>, pattern: &str) {
+    if let RefOr::T(Schema::Object(object)) = schema {
+        object.pattern = Some(pattern.to_owned());
+    }
 }

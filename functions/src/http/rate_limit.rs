@@ -18,7 +18,7 @@ use session_core::ratelimit::{LimitClass, RateLimited, Subject};
 
 use super::App;
 use super::problem::ApiError;
-use crate::caller::{CallerContext, from_authorizer};
+use crate::caller_context::{CallerContext, from_authorizer};
 
 /// The per-user class of a route, `None` for the anonymous ones and unmatched paths.
 fn class_of(method: &Method, route: &str) -> Option<LimitClass> {

@@ -3,7 +3,9 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use session_core::domain::{Metadata, NewSession, PageRequest, SessionId, SessionName};
+use session_core::domain::{
+    Metadata, NewSession, PageRequest, SessionId, SessionName, SessionStatus,
+};
 
 use super::App;
 use super::caller::Caller;
@@ -14,8 +16,9 @@ use super::problem::{ApiError, Problem};
 
 /// Creates a session for the caller.
 #[utoipa::path(
-    post, path = "/v1/sessions", tag = "sessions",
-    request_body(content = CreateSession, content_type = "application/json"),
+    post, path = "/v1/sessions", operation_id = "createSession", tag = "sessions",
+    request_body(content = Option<CreateSession>, content_type = "application/json",
+        description = "Optional: without a body (or with `{}`) the session has no name and no metadata."),
     responses(
         (status = 201, description = "Created", body = SessionBody,
          headers(("Location" = String, description = "The session's URL"))),
@@ -51,10 +54,10 @@ pub(super) async fn create(
 
 /// The caller's sessions, newest first.
 #[utoipa::path(
-    get, path = "/v1/sessions", tag = "sessions",
+    get, path = "/v1/sessions", operation_id = "listSessions", tag = "sessions",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)."),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page: the id of its last session; the page holds the sessions created before it."),
     ),
     responses(
         (status = 200, description = "A page of sessions", body = SessionList),
@@ -78,10 +81,11 @@ pub(super) async fn list(
     }))
 }
 
-/// One of the caller's sessions, with its simulators and live connection count.
+/// One of the caller's sessions, with its simulators and live connection count. A closed
+/// (`DELETE`d) session is gone: `404` `deleted` (the list still shows it, `closed`).
 #[utoipa::path(
-    get, path = "/v1/sessions/{session_id}", tag = "sessions",
-    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
+    get, path = "/v1/sessions/{session_id}", operation_id = "getSession", tag = "sessions",
+    params(("session_id" = String, Path, description = "The session's id.")),
     responses(
         (status = 200, description = "The session", body = SessionDetailBody),
     ),
@@ -94,13 +98,23 @@ pub(super) async fn get(
 ) -> Result<axum::Json<SessionDetailBody>, ApiError> {
     let id = SessionId::parse("session_id", &session_id)?;
     let detail = app.service.session_detail(&caller, &id).await?;
+    if detail.session.status == SessionStatus::Closed {
+        return Err(ApiError::Deleted {
+            entity: "session",
+            id: id.to_string(),
+            state: SessionStatus::Closed.as_str(),
+        });
+    }
     Ok(axum::Json(SessionDetailBody::from(&detail)))
 }
 
-/// Closes one of the caller's sessions: stops its simulators, ends its tickets. Idempotent.
+/// Closes one of the caller's sessions: stops its simulators, ends its tickets and streams.
+/// Idempotent: closing a closed session answers it again. Afterwards the session is gone: `GET`
+/// of it answers `404` `deleted`, as does `GET` of its simulators (stopped with it); it stays in
+/// the list, `closed`, until it expires.
 #[utoipa::path(
-    delete, path = "/v1/sessions/{session_id}", tag = "sessions",
-    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
+    delete, path = "/v1/sessions/{session_id}", operation_id = "closeSession", tag = "sessions",
+    params(("session_id" = String, Path, description = "The session's id.")),
     responses(
         (status = 200, description = "The closed session", body = SessionBody),
     ),

@@ -16,13 +16,14 @@ use super::problem::{ApiError, Problem};
 /// Starts a simulator in one of the caller's active sessions. The answer is the simulator after
 /// the simulator service answered: `running` (or `starting`), or `failed` with a reason.
 #[utoipa::path(
-    post, path = "/v1/sessions/{session_id}/simulators", tag = "simulators",
-    params(("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")),
+    post, path = "/v1/sessions/{session_id}/simulators", operation_id = "startSimulator", tag = "simulators",
+    params(("session_id" = String, Path, description = "The session's id.")),
     request_body(content = StartSimulator, content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted; see `status`", body = SimulatorBody,
          headers(("Location" = String, description = "The simulator's URL"))),
-        (status = 409, description = "The session is closed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The session is closed (`session-closed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The simulator service refused the request (`simulator-refused`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Simulators-per-session quota reached", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["sessions:write"]))
@@ -52,14 +53,19 @@ pub(super) async fn start(
     .await
 }
 
-/// One simulator, its status reconciled with the simulator service.
+/// One simulator, its status reconciled with the simulator service. A stopped (`DELETE`d)
+/// simulator is gone from the moment its stop was asked (`stopping` included): `404`
+/// `deleted`; its session's detail still lists it. A `failed` one was not deleted: `200`.
 #[utoipa::path(
-    get, path = "/v1/sessions/{session_id}/simulators/{simulator_id}", tag = "simulators",
+    get, path = "/v1/sessions/{session_id}/simulators/{simulator_id}", operation_id = "getSimulator", tag = "simulators",
     params(
-        ("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$"),
-        ("simulator_id" = String, Path, description = "The simulator's id.", pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$"),
+        ("session_id" = String, Path, description = "The session's id."),
+        ("simulator_id" = String, Path, description = "The simulator's id."),
     ),
-    responses((status = 200, description = "The simulator", body = SimulatorBody)),
+    responses(
+        (status = 200, description = "The simulator", body = SimulatorBody),
+        (status = 422, description = "The simulator service refused the request (`simulator-refused`)", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = ["sessions:read"]))
 )]
 pub(super) async fn get(
@@ -72,20 +78,32 @@ pub(super) async fn get(
         .service
         .get_simulator(&caller, &session_id, &simulator_id)
         .await?;
+    if matches!(
+        simulator.status,
+        SimulatorStatus::Stopping | SimulatorStatus::Stopped
+    ) {
+        return Err(ApiError::Deleted {
+            entity: "simulator",
+            id: simulator_id.to_string(),
+            state: simulator.status.as_str(),
+        });
+    }
     Ok(Json(SimulatorBody::from(&simulator)))
 }
 
-/// The authoritative order book of one symbol, with the event id it reflects.
+/// The authoritative order book of one symbol, with the event id it reflects; `404` for a
+/// symbol the simulator does not have.
 #[utoipa::path(
-    get, path = "/v1/sessions/{session_id}/simulators/{simulator_id}/book", tag = "simulators",
+    get, path = "/v1/sessions/{session_id}/simulators/{simulator_id}/book", operation_id = "getSimulatorBook", tag = "simulators",
     params(
-        ("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$"),
-        ("simulator_id" = String, Path, description = "The simulator's id.", pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$"),
-        ("symbol" = String, Query, description = "One of the simulator's symbols.", pattern = r"^[A-Z][A-Z0-9./-]{0,15}$"),
+        ("session_id" = String, Path, description = "The session's id."),
+        ("simulator_id" = String, Path, description = "The simulator's id."),
+        ("symbol" = String, Query, description = "One of the simulator's symbols."),
     ),
     responses(
         (status = 200, description = "The book", body = BookBody),
         (status = 409, description = "The simulator is not running", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The simulator service refused the request (`simulator-refused`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["sessions:read"]))
 )]
@@ -112,16 +130,18 @@ pub(super) async fn book(
 }
 
 /// Stops a simulator. Idempotent. `200` once stopped; `202` while the simulator service has not
-/// confirmed yet (`stopping`: read it again later).
+/// confirmed yet (`stopping`: repeat the `DELETE` to learn when it has). Afterwards `GET` of it
+/// answers `404` `deleted`.
 #[utoipa::path(
-    delete, path = "/v1/sessions/{session_id}/simulators/{simulator_id}", tag = "simulators",
+    delete, path = "/v1/sessions/{session_id}/simulators/{simulator_id}", operation_id = "stopSimulator", tag = "simulators",
     params(
-        ("session_id" = String, Path, description = "The session's id.", pattern = r"^ses_[0-9A-HJKMNP-TV-Z]{26}$"),
-        ("simulator_id" = String, Path, description = "The simulator's id.", pattern = r"^sim_[0-9A-HJKMNP-TV-Z]{26}$"),
+        ("session_id" = String, Path, description = "The session's id."),
+        ("simulator_id" = String, Path, description = "The simulator's id."),
     ),
     responses(
         (status = 200, description = "Stopped (or had failed)", body = SimulatorBody),
         (status = 202, description = "Stopping", body = SimulatorBody),
+        (status = 422, description = "The simulator service refused the request (`simulator-refused`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["sessions:write"]))
 )]

@@ -1,14 +1,18 @@
 //! The frames the handlers send back on a connection (JSON, `type` first).
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use session_core::domain::ConnectionQuality;
 use session_core::service::HeartbeatAck;
 
+use super::outcome::ErrorCode;
+
 /// The answer to a heartbeat.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct HeartbeatAckFrame {
     /// Always `heartbeat_ack`.
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "heartbeat_ack"))]
     pub kind: &'static str,
     /// The heartbeat's counter.
     pub seq: u64,
@@ -29,18 +33,19 @@ pub struct HeartbeatAckFrame {
 }
 
 /// Reconnect advice.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct AdviceFrame {
     /// `connection_age`, `poor_quality`, `draining` or `session_moved`.
     pub reason: session_core::domain::ReconnectReason,
 }
 
 /// What a reconnect resumes from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ResumeFrame {
     /// The session.
     pub session_id: String,
     /// The last event id the client reported, for `POST /v1/sessions/{id}/reconnect`.
+    #[schemars(regex(pattern = session_core::domain::EventId::PATTERN))]
     pub last_event_id: Option<String>,
     /// When the connection counts as dead without another heartbeat (Unix ms).
     pub expires_at: i64,
@@ -67,21 +72,21 @@ impl HeartbeatAckFrame {
 }
 
 /// An error about one message; the connection stays open.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ErrorFrame {
     /// Always `error`.
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "error"))]
     pub kind: &'static str,
-    /// Stable code: `malformed_json`, `unknown_action`, `invalid_heartbeat`, `connection_gone`,
-    /// `rate_limited` (the message says when to send again), `internal`.
-    pub code: &'static str,
+    /// What went wrong; stable, so clients may branch on it.
+    pub code: ErrorCode,
     /// What was wrong, naming the field where there is one.
     pub message: String,
 }
 
 impl ErrorFrame {
     /// An error frame.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             kind: "error",
             code,

@@ -2,17 +2,16 @@
 //! it), `heartbeat` measures and advises, `$disconnect` removes, `$default` explains.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use aws_lambda_events::encodings::Body;
-use serde::Serialize;
 use std::sync::Arc;
 
 use session_core::domain::{ConnectionId, Heartbeat, SessionId, UserId};
 use session_core::ratelimit::{LimitClass, RateLimited, RateLimiter, Subject};
-use session_core::service::{ServiceError, SessionService};
-use tracing::{error, info, instrument, warn};
+use session_core::service::ConnectionService;
+use tracing::instrument;
 
-use super::authorizer::ConnectContext;
-use super::frames::{ErrorFrame, HeartbeatAckFrame};
+use super::connect_authorizer::ConnectContext;
+use super::frames::HeartbeatAckFrame;
+use super::outcome::{WsError, frame, status};
 
 /// The largest heartbeat message read. Every field at its longest takes about 250 bytes; the
 /// rest is room for whitespace. Anything larger is refused before it is parsed.
@@ -23,7 +22,7 @@ const MAX_HEARTBEAT_BYTES: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct Handler {
     /// The use cases.
-    pub service: SessionService,
+    pub service: ConnectionService,
     /// Rate limits, decided in the store the service uses.
     pub limiter: Arc<RateLimiter>,
 }
@@ -60,13 +59,13 @@ impl Handler {
                 }
             };
             if let Err(refusal) = limited {
-                info!(route, error = %refusal, "refused: rate limit");
                 ws_metric(route, "rate_limited", started);
                 return if route == "$connect" {
-                    status(429, None)
+                    WsError::ConnectLimited(refusal)
                 } else {
-                    frame(&ErrorFrame::new("rate_limited", refusal.to_string()))
-                };
+                    WsError::RateLimited(refusal)
+                }
+                .response();
             }
         }
         let response = handle(&self.service, event).await;
@@ -112,28 +111,25 @@ impl Handler {
 /// fails: every outcome is a status (for `$connect`, a non-2xx refuses the handshake) or a frame
 /// for the client.
 pub async fn handle(
-    service: &SessionService,
+    service: &ConnectionService,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let context = &event.request_context;
     let route = context.route_key.as_deref().unwrap_or("$default");
     let Some((connection, session, caller)) = identify(event) else {
-        error!(route, "event without a connection id or authorizer context");
-        return status(500, None);
+        return WsError::NoContext.response();
     };
-    match route {
+    let answer = match route {
         "$connect" => connect(service, event, &connection, &session, &caller).await,
-        "$disconnect" => match service.close_connection(&session, &connection).await {
-            Ok(_) => status(200, None),
-            Err(e) => {
-                // Nothing is sent on a closed connection; the record expires on its own.
-                warn!(error = %e, "disconnect cleanup failed");
-                status(500, None)
-            }
-        },
+        "$disconnect" => service
+            .close_connection(&session, &connection)
+            .await
+            .map(|_| status(200, None))
+            .map_err(WsError::DisconnectFailed),
         "heartbeat" => heartbeat(service, &connection, &session, event.body.as_deref()).await,
-        _ => default_route(event.body.as_deref()),
-    }
+        _ => Err(default_route(event.body.as_deref())),
+    };
+    answer.unwrap_or_else(|e| e.response())
 }
 
 /// One EMF line ([`crate::metrics`]) for a WebSocket event: `Connect`, `Disconnect`,
@@ -154,23 +150,26 @@ fn identify(
     let context = &event.request_context;
     let connection =
         ConnectionId::parse("connection_id", context.connection_id.as_deref()?).ok()?;
-    let caller: ConnectContext = crate::caller::from_authorizer(&context.authorizer.fields)?;
+    let caller: ConnectContext =
+        crate::caller_context::from_authorizer(&context.authorizer.fields)?;
     let session = SessionId::parse("session_id", &caller.session_id).ok()?;
     Some((connection, session, caller))
 }
 
 async fn connect(
-    service: &SessionService,
+    service: &ConnectionService,
     event: &ApiGatewayWebsocketProxyRequest,
     connection: &ConnectionId,
     session: &SessionId,
     caller: &ConnectContext,
-) -> ApiGatewayProxyResponse {
+) -> Result<ApiGatewayProxyResponse, WsError> {
     let (Ok(user), Ok(ticket_id)) = (
         session_core::domain::UserId::parse("user", &caller.user),
         session_core::domain::TicketId::parse("ticket_id", &caller.ticket_id),
     ) else {
-        return status(403, None);
+        return Err(WsError::ConnectDenied(
+            "the ticket names no valid user or ticket",
+        ));
     };
     let admission = session_core::service::Admission {
         session_id: session.clone(),
@@ -178,41 +177,27 @@ async fn connect(
         ticket_id,
     };
     // A reconnect's URL names where the client is; the push resumes after it.
-    let resume_from = match event.query_string_parameters.first("last_event_id") {
-        None => None,
-        Some(text) => match session_core::domain::EventId::parse("last_event_id", text) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                info!(error = %e, "connect refused: malformed last_event_id");
-                return status(400, None);
-            }
-        },
-    };
+    let resume_from = event
+        .query_string_parameters
+        .first("last_event_id")
+        .map(|text| session_core::domain::EventId::parse("last_event_id", text))
+        .transpose()
+        .map_err(WsError::ConnectBadPosition)?;
     match service
         .open_connection(connection, &admission, resume_from)
         .await
     {
-        Ok(_) => status(200, None),
-        Err(ServiceError::QuotaExceeded { .. }) => {
-            info!("connect refused: connection quota");
-            status(429, None)
-        }
-        Err(ServiceError::SessionClosed { .. } | ServiceError::NotFound { .. }) => {
-            status(403, None)
-        }
-        Err(e) => {
-            error!(error = %e, "connect failed");
-            status(500, None)
-        }
+        Ok(_) => Ok(status(200, None)),
+        Err(e) => Err(WsError::of_connect(e)),
     }
 }
 
 async fn heartbeat(
-    service: &SessionService,
+    service: &ConnectionService,
     connection: &ConnectionId,
     session: &SessionId,
     body: Option<&str>,
-) -> ApiGatewayProxyResponse {
+) -> Result<ApiGatewayProxyResponse, WsError> {
     // `action` routed the message here; the rest is the heartbeat (flatten would lose the
     // field paths that errors name). An oversized message is refused unread.
     let parsed = body
@@ -234,54 +219,22 @@ async fn heartbeat(
             serde_path_to_error::deserialize::<_, Heartbeat>(message)
                 .map_err(|e| format!("{}: {}", e.path(), e.inner()))
         });
-    let beat = match parsed {
-        Ok(beat) => beat,
-        Err(problem) => return frame(&ErrorFrame::new("invalid_heartbeat", problem)),
-    };
+    let beat = parsed.map_err(WsError::InvalidHeartbeat)?;
     match service.heartbeat(session, connection, &beat).await {
-        Ok(ack) => frame(&HeartbeatAckFrame::new(session.as_str(), &ack)),
-        Err(ServiceError::Invalid(e)) => {
-            frame(&ErrorFrame::new("invalid_heartbeat", e.to_string()))
-        }
-        Err(ServiceError::NotFound { .. }) => frame(&ErrorFrame::new(
-            "connection_gone",
-            "this connection is no longer recorded (no heartbeat in time); reconnect",
-        )),
-        Err(e) => {
-            error!(error = %e, "heartbeat failed");
-            frame(&ErrorFrame::new(
-                "internal",
-                "the heartbeat could not be recorded; retry",
-            ))
-        }
+        Ok(ack) => Ok(frame(&HeartbeatAckFrame::new(session.as_str(), &ack))),
+        Err(e) => Err(WsError::of_heartbeat(e)),
     }
 }
 
-fn default_route(body: Option<&str>) -> ApiGatewayProxyResponse {
-    let parsed: Result<serde_json::Value, _> = serde_json::from_str(body.unwrap_or_default());
-    let error = match parsed {
-        Err(e) => ErrorFrame::new("malformed_json", format!("the message is not JSON: {e}")),
-        Ok(message) => match message.get("action").and_then(|a| a.as_str()) {
-            Some(action) => ErrorFrame::new(
-                "unknown_action",
-                format!("action: unknown action {action:?}; known: \"heartbeat\""),
-            ),
-            None => ErrorFrame::new("unknown_action", "action: missing; known: \"heartbeat\""),
-        },
-    };
-    frame(&error)
-}
-
-fn status(code: i64, body: Option<String>) -> ApiGatewayProxyResponse {
-    let mut response = ApiGatewayProxyResponse::default();
-    response.status_code = code;
-    response.body = body.map(Body::Text);
-    response
-}
-
-fn frame<T: Serialize>(frame: &T) -> ApiGatewayProxyResponse {
-    status(
-        200,
-        Some(serde_json::to_string(frame).unwrap_or_else(|_| unreachable!("frames serialise"))),
-    )
+/// A message no route took: not JSON, or an unknown `action`.
+fn default_route(body: Option<&str>) -> WsError {
+    match serde_json::from_str::<serde_json::Value>(body.unwrap_or_default()) {
+        Err(e) => WsError::MalformedJson(e),
+        Ok(message) => WsError::UnknownAction(
+            message
+                .get("action")
+                .and_then(|a| a.as_str())
+                .map(str::to_owned),
+        ),
+    }
 }

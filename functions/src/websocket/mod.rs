@@ -4,13 +4,19 @@
 //!
 //! Answers to the client travel as the integration's response body (the routes have a
 //! `$default` route response), so a heartbeat needs no `@connections` call.
+//!
+//! Layout: `frames` (what is sent back; their JSON Schemas are docs/asyncapi.json's), `outcome`
+//! (every error and the status or `error` frame it is answered with, in one table), `handler`
+//! (the routes), `connect_authorizer` (`$connect`).
 
-mod authorizer;
+mod connect_authorizer;
 mod frames;
 mod handler;
+mod outcome;
 
-pub use authorizer::{
+pub use connect_authorizer::{
     ConnectAuthorizerResponse, ConnectContext, authorize_connect, authorize_connect_with_metrics,
 };
-pub use frames::{ErrorFrame, HeartbeatAckFrame};
+pub use frames::{AdviceFrame, ErrorFrame, HeartbeatAckFrame, ResumeFrame};
 pub use handler::{Handler, handle};
+pub use outcome::{Answer, ErrorCode, WsError};

@@ -1,4 +1,4 @@
-//! The whole session service on this machine: `cargo run --release -p session-local`.
+//! The whole session service on this machine: `cargo run --profile local -p session-local`.
 
 use anyhow::Context;
 use clap::Parser as _;

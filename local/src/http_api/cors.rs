@@ -51,7 +51,13 @@ impl Default for CorsConfiguration {
         Self {
             allow_origins: Vec::new(),
             allow_methods: words(&["GET", "POST", "DELETE"]),
-            allow_headers: words(&["authorization", "content-type", "idempotency-key"]),
+            allow_headers: words(&[
+                "authorization",
+                "content-type",
+                "idempotency-key",
+                "traceparent",
+                "tracestate",
+            ]),
             expose_headers: words(&["location"]),
             max_age: Some(Duration::from_secs(600)),
         }
@@ -233,7 +239,7 @@ mod tests {
         assert_eq!(h["access-control-allow-methods"], "GET,POST,DELETE");
         assert_eq!(
             h["access-control-allow-headers"],
-            "authorization,content-type,idempotency-key"
+            "authorization,content-type,idempotency-key,traceparent,tracestate"
         );
         assert_eq!(h["access-control-max-age"], "600");
         assert_eq!(refused.status(), StatusCode::NO_CONTENT);

@@ -66,14 +66,16 @@ impl<'a> RequestFacts<'a> {
 }
 
 fn headers(parts: &Parts) -> serde_json::Map<String, Value> {
-    let mut joined: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut joined: HashMap<&str, Vec<String>> = HashMap::new();
     for (name, value) in &parts.headers {
         if name == http::header::COOKIE {
             continue;
         }
-        if let Ok(value) = value.to_str() {
-            joined.entry(name.as_str()).or_default().push(value);
-        }
+        // Bytes outside visible ASCII (obs-text) pass on as ISO-8859-1 rather than vanish, so
+        // the function sees, and refuses, a header it would not accept (an `Idempotency-Key`
+        // with a non-ASCII character), instead of serving the request as if it were absent.
+        let value: String = value.as_bytes().iter().map(|&b| char::from(b)).collect();
+        joined.entry(name.as_str()).or_default().push(value);
     }
     joined
         .into_iter()

@@ -1,5 +1,6 @@
 //! An API Gateway HTTP API on loopback. Each request goes the way it goes in AWS: route
-//! selection on the routes of the OpenAPI document; for secured routes the REQUEST authorizer,
+//! selection on the routes of the OpenAPI document (and `$default`, when the table has it:
+//! everything else, to the same integration); for secured routes the REQUEST authorizer,
 //! invoked with its real payload 2.0 event (identity source `Authorization`: missing → 401,
 //! refused → 403); then the integration, invoked with the real payload 2.0 event through the
 //! same `lambda_http` adapter Lambda uses; then the payload 2.0 response back to HTTP. API
@@ -30,7 +31,7 @@ use tracing::{Instrument as _, error, info, warn};
 
 pub use cors::CorsConfiguration;
 use event::RequestFacts;
-pub use routes::{Matched, Route, RouteError, RouteTable};
+pub use routes::{DEFAULT_ROUTE, Matched, Route, RouteError, RouteTable};
 
 /// API Gateway's limits that the emulator enforces.
 #[derive(Debug, Clone)]
@@ -139,12 +140,13 @@ impl HttpApi {
                 error!(error = %e, "authorizer event does not decode");
                 internal_error()
             })?;
-        let verdict = session_functions::authorizer::authorize(self.authorizer.as_ref(), &event)
-            .await
-            .map_err(|e| {
-                error!(error = %e, "authorizer failed");
-                internal_error()
-            })?;
+        let verdict =
+            session_functions::http_authorizer::authorize(self.authorizer.as_ref(), &event)
+                .await
+                .map_err(|e| {
+                    error!(error = %e, "authorizer failed");
+                    internal_error()
+                })?;
         let verdict = serde_json::to_value(verdict).map_err(|_| internal_error())?;
         if verdict["isAuthorized"] != serde_json::Value::Bool(true) {
             return Err(gateway_answer(StatusCode::FORBIDDEN, "Forbidden"));
@@ -184,7 +186,7 @@ async fn handle(
     let Ok(body) = axum::body::to_bytes(body, api.settings.max_body_bytes).await else {
         return gateway_answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     };
-    let Some(matched) = api.routes.find(&parts.method, parts.uri.path()) else {
+    let Some(matched) = api.routes.select(&parts.method, parts.uri.path()) else {
         return gateway_answer(StatusCode::NOT_FOUND, "Not Found");
     };
     let facts = RequestFacts::new(

@@ -33,8 +33,11 @@ pub struct Route {
 }
 
 impl Route {
-    /// API Gateway's route key, e.g. `GET /v1/sessions/{session_id}`.
+    /// API Gateway's route key, e.g. `GET /v1/sessions/{session_id}`, or `$default`.
     pub fn key(&self) -> String {
+        if self.template == DEFAULT_ROUTE {
+            return DEFAULT_ROUTE.to_owned();
+        }
         format!("{} {}", self.method, self.template)
     }
 
@@ -66,10 +69,15 @@ pub struct Matched<'a> {
     pub path_parameters: HashMap<String, String>,
 }
 
+/// API Gateway's catch-all route key: it takes every request no other route matches.
+pub const DEFAULT_ROUTE: &str = "$default";
+
 /// Every route of the API.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// The `$default` route, when the API has one.
+    default: Option<Route>,
 }
 
 const METHODS: [&str; 7] = ["get", "put", "post", "delete", "options", "head", "patch"];
@@ -116,7 +124,33 @@ impl RouteTable {
         }
         // Literal segments win over parameters, as in API Gateway ("most specific first").
         routes.sort_by_key(|r| r.template.matches('{').count());
-        Ok(Self { routes })
+        Ok(Self {
+            routes,
+            default: None,
+        })
+    }
+
+    /// The same with a `$default` route behind the authorizer, as the SAM template deploys it
+    /// to the REST function: a request no documented route matches reaches the function (given
+    /// a valid token), which answers `404`, or `405` with `Allow` on a documented path.
+    #[must_use]
+    pub fn with_default_route(mut self) -> Self {
+        self.default = Some(Route {
+            method: Method::GET,
+            template: DEFAULT_ROUTE.to_owned(),
+            secured: true,
+        });
+        self
+    }
+
+    /// The route API Gateway selects for `method path`: a documented one, else `$default`.
+    pub fn select(&self, method: &Method, path: &str) -> Option<Matched<'_>> {
+        self.find(method, path).or_else(|| {
+            self.default.as_ref().map(|route| Matched {
+                route,
+                path_parameters: HashMap::new(),
+            })
+        })
     }
 
     /// Every route.
@@ -180,5 +214,25 @@ mod tests {
         assert!(table.find(&Method::GET, "/v1/sessions/a/b").is_none());
         assert!(table.find(&Method::GET, "/v1/health/").is_none());
         assert_eq!(table.routes().len(), 4);
+    }
+
+    #[test]
+    fn the_default_route_takes_what_no_route_matches_behind_the_authorizer() {
+        let without = table();
+        let with = table().with_default_route();
+
+        let documented = with.select(&Method::GET, "/v1/health").unwrap();
+        let undeclared = with.select(&Method::DELETE, "/v1/health").unwrap();
+        let unknown = with.select(&Method::GET, "/v1/nothing").unwrap();
+
+        assert_eq!(documented.route.key(), "GET /v1/health");
+        for fallen_back in [&undeclared, &unknown] {
+            assert_eq!(fallen_back.route.key(), "$default");
+            assert!(fallen_back.route.secured);
+            assert!(fallen_back.path_parameters.is_empty());
+        }
+        assert!(without.select(&Method::DELETE, "/v1/health").is_none());
+        // Only documented routes count as the API's own (CORS asks `find` for OPTIONS routes).
+        assert!(with.find(&Method::OPTIONS, "/v1/health").is_none());
     }
 }

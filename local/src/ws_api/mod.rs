@@ -33,7 +33,7 @@ use axum::routing::get;
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use session_core::service::SessionService;
+use session_core::service::ConnectAuthorizer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -102,7 +102,7 @@ pub struct WsApi {
 
 struct Inner {
     /// The `$connect` authorizer's service (in AWS, the ws-authorizer function's).
-    authorizer: SessionService,
+    authorizer: ConnectAuthorizer,
     /// The routes' handler (in AWS, the ws-handler function).
     handler: session_functions::websocket::Handler,
     settings: WsApiSettings,
@@ -126,7 +126,7 @@ impl WsApi {
     /// An API whose `$connect` authorizer runs on `authorizer` and whose routes run on
     /// `handler` (two functions in AWS, each with its own store client).
     pub fn new(
-        authorizer: SessionService,
+        authorizer: ConnectAuthorizer,
         handler: session_functions::websocket::Handler,
         settings: WsApiSettings,
     ) -> Self {

@@ -3,11 +3,11 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use session_core::domain::EventId;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::stream::{Cursor, Fill, Read, Stream, UpstreamState};
 use crate::metrics;
@@ -125,12 +125,13 @@ impl Subscription {
                     if cursor.is_some() {
                         self.last_delivered = Some(from);
                     } else {
-                        match state.fill_for(from.sequence, settings.window_events) {
+                        match state.fill_for(from.sequence) {
                             Fill::Wait => return None,
                             Fill::Start => {
-                                let generation = state.generation;
+                                let generation = state.generation();
                                 drop(state);
-                                tokio::spawn(self.stream.upstream.clone().backfill(
+                                tokio::spawn(super::backfill::run(
+                                    self.stream.upstream.clone(),
                                     Arc::clone(&self.stream),
                                     generation,
                                     from,
@@ -241,5 +242,143 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.stream.remove_client();
         metrics::client_detached();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hub::stream::tests::{settings, snapshot, stream, stream_with, updates};
+
+    fn text(delivery: &Delivery) -> String {
+        let (Delivery::Frames(bytes) | Delivery::Last(bytes)) = delivery;
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    /// What the client has now, without waiting.
+    fn ready(client: &mut Subscription) -> Option<String> {
+        client.take().map(|d| text(&d))
+    }
+
+    fn position(epoch: u64, sequence: u64) -> EventId {
+        EventId { epoch, sequence }
+    }
+
+    #[tokio::test]
+    async fn a_new_client_waits_for_the_first_snapshot_then_gets_it() {
+        let stream = stream("sim");
+        let mut client = Subscription::new(Arc::clone(&stream), Start::Snapshot);
+        assert_eq!(ready(&mut client), None);
+
+        stream.publish(&[snapshot(1, 10)]);
+
+        let sent = ready(&mut client).unwrap();
+        assert!(sent.contains("event: snapshot"), "{sent}");
+        assert!(sent.contains(r#""cause":"initial""#), "{sent}");
+        assert_eq!(client.last_delivered(), Some(position(1, 10)));
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_gets_everything_published_meanwhile_in_one_delivery() {
+        let stream = stream("sim");
+        stream.publish(&[snapshot(1, 10)]);
+        let mut client = Subscription::new(Arc::clone(&stream), Start::After(position(1, 10)));
+        assert_eq!(ready(&mut client), None, "at the head: nothing to send");
+
+        stream.publish(&updates(1, 11, 12));
+        stream.publish(&updates(1, 13, 14));
+        stream.wake();
+        let sent = tokio::time::timeout(Duration::from_secs(1), client.next())
+            .await
+            .expect("woken");
+
+        assert_eq!(text(&sent).matches("event: delta").count(), 4);
+        assert_eq!(client.last_delivered(), Some(position(1, 14)));
+    }
+
+    #[tokio::test]
+    async fn a_resume_of_another_epoch_gets_a_reset_and_a_snapshot() {
+        let stream = stream("sim");
+        stream.publish(&[snapshot(2, 1)]);
+        let mut client = Subscription::new(Arc::clone(&stream), Start::After(position(1, 50)));
+
+        let sent = ready(&mut client).unwrap();
+
+        assert!(sent.contains("event: reset"), "{sent}");
+        assert!(sent.contains("epoch_changed"), "{sent}");
+        assert!(sent.contains(r#""cause":"reset""#), "{sent}");
+        assert_eq!(client.last_delivered(), Some(position(2, 1)));
+    }
+
+    /// A stream whose clients may be 1 KiB behind; `client` sits at its head.
+    fn with_small_queue() -> (Arc<Stream>, Subscription) {
+        let stream = stream_with(
+            "sim",
+            HubSettingsForTest {
+                client_queue_bytes: 1024,
+                ..settings()
+            },
+        );
+        stream.publish(&[snapshot(1, 10)]);
+        let client = Subscription::new(Arc::clone(&stream), Start::After(position(1, 10)));
+        (stream, client)
+    }
+
+    use crate::hub::HubSettings as HubSettingsForTest;
+
+    /// Publishes enough to put a client more than its queue behind; what it is sent then.
+    fn fall_behind(stream: &Stream, client: &mut Subscription, from: &mut u64) -> String {
+        let last = *from + 40;
+        stream.publish(&updates(1, *from + 1, last));
+        *from = last;
+        ready(client).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_more_than_its_queue_behind_is_conflated_to_a_snapshot() {
+        let (stream, mut client) = with_small_queue();
+        let mut head = 10;
+
+        let sent = fall_behind(&stream, &mut client, &mut head);
+
+        assert!(sent.contains(r#""cause":"conflated""#), "{sent}");
+        assert!(
+            !sent.contains("event: delta"),
+            "the backlog is dropped: {sent}"
+        );
+        assert_eq!(client.last_delivered(), Some(position(1, head)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_conflated_too_often_within_the_period_is_told_to_reconnect() {
+        let (stream, mut client) = with_small_queue();
+        let mut head = 10;
+        for _ in 0..settings().max_conflations {
+            fall_behind(&stream, &mut client, &mut head);
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+
+        stream.publish(&updates(1, head + 1, head + 40));
+        let last = client.take().unwrap();
+
+        assert!(matches!(last, Delivery::Last(_)));
+        assert!(text(&last).contains("slow_consumer"), "{}", text(&last));
+        assert!(client.take().is_none(), "nothing after the advice");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn conflations_older_than_the_period_are_forgotten() {
+        let (stream, mut client) = with_small_queue();
+        let mut head = 10;
+        for _ in 0..settings().max_conflations {
+            fall_behind(&stream, &mut client, &mut head);
+        }
+
+        tokio::time::advance(settings().conflation_period).await;
+        let sent = fall_behind(&stream, &mut client, &mut head);
+
+        assert!(sent.contains(r#""cause":"conflated""#), "{sent}");
     }
 }

@@ -4,18 +4,19 @@
 //! Clients do not have queues of their own: a client's queue is the part of the shared window
 //! between its cursor and the head, bounded in bytes. Publishing is therefore O(1) in the number
 //! of clients (append, then one wake-up broadcast), and an event is encoded once however many
-//! clients read it.
+//! clients read it. The window and cursor logic itself is `window.rs` (pure); this module holds
+//! it under the stream's lock with the books, the upstream's state and the snapshot cache.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use bytes::{Bytes, BytesMut};
 use session_core::domain::EventId;
 use session_proto::simulator::v1::{MarketEvent, market_event};
 use tokio::sync::watch;
 
-use super::HubSettings;
+use super::settings::HubSettings;
+use super::window::{Batch, Window};
+pub(crate) use super::window::{Cursor, Fill, Read};
 use crate::book::Books;
 use crate::upstream::Upstream;
 use crate::wire::{self, Frame, SnapshotCause};
@@ -33,64 +34,6 @@ pub enum UpstreamState {
     Ended(String),
 }
 
-/// One entry of the window: a batch of sequenced events, or an out-of-band notice.
-#[derive(Debug)]
-struct Entry {
-    /// Position of the entry among every entry of the stream's generation.
-    index: u64,
-    /// Bytes of every earlier entry of the generation (for backlog sizes in O(1)).
-    bytes_before: u64,
-    /// The sequences the batch holds (`first..=last`); `None` for a notice.
-    seqs: Option<(u64, u64)>,
-    /// The last sequence published up to and including this entry (ordered, for lookups).
-    last_seq: u64,
-    /// Offset of each event in `sse` (batches only).
-    offsets: Box<[u32]>,
-    /// The encoded SSE frames.
-    sse: Bytes,
-    /// When the simulator emitted the entry's first event (ns since the epoch), for the
-    /// delivery lag; 0 for notices and backfilled entries (replays, not live delivery).
-    emit_ns: i64,
-}
-
-/// The first entry of a generation is numbered `ORIGIN`, and its bytes counted from it, so that
-/// a backfill can number the older entries it prepends below it.
-const ORIGIN: u64 = 1 << 40;
-
-/// Most events in one prepended entry.
-const BACKFILL_ENTRY_EVENTS: usize = 256;
-
-/// A fetch of the events just before the window (see [`Stream::finish_backfill`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backfill {
-    /// Fetching the events before the window.
-    Running,
-    /// The simulator no longer holds the events after `from` (nor any older).
-    Failed { from: u64 },
-}
-
-/// What a client that resumes from before the window should do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fill {
-    /// A backfill is under way: wait for the stream's next wake-up, then look again.
-    Wait,
-    /// Start a backfill from this position; then wait.
-    Start,
-    /// The events are gone for good: reset.
-    Unavailable,
-}
-
-/// Where a client reads next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cursor {
-    /// The generation the cursor belongs to; an older one means the client missed a reset.
-    pub generation: u64,
-    /// The next entry to read.
-    pub index: u64,
-    /// Bytes of that entry already sent (resuming in the middle of a batch).
-    pub skip: usize,
-}
-
 /// A cached snapshot frame for one head position and cause.
 #[derive(Debug)]
 struct CachedSnapshot {
@@ -103,47 +46,16 @@ struct CachedSnapshot {
 #[derive(Debug)]
 pub(crate) struct State {
     pub books: Books,
-    /// Bumped by every reset (new epoch, or a resume the simulator could not serve).
-    pub generation: u64,
     /// Why the current generation started.
     pub reset_reason: &'static str,
-    entries: VecDeque<Entry>,
-    next_index: u64,
-    bytes_total: u64,
-    window_events: u64,
-    window_bytes: u64,
+    window: Window,
     last_emit_ns: i64,
     snapshots: Vec<CachedSnapshot>,
     pub upstream: UpstreamState,
     resubscribe_fresh: bool,
-    backfill: Option<Backfill>,
 }
 
-/// What a client takes from the window at once.
-#[derive(Debug)]
-pub(crate) enum Read {
-    /// Nothing new.
-    Nothing,
-    /// Bytes to send, and the last event id they contain.
-    Data {
-        /// The frames.
-        bytes: Bytes,
-        /// The last sequenced position among them, if any.
-        last: Option<EventId>,
-        /// How many events they hold.
-        events: u64,
-        /// How far behind the head the client was, in bytes.
-        backlog: u64,
-        /// When the oldest live event among them was emitted (ns since the epoch), if any.
-        emit_ns: Option<i64>,
-    },
-    /// The cursor fell out of the window or its backlog exceeds the client's queue.
-    Behind,
-    /// The cursor belongs to an older generation.
-    Stale,
-}
-
-/// A stream of one simulator, shared by its clients and fed by its upstream task.
+/// A stream of one simulator, shared by its clients and fed by its feed task (`feed.rs`).
 #[derive(Debug)]
 pub struct Stream {
     /// The simulator's id at the backend.
@@ -165,18 +77,12 @@ impl Stream {
             key,
             state: Mutex::new(State {
                 books: Books::default(),
-                generation: 0,
                 reset_reason: "initial",
-                entries: VecDeque::new(),
-                next_index: ORIGIN,
-                bytes_total: ORIGIN,
-                window_events: 0,
-                window_bytes: 0,
+                window: Window::new(settings.window_events, settings.window_bytes),
                 last_emit_ns: 0,
                 snapshots: Vec::new(),
                 upstream: UpstreamState::Connecting,
                 resubscribe_fresh: false,
-                backfill: None,
             }),
             changed: watch::Sender::new(0),
             clients: AtomicUsize::new(0),
@@ -237,8 +143,7 @@ impl Stream {
 
     /// The window's size: events, bytes.
     pub fn window_size(&self) -> (u64, u64) {
-        let state = self.lock();
-        (state.window_events, state.window_bytes)
+        self.lock().window.size()
     }
 
     /// Forgets the position, so that the next subscription starts from a fresh snapshot (the
@@ -257,7 +162,7 @@ impl Stream {
     }
 
     /// Applies and appends a run of events that continue the stream; clients see them at the
-    /// next [`Stream::wake`] (the upstream coalesces wake-ups). The first snapshot of
+    /// next [`Stream::wake`] (the feed coalesces wake-ups). The first snapshot of
     /// the stream only sets the books; a later one (or an event of another epoch) is a reset.
     pub(crate) fn publish(&self, events: &[MarketEvent]) {
         let mut state = self.lock();
@@ -267,7 +172,7 @@ impl Stream {
                 continue;
             };
             if let market_event::Kind::Snapshot(snapshot) = kind {
-                state.push(std::mem::take(&mut batch), &self.settings);
+                state.window.push(std::mem::take(&mut batch));
                 let reason = match state.books.at {
                     None => None,
                     Some(at) if at.epoch != event.epoch => Some("epoch_changed"),
@@ -285,13 +190,10 @@ impl Stream {
             state.books.apply(event.epoch, event.sequence, kind);
             state.last_emit_ns = event.emit_time_unix_nanos;
             if let Some(frame) = wire::event(event, &state.books) {
-                batch.add(event.sequence, &frame.sse);
-                if batch.emit_ns == 0 {
-                    batch.emit_ns = event.emit_time_unix_nanos;
-                }
+                batch.add(event.sequence, &frame.sse, event.emit_time_unix_nanos);
             }
         }
-        state.push(batch, &self.settings);
+        state.window.push(batch);
     }
 
     /// Publishes an out-of-band notice (a degraded or recovered upstream) and records the
@@ -303,7 +205,8 @@ impl Stream {
         }
         state.upstream = upstream;
         if let Some(notice) = notice {
-            state.push_notice(notice.sse, &self.settings);
+            let head = state.books.at;
+            state.window.push_notice(notice.sse, head);
         }
         drop(state);
         self.wake();
@@ -319,7 +222,7 @@ impl Stream {
     /// the stream has moved on from `generation` (a reset voids the backfill).
     pub(crate) fn backfill_target(&self, generation: u64) -> Option<u64> {
         let state = self.lock();
-        (state.generation == generation).then(|| state.oldest_seq())
+        (state.window.generation() == generation).then(|| state.window.oldest_seq(state.books.at))
     }
 
     /// The books' scales, to encode fetched events with.
@@ -343,302 +246,64 @@ impl Stream {
                 .collect::<Vec<_>>()
         });
         let mut state = self.lock();
-        if state.generation != generation {
+        if state.window.generation() != generation {
             return;
         }
-        let oldest = state.oldest_seq();
-        let outcome = match frames {
-            Ok(frames) => {
-                // Only an unbroken run up to the window's first event joins it.
-                let run: Vec<_> = frames
-                    .into_iter()
-                    .filter(|(seq, _)| *seq < oldest)
-                    .collect();
-                if run.first().map(|(seq, _)| *seq) == Some(from + 1)
-                    && run.last().map(|(seq, _)| seq + 1) == Some(oldest)
-                {
-                    state.prepend(&run, &self.settings);
-                }
-                // Trimmed at once, or the window moved on while fetching: too far behind.
-                if state.oldest_seq() == from + 1 {
-                    Ok(())
-                } else {
-                    Err("the window moved on".to_owned())
-                }
-            }
-            Err(reason) => Err(reason),
-        };
-        state.backfill = match outcome {
-            Ok(()) => {
-                crate::metrics::backfill("filled");
-                None
-            }
+        let head = state.books.at;
+        match state.window.finish_backfill(from, frames, head) {
+            Ok(()) => crate::metrics::backfill("filled"),
             Err(reason) => {
                 tracing::info!(simulator = %self.key, from, %reason, "backfill unavailable");
                 crate::metrics::backfill("unavailable");
-                Some(Backfill::Failed { from })
             }
-        };
+        }
         drop(state);
         self.wake();
     }
 }
 
-/// Events gathered into one entry.
-#[derive(Debug, Default)]
-struct Batch {
-    first: Option<u64>,
-    last: u64,
-    offsets: Vec<u32>,
-    bytes: BytesMut,
-    /// The first live event's emit time (0: none, or a backfill).
-    emit_ns: i64,
-}
-
-impl Batch {
-    fn add(&mut self, seq: u64, sse: &[u8]) {
-        self.first.get_or_insert(seq);
-        self.last = seq;
-        self.offsets.push(self.bytes.len() as u32);
-        self.bytes.extend_from_slice(sse);
-    }
-}
-
 impl State {
-    fn push(&mut self, batch: Batch, settings: &HubSettings) {
-        let Some(first) = batch.first else {
-            return;
-        };
-        let events = batch.offsets.len() as u64;
-        self.append(
-            Some((first, batch.last)),
-            batch.offsets.into_boxed_slice(),
-            batch.bytes.freeze(),
-            events,
-            batch.emit_ns,
-            settings,
-        );
-    }
-
-    fn push_notice(&mut self, sse: Bytes, settings: &HubSettings) {
-        self.append(None, Box::new([]), sse, 0, 0, settings);
-    }
-
-    /// The first sequence the window holds (the one after the head when it holds none).
-    fn oldest_seq(&self) -> u64 {
-        self.entries
-            .iter()
-            .find_map(|e| e.seqs.map(|(first, _)| first))
-            .unwrap_or_else(|| self.books.at.map_or(0, |at| at.sequence) + 1)
+    /// The current generation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.window.generation()
     }
 
     /// What a client resuming after `from` (of this epoch, before the window) should do.
-    pub(crate) fn fill_for(&mut self, from: u64, window_events: u64) -> Fill {
-        match self.backfill {
-            // One fetch at a time; a client further back starts its own once it is over.
-            Some(Backfill::Running) => Fill::Wait,
-            Some(Backfill::Failed { from: failed }) if from <= failed => Fill::Unavailable,
-            // More than the window keeps would be trimmed again as soon as prepended.
-            _ if self.oldest_seq().saturating_sub(from) + self.window_events > window_events => {
-                Fill::Unavailable
-            }
-            _ => {
-                self.backfill = Some(Backfill::Running);
-                Fill::Start
-            }
-        }
-    }
-
-    /// Puts `run`, the encoded events right before the window's first, in front of it, in
-    /// entries of at most [`BACKFILL_ENTRY_EVENTS`] events (so clients read it in chunks).
-    fn prepend(&mut self, run: &[(u64, Bytes)], settings: &HubSettings) {
-        for chunk in run.chunks(BACKFILL_ENTRY_EVENTS).rev() {
-            let mut batch = Batch::default();
-            for (seq, sse) in chunk {
-                batch.add(*seq, sse);
-            }
-            let Some(first) = batch.first else {
-                continue;
-            };
-            let (index, bytes_after) = self
-                .entries
-                .front()
-                .map_or((self.next_index, self.bytes_total), |e| {
-                    (e.index, e.bytes_before)
-                });
-            let len = batch.bytes.len() as u64;
-            self.window_events += batch.offsets.len() as u64;
-            self.window_bytes += len;
-            self.entries.push_front(Entry {
-                index: index - 1,
-                bytes_before: bytes_after - len,
-                seqs: Some((first, batch.last)),
-                last_seq: batch.last,
-                offsets: batch.offsets.into_boxed_slice(),
-                sse: batch.bytes.freeze(),
-                emit_ns: 0,
-            });
-        }
-        self.trim(settings);
-    }
-
-    fn append(
-        &mut self,
-        seqs: Option<(u64, u64)>,
-        offsets: Box<[u32]>,
-        sse: Bytes,
-        events: u64,
-        emit_ns: i64,
-        settings: &HubSettings,
-    ) {
-        let last_seq = seqs.map_or_else(|| self.books.at.map_or(0, |a| a.sequence), |s| s.1);
-        let len = sse.len() as u64;
-        self.entries.push_back(Entry {
-            index: self.next_index,
-            bytes_before: self.bytes_total,
-            seqs,
-            last_seq,
-            offsets,
-            sse,
-            emit_ns,
-        });
-        self.next_index += 1;
-        self.bytes_total += len;
-        self.window_events += events;
-        self.window_bytes += len;
-        self.trim(settings);
-    }
-
-    /// Drops the oldest entries beyond the window's bounds.
-    fn trim(&mut self, settings: &HubSettings) {
-        while self.window_events > settings.window_events
-            || self.window_bytes > settings.window_bytes
-        {
-            let Some(old) = self.entries.pop_front() else {
-                break;
-            };
-            self.window_events -= old.offsets.len() as u64;
-            self.window_bytes -= old.sse.len() as u64;
-        }
+    pub(crate) fn fill_for(&mut self, from: u64) -> Fill {
+        let head = self.books.at;
+        self.window.fill_for(from, head)
     }
 
     /// Starts a new generation: every client's cursor becomes stale.
     fn reset(&mut self, reason: &'static str) {
-        self.generation += 1;
         self.reset_reason = reason;
-        self.entries.clear();
-        self.next_index = ORIGIN;
-        self.bytes_total = ORIGIN;
-        self.window_events = 0;
-        self.window_bytes = 0;
+        self.window.reset();
         self.snapshots.clear();
-        self.backfill = None;
     }
 
     /// A cursor just after the head.
     pub(crate) fn head_cursor(&self) -> Cursor {
-        Cursor {
-            generation: self.generation,
-            index: self.next_index,
-            skip: 0,
-        }
+        self.window.head_cursor()
     }
 
     /// A cursor at the event after `from` if the window still holds it; `None` otherwise.
-    /// `from` must be of the current epoch and not ahead of the head.
     pub(crate) fn cursor_after(&self, from: u64) -> Option<Cursor> {
-        if self.books.at.is_some_and(|at| at.sequence == from) {
-            return Some(self.head_cursor());
-        }
-        // Entries are ordered by `last_seq`; the first ending after `from` holds `from + 1`.
-        let at = self.entries.partition_point(|e| e.last_seq <= from);
-        let entry = self.entries.get(at)?;
-        let (first, _) = entry.seqs?;
-        if first > from + 1 {
-            return None;
-        }
-        let k = (from + 1 - first) as usize;
-        Some(Cursor {
-            generation: self.generation,
-            index: entry.index,
-            skip: entry.offsets[k] as usize,
-        })
+        self.window.cursor_after(from, self.books.at)
     }
 
-    /// Takes what `cursor` has not read yet, up to `max_bytes` (at least one entry), unless the
-    /// backlog exceeds `queue_bytes`.
+    /// Takes what `cursor` has not read yet (see [`Window::read`]).
     pub(crate) fn read(&self, cursor: &mut Cursor, queue_bytes: u64, max_bytes: usize) -> Read {
-        if cursor.generation != self.generation {
-            return Read::Stale;
-        }
-        if cursor.index == self.next_index {
-            return Read::Nothing;
-        }
-        let Some(front) = self.entries.front() else {
-            return Read::Behind;
-        };
-        if cursor.index < front.index {
-            return Read::Behind;
-        }
-        let start = (cursor.index - front.index) as usize;
-        let entry = &self.entries[start];
-        let backlog = self.bytes_total - entry.bytes_before - cursor.skip as u64;
-        if backlog > queue_bytes {
-            return Read::Behind;
-        }
-        let mut last = None;
-        let mut emit_ns = None;
-        let mut events = 0;
-        let mut taken = 0;
-        let mut parts = Vec::new();
-        for entry in self.entries.range(start..) {
-            if taken > 0 && taken + entry.sse.len() > max_bytes {
-                break;
-            }
-            let skip = if entry.index == cursor.index {
-                cursor.skip
-            } else {
-                0
-            };
-            let part = entry.sse.slice(skip..);
-            events += entry
-                .offsets
-                .iter()
-                .filter(|&&o| o as usize >= skip)
-                .count() as u64;
-            taken += part.len();
-            parts.push(part);
-            if emit_ns.is_none() && entry.emit_ns > 0 {
-                emit_ns = Some(entry.emit_ns);
-            }
-            if let Some((_, seq)) = entry.seqs {
-                last = Some(seq);
-            }
-            cursor.index = entry.index + 1;
-            cursor.skip = 0;
-        }
-        let bytes = if parts.len() == 1 {
-            parts.pop().unwrap_or_default()
-        } else {
-            let mut joined = BytesMut::with_capacity(taken);
-            for part in parts {
-                joined.extend_from_slice(&part);
-            }
-            joined.freeze()
-        };
         let epoch = self.books.at.map_or(0, |a| a.epoch);
-        Read::Data {
-            bytes,
-            last: last.map(|sequence| EventId { epoch, sequence }),
-            events,
-            backlog,
-            emit_ns,
-        }
+        self.window.read(cursor, queue_bytes, max_bytes, epoch)
     }
 
     /// A snapshot of the head for `cause`, encoded once per head position and cause.
     pub(crate) fn snapshot(&mut self, cause: SnapshotCause) -> Frame {
-        let (generation, next_index) = (self.generation, self.next_index);
+        let Cursor {
+            generation,
+            index: next_index,
+            ..
+        } = self.window.head_cursor();
         if let Some(cached) = self
             .snapshots
             .iter()
@@ -656,5 +321,148 @@ impl State {
             frame: frame.clone(),
         });
         frame
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use session_proto::simulator::v1::{
+        Book, BookSnapshot, BookUpdate, LevelUpdate, PriceLevel, Side,
+    };
+
+    use super::*;
+    use crate::hub::registry::Registry;
+    use crate::upstream::UpstreamSettings;
+
+    /// The linger of the test streams.
+    pub(crate) const LINGER: Duration = Duration::from_secs(30);
+
+    /// Small bounds, so that tests reach them with a few events.
+    pub(crate) fn settings() -> HubSettings {
+        HubSettings {
+            window_events: 100,
+            window_bytes: 1 << 20,
+            client_queue_bytes: 4 * 1024,
+            max_chunk_bytes: 64 * 1024,
+            conflation_period: Duration::from_secs(10),
+            max_conflations: 2,
+            retry_ms: 1_000,
+            linger: LINGER,
+        }
+    }
+
+    /// An upstream that is never called (it connects lazily, to a closed port).
+    pub(crate) fn unused_upstream() -> Upstream {
+        Upstream::new(UpstreamSettings {
+            url: "http://127.0.0.1:9".to_owned(),
+            tls: session_core::config::BackendTlsSettings::default(),
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            backoff: session_core::resilience::RetryPolicy {
+                max_retries: 1,
+                base: Duration::from_millis(100),
+                cap: Duration::from_secs(1),
+            },
+            breaker_threshold: 3,
+            breaker_cool_down: Duration::from_secs(10),
+            coalesce: Duration::from_millis(10),
+        })
+        .expect("a valid endpoint")
+    }
+
+    /// A stream of `key` with [`settings`], outside any registry.
+    pub(crate) fn stream(key: &str) -> Arc<Stream> {
+        stream_with(key, settings())
+    }
+
+    /// A stream of `key` with `settings`.
+    pub(crate) fn stream_with(key: &str, settings: HubSettings) -> Arc<Stream> {
+        Arc::new(Stream::new(key.to_owned(), settings, unused_upstream()))
+    }
+
+    /// A stream of `key` in `registry`, whose only client has come and gone.
+    pub(crate) fn stream_in(registry: &Registry, key: &str) -> Arc<Stream> {
+        let (stream, _, client) = registry.attach(
+            key,
+            || Stream::new(key.to_owned(), settings(), unused_upstream()),
+            |stream| crate::hub::Subscription::new(Arc::clone(stream), crate::hub::Start::Snapshot),
+        );
+        drop(client);
+        stream
+    }
+
+    /// A snapshot of one book at `epoch`/`sequence`.
+    pub(crate) fn snapshot(epoch: u64, sequence: u64) -> MarketEvent {
+        MarketEvent {
+            epoch,
+            sequence,
+            emit_time_unix_nanos: 1,
+            kind: Some(market_event::Kind::Snapshot(BookSnapshot {
+                books: vec![Book {
+                    symbol: "BTC-USD".into(),
+                    price_scale: 2,
+                    quantity_scale: 3,
+                    bids: vec![PriceLevel {
+                        price: 100,
+                        quantity: 5,
+                    }],
+                    asks: vec![],
+                }],
+                reset: false,
+            })),
+            ..MarketEvent::default()
+        }
+    }
+
+    /// A book update at `epoch`/`sequence`.
+    pub(crate) fn update(epoch: u64, sequence: u64) -> MarketEvent {
+        MarketEvent {
+            epoch,
+            sequence,
+            emit_time_unix_nanos: 1,
+            kind: Some(market_event::Kind::Update(BookUpdate {
+                symbol: "BTC-USD".into(),
+                levels: vec![LevelUpdate {
+                    side: Side::Bid as i32,
+                    price: 99,
+                    quantity: sequence as i64,
+                }],
+            })),
+            ..MarketEvent::default()
+        }
+    }
+
+    /// Updates `first..=last` of `epoch`.
+    pub(crate) fn updates(epoch: u64, first: u64, last: u64) -> Vec<MarketEvent> {
+        (first..=last).map(|s| update(epoch, s)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_of_another_epoch_starts_a_new_generation() {
+        let stream = stream("sim");
+        stream.publish(&[snapshot(1, 10)]);
+        stream.publish(&updates(1, 11, 12));
+        let before = stream.lock().head_cursor();
+
+        stream.publish(&[snapshot(2, 1)]);
+
+        let state = stream.lock();
+        assert_eq!(state.generation(), before.generation + 1);
+        assert_eq!(state.reset_reason, "epoch_changed");
+        let mut cursor = before;
+        assert_eq!(state.read(&mut cursor, u64::MAX, usize::MAX), Read::Stale);
+    }
+
+    #[tokio::test]
+    async fn the_same_snapshot_again_is_no_reset() {
+        let stream = stream("sim");
+        stream.publish(&[snapshot(1, 10)]);
+
+        stream.publish(&[snapshot(1, 10)]);
+
+        assert_eq!(stream.lock().generation(), 0);
     }
 }

@@ -29,7 +29,7 @@ use std::ops::Range;
 use bytes::{BufMut as _, Bytes, BytesMut};
 use serde_json::Value;
 
-use super::MAX_MESSAGE_BYTES;
+use super::connections_api::MAX_MESSAGE_BYTES;
 
 const HEAD: &[u8] = br#"{"type":"events","events":["#;
 const TAIL: &[u8] = b"]}";

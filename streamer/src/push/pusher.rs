@@ -20,15 +20,16 @@ use session_core::domain::{
     Connection, ConnectionId, EventId, Lease, SessionId, session_lease_name,
 };
 use session_core::resilience::RetryPolicy;
-use session_core::service::SessionService;
-use session_core::store::{SharedStore, StoreError};
+use session_core::service::StreamService;
+use session_core::store::ports::{Port, PortUse};
+use session_core::store::{ConnectionStore, LeaseStore, StoreError};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, instrument, warn};
 
+use super::connections_api::{ConnectionsApi, MAX_FRAME_BYTES, PostError};
 use super::messages::pack;
-use super::{ConnectionsApi, MAX_FRAME_BYTES, PostError};
-use crate::app::drained;
+use crate::drain::drained;
 use crate::hub::{Delivery, Hub, Start, Subscription};
 use crate::metrics;
 use crate::wire;
@@ -51,6 +52,29 @@ pub struct PushSettings {
     pub retry: RetryPolicy,
     /// What clients are told to wait before reconnecting.
     pub retry_ms: u64,
+}
+
+impl PushSettings {
+    /// The push settings of the streamer's configuration (`streamer.push_*`, `lease_ttl_secs`,
+    /// `retry_ms`).
+    pub fn from_settings(streamer: &session_core::config::StreamerSettings) -> Self {
+        Self {
+            instance: streamer.instance(),
+            poll: streamer.push_poll_ms,
+            lease_ttl: streamer.lease_ttl_secs,
+            batch_delay: streamer.push_batch_delay_ms,
+            max_concurrent_posts: 64,
+            // Throttling is API Gateway asking to slow down, and a client that reads slowly for
+            // a few seconds is no reason to close it: up to ~8.5 s of retries before giving up
+            // on a connection.
+            retry: RetryPolicy {
+                max_retries: 12,
+                base: Duration::from_millis(50),
+                cap: Duration::from_secs(1),
+            },
+            retry_ms: streamer.retry_ms,
+        }
+    }
 }
 
 /// Writes of a connection's position at handover before giving up (each loses only to a
@@ -80,19 +104,46 @@ pub struct Pusher {
 #[derive(Debug)]
 struct Inner {
     hub: Hub,
-    service: SessionService,
-    store: SharedStore,
+    /// The simulator a session's stream follows.
+    service: StreamService,
+    connections: Arc<dyn ConnectionStore>,
+    leases: Arc<dyn LeaseStore>,
     api: ConnectionsApi,
     settings: PushSettings,
     posts: Semaphore,
 }
 
 impl Pusher {
+    /// The store methods the pusher calls (with [`StreamService::PORTS`] and the rate limiter's:
+    /// the streamer's IAM policy).
+    pub const PORTS: &[PortUse] = &[
+        PortUse {
+            port: Port::Connections,
+            methods: &[
+                "sessions_with_connections",
+                "list_connections",
+                "get_connection",
+                "update_connection",
+                "delete_connection",
+            ],
+        },
+        PortUse {
+            port: Port::Leases,
+            methods: &[
+                "acquire_lease",
+                "renew_lease",
+                "mark_draining",
+                "release_lease",
+            ],
+        },
+    ];
+
     /// A pusher over these parts.
     pub fn new(
         hub: Hub,
-        service: SessionService,
-        store: SharedStore,
+        service: StreamService,
+        connections: Arc<dyn ConnectionStore>,
+        leases: Arc<dyn LeaseStore>,
         api: ConnectionsApi,
         settings: PushSettings,
     ) -> Self {
@@ -101,7 +152,8 @@ impl Pusher {
             inner: Arc::new(Inner {
                 hub,
                 service,
-                store,
+                connections,
+                leases,
                 api,
                 settings,
                 posts,
@@ -121,7 +173,7 @@ impl Pusher {
                 _ = tick.tick() => {}
             }
             serving.retain(|_, task| !task.is_finished());
-            let sessions = match self.inner.store.sessions_with_connections().await {
+            let sessions = match self.inner.connections.sessions_with_connections().await {
                 Ok(sessions) => sessions,
                 Err(e) => {
                     metrics::pusher_error("list_sessions");
@@ -135,7 +187,7 @@ impl Pusher {
                 }
                 let lease = self
                     .inner
-                    .store
+                    .leases
                     .acquire_lease(
                         &session_lease_name(&session),
                         &self.inner.settings.instance,
@@ -211,7 +263,11 @@ impl Inner {
         pushers: &mut Pushers,
         draining: &watch::Receiver<bool>,
     ) -> Round {
-        match self.store.renew_lease(lease, self.settings.lease_ttl).await {
+        match self
+            .leases
+            .renew_lease(lease, self.settings.lease_ttl)
+            .await
+        {
             Ok(renewed) => *lease = renewed,
             Err(e) => {
                 metrics::pusher_error("lease_lost");
@@ -220,7 +276,7 @@ impl Inner {
                 return Round::Over;
             }
         }
-        let connections = match self.store.list_connections(session).await {
+        let connections = match self.connections.list_connections(session).await {
             Ok(connections) => connections,
             Err(e) => {
                 metrics::pusher_error("read_connections");
@@ -238,7 +294,7 @@ impl Inner {
             open
         });
         if connections.is_empty() {
-            let _ = self.store.release_lease(lease).await;
+            let _ = self.leases.release_lease(lease).await;
             info!(session_id = %session, "no connection left; session lease released");
             return Round::Over;
         }
@@ -301,13 +357,13 @@ impl Inner {
                 }
             }
         });
-        let (marked, _) = tokio::join!(self.store.mark_draining(lease), join_all(connections));
+        let (marked, _) = tokio::join!(self.leases.mark_draining(lease), join_all(connections));
         if let Err(e) = marked {
             metrics::pusher_error("hand_over");
             warn!(session_id = %session, error = %e, "cannot mark the session lease draining");
         }
         // Same owner and token whether or not it was marked.
-        let _ = self.store.release_lease(lease).await;
+        let _ = self.leases.release_lease(lease).await;
         info!(session_id = %session, "session handed over");
     }
 
@@ -316,7 +372,7 @@ impl Inner {
         // Heartbeats write the record too (every few seconds per client, and a slow store
         // widens the window): re-read and retry until this write wins.
         for _ in 0..RECORD_ATTEMPTS {
-            let current = match self.store.get_connection(session, connection).await {
+            let current = match self.connections.get_connection(session, connection).await {
                 Ok(Some(current)) => current,
                 Ok(None) => {
                     info!(connection_id = %connection, "no position to record: the connection is gone");
@@ -333,7 +389,7 @@ impl Inner {
                 version: current.version + 1,
                 ..current.clone()
             };
-            match self.store.update_connection(&current, &next).await {
+            match self.connections.update_connection(&current, &next).await {
                 Ok(()) => {
                     info!(connection_id = %connection, %last, "position recorded");
                     return;
@@ -372,33 +428,14 @@ impl Inner {
         // a reset.
         let mut unrecorded = from_snapshot;
         loop {
-            let mut pending = BytesMut::new();
-            let mut last = false;
             // Everything taken from the subscription so far has been posted.
             let delivery = tokio::select! {
                 biased;
                 () = drained(&mut draining) => return subscription.last_delivered(),
                 delivery = subscription.next() => delivery,
             };
-            match delivery {
-                Delivery::Frames(bytes) => pending.extend_from_slice(&bytes),
-                Delivery::Last(bytes) => {
-                    pending.extend_from_slice(&bytes);
-                    last = true;
-                }
-            }
-            // At low rates a short wait gathers more events into one call.
-            let deadline = tokio::time::Instant::now() + self.settings.batch_delay;
-            while !last && pending.len() < MAX_FRAME_BYTES {
-                match tokio::time::timeout_at(deadline, subscription.next()).await {
-                    Ok(Delivery::Frames(bytes)) => pending.extend_from_slice(&bytes),
-                    Ok(Delivery::Last(bytes)) => {
-                        pending.extend_from_slice(&bytes);
-                        last = true;
-                    }
-                    Err(_) => break,
-                }
-            }
+            let (pending, last) =
+                gather(&mut subscription, delivery, self.settings.batch_delay).await;
             let messages = match pack(&pending, MAX_FRAME_BYTES) {
                 Ok((messages, _)) => messages,
                 Err(e) => {
@@ -418,7 +455,10 @@ impl Inner {
                     Ok(()) => {}
                     Err(PostError::Gone) => {
                         // The client is gone: its record goes too (idempotent with $disconnect).
-                        let _ = self.store.delete_connection(&session, &connection).await;
+                        let _ = self
+                            .connections
+                            .delete_connection(&session, &connection)
+                            .await;
                         return None;
                     }
                     Err(e) => {
@@ -445,5 +485,227 @@ impl Inner {
                 });
             }
         }
+    }
+}
+
+/// After a first `delivery`, gathers what else the subscription delivers within `delay` (at low
+/// rates a short wait puts more events into one call), up to a frame's size or a last
+/// delivery; `true` with the bytes when the last delivery is among them.
+async fn gather(
+    subscription: &mut Subscription,
+    delivery: Delivery,
+    delay: Duration,
+) -> (BytesMut, bool) {
+    /// Adds a delivery's bytes; `true` if it was the last.
+    fn add(pending: &mut BytesMut, delivery: Delivery) -> bool {
+        let (bytes, last) = match delivery {
+            Delivery::Frames(bytes) => (bytes, false),
+            Delivery::Last(bytes) => (bytes, true),
+        };
+        pending.extend_from_slice(&bytes);
+        last
+    }
+    let mut pending = BytesMut::new();
+    let mut last = add(&mut pending, delivery);
+    let deadline = tokio::time::Instant::now() + delay;
+    while !last && pending.len() < MAX_FRAME_BYTES {
+        match tokio::time::timeout_at(deadline, subscription.next()).await {
+            Ok(delivery) => last = add(&mut pending, delivery),
+            Err(_) => break,
+        }
+    }
+    (pending, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use session_core::clock::{Clock, ManualClock};
+    use session_core::domain::{ConnectionQuality, NewSession, Session, Timestamp, UserId};
+    use session_core::store::{InMemoryStore, SharedStore};
+
+    use super::*;
+    use crate::hub::testing::{snapshot, stream, updates};
+
+    const DELAY: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn push_settings_are_the_streamers_durations_and_instance() {
+        let streamer = session_core::config::StreamerSettings {
+            instance_id: Some("streamer-b".to_owned()),
+            push_poll_ms: Duration::from_millis(250),
+            lease_ttl_secs: Duration::from_secs(3),
+            push_batch_delay_ms: Duration::from_millis(7),
+            retry_ms: 1_500,
+            ..Default::default()
+        };
+
+        let push = PushSettings::from_settings(&streamer);
+
+        assert_eq!(push.instance, "streamer-b");
+        assert_eq!(push.poll, Duration::from_millis(250));
+        assert_eq!(push.lease_ttl, Duration::from_secs(3));
+        assert_eq!(push.batch_delay, Duration::from_millis(7));
+        assert_eq!(push.retry_ms, 1_500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_gathers_what_comes_within_the_delay_and_no_more() {
+        let stream = stream("sim");
+        stream.publish(&[snapshot(1, 10)]);
+        let mut client = Subscription::new(
+            Arc::clone(&stream),
+            Start::After(EventId {
+                epoch: 1,
+                sequence: 10,
+            }),
+        );
+        stream.publish(&updates(1, 11, 11));
+        let first = client.next().await;
+        let publisher = tokio::spawn({
+            let stream = Arc::clone(&stream);
+            async move {
+                tokio::time::sleep(DELAY / 2).await;
+                stream.publish(&updates(1, 12, 12));
+                stream.wake();
+                tokio::time::sleep(DELAY).await;
+                stream.publish(&updates(1, 13, 13));
+                stream.wake();
+            }
+        });
+        let started = tokio::time::Instant::now();
+
+        let (pending, last) = gather(&mut client, first, DELAY).await;
+
+        assert_eq!(started.elapsed(), DELAY, "posted when the delay is over");
+        assert!(!last);
+        let text = String::from_utf8(pending.to_vec()).unwrap();
+        assert_eq!(text.matches("event: delta").count(), 2, "{text}");
+        assert_eq!(
+            client.last_delivered(),
+            Some(EventId {
+                epoch: 1,
+                sequence: 12
+            })
+        );
+        publisher.await.unwrap();
+    }
+
+    /// A session with one WebSocket connection in an in-memory store whose clock is `clock`.
+    async fn served_session(clock: &ManualClock) -> (SharedStore, SessionId) {
+        let store: SharedStore = Arc::new(InMemoryStore::new(Arc::new(clock.clone())));
+        let owner = UserId::parse("owner", "alice").unwrap();
+        let now = clock.now();
+        let session = Session::open(
+            owner.clone(),
+            NewSession::default(),
+            now,
+            Duration::from_secs(3_600),
+        );
+        store.create_session(&session, 10).await.unwrap();
+        let connection = Connection {
+            id: ConnectionId::parse("id", "L0SM9cOFvHcCIhw=").unwrap(),
+            session_id: session.id.clone(),
+            owner,
+            connected_at: now,
+            last_seen_at: now,
+            expires_at: now.plus(Duration::from_secs(3_600)),
+            last_event_id: None,
+            quality: ConnectionQuality::default(),
+            served_by: None,
+            version: 1,
+        };
+        store.put_connection(&connection, 10).await.unwrap();
+        (store, session.id)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_served_session_renews_its_lease_every_poll_and_hands_it_back_on_drain() {
+        const POLL: Duration = Duration::from_secs(1);
+        const TTL: Duration = Duration::from_secs(5);
+        let clock = ManualClock::new(Timestamp::from_unix_millis(1_000_000));
+        let (store, session) = served_session(&clock).await;
+        let settings = session_core::config::Settings::default();
+        let backend = Arc::new(
+            session_core::backend::GrpcSimulatorBackend::from_settings(&settings).unwrap(),
+        );
+        let service = StreamService::new(&session_core::service::ServiceParts::from_settings(
+            &settings,
+            store.clone(),
+            backend,
+            Arc::new(clock.clone()),
+        ));
+        let inner = Arc::new(Inner {
+            hub: Hub::new(
+                crate::hub::testing::unused_upstream(),
+                crate::hub::testing::settings(),
+            ),
+            service,
+            connections: store.clone(),
+            leases: store.clone(),
+            api: ConnectionsApi::local("http://127.0.0.1:9/local"),
+            settings: PushSettings {
+                instance: "streamer-a".to_owned(),
+                poll: POLL,
+                lease_ttl: TTL,
+                batch_delay: DELAY,
+                max_concurrent_posts: 1,
+                retry: RetryPolicy {
+                    max_retries: 0,
+                    base: Duration::from_millis(10),
+                    cap: Duration::from_millis(10),
+                },
+                retry_ms: 1_000,
+            },
+            posts: Semaphore::new(1),
+        });
+        let name = session_lease_name(&session);
+        let lease = store.acquire_lease(&name, "streamer-a", TTL).await.unwrap();
+        let expiry = || async { store.get_lease(&name).await.unwrap().map(|l| l.expires_at) };
+        let start = clock.now();
+        let (drain, draining) = watch::channel(false);
+        let serving = tokio::spawn(Arc::clone(&inner).serve_session(session, lease, draining));
+
+        // The first round renews at once; the next ones one poll apart.
+        tokio::task::yield_now().await;
+        assert_eq!(expiry().await, Some(start.plus(TTL)));
+        clock.advance(POLL);
+        tokio::time::sleep(POLL.saturating_sub(Duration::from_millis(1))).await;
+        assert_eq!(expiry().await, Some(start.plus(TTL)), "not before the poll");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(
+            expiry().await,
+            Some(start.plus(POLL).plus(TTL)),
+            "renewed at the poll"
+        );
+
+        drain.send_replace(true);
+        serving.await.unwrap();
+        let released = store.get_lease(&name).await.unwrap();
+        assert!(
+            released.as_ref().is_none_or(|l| l.is_expired(clock.now())),
+            "handed back: {released:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_last_delivery_is_posted_without_waiting_for_the_delay() {
+        let stream = stream("sim");
+        stream.publish(&[snapshot(1, 10)]);
+        let mut client = Subscription::new(Arc::clone(&stream), Start::Snapshot);
+        let started = tokio::time::Instant::now();
+
+        let (pending, last) = gather(
+            &mut client,
+            Delivery::Last(bytes::Bytes::from_static(b"event: reconnect\n\n")),
+            DELAY,
+        )
+        .await;
+
+        assert!(last);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(&pending[..], b"event: reconnect\n\n");
     }
 }

@@ -1,5 +1,5 @@
 //! SSE fan-out: the streamer against nginx with the nchan module, on this machine, in the same
-//! run, with the same load client, subscriber counts and payloads (issue 6, "Proof").
+//! run, with the same load client, subscriber counts and payloads.
 //!
 //! ```sh
 //! apt-get install -y nginx libnginx-mod-nchan    # once; the bench installs nothing itself
@@ -8,9 +8,12 @@
 //! # a quick run, or one target:
 //! cargo bench -p session-tests --bench fanout -- --target nchan --subscribers 1000 \
 //!     --rates 100,300 --secs 5
+//! # the cost of tracing: the streamer untraced and traced, each rate three times (medians)
+//! cargo bench -p session-tests --bench fanout -- --target tracing --subscribers 1000 \
+//!     --rates 200,200,200,400,400,400 --skip-memory
 //! ```
 //!
-//! Flags (`-- --help`): `--target both|streamer|nchan`, `--subscribers 1000,10000`, `--rates`
+//! Flags (`-- --help`): `--target both|streamer|nchan|tracing`, `--subscribers 1000,10000`, `--rates`
 //! (events/s per stream; by default 100…800 for 1,000 subscribers and 10…80 for 10,000),
 //! `--secs` (measured window, 8), `--warmup-secs` (2), `--batch` (connections opened at once,
 //! 500), `--out` (the Markdown report; default `target/fanout.md`, relative paths from the
@@ -37,6 +40,7 @@
 mod client;
 mod measure;
 mod nchan;
+mod otlp;
 mod report;
 mod stack;
 mod system;
@@ -57,6 +61,8 @@ enum Which {
     Both,
     Streamer,
     Nchan,
+    /// The streamer without and with tracing, side by side.
+    Tracing,
 }
 
 /// What to measure.
@@ -119,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         Which::Both => vec![Target::Streamer, Target::Nchan],
         Which::Streamer => vec![Target::Streamer],
         Which::Nchan => vec![Target::Nchan],
+        Which::Tracing => vec![Target::Streamer, Target::StreamerTraced],
     };
     let binary = args
         .session_local
@@ -318,6 +325,14 @@ impl Bench {
                 "Streamer: embedded in the local stack, its SSE route \
                  `/v1/sessions/{id}/stream?simulator_id=…` with a bearer token; it subscribes \
                  to the simulator over gRPC itself."
+                    .to_owned(),
+            );
+        }
+        if self.targets.contains(&Target::StreamerTraced) {
+            lines.push(
+                "Streamer, traced: the same build with `OTEL_EXPORTER_OTLP_ENDPOINT` set, \
+                 exporting every trace (the default sampler) over OTLP/gRPC to a receiver in \
+                 this process that counts the spans and drops them."
                     .to_owned(),
             );
         }

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::{Clients, Endpoint, Totals};
 use crate::nchan::{self, Bridge, BridgeReport, Install, Nginx};
+use crate::otlp::Sink;
 use crate::stack::{Simulator, Stack};
 use crate::system::{self, CpuSample, CpuUse, Scratch};
 
@@ -33,6 +34,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 pub(crate) enum Target {
     /// The streamer, embedded in the local stack.
     Streamer,
+    /// The same, exporting its traces over OTLP at the default sampling (every trace) to a
+    /// receiver in this process.
+    StreamerTraced,
     /// nginx with nchan, fed by the bridge.
     Nchan,
 }
@@ -41,6 +45,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Streamer => "streamer",
+            Self::StreamerTraced => "streamer, traced",
             Self::Nchan => "nginx + nchan",
         })
     }
@@ -63,6 +68,8 @@ pub(crate) struct Servers {
     // Dropped in this order: nginx, the stack, then their directory.
     nginx: Option<Nginx>,
     stack: Stack,
+    /// The traced target's collector.
+    otlp: Option<Sink>,
     _scratch: Scratch,
 }
 
@@ -83,15 +90,26 @@ impl Servers {
     ) -> anyhow::Result<Self> {
         let scratch = Scratch::new(match target {
             Target::Streamer => "streamer",
+            Target::StreamerTraced => "streamer-traced",
             Target::Nchan => "nchan",
         })?;
-        let stack = Stack::start(binary, scratch.path()).await?;
+        let otlp = match target {
+            Target::StreamerTraced => Some(Sink::start().await?),
+            _ => None,
+        };
+        let tracing = otlp.as_ref().map(|sink| {
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint().to_owned()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+            ]
+        });
+        let stack = Stack::start(binary, scratch.path(), &tracing.unwrap_or_default()).await?;
         let nginx = match (target, nginx) {
             (Target::Nchan, Some(install)) => {
                 Some(Nginx::start(install, scratch.path(), files).await?)
             }
             (Target::Nchan, None) => anyhow::bail!("nginx is not installed"),
-            (Target::Streamer, _) => {
+            (Target::Streamer | Target::StreamerTraced, _) => {
                 anyhow::ensure!(
                     stack.endpoints().sse.is_some(),
                     "the local stack ({}) has no `sse` endpoint: this build does not embed \
@@ -106,8 +124,14 @@ impl Servers {
             target,
             nginx,
             stack,
+            otlp,
             _scratch: scratch,
         })
+    }
+
+    /// Spans the traced target exported so far (`None` for the others).
+    pub(crate) fn spans_exported(&self) -> Option<u64> {
+        self.otlp.as_ref().map(Sink::spans)
     }
 
     pub(crate) fn nginx(&self) -> Option<&Nginx> {
@@ -188,7 +212,7 @@ impl Servers {
 
     async fn endpoint(&self, stream: &Stream) -> anyhow::Result<Endpoint> {
         let bearer = match self.target {
-            Target::Streamer => Some(self.stack.token().to_owned()),
+            Target::Streamer | Target::StreamerTraced => Some(self.stack.token().to_owned()),
             Target::Nchan => None,
         };
         Endpoint::new(&stream.url, bearer).await
@@ -208,6 +232,8 @@ pub(crate) struct Step {
     pub(crate) failed_connects: usize,
     pub(crate) first_connect_error: Option<String>,
     pub(crate) bridge: Option<BridgeReport>,
+    /// Spans the traced streamer exported during the step (`None` untraced).
+    pub(crate) spans_exported: Option<u64>,
 }
 
 impl Step {
@@ -307,6 +333,7 @@ pub(crate) async fn step(
     timing: Timing,
 ) -> anyhow::Result<Step> {
     servers.check_alive()?;
+    let spans_before = servers.spans_exported();
     let stream = servers.open(rate).await?;
     let measured = async {
         let mut clients = Clients::new(servers.endpoint(&stream).await?)?;
@@ -342,6 +369,10 @@ pub(crate) async fn step(
         failed_connects: opened.failed,
         first_connect_error: opened.first_error,
         bridge,
+        spans_exported: servers
+            .spans_exported()
+            .zip(spans_before)
+            .map(|(after, before)| after - before),
     })
 }
 

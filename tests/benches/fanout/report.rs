@@ -25,6 +25,7 @@ impl Report {
         out.push('\n');
         self.steps_table(&mut out);
         self.summary(&mut out, counts, targets);
+        self.tracing_table(&mut out, counts, targets);
         self.memory_table(&mut out, counts, targets);
         if !self.errors.is_empty() {
             out.push_str("\nNot measured:\n\n");
@@ -187,6 +188,61 @@ impl Report {
         }
     }
 
+    /// The streamer without and with tracing at each rate both ran, as medians over the steps
+    /// at that rate (repeat a rate in `--rates` to get several).
+    fn tracing_table(&self, out: &mut String, counts: &[usize], targets: &[Target]) {
+        if !(targets.contains(&Target::Streamer) && targets.contains(&Target::StreamerTraced)) {
+            return;
+        }
+        out.push_str(
+            "\nTracing overhead: the streamer exporting every trace over OTLP (the default \
+             sampler, parent-based always-on) against the same build untraced, medians of the \
+             steps at each rate.\n\n| subscribers | rate (ev/s per stream) | steps | \
+             delivered ev/s untraced | traced | p99 (ms) untraced | traced | spans exported |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        for &count in counts {
+            let mut rates: Vec<u32> = self
+                .steps
+                .iter()
+                .filter(|s| s.subscribers == count && s.target == Target::StreamerTraced)
+                .map(|s| s.rate)
+                .collect();
+            rates.sort_unstable();
+            rates.dedup();
+            for rate in rates {
+                let of = |target: Target| -> Vec<&Step> {
+                    self.steps
+                        .iter()
+                        .filter(|s| s.target == target && s.subscribers == count && s.rate == rate)
+                        .collect()
+                };
+                let (plain, traced) = (of(Target::Streamer), of(Target::StreamerTraced));
+                if plain.is_empty() {
+                    continue;
+                }
+                let delivered =
+                    |steps: &[&Step]| median(steps.iter().map(|s| s.delivered_per_sec()).collect());
+                let p99 =
+                    |steps: &[&Step]| median(steps.iter().map(|s| s.latency_ms().1).collect());
+                let spans: u64 = traced.iter().filter_map(|s| s.spans_exported).sum();
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} + {} | {} | {} | {} | {} | {} |",
+                    group(count as u64),
+                    group(u64::from(rate)),
+                    plain.len(),
+                    traced.len(),
+                    group(delivered(&plain).round() as u64),
+                    group(delivered(&traced).round() as u64),
+                    ms(p99(&plain)),
+                    ms(p99(&traced)),
+                    group(spans),
+                );
+            }
+        }
+    }
+
     /// The step of `target` at `count` subscribers that delivered most while sustained (or
     /// lossless), and whether it was the highest rate the target was measured at.
     fn best(&self, target: Target, count: usize, sustained: bool) -> Option<Best<'_>> {
@@ -231,7 +287,9 @@ impl Report {
                 m.after as f64 / 1_048_576.0,
                 m.per_connection() / 1024.0,
                 match m.target {
-                    Target::Streamer => "session-local (streamer, simulator, HTTP API)".to_owned(),
+                    Target::Streamer | Target::StreamerTraced => {
+                        "session-local (streamer, simulator, HTTP API)".to_owned()
+                    }
                     Target::Nchan => format!("nginx master + {} workers", m.processes - 1),
                 }
             );
@@ -290,5 +348,19 @@ fn ms(value: f64) -> String {
         format!("{value:.2}")
     } else {
         format!("{value:.1}")
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 when empty.
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        f64::midpoint(values[middle - 1], values[middle])
+    } else {
+        values[middle]
     }
 }

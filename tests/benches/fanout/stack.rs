@@ -68,8 +68,12 @@ pub(crate) struct Simulator {
 
 impl Stack {
     /// Starts `binary` with every address on a free loopback port and waits for its endpoints;
-    /// then mints a token and creates a session.
-    pub(crate) async fn start(binary: &Path, dir: &Path) -> anyhow::Result<Self> {
+    /// then mints a token and creates a session. `env`: more variables for the process.
+    pub(crate) async fn start(
+        binary: &Path,
+        dir: &Path,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let endpoints_file = dir.join("endpoints.json");
         let log = dir.join("session-local.log");
         let out = File::create(&log)?;
@@ -87,6 +91,7 @@ impl Stack {
             .env("SESSION_STREAMER__MAX_STREAMS_PER_USER", "1000000")
             .env("SESSION_STREAMER__MAX_STREAMS_PER_ADDRESS", "1000000")
             .env("SESSION_STREAMER__MAX_CONNECTIONS", "1000000")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -2,8 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-use crate::helpers::TestApi;
+use session_tests::test_api::TestApi;
 
 #[tokio::test]
 async fn secured_routes_without_a_token_are_401_and_with_a_bad_one_403() {
@@ -26,20 +25,33 @@ async fn secured_routes_without_a_token_are_401_and_with_a_bad_one_403() {
     assert_eq!(basic.status, StatusCode::FORBIDDEN, "{basic:?}");
 }
 
+/// What no documented route matches takes `$default` to the function (behind the authorizer),
+/// which answers it as a problem: 404, or 405 for a documented path.
 #[tokio::test]
-async fn unknown_routes_and_methods_are_gateway_404s_with_a_request_id() {
+async fn unknown_routes_and_methods_reach_the_function_through_default_with_a_request_id() {
     let api = TestApi::spawn().await;
     let alice = api.user("alice");
 
     let unknown = alice.get("/v2/sessions").await;
     let wrong_method = alice.send(Method::PUT, "/v1/sessions", None, &[]).await;
     let trailing = alice.get("/v1/sessions/").await;
+    let anonymous = api.anonymous().get("/v2/sessions").await;
 
-    for answer in [&unknown, &wrong_method, &trailing] {
-        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
-        assert_eq!(answer.body, json!({"message": "Not Found"}));
+    for (answer, status, problem) in [
+        (&unknown, StatusCode::NOT_FOUND, "not-found"),
+        (
+            &wrong_method,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+        ),
+        (&trailing, StatusCode::NOT_FOUND, "not-found"),
+    ] {
+        assert_eq!(answer.status, status, "{answer:?}");
+        assert_eq!(answer.problem(), problem);
         assert!(answer.header("apigw-requestid").is_some());
     }
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{anonymous:?}");
+    assert_eq!(anonymous.body, json!({"message": "Unauthorized"}));
 }
 
 #[tokio::test]

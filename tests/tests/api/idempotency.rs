@@ -1,10 +1,9 @@
-//! `Idempotency-Key` on POSTs: a retry gets the first answer; the key with another body is 422.
+//! `Idempotency-Key` on POSTs: a retry gets the first answer; the key with another body is 409.
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
-
-use crate::helpers::TestApi;
+use session_tests::test_api::TestApi;
 
 #[tokio::test]
 async fn a_retried_create_with_the_same_key_returns_the_first_answer() {
@@ -34,7 +33,7 @@ async fn a_retried_create_with_the_same_key_returns_the_first_answer() {
 }
 
 #[tokio::test]
-async fn the_same_key_with_another_body_is_a_422() {
+async fn the_same_key_with_another_body_is_a_409() {
     let api = TestApi::spawn().await;
     let alice = api.user("alice");
     let key = [("idempotency-key", "create-2")];
@@ -46,7 +45,7 @@ async fn the_same_key_with_another_body_is_a_422() {
         .post_with("/v1/sessions", &json!({"name": "b"}), &key)
         .await;
 
-    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY, "{other:?}");
+    assert_eq!(other.status, StatusCode::CONFLICT, "{other:?}");
     assert_eq!(other.problem(), "idempotency-key-reused");
 }
 

@@ -5,8 +5,7 @@
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
-mod helpers;
-
+mod contract;
 mod edge;
 mod gateway;
 mod idempotency;

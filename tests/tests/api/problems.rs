@@ -12,8 +12,8 @@ use session_core::config::Settings;
 use session_core::store::InMemoryStore;
 use session_functions::http::router;
 use session_functions::wiring;
+use session_tests::test_api::TestApi;
 
-use crate::helpers::TestApi;
 use crate::stall::stack_behind_relay;
 
 #[tokio::test]

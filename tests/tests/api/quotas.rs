@@ -4,8 +4,7 @@
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
-
-use crate::helpers::TestApi;
+use session_tests::test_api::TestApi;
 
 #[tokio::test]
 async fn concurrent_session_creates_stop_exactly_at_the_quota() {

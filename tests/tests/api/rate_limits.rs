@@ -9,15 +9,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use session_core::config::StoreBackend;
 use session_tests::moto::Moto;
+use session_tests::test_api::{Answer, TestApi};
+use session_tests::ws::Socket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-
-use crate::helpers::{Answer, Socket, TestApi};
 
 /// The longest any single wait may take; far above what each needs.
 const WAIT: Duration = Duration::from_secs(20);
@@ -301,15 +300,14 @@ fn heartbeat(seq: u64) -> String {
     json!({"action": "heartbeat", "seq": seq, "client_time": 1_000 * seq}).to_string()
 }
 
-/// Sends a heartbeat and returns the frame that answers it.
+/// Sends a heartbeat and returns the frame that answers it (both checked against
+/// docs/asyncapi.json).
 async fn beat(socket: &mut Socket, seq: u64) -> Value {
-    socket.send(Message::text(heartbeat(seq))).await.unwrap();
-    loop {
-        match tokio::time::timeout(WAIT, socket.next()).await.unwrap() {
-            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => panic!("no text frame: {other:?}"),
-        }
+    let beat: Value = serde_json::from_str(&heartbeat(seq)).unwrap();
+    session_tests::ws::send(socket, &beat).await;
+    match session_tests::ws::next_message(socket, WAIT).await {
+        Some(Message::Text(text)) => serde_json::from_str(&text).unwrap(),
+        other => panic!("no text frame: {other:?}"),
     }
 }
 

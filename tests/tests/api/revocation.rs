@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use session_core::config::StoreBackend;
 use session_tests::moto::Moto;
+use session_tests::test_api::{TestApi, User};
 
-use crate::helpers::{TestApi, User};
 use crate::scopes::user_with_scopes;
 
 /// `auth.revocation_cache_ms` in these tests: the bound within which a revocation takes effect.

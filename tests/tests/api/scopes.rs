@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-use crate::helpers::{Answer, TestApi, User};
+use session_tests::test_api::{Answer, TestApi, User};
 
 /// A client for `user` whose token carries exactly `scopes`.
 pub fn user_with_scopes(api: &TestApi, user: &str, scopes: &[&str]) -> User {

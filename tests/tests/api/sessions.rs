@@ -2,8 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-
-use crate::helpers::TestApi;
+use session_tests::test_api::TestApi;
 
 #[tokio::test]
 async fn create_session_returns_201_with_location_and_the_session() {

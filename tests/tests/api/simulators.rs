@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-
-use crate::helpers::TestApi;
+use session_tests::test_api::TestApi;
 
 #[tokio::test]
 async fn start_simulator_returns_202_and_the_simulator_runs() {
@@ -65,9 +64,8 @@ async fn book_returns_the_authoritative_levels_and_event_id_of_a_symbol() {
             "/v1/sessions/{session}/simulators/{simulator}/book?symbol=ETH-USD"
         ))
         .await;
-    assert_eq!(other.status, StatusCode::BAD_REQUEST, "{other:?}");
-    assert_eq!(other.problem(), "validation-error");
-    assert_eq!(other.body["field"], "symbol");
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{other:?}");
+    assert_eq!(other.problem(), "not-found");
 }
 
 #[tokio::test]

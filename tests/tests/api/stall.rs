@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use session_core::config::StoreBackend;
 use session_tests::moto::Moto;
+use session_tests::test_api::TestApi;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-use crate::helpers::TestApi;
 
 /// At most this many request chunks are kept for [`StallableRelay::requests`].
 const KEPT_REQUESTS: usize = 512;

@@ -2,8 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-
-use crate::helpers::TestApi;
+use session_tests::test_api::TestApi;
 
 #[tokio::test]
 async fn a_ticket_comes_with_the_url_of_its_transport() {

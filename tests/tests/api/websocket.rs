@@ -15,12 +15,11 @@ use serde_json::{Value, json};
 use session_core::clock::{Clock, SystemClock};
 use session_core::config::Settings;
 use session_core::domain::{Lease, NewSession, Session, TicketId, UserId, session_lease_name};
-use session_core::service::SessionService;
+use session_core::service::{ConnectionService, ServiceParts};
 use session_core::store::{InMemoryStore, SharedStore};
 use session_functions::websocket::{authorize_connect, handle};
 use session_functions::wiring;
-
-use crate::helpers::{TestApi, User};
+use session_tests::test_api::{TestApi, User};
 
 fn authorizer_event(ticket: Option<&str>) -> ApiGatewayCustomAuthorizerRequestTypeRequest {
     let query = ticket.map_or(json!({}), |t| json!({ "ticket": t }));
@@ -69,9 +68,13 @@ fn route_event(
     .expect("a WebSocket event")
 }
 
+/// The frame a response sends back, checked against docs/asyncapi.json.
 fn frame(response: &ApiGatewayProxyResponse) -> Value {
     match &response.body {
-        Some(aws_lambda_events::encodings::Body::Text(text)) => serde_json::from_str(text).unwrap(),
+        Some(aws_lambda_events::encodings::Body::Text(text)) => {
+            session_tests::contract::assert_ws_received(text);
+            serde_json::from_str(text).unwrap()
+        }
         other => panic!("no text frame: {other:?}"),
     }
 }
@@ -79,13 +82,16 @@ fn frame(response: &ApiGatewayProxyResponse) -> Value {
 /// Authorizes and connects with a fresh ticket; returns the authorizer context.
 async fn connect(api: &TestApi, user: &User, session: &str, connection: &str) -> (Value, i64) {
     let ticket = user.ws_ticket(session).await.0;
-    let verdict = authorize_connect(api.stack.service(), &authorizer_event(Some(&ticket)))
-        .await
-        .unwrap();
+    let verdict = authorize_connect(
+        api.stack.connect_authorizer(),
+        &authorizer_event(Some(&ticket)),
+    )
+    .await
+    .unwrap();
     let verdict = serde_json::to_value(&verdict).unwrap();
     let context = verdict["context"].clone();
     let connected = handle(
-        api.stack.service(),
+        api.stack.connection_service(),
         &route_event("$connect", connection, &context, None),
     )
     .await;
@@ -99,18 +105,27 @@ async fn a_ticket_admits_one_connection_and_a_replay_is_denied() {
     let session = alice.create_session().await;
     let ticket = alice.ws_ticket(&session).await.0;
 
-    let first = authorize_connect(api.stack.service(), &authorizer_event(Some(&ticket)))
+    let first = authorize_connect(
+        api.stack.connect_authorizer(),
+        &authorizer_event(Some(&ticket)),
+    )
+    .await
+    .unwrap();
+    let replay = authorize_connect(
+        api.stack.connect_authorizer(),
+        &authorizer_event(Some(&ticket)),
+    )
+    .await
+    .unwrap();
+    let missing = authorize_connect(api.stack.connect_authorizer(), &authorizer_event(None))
         .await
         .unwrap();
-    let replay = authorize_connect(api.stack.service(), &authorizer_event(Some(&ticket)))
-        .await
-        .unwrap();
-    let missing = authorize_connect(api.stack.service(), &authorizer_event(None))
-        .await
-        .unwrap();
-    let forged = authorize_connect(api.stack.service(), &authorizer_event(Some("e30.e30.AAAA")))
-        .await
-        .unwrap();
+    let forged = authorize_connect(
+        api.stack.connect_authorizer(),
+        &authorizer_event(Some("e30.e30.AAAA")),
+    )
+    .await
+    .unwrap();
 
     let first = serde_json::to_value(&first).unwrap();
     assert_eq!(
@@ -143,9 +158,12 @@ async fn an_sse_ticket_or_a_closed_session_does_not_open_a_websocket() {
     alice.delete(&format!("/v1/sessions/{session}")).await;
 
     for ticket in [sse.body["ticket"].as_str().unwrap(), ws.as_str()] {
-        let verdict = authorize_connect(api.stack.service(), &authorizer_event(Some(ticket)))
-            .await
-            .unwrap();
+        let verdict = authorize_connect(
+            api.stack.connect_authorizer(),
+            &authorizer_event(Some(ticket)),
+        )
+        .await
+        .unwrap();
         let verdict = serde_json::to_value(&verdict).unwrap();
         assert_eq!(
             verdict["policyDocument"]["Statement"][0]["Effect"], "Deny",
@@ -177,7 +195,7 @@ async fn heartbeats_are_acknowledged_with_quality_and_resume_information() {
     let session = alice.create_session().await;
     let (context, status) = connect(&api, &alice, &session, "hb=").await;
     assert_eq!(status, 200);
-    let service = api.stack.service();
+    let service = api.stack.connection_service();
 
     let first = frame(
         &handle(
@@ -229,7 +247,7 @@ async fn unknown_actions_malformed_json_and_bad_heartbeats_get_error_frames() {
     let alice = api.user("alice");
     let session = alice.create_session().await;
     let (context, _) = connect(&api, &alice, &session, "d=").await;
-    let service = api.stack.service();
+    let service = api.stack.connection_service();
 
     let unknown = frame(
         &handle(
@@ -272,7 +290,7 @@ async fn disconnect_removes_the_connection_and_is_idempotent() {
     let alice = api.user("alice");
     let session = alice.create_session().await;
     let (context, _) = connect(&api, &alice, &session, "x=").await;
-    let service = api.stack.service();
+    let service = api.stack.connection_service();
 
     let first = handle(service, &route_event("$disconnect", "x=", &context, None)).await;
     let second = handle(service, &route_event("$disconnect", "x=", &context, None)).await;
@@ -300,7 +318,7 @@ async fn disconnect_removes_the_connection_and_is_idempotent() {
 /// stack keeps its store to itself, and its streamer would take leases too), with one session of
 /// alice's and one connection of it recorded.
 struct LeaseWorld {
-    service: SessionService,
+    service: ConnectionService,
     store: SharedStore,
     session: Session,
     /// The `$connect` authorizer's context, as API Gateway hands it to every event.
@@ -318,7 +336,8 @@ impl LeaseWorld {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store: SharedStore = Arc::new(InMemoryStore::new(clock.clone()));
         let backend = wiring::simulator_backend(&settings).unwrap();
-        let service = wiring::app(&settings, store.clone(), backend, clock.clone()).service;
+        let parts = ServiceParts::from_settings(&settings, store.clone(), backend, clock.clone());
+        let service = wiring::ws_handler(&settings, &parts).service;
         let alice = UserId::parse("user", "alice").unwrap();
         let session = Session::open(
             alice,
@@ -358,6 +377,7 @@ impl LeaseWorld {
     /// Sends heartbeat `seq` and returns the answer frame.
     async fn heartbeat(&self, seq: u64) -> Value {
         let body = json!({"action": "heartbeat", "seq": seq, "client_time": 1_000 * seq});
+        session_tests::contract::assert_ws_sent(&body);
         frame(
             &handle(
                 &self.service,

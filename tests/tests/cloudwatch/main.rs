@@ -8,19 +8,6 @@
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
-#[path = "../streamer/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
-#[allow(dead_code)]
-#[path = "../api/helpers.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "../streamer/replica.rs"]
-mod replica;
-#[allow(dead_code)]
-#[path = "../streamer/sse.rs"]
-mod sse;
-
 use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,8 +16,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-
-use fixture::{Fixture, PATIENCE};
+use session_tests::stream_fixture::{Fixture, PATIENCE};
 
 /// The namespace the streamer's role may publish to (what the permission check holds it to).
 const NAMESPACE: &str = "SessionService";
@@ -186,7 +172,7 @@ async fn the_streamer_publishes_what_it_delivered_to_cloudwatch() {
     let fixture = Fixture::start(&["BTC-USD"], 50, |settings| {
         settings.streamer.cloudwatch_namespace = Some(NAMESPACE.to_owned());
         settings.streamer.cloudwatch_endpoint = Some(endpoint.clone());
-        settings.streamer.cloudwatch_interval_ms = 300;
+        settings.streamer.cloudwatch_interval_ms = Duration::from_millis(300);
     })
     .await;
 
@@ -266,7 +252,7 @@ async fn a_failed_publish_is_counted_and_its_data_sent_with_the_next() {
     let fixture = Fixture::start(&["ETH-USD"], 10, |settings| {
         settings.streamer.cloudwatch_namespace = Some(NAMESPACE.to_owned());
         settings.streamer.cloudwatch_endpoint = Some(endpoint.clone());
-        settings.streamer.cloudwatch_interval_ms = 200;
+        settings.streamer.cloudwatch_interval_ms = Duration::from_millis(200);
     })
     .await;
 

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use session_tests::sse::{self, SseStream};
+use session_tests::stream_fixture::{Fixture, PATIENCE};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
-
-use crate::fixture::{Fixture, PATIENCE};
-use crate::sse::{self, SseStream};
 
 const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
 
@@ -213,7 +212,10 @@ async fn an_address_past_the_per_address_cap_gets_429_while_another_address_stil
 
 #[tokio::test]
 async fn a_connection_that_sends_half_a_head_is_closed_within_the_header_timeout() {
-    let fixture = Fixture::start(&SYMBOLS, 50, |s| s.streamer.header_timeout_ms = 500).await;
+    let fixture = Fixture::start(&SYMBOLS, 50, |s| {
+        s.streamer.header_timeout_ms = Duration::from_millis(500);
+    })
+    .await;
     let mut slow = TcpStream::connect(streamer_host(&fixture)).await.unwrap();
     let started = Instant::now();
 
@@ -256,7 +258,10 @@ async fn a_request_head_over_16_kib_is_refused_with_431() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_within_the_write_timeout_while_another_keeps_streaming()
  {
-    let fixture = Fixture::start(&SYMBOLS, 20_000, |s| s.streamer.write_timeout_ms = 1_000).await;
+    let fixture = Fixture::start(&SYMBOLS, 20_000, |s| {
+        s.streamer.write_timeout_ms = Duration::from_millis(1_000);
+    })
+    .await;
     let bearer = format!("Bearer {}", fixture.token);
     let mut reader = sse::connect(&fixture.stream_url(), &[("authorization", &bearer)])
         .await

@@ -8,10 +8,10 @@
 use reqwest::StatusCode;
 use serde_json::json;
 use session_core::config::StoreBackend;
+use session_tests::book_replica::Replica;
 use session_tests::moto::Moto;
+use session_tests::stream_fixture::Fixture;
 
-use crate::fixture::Fixture;
-use crate::replica::Replica;
 use crate::ws::{WsClient, ws_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +22,7 @@ async fn every_route_and_stream_works_with_each_component_on_its_own_dynamodb_cl
         service.store.backend = StoreBackend::Dynamodb;
         service.store.endpoint = Some(Moto::shared().endpoint().to_owned());
         service.store.table_name.clone_from(&table);
-        service.streamer.push_poll_ms = 250;
+        service.streamer.push_poll_ms = std::time::Duration::from_millis(250);
     })
     .await;
     let user = &fixture.user;
@@ -54,7 +54,7 @@ async fn every_route_and_stream_works_with_each_component_on_its_own_dynamodb_cl
     // SSE through the streamer with a single-use ticket.
     let mut stream = fixture.open().await;
     let mut replica = Replica::default();
-    crate::fixture::read_events(&mut stream, &mut replica, 20).await;
+    session_tests::stream_fixture::read_events(&mut stream, &mut replica, 20).await;
     assert!(replica.events >= 20, "{} events over SSE", replica.events);
 
     // WebSocket: the ticket authorizer, `$connect`, heartbeats, the streamer's push (its lease

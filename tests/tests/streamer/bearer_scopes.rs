@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-
-use crate::fixture::{Fixture, PATIENCE};
-use crate::sse;
+use session_tests::sse;
+use session_tests::stream_fixture::{Fixture, PATIENCE};
 
 fn token(fixture: &Fixture, user: &str, scopes: &[&str]) -> String {
     fixture

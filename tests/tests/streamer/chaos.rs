@@ -7,11 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use session_proto::simulator::v1 as pb;
 use session_streamer::hub::UpstreamState;
+use session_tests::book_replica::Replica;
+use session_tests::sse::{Event, SseStream};
+use session_tests::stream_fixture::{Fixture, PATIENCE};
 use tokio::task::JoinHandle;
-
-use crate::fixture::{Fixture, PATIENCE};
-use crate::replica::Replica;
-use crate::sse::{Event, SseStream};
 
 const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
 const CLIENTS: usize = 3;
@@ -185,7 +184,7 @@ async fn streams_the_simulator_ends_are_resumed_without_a_reset_or_a_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upstream_is_taken_as_broken_and_resumed_without_a_gap() {
     let fixture = Fixture::start(&SYMBOLS, 500, |s| {
-        s.streamer.upstream_idle_timeout_ms = 1_100;
+        s.streamer.upstream_idle_timeout_ms = Duration::from_millis(1_100);
     })
     .await;
     let key = fixture.backend_id().await;
@@ -304,13 +303,13 @@ async fn a_restarted_simulator_resets_every_client_to_a_snapshot_of_its_new_epoc
 async fn an_unavailable_simulator_service_makes_streams_degraded_not_silent() {
     let mut fixture = Fixture::start(&SYMBOLS, 500, |s| {
         s.streamer.upstream_breaker_threshold = 2;
-        s.streamer.upstream_breaker_cool_down_secs = 1;
+        s.streamer.upstream_breaker_cool_down_secs = Duration::from_secs(1);
     })
     .await;
     let key = fixture.backend_id().await;
     let mut stream = fixture.open().await;
     let mut seen = Seen::default();
-    crate::fixture::read_events(&mut stream, &mut seen.replica, 20).await;
+    session_tests::stream_fixture::read_events(&mut stream, &mut seen.replica, 20).await;
     let ready_url = format!("{}/health/ready", fixture.api.stack.endpoints().sse);
 
     // The service fails every stream, open or new, as a crashing server does...

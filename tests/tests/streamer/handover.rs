@@ -12,13 +12,13 @@ use session_core::auth::keys::{SigningKey, VerifyKeys};
 use session_core::clock::SystemClock;
 use session_core::config::{StoreBackend, StoreSettings};
 use session_core::store::{DynamoStore, LeaseStore as _};
+use session_tests::book_replica::Replica;
 use session_tests::moto::Moto;
+use session_tests::sse::{self, SseStream};
+use session_tests::stream_fixture::{Fixture, PATIENCE};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::fixture::{Fixture, PATIENCE};
-use crate::replica::Replica;
-use crate::sse::{self, SseStream};
 use crate::ws::{WsClient, ws_url};
 
 const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];

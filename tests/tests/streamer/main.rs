@@ -4,12 +4,6 @@
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
-mod fixture;
-#[allow(dead_code)]
-#[path = "../api/helpers.rs"]
-mod helpers;
-mod replica;
-mod sse;
 mod ws;
 
 mod admission;

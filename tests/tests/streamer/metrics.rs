@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use session_core::metrics_catalog::{self, Emitter, Kind, MetricSpec};
+use session_tests::book_replica::Replica;
+use session_tests::stream_fixture::{Fixture, read_events};
 
-use crate::fixture::{Fixture, read_events};
-use crate::replica::Replica;
 use crate::ws::{WsClient, ws_url};
 
 /// One metric family as `/metrics` shows it.
@@ -81,7 +81,11 @@ fn named_in_code() -> String {
     }
     files
         .iter()
-        .filter(|path| !path.ends_with("metrics_catalog.rs"))
+        .filter(|path| {
+            !path
+                .components()
+                .any(|c| c.as_os_str() == "metrics_catalog")
+        })
         .map(|path| std::fs::read_to_string(path).unwrap())
         .collect()
 }
@@ -94,7 +98,10 @@ fn prometheus() -> impl Iterator<Item = &'static MetricSpec> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_streamers_metrics_are_exactly_those_the_registry_declares() {
-    let fixture = Fixture::start(&["BTC-USD"], 500, |s| s.streamer.push_poll_ms = 100).await;
+    let fixture = Fixture::start(&["BTC-USD"], 500, |s| {
+        s.streamer.push_poll_ms = std::time::Duration::from_millis(100);
+    })
+    .await;
     let mut sse = fixture.open().await;
     let mut replica = Replica::default();
     read_events(&mut sse, &mut replica, 50).await;

@@ -5,10 +5,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::fixture::{Fixture, PATIENCE};
-use crate::replica::Replica;
+use session_tests::book_replica::Replica;
+use session_tests::sse;
+use session_tests::stream_fixture::{Fixture, PATIENCE};
+
 use crate::resume::reopen;
-use crate::sse;
 
 const SYMBOLS: [&str; 3] = ["BTC-USD", "ETH-USD", "AAPL"];
 const CLIENTS: u64 = 6;
@@ -76,7 +77,12 @@ async fn client(fixture: &Fixture, seed: u64, done: &AtomicU64) -> Replica {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_drop_and_reconnect_hundreds_of_times_end_with_exactly_the_simulators_books() {
-    let fixture = Fixture::start(&SYMBOLS, 2_000, crate::fixture::reconnect_without_limits).await;
+    let fixture = Fixture::start(
+        &SYMBOLS,
+        2_000,
+        session_tests::stream_fixture::reconnect_without_limits,
+    )
+    .await;
     let done = AtomicU64::new(0);
 
     let clients = (0..CLIENTS).map(|seed| client(&fixture, seed, &done));

@@ -14,12 +14,11 @@ use axum::http::{Response, StatusCode};
 use futures_util::StreamExt as _;
 use session_core::resilience::{Classify as _, RetryPolicy};
 use session_streamer::push::{ConnectionsApi, MAX_MESSAGE_BYTES, PostError};
+use session_tests::test_api::TestApi;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::TestApi;
-
-use crate::helpers::Socket;
+use session_tests::ws::Socket;
 
 /// The longest any single wait in these tests may take; far above what each needs.
 const WAIT: Duration = Duration::from_secs(20);
@@ -55,13 +54,15 @@ fn connections_api(api: &TestApi) -> ConnectionsApi {
 }
 
 /// The next data or close message (pings and pongs skipped), `None` once the socket ended.
+/// Unchecked against docs/asyncapi.json: these tests post arbitrary bytes through the
+/// `@connections` transport.
 async fn next(socket: &mut Socket) -> Option<Message> {
-    crate::helpers::next_ws_message(socket, WAIT).await
+    session_tests::ws::next_raw_message(socket, WAIT).await
 }
 
 /// Waits for the client's socket to end and returns the code it was closed with.
 async fn closed_with(socket: &mut Socket) -> CloseCode {
-    crate::helpers::ws_closed_with(socket, WAIT).await
+    session_tests::ws::closed_with(socket, WAIT).await
 }
 
 #[tokio::test]
@@ -76,6 +77,19 @@ async fn a_post_reaches_the_client_as_one_text_frame() {
 
     assert!(posted.is_ok(), "{posted:?}");
     assert_eq!(received, Some(Message::text(r#"{"type":"hello"}"#)));
+}
+
+#[tokio::test]
+#[should_panic(expected = "WebSocket frame received: no WebSocket message has type \"hello\"")]
+async fn a_frame_the_contract_does_not_allow_fails_the_suites_websocket_reader() {
+    let (api, mut socket, id) = connected().await;
+    let posted = connections_api(&api)
+        .post(&id, Bytes::from_static(br#"{"type":"hello"}"#))
+        .await;
+    assert!(posted.is_ok(), "{posted:?}");
+
+    // The reader every suite uses (not this file's unchecked `next`).
+    session_tests::ws::next_message(&mut socket, WAIT).await;
 }
 
 #[tokio::test]

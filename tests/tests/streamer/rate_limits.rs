@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
-
-use crate::fixture::Fixture;
+use session_tests::stream_fixture::Fixture;
 
 fn address(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))

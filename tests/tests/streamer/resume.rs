@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::fixture::{Fixture, PATIENCE, read_events};
-use crate::replica::Replica;
-use crate::sse::{self, Refused, SseStream};
+use session_tests::book_replica::Replica;
+use session_tests::sse::{self, Refused, SseStream};
+use session_tests::stream_fixture::{Fixture, PATIENCE, read_events};
 
 /// Reopens `url` as `EventSource` does after a drop; the previous connection's release may
 /// take a moment to be recorded, as it would during the browser's `retry` delay.
@@ -174,7 +174,10 @@ async fn a_resume_outside_the_window_gets_a_reset_then_a_snapshot() {
 
 #[tokio::test]
 async fn a_spent_ticket_is_dead_once_its_grace_period_is_over() {
-    let fixture = Fixture::start(&["BTC-USD"], 500, |s| s.streamer.resume_grace_secs = 1).await;
+    let fixture = Fixture::start(&["BTC-USD"], 500, |s| {
+        s.streamer.resume_grace_secs = Duration::from_secs(1);
+    })
+    .await;
     let url = fixture.ticket_url().await;
     let mut stream = sse::connect(&url, &[]).await.unwrap();
     let mut replica = Replica::default();
@@ -239,7 +242,7 @@ async fn a_resume_from_before_a_fresh_streams_window_is_backfilled_from_the_simu
     // Without clients the stream goes at once: the next one starts at a new snapshot, ahead of
     // the client, as on a streamer that takes over another's clients.
     let fixture = Fixture::start(&["BTC-USD", "ETH-USD"], 1_000, |s| {
-        s.streamer.linger_secs = 0;
+        s.streamer.linger_secs = Duration::from_secs(0);
     })
     .await;
     let mut replica = Replica::default();

@@ -5,12 +5,12 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use session_tests::sse::{self, Event, SseStream};
+use session_tests::stream_fixture::{Fixture, PATIENCE};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::chaos::Seen;
-use crate::fixture::{Fixture, PATIENCE};
-use crate::sse::{self, Event, SseStream};
 
 const SYMBOLS: [&str; 3] = ["BTC-USD", "ETH-USD", "AAPL"];
 /// The smallest queue a client may have.

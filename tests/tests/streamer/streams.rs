@@ -1,8 +1,8 @@
 //! Opening streams: credentials, headers, the first snapshot and the events after it.
 
-use crate::fixture::{Fixture, PATIENCE, read_events};
-use crate::replica::Replica;
-use crate::sse;
+use session_tests::book_replica::Replica;
+use session_tests::sse;
+use session_tests::stream_fixture::{Fixture, PATIENCE, read_events};
 
 #[tokio::test]
 async fn a_ticket_opens_a_stream_that_starts_with_a_snapshot_and_continues_gaplessly() {

@@ -8,9 +8,8 @@ use reqwest::StatusCode;
 use session_core::auth::keys::{SigningKey, VerifyKeys};
 use session_core::auth::{Principal, TicketSigner};
 use session_core::domain::{SessionId, Timestamp, Transport, UserId};
-
-use crate::fixture::{Fixture, PATIENCE};
-use crate::sse;
+use session_tests::sse;
+use session_tests::stream_fixture::{Fixture, PATIENCE};
 
 fn now() -> Timestamp {
     let ms = SystemTime::now()

@@ -3,18 +3,13 @@
 
 use std::collections::VecDeque;
 
-use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use session_tests::book_replica::Replica;
+use session_tests::sse::Event;
+use session_tests::stream_fixture::{Fixture, PATIENCE};
+use session_tests::ws::{Socket, next_message, send};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-use crate::fixture::{Fixture, PATIENCE};
-use crate::replica::Replica;
-use crate::sse::Event;
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A WebSocket client of the stream: the events of every `events` message, in order.
 pub struct WsClient {
@@ -49,14 +44,12 @@ impl WsClient {
         }
     }
 
-    /// Reads one message: an `events` message's events are queued for [`Self::next`]; any
-    /// other message is returned.
+    /// Reads one message (checked against docs/asyncapi.json): an `events` message's events
+    /// are queued for [`Self::next`]; any other message is returned.
     async fn receive(&mut self) -> Option<Value> {
-        let message = tokio::time::timeout(PATIENCE, self.socket.next())
+        let message = next_message(&mut self.socket, PATIENCE)
             .await
-            .expect("a message in time")
-            .expect("the connection stays open")
-            .expect("a frame");
+            .expect("the connection stays open");
         let Message::Text(text) = message else {
             return None;
         };
@@ -137,9 +130,6 @@ impl WsClient {
             "client_time": 0,
             "last_event_id": last_event_id,
         });
-        self.socket
-            .send(Message::text(beat.to_string()))
-            .await
-            .expect("the heartbeat is sent");
+        send(&mut self.socket, &beat).await;
     }
 }

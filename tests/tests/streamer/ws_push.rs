@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use crate::fixture::Fixture;
-use crate::replica::Replica;
+use session_tests::book_replica::Replica;
+use session_tests::stream_fixture::Fixture;
+
 use crate::ws::{WsClient, ws_url};
 
 fn quick_push(s: &mut session_core::config::Settings) {
-    s.streamer.push_poll_ms = 100;
+    s.streamer.push_poll_ms = Duration::from_millis(100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +100,7 @@ async fn websocket_clients_that_reconnect_hundreds_of_times_end_with_the_simulat
     const CLIENTS: usize = 5;
     let fixture = Fixture::start(&SYMBOLS, 1_000, |s| {
         quick_push(s);
-        crate::fixture::reconnect_without_limits(s);
+        session_tests::stream_fixture::reconnect_without_limits(s);
         // Five clients, each with a dropped connection whose `$disconnect` may still be running.
         s.limits.connections_per_session = 16;
     })

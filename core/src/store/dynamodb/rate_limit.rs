@@ -16,6 +16,7 @@
 //! DynamoDB deletes it only once the key is back at full capacity; an expired item not yet
 //! deleted has a TAT in the past and reads as full.
 
+use crate::store::ports::{MethodActions, UPDATE_ITEM};
 use async_trait::async_trait;
 
 use super::item::{Item, key, n};
@@ -41,6 +42,10 @@ fn tat_of(item: &Item) -> Option<i64> {
 fn ttl(us: i64) -> aws_sdk_dynamodb::types::AttributeValue {
     n(gcra::ceil_secs(us))
 }
+
+/// The DynamoDB actions of each method of [`RateLimitStore`] here (checked against the calls in this
+/// file by `iam.rs`; entry points' IAM roles are held to them by `tests/tests/infra.rs`).
+pub(super) const IAM_ACTIONS: &[MethodActions] = &[("acquire_rate", &[UPDATE_ITEM])];
 
 #[async_trait]
 impl RateLimitStore for DynamoStore {

@@ -10,6 +10,7 @@
 //! cost and round trip, without unprocessed keys to retry, and within the `GetItem` every
 //! door's role already has.
 
+use crate::store::ports::{GET_ITEM, MethodActions, PUT_ITEM};
 use async_trait::async_trait;
 
 use super::item::{Item, ItemExt as _, key, ms, n};
@@ -57,6 +58,11 @@ impl DynamoStore {
         Ok(revocation.is_in_force(now).then_some(revocation))
     }
 }
+
+/// The DynamoDB actions of each method of [`RevocationStore`] here (checked against the calls in this
+/// file by `iam.rs`; entry points' IAM roles are held to them by `tests/tests/infra.rs`).
+pub(super) const IAM_ACTIONS: &[MethodActions] =
+    &[("revoke", &[PUT_ITEM]), ("revocation", &[GET_ITEM])];
 
 #[async_trait]
 impl RevocationStore for DynamoStore {

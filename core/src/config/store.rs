@@ -1,0 +1,90 @@
+//! `store`: which adapter holds session state, and how patiently DynamoDB is called.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, invalid};
+
+/// Where session state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// This process's memory: the embedded default.
+    Memory,
+    /// A DynamoDB table (or a DynamoDB-API server such as moto's).
+    Dynamodb,
+}
+
+/// Store settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Which adapter.
+    pub backend: StoreBackend,
+    /// The DynamoDB table.
+    pub table_name: String,
+    /// A DynamoDB endpoint other than AWS's (e.g. `http://127.0.0.1:5000`).
+    pub endpoint: Option<String>,
+    /// One DynamoDB request that takes longer is abandoned and retried (a hung connection,
+    /// not a slow table: DynamoDB answers in milliseconds).
+    pub attempt_timeout_ms: u64,
+    /// A store call, retries included, fails as unavailable after this long, well within the
+    /// functions' timeouts.
+    pub call_timeout_ms: u64,
+}
+
+impl StoreSettings {
+    /// How long one request may take.
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.attempt_timeout_ms)
+    }
+
+    /// How long a call may take, retries included.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Memory,
+            table_name: "session-service".to_owned(),
+            endpoint: None,
+            attempt_timeout_ms: 3_000,
+            call_timeout_ms: 8_000,
+        }
+    }
+}
+
+impl StoreSettings {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let table = &self.table_name;
+        if !(3..=255).contains(&table.len())
+            || !table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return invalid(
+                "store.table_name",
+                "must be 3 to 255 letters, digits, '_', '.' or '-'",
+            );
+        }
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return invalid("store.endpoint", "must be an http:// or https:// URL");
+        }
+        if !(100..=60_000).contains(&self.attempt_timeout_ms) {
+            return invalid("store.attempt_timeout_ms", "must be between 100 and 60000");
+        }
+        if !(self.attempt_timeout_ms..=60_000).contains(&self.call_timeout_ms) {
+            return invalid(
+                "store.call_timeout_ms",
+                "must be between store.attempt_timeout_ms and 60000",
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,320 @@
+//! The settings load from files and the environment, and bad values name their setting.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format as _, Toml};
+use secrecy::ExposeSecret as _;
+
+use super::*;
+
+fn with(toml: &str) -> Result<Settings, ConfigError> {
+    Settings::from_figment(&Figment::new().merge(Toml::string(toml)))
+}
+
+#[test]
+fn defaults_are_valid_and_use_the_in_memory_store() {
+    let settings = with("").unwrap();
+    assert_eq!(settings.store.backend, StoreBackend::Memory);
+}
+
+#[test]
+fn a_file_overrides_defaults() {
+    let settings =
+        with("[store]\nbackend = \"dynamodb\"\nendpoint = \"http://127.0.0.1:1\"").unwrap();
+    assert_eq!(settings.store.backend, StoreBackend::Dynamodb);
+    assert_eq!(settings.limits, Limits::default());
+}
+
+#[test]
+fn the_event_budget_defaults_to_one_simulator_at_the_maximum_rate_and_must_be_positive() {
+    let settings = with("").unwrap();
+    assert_eq!(settings.limits.events_per_second_per_user, 200_000);
+    let err = with("[limits]\nevents_per_second_per_user = 0").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration: limits.events_per_second_per_user: must be at least 1"
+    );
+}
+
+#[test]
+fn errors_name_the_setting() {
+    let err = with("[limits]\nsessions_per_user = 0").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration: limits.sessions_per_user: must be at least 1"
+    );
+    let err = with("[limits]\nsessions_per_user = \"ten\"").unwrap_err();
+    assert!(err.to_string().contains("sessions_per_user"), "{err}");
+    let err = with("[store]\nendpoint = \"localhost:8000\"").unwrap_err();
+    assert!(err.to_string().contains("store.endpoint"), "{err}");
+    let err = with("[store]\ntable = \"x\"").unwrap_err();
+    assert!(err.to_string().contains("table"), "{err}");
+    let err = with("[store]\nattempt_timeout_ms = 10").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration: store.attempt_timeout_ms: must be between 100 and 60000"
+    );
+    let err = with("[store]\nattempt_timeout_ms = 3000\ncall_timeout_ms = 2000").unwrap_err();
+    assert!(err.to_string().contains("store.call_timeout_ms"), "{err}");
+    let err = with("[auth]\nticket_verify_keys_secret_arn = \"keys\"").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("auth.ticket_verify_keys_secret_arn: must be a Secrets Manager"),
+        "{err}"
+    );
+}
+
+#[test]
+fn streamer_admission_settings_are_checked_and_name_the_setting() {
+    let err = with("[streamer]\nmax_connections = 0").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration: streamer.max_connections: must be between 1 and 1000000"
+    );
+    let err =
+        with("[streamer]\nmax_streams_per_user = 30\nmax_streams_per_address = 10").unwrap_err();
+    assert!(
+        err.to_string().contains("streamer.max_streams_per_address"),
+        "{err}"
+    );
+    let err = with("[streamer]\nheader_timeout_ms = 5").unwrap_err();
+    assert!(
+        err.to_string().contains("streamer.header_timeout_ms"),
+        "{err}"
+    );
+    let err = with("[streamer]\nwrite_timeout_ms = 0").unwrap_err();
+    assert!(
+        err.to_string().contains("streamer.write_timeout_ms"),
+        "{err}"
+    );
+}
+
+#[test]
+fn streamer_cloudwatch_settings_are_off_by_default_and_checked_naming_the_setting() {
+    let defaults = with("").unwrap().streamer;
+    assert_eq!(defaults.cloudwatch_namespace, None);
+    assert_eq!(defaults.cloudwatch_interval_ms, Duration::from_secs(60));
+    let set = with("[streamer]\ncloudwatch_namespace = \"SessionService\"").unwrap();
+    assert_eq!(
+        set.streamer.cloudwatch_namespace.as_deref(),
+        Some("SessionService")
+    );
+    for (toml, setting) in [
+        (
+            "cloudwatch_namespace = \"AWS/Lambda\"",
+            "streamer.cloudwatch_namespace",
+        ),
+        (
+            "cloudwatch_namespace = \"\"",
+            "streamer.cloudwatch_namespace",
+        ),
+        (
+            "cloudwatch_endpoint = \"localhost:4566\"",
+            "streamer.cloudwatch_endpoint",
+        ),
+        (
+            "cloudwatch_interval_ms = 10",
+            "streamer.cloudwatch_interval_ms",
+        ),
+    ] {
+        let err = with(&format!("[streamer]\n{toml}")).unwrap_err();
+        assert!(err.to_string().contains(setting), "{toml}: {err}");
+    }
+}
+
+const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+
+#[test]
+#[allow(clippy::result_large_err)] // `Jail`'s closure returns figment's error
+fn backend_tls_loads_from_environment_variables_and_reads_its_files() {
+    figment::Jail::expect_with(|jail| {
+        // Arrange
+        jail.create_file("ca.pem", CERT)?;
+        jail.create_file("client.pem", CERT)?;
+        jail.create_file("client.key", KEY)?;
+        jail.set_env("SESSION_BACKENDS__AUTH_URL", "https://auth.internal:50052");
+        jail.set_env("SESSION_BACKENDS__SIMULATOR_URL", "https://10.0.0.7:50051");
+        jail.set_env("SESSION_BACKENDS__TLS__CA_FILE", "ca.pem");
+        jail.set_env("SESSION_BACKENDS__TLS__CERT_FILE", "client.pem");
+        jail.set_env("SESSION_BACKENDS__TLS__KEY_FILE", "client.key");
+        jail.set_env("SESSION_BACKENDS__TLS__DOMAIN", "simulator.internal");
+
+        // Act
+        let settings = Settings::load(None).expect("valid settings");
+
+        // Assert
+        let tls = &settings.backends.tls;
+        assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(tls.domain.as_deref(), Some("simulator.internal"));
+        assert_eq!(tls.ca_pem(), Some(CERT));
+        let (cert, key) = tls.identity_pem().expect("an identity");
+        assert_eq!(cert, CERT);
+        assert_eq!(key.expose_secret(), KEY);
+        assert!(!format!("{settings:?}").contains("MIIB\n-----END PRIVATE"));
+        Ok(())
+    });
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // `Jail`'s closure returns figment's error
+fn websocket_allowed_origins_come_from_the_environment_as_a_list() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env(
+            "SESSION_WEBSOCKET__ALLOWED_ORIGINS",
+            "[https://app.example.com, http://localhost:8080]",
+        );
+        let settings = Settings::load(None).expect("valid settings");
+        assert_eq!(
+            settings.websocket.allowed_origins,
+            ["https://app.example.com", "http://localhost:8080"]
+        );
+        Ok(())
+    });
+    assert!(with("").unwrap().websocket.allowed_origins.is_empty());
+    let err = with("[websocket]\nallowed_origins = [\"https://app.example.com/\"]").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("configuration: websocket.allowed_origins: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn backend_tls_is_off_by_default() {
+    let settings = with("").unwrap();
+    assert!(!settings.backends.tls.is_set());
+    assert!(settings.backends.tls.ca_pem().is_none());
+}
+
+#[test]
+fn backend_tls_errors_name_the_setting() {
+    let https = "[backends]\nauth_url = \"https://a:1\"\nsimulator_url = \"https://s:1\"\n";
+    let err = with(&format!(
+        "{https}[backends.tls]\nca_file = \"ca.pem\"\nkey_file = \"k.pem\""
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("configuration: backends.tls.cert_file: must be set with"),
+        "{err}"
+    );
+    let err = with(&format!(
+        "{https}[backends.tls]\ncert_file = \"c.pem\"\nca_file = \"ca.pem\""
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("backends.tls.key_file"), "{err}");
+    let err = with(https).unwrap_err();
+    assert!(err.to_string().contains("backends.tls.ca_file"), "{err}");
+    let err = with("[backends.tls]\nca_file = \"ca.pem\"").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("backends.auth_url: must be an https://"),
+        "{err}"
+    );
+    let err = with(&format!(
+        "{https}[backends.tls]\nca_file = \"/nonexistent/ca.pem\""
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("configuration: backends.tls.ca_file: cannot read /nonexistent/ca.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // `Jail`'s closure returns figment's error
+fn duration_settings_load_from_the_same_millisecond_and_second_variables() {
+    figment::Jail::expect_with(|jail| {
+        // Arrange
+        jail.set_env("SESSION_STREAMER__PUSH_BATCH_DELAY_MS", "7");
+        jail.set_env("SESSION_STREAMER__LINGER_SECS", "3");
+        jail.set_env("SESSION_BACKENDS__BREAKER_COOL_DOWN_SECS", "2");
+
+        // Act
+        let settings = Settings::load(None).expect("valid settings");
+
+        // Assert
+        assert_eq!(
+            settings.streamer.push_batch_delay_ms,
+            Duration::from_millis(7)
+        );
+        assert_eq!(settings.streamer.linger_secs, Duration::from_secs(3));
+        assert_eq!(
+            settings.backends.breaker_cool_down_secs,
+            Duration::from_secs(2)
+        );
+        Ok(())
+    });
+    let settings = with("[streamer]\nupstream_idle_timeout_ms = 2500\nheartbeat_secs = 4").unwrap();
+    assert_eq!(
+        settings.streamer.upstream_idle_timeout_ms,
+        Duration::from_millis(2_500)
+    );
+    assert_eq!(settings.streamer.heartbeat_secs, Duration::from_secs(4));
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // `Jail`'s closure returns figment's error
+fn a_bad_duration_names_the_setting() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("SESSION_STREAMER__PUSH_POLL_MS", "soon");
+        let err = Settings::load(None).unwrap_err();
+        // Figment names an environment variable's key as written (`STREAMER.PUSH_POLL_MS`).
+        assert!(
+            err.to_string()
+                .to_lowercase()
+                .contains("\"streamer.push_poll_ms\""),
+            "{err}"
+        );
+        Ok(())
+    });
+    let err = with("[streamer]\ncoalesce_ms = -1").unwrap_err();
+    assert!(err.to_string().contains("coalesce_ms"), "{err}");
+    let err = with("[streamer]\nupstream_idle_timeout_ms = 10").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration: streamer.upstream_idle_timeout_ms: must be between 1100 and 600000"
+    );
+    let err = with("[streamer]\nheartbeat_secs = 0").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration: streamer.heartbeat_secs: must be between 1 and 300"
+    );
+    let err = with("[streamer]\npush_poll_ms = 5000\nlease_ttl_secs = 10").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("configuration: streamer.lease_ttl_secs: must outlast"),
+        "{err}"
+    );
+}
+
+#[test]
+fn breaker_and_token_cache_settings_default_to_five_failures_ten_seconds_and_ten_thousand() {
+    let settings = with("").unwrap();
+    assert_eq!(settings.backends.breaker_threshold, 5);
+    assert_eq!(
+        settings.backends.breaker_cool_down_secs,
+        Duration::from_secs(10)
+    );
+    assert_eq!(settings.auth.token_cache_entries, 10_000);
+    for (toml, message) in [
+        (
+            "[backends]\nbreaker_threshold = 0",
+            "configuration: backends.breaker_threshold: must be between 1 and 1000",
+        ),
+        (
+            "[backends]\nbreaker_cool_down_secs = 0",
+            "configuration: backends.breaker_cool_down_secs: must be between 1 and 3600",
+        ),
+        (
+            "[auth]\ntoken_cache_entries = 0",
+            "configuration: auth.token_cache_entries: must be between 1 and 1000000",
+        ),
+    ] {
+        assert_eq!(with(toml).unwrap_err().to_string(), message, "{toml}");
+    }
+}

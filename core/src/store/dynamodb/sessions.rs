@@ -1,0 +1,259 @@
+//! The DynamoDB adapter of [`SessionStore`]: one item per session (`SESSION#<id>` /
+//! `SESSION`), listed by owner through GSI1; the owner's open-session count is the quota item
+//! (`OWNER#<user>` / `QUOTA`), changed in the same transaction as the session it counts.
+
+use crate::store::ports::{GET_ITEM, MethodActions, PUT_ITEM, QUERY, UPDATE_ITEM};
+use async_trait::async_trait;
+
+use super::item::{
+    QUOTA_SK, SESSION_SK, key, ms, n, owner_pk, s, session_from, session_item, session_pk,
+};
+use super::write::{Write, classify};
+use super::{DynamoStore, LIVE, TableSpec, applied};
+use crate::domain::{Cursor, Page, PageRequest, Session, SessionId, SessionStatus, UserId};
+use crate::store::{Quota, SessionStore, StoreError};
+
+impl DynamoStore {
+    /// The owner's sessions (expired ones included) with ids below `before`, newest first.
+    async fn query_owner_sessions(
+        &self,
+        owner: &UserId,
+        before: Option<&SessionId>,
+        limit: i32,
+    ) -> Result<(Vec<Session>, bool), StoreError> {
+        let condition = if before.is_some() {
+            "#GSI1PK = :owner AND #GSI1SK < :before"
+        } else {
+            "#GSI1PK = :owner"
+        };
+        let mut query = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .index_name(TableSpec::GSI1)
+            .key_condition_expression(condition)
+            .expression_attribute_names("#GSI1PK", TableSpec::GSI1PK)
+            .expression_attribute_values(":owner", s(owner_pk(owner)))
+            .scan_index_forward(false)
+            .limit(limit);
+        if let Some(before) = before {
+            query = query
+                .expression_attribute_names("#GSI1SK", TableSpec::GSI1SK)
+                .expression_attribute_values(":before", s(before.as_str()));
+        }
+        let out = query.send().await.map_err(classify)?;
+        let more = out.last_evaluated_key.is_some();
+        let sessions = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(session_from)
+            .collect::<Result<_, _>>()?;
+        Ok((sessions, more))
+    }
+
+    /// Closes the owner's active sessions that have expired, releasing their quota slots.
+    /// Returns how many were released.
+    async fn purge_expired_sessions(&self, owner: &UserId) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut released = 0;
+        let mut before: Option<SessionId> = None;
+        loop {
+            let (sessions, more) = self
+                .query_owner_sessions(owner, before.as_ref(), 100)
+                .await?;
+            for session in &sessions {
+                if session.status == SessionStatus::Active && session.is_expired(now) {
+                    // An update, not a put: the item's counters (`event_rate` above all) stay.
+                    let close = Write::update(
+                        key(session_pk(&session.id), SESSION_SK),
+                        "SET #status = :closed, #closed_at = :closed_at, #version = :next_version",
+                    )
+                    .when("#version = :version AND #status = :active")
+                    .bind(":closed", s(SessionStatus::Closed.as_str()))
+                    .bind(":closed_at", ms(session.expires_at))
+                    .bind(":next_version", n(session.version + 1))
+                    .bind(":version", n(session.version))
+                    .bind(":active", s(SessionStatus::Active.as_str()));
+                    let writes = vec![close, release_session_slot(owner)];
+                    if self.transact(writes).await?.is_ok() {
+                        released += 1;
+                    }
+                }
+            }
+            before = sessions.last().map(|s| s.id.clone());
+            if !more || before.is_none() {
+                return Ok(released);
+            }
+        }
+    }
+}
+
+/// Frees one of the owner's open-session slots.
+fn release_session_slot(owner: &UserId) -> Write {
+    Write::update(
+        key(owner_pk(owner), QUOTA_SK),
+        "SET #open_sessions = #open_sessions - :one",
+    )
+    .when("#open_sessions > :zero")
+    .bind(":one", n(1))
+    .bind(":zero", n(0))
+}
+
+/// The DynamoDB actions of each method of [`SessionStore`] here (checked against the calls in this
+/// file by `iam.rs`; entry points' IAM roles are held to them by `tests/tests/infra.rs`).
+pub(super) const IAM_ACTIONS: &[MethodActions] = &[
+    // The quota's purge of expired sessions queries and updates.
+    ("create_session", &[PUT_ITEM, UPDATE_ITEM, QUERY]),
+    ("get_session", &[GET_ITEM]),
+    ("list_sessions", &[QUERY]),
+    // A failed condition reads the item to tell gone from conflict.
+    ("update_session", &[UPDATE_ITEM, GET_ITEM]),
+];
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn create_session(&self, session: &Session, max_open: u32) -> Result<(), StoreError> {
+        for attempt in 0..2 {
+            let writes = vec![
+                Write::put(session_item(session)).when("attribute_not_exists(#PK)"),
+                Write::update(
+                    key(owner_pk(&session.owner), QUOTA_SK),
+                    "SET #open_sessions = if_not_exists(#open_sessions, :zero) + :one",
+                )
+                .when("attribute_not_exists(#open_sessions) OR #open_sessions < :max")
+                .bind(":zero", n(0))
+                .bind(":one", n(1))
+                .bind(":max", n(max_open)),
+            ];
+            match self.transact(writes).await? {
+                Ok(()) => return Ok(()),
+                Err(c) if c.at(0) => {
+                    return Err(StoreError::AlreadyExists {
+                        entity: "session",
+                        id: session.id.to_string(),
+                    });
+                }
+                Err(_) => {
+                    if attempt == 0 && self.purge_expired_sessions(&session.owner).await? > 0 {
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        Err(StoreError::QuotaExceeded {
+            quota: Quota::SessionsPerUser,
+            limit: max_open,
+        })
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let now = self.clock.now();
+        let Some(item) = self.get(key(session_pk(id), SESSION_SK)).await? else {
+            return Ok(None);
+        };
+        let session = session_from(&item)?;
+        Ok((!session.is_expired(now)).then_some(session))
+    }
+
+    async fn list_sessions(
+        &self,
+        owner: &UserId,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError> {
+        let now = self.clock.now();
+        let wanted = page.limit as usize + 1;
+        let mut items = Vec::with_capacity(wanted);
+        let mut before = page.cursor.as_ref().map(|c| c.last_id().clone());
+        // Expired sessions are filtered here, so a query may return fewer live ones than asked:
+        // keep reading until the page is full or the index is exhausted.
+        loop {
+            let (sessions, more) = self
+                .query_owner_sessions(owner, before.as_ref(), wanted as i32)
+                .await?;
+            before = sessions.last().map(|s| s.id.clone());
+            items.extend(sessions.into_iter().filter(|s| !s.is_expired(now)));
+            if items.len() >= wanted || !more || before.is_none() {
+                break;
+            }
+        }
+        items.truncate(wanted);
+        let next_cursor = if items.len() > page.limit as usize {
+            items.truncate(page.limit as usize);
+            items.last().map(|s| Cursor::after(&s.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn update_session(&self, previous: &Session, next: &Session) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        // The counters (`active_simulators`, `connections`) live on the session item, so a
+        // change sets the session's own attributes; it never puts the whole item.
+        let mut set = vec![
+            "#status = :status",
+            "#version = :next_version",
+            "#expires_at = :expires_at",
+            "#ttl = :ttl",
+        ];
+        let mut remove = Vec::new();
+        let mut values = vec![
+            (":status", s(next.status.as_str())),
+            (":next_version", n(next.version)),
+            (":expires_at", ms(next.expires_at)),
+            (":ttl", n(next.expires_at.unix_seconds_ceil())),
+        ];
+        let optional = [
+            ("#closed_at", ":closed_at", next.closed_at.map(ms)),
+            ("#name", ":name", next.name.as_ref().map(|v| s(v.as_str()))),
+            (
+                "#metadata",
+                ":metadata",
+                next.metadata.as_ref().map(|m| s(m.to_json())),
+            ),
+        ];
+        let mut assignments = Vec::new();
+        for (attribute, placeholder, value) in optional {
+            match value {
+                Some(value) => {
+                    assignments.push(format!("{attribute} = {placeholder}"));
+                    values.push((placeholder, value));
+                }
+                None => remove.push(attribute),
+            }
+        }
+        set.extend(assignments.iter().map(String::as_str));
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression = format!("{expression} REMOVE {}", remove.join(", "));
+        }
+        let mut change = Write::update(key(session_pk(&previous.id), SESSION_SK), &expression)
+            .when(&format!("{LIVE} AND #version = :version"))
+            .bind(":now", ms(now))
+            .bind(":version", n(previous.version));
+        for (placeholder, value) in values {
+            change = change.bind(placeholder, value);
+        }
+        let releases_slot =
+            previous.status == SessionStatus::Active && next.status != SessionStatus::Active;
+        let applied = if releases_slot {
+            self.transact(vec![change, release_session_slot(&previous.owner)])
+                .await?
+                .is_ok()
+        } else {
+            applied(self.write(change).await)?
+        };
+        if applied {
+            return Ok(());
+        }
+        Err(self
+            .missing_or_conflict(
+                "session",
+                previous.id.as_str(),
+                key(session_pk(&previous.id), SESSION_SK),
+            )
+            .await)
+    }
+}

@@ -1,0 +1,87 @@
+//! The in-memory adapter of [`SessionStore`]: sessions by id; the open-sessions quota counts
+//! the owner's usable ones.
+
+use async_trait::async_trait;
+
+use super::{InMemoryStore, conflict};
+use crate::domain::{Cursor, Page, PageRequest, Session, SessionId, UserId};
+use crate::store::{Quota, SessionStore, StoreError};
+
+#[async_trait]
+impl SessionStore for InMemoryStore {
+    async fn create_session(&self, session: &Session, max_open: u32) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        if state.sessions.contains_key(&session.id) {
+            return Err(StoreError::AlreadyExists {
+                entity: "session",
+                id: session.id.to_string(),
+            });
+        }
+        let open = state
+            .sessions
+            .values()
+            .filter(|s| s.owner == session.owner && s.is_usable(now))
+            .count();
+        if open >= max_open as usize {
+            return Err(StoreError::QuotaExceeded {
+                quota: Quota::SessionsPerUser,
+                limit: max_open,
+            });
+        }
+        state.sessions.insert(session.id.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .lock()
+            .sessions
+            .get(id)
+            .filter(|s| !s.is_expired(now))
+            .cloned())
+    }
+
+    async fn list_sessions(
+        &self,
+        owner: &UserId,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError> {
+        let now = self.clock.now();
+        let state = self.lock();
+        let upper = page.cursor.as_ref().map(Cursor::last_id);
+        let mut items: Vec<Session> = state
+            .sessions
+            .values()
+            .rev()
+            .filter(|s| upper.is_none_or(|last| &s.id < last))
+            .filter(|s| &s.owner == owner && !s.is_expired(now))
+            .take(page.limit as usize + 1)
+            .cloned()
+            .collect();
+        let next_cursor = if items.len() > page.limit as usize {
+            items.truncate(page.limit as usize);
+            items.last().map(|s| Cursor::after(&s.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn update_session(&self, previous: &Session, next: &Session) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        match state.sessions.get_mut(&previous.id) {
+            Some(stored) if !stored.is_expired(now) && stored.version == previous.version => {
+                *stored = next.clone();
+                Ok(())
+            }
+            Some(stored) if !stored.is_expired(now) => Err(conflict("session", &previous.id)),
+            _ => Err(StoreError::NotFound {
+                entity: "session",
+                id: previous.id.to_string(),
+            }),
+        }
+    }
+}
