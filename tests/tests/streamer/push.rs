@@ -14,7 +14,7 @@ use axum::http::{Response, StatusCode};
 use futures_util::StreamExt as _;
 use session_core::resilience::{Classify as _, RetryPolicy};
 use session_streamer::push::{ConnectionsApi, MAX_MESSAGE_BYTES, PostError};
-use session_tests::test_api::TestApi;
+use session_tests::test_api::{ConnectedSocket, TestApi};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -33,20 +33,8 @@ const QUICK: RetryPolicy = RetryPolicy {
 /// A stack with one open WebSocket connection: its client socket and its connection id.
 async fn connected() -> (TestApi, Socket, String) {
     let api = TestApi::spawn().await;
-    let alice = api.user("alice");
-    let session = alice.create_session().await;
-    let url = alice.ws_ticket(&session).await.1;
-    let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(&url))
-        .await
-        .expect("the handshake is answered")
-        .expect("the handshake is accepted");
-    let id = api
-        .stack
-        .ws_api()
-        .connection_ids()
-        .pop()
-        .expect("one connection");
-    (api, socket, id)
+    let ws = ConnectedSocket::open(&api, "alice").await;
+    (api, ws.socket, ws.connection_id)
 }
 
 fn connections_api(api: &TestApi) -> ConnectionsApi {
