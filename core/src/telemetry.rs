@@ -21,9 +21,10 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{LogFormat, TelemetrySettings};
 
@@ -213,26 +214,6 @@ pub fn server_span(
     span
 }
 
-/// `subscriber` with the OpenTelemetry layer of `provider` on top, when there is one.
-fn with_traces<S>(
-    subscriber: S,
-    provider: Option<&SdkTracerProvider>,
-) -> Box<dyn Subscriber + Send + Sync>
-where
-    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
-{
-    match provider {
-        Some(provider) => Box::new(
-            subscriber.with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(provider.tracer("session-service"))
-                    .with_tracked_inactivity(false),
-            ),
-        ),
-        None => Box::new(subscriber),
-    }
-}
-
 /// A subscriber writing to `writer` as `settings` say.
 ///
 /// # Errors
@@ -260,21 +241,33 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(&settings.log_filter)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    Ok(match settings.log_format {
-        LogFormat::Json => with_traces(
-            builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(true)
-                .finish(),
-            provider,
-        ),
-        LogFormat::Pretty => with_traces(builder.compact().finish(), provider),
-    })
+    // Per-layer filters: the log filter chooses which lines are written, not which spans are
+    // traced. A global filter would switch tracing off with the logs (`warn` disables every
+    // `info` span), so the traces keep their own level: every `info` span.
+    let logs = match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let traces = provider.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("session-service"))
+            .with_tracked_inactivity(false)
+            .with_filter(LevelFilter::INFO)
+    });
+    Ok(Box::new(
+        tracing_subscriber::registry().with(logs).with(traces),
+    ))
 }
 
 /// Installs the process-wide subscriber, writing to stdout (which Lambda and Kubernetes
@@ -398,6 +391,28 @@ mod tests {
         let span_id = span["span_id"].as_str().unwrap();
         assert_eq!(span_id.len(), 16);
         assert_ne!(span_id, "00f067aa0ba902b7", "a span of its own, a child");
+    }
+
+    #[test]
+    fn a_quieter_log_filter_does_not_switch_tracing_off() {
+        let provider = SdkTracerProvider::builder().build();
+        let settings = TelemetrySettings {
+            log_format: LogFormat::Json,
+            log_filter: "warn".to_owned(),
+        };
+        let buffer = Buffer::default();
+        let subscriber = traced_subscriber(&settings, Some(&provider), buffer.clone()).unwrap();
+        let traced = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request");
+            let _entered = span.enter();
+            tracing::info!("not written at warn");
+            span.context().span().span_context().is_valid()
+        });
+        assert!(traced, "an info span is traced with the log filter at warn");
+        assert!(
+            buffer.0.lock().unwrap().is_empty(),
+            "and no info line is written"
+        );
     }
 
     #[test]

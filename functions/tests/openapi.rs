@@ -108,7 +108,7 @@ fn router() -> axum::Router {
     let mut settings = Settings::default();
     // Port 9 (discard): refused at once, so health answers `degraded` quickly.
     "http://127.0.0.1:9".clone_into(&mut settings.backends.simulator_url);
-    settings.backends.deadline_ms = 50;
+    settings.backends.deadline_ms = std::time::Duration::from_millis(50);
     settings.backends.max_retries = 0;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(InMemoryStore::new(clock.clone()));

@@ -44,7 +44,7 @@ impl UpstreamSettings {
         Self {
             url: settings.backends.simulator_url.clone(),
             tls: BackendTlsSettings::clone(&settings.backends.tls),
-            connect_timeout: settings.backends.deadline(),
+            connect_timeout: settings.backends.deadline_ms,
             idle_timeout: streamer.upstream_idle_timeout_ms,
             backoff: RetryPolicy {
                 max_retries: u32::MAX,

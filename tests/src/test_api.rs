@@ -66,7 +66,7 @@ impl TestApi {
     pub async fn spawn_stack(configure: impl FnOnce(&mut StackSettings)) -> Self {
         let mut service = Settings::default();
         // Retries quick enough for tests; the policy is the same.
-        service.backends.retry_base_ms = 5;
+        service.backends.retry_base_ms = Duration::from_millis(5);
         let mut settings = StackSettings::ephemeral(service);
         configure(&mut settings);
         let stack = Stack::start(settings)

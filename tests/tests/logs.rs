@@ -100,7 +100,7 @@ fn lines_saying(message: &str) -> Vec<Value> {
 /// signing tickets with `ticket_key`.
 async fn stack(ticket_key: &SigningKey) -> Stack {
     let mut service = Settings::default();
-    service.backends.retry_base_ms = 5;
+    service.backends.retry_base_ms = Duration::from_millis(5);
     service.store.backend = StoreBackend::Dynamodb;
     service.store.endpoint = Some(Moto::shared().endpoint().to_owned());
     service.store.table_name = format!("logs-{}", ulid::Ulid::new().to_string().to_lowercase());

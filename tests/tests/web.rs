@@ -26,7 +26,7 @@ const STEP: Duration = Duration::from_secs(20);
 
 async fn stack() -> Stack {
     let mut service = Settings::default();
-    service.backends.retry_base_ms = 5;
+    service.backends.retry_base_ms = Duration::from_millis(5);
     Stack::start(StackSettings::ephemeral(service))
         .await
         .expect("the local stack starts")

@@ -70,7 +70,7 @@ impl GrpcTokenValidator {
         settings: &crate::config::Settings,
     ) -> Result<Self, tonic::transport::Error> {
         let backends = &settings.backends;
-        let timeout = backends.deadline();
+        let timeout = backends.deadline_ms;
         let channel = channel::endpoint(&backends.auth_url, &backends.tls)?
             .connect_timeout(timeout)
             .timeout(timeout)

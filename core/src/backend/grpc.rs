@@ -33,7 +33,7 @@ impl GrpcSimulatorBackend {
         settings: &crate::config::Settings,
     ) -> Result<Self, tonic::transport::Error> {
         let backends = &settings.backends;
-        let deadline = backends.deadline();
+        let deadline = backends.deadline_ms;
         let channel = channel::endpoint(&backends.simulator_url, &backends.tls)?
             .connect_timeout(deadline)
             .timeout(deadline)

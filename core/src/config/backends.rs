@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
+use super::duration::{check_range, whole_secs};
 use super::{ConfigError, invalid, validate_secret_arn};
 
 /// Where the gRPC backends are and how patiently to call them.
@@ -18,11 +19,13 @@ pub struct BackendSettings {
     /// The exchange simulator service (`simulator.v1.SimulatorControl`, `MarketData`).
     pub simulator_url: String,
     /// Deadline of one call attempt, in milliseconds.
-    pub deadline_ms: u64,
+    #[serde(deserialize_with = "super::duration::millis")]
+    pub deadline_ms: Duration,
     /// Retries of a transient failure after the first attempt.
     pub max_retries: u32,
     /// Upper bound of the first retry delay, in milliseconds (full jitter, doubling).
-    pub retry_base_ms: u64,
+    #[serde(deserialize_with = "super::duration::millis")]
+    pub retry_base_ms: Duration,
     /// Consecutive failures of a backend that open its circuit breaker (each process keeps
     /// one per backend).
     pub breaker_threshold: u32,
@@ -228,14 +231,9 @@ impl BackendTlsSettings {
 }
 
 impl BackendSettings {
-    /// Deadline of one call attempt.
-    pub fn deadline(&self) -> Duration {
-        Duration::from_millis(self.deadline_ms)
-    }
-
     /// The retry policy of backend calls made while a client waits.
     pub fn retry_policy(&self) -> crate::resilience::RetryPolicy {
-        let base = Duration::from_millis(self.retry_base_ms);
+        let base = self.retry_base_ms;
         crate::resilience::RetryPolicy {
             max_retries: self.max_retries,
             base,
@@ -255,9 +253,9 @@ impl Default for BackendSettings {
         Self {
             auth_url: "http://127.0.0.1:50052".to_owned(),
             simulator_url: "http://127.0.0.1:50051".to_owned(),
-            deadline_ms: 2_000,
+            deadline_ms: Duration::from_millis(2_000),
             max_retries: 3,
-            retry_base_ms: 50,
+            retry_base_ms: Duration::from_millis(50),
             breaker_threshold: 5,
             breaker_cool_down_secs: Duration::from_secs(10),
             tls: Box::default(),
@@ -279,21 +277,25 @@ impl BackendSettings {
             ("backends.auth_url", &self.auth_url),
             ("backends.simulator_url", &self.simulator_url),
         ])?;
-        if !(10..=60_000).contains(&self.deadline_ms) {
-            return invalid("backends.deadline_ms", "must be between 10 and 60000");
-        }
+        check_range(
+            "backends.deadline_ms",
+            self.deadline_ms.as_millis(),
+            10..=60_000,
+        )?;
         if self.max_retries > 10 {
             return invalid("backends.max_retries", "must be at most 10");
         }
-        if !(1..=10_000).contains(&self.retry_base_ms) {
-            return invalid("backends.retry_base_ms", "must be between 1 and 10000");
-        }
+        check_range(
+            "backends.retry_base_ms",
+            self.retry_base_ms.as_millis(),
+            1..=10_000,
+        )?;
         if !(1..=1_000).contains(&self.breaker_threshold) {
             return invalid("backends.breaker_threshold", "must be between 1 and 1000");
         }
-        super::duration::check_range(
+        check_range(
             "backends.breaker_cool_down_secs",
-            u128::from(self.breaker_cool_down_secs.as_secs()),
+            whole_secs(self.breaker_cool_down_secs),
             1..=3600,
         )?;
         Ok(())

@@ -16,6 +16,11 @@ pub(super) fn secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duratio
     u64::deserialize(deserializer).map(Duration::from_secs)
 }
 
+/// Whole seconds of `d`, the unit of the `_secs` settings (for [`check_range`]).
+pub(super) fn whole_secs(d: Duration) -> u128 {
+    u128::from(d.as_secs())
+}
+
 /// `value`, in the setting's unit (milliseconds or seconds), is within `range`.
 pub(super) fn check_range(
     setting: &'static str,

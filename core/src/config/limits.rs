@@ -20,14 +20,8 @@ pub struct Limits {
     /// one simulator at the maximum rate, or many slower ones.
     pub events_per_second_per_user: u32,
     /// How long a session lives, in seconds.
-    pub session_lifetime_secs: u64,
-}
-
-impl Limits {
-    /// How long a session lives.
-    pub fn session_lifetime(&self) -> Duration {
-        Duration::from_secs(self.session_lifetime_secs)
-    }
+    #[serde(deserialize_with = "super::duration::secs")]
+    pub session_lifetime_secs: Duration,
 }
 
 impl Default for Limits {
@@ -37,7 +31,7 @@ impl Default for Limits {
             simulators_per_session: 4,
             connections_per_session: 8,
             events_per_second_per_user: crate::domain::NewSimulator::MAX_EVENTS_PER_SECOND,
-            session_lifetime_secs: 24 * 3600,
+            session_lifetime_secs: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -61,7 +55,7 @@ impl Limits {
                 return invalid(setting, "must be at least 1");
             }
         }
-        if self.session_lifetime_secs < 60 {
+        if self.session_lifetime_secs < Duration::from_secs(60) {
             return invalid("limits.session_lifetime_secs", "must be at least 60");
         }
         Ok(())

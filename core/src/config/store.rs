@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::duration::check_range;
 use super::{ConfigError, invalid};
 
 /// Where session state lives.
@@ -28,22 +29,12 @@ pub struct StoreSettings {
     pub endpoint: Option<String>,
     /// One DynamoDB request that takes longer is abandoned and retried (a hung connection,
     /// not a slow table: DynamoDB answers in milliseconds).
-    pub attempt_timeout_ms: u64,
+    #[serde(deserialize_with = "super::duration::millis")]
+    pub attempt_timeout_ms: Duration,
     /// A store call, retries included, fails as unavailable after this long, well within the
     /// functions' timeouts.
-    pub call_timeout_ms: u64,
-}
-
-impl StoreSettings {
-    /// How long one request may take.
-    pub fn attempt_timeout(&self) -> Duration {
-        Duration::from_millis(self.attempt_timeout_ms)
-    }
-
-    /// How long a call may take, retries included.
-    pub fn call_timeout(&self) -> Duration {
-        Duration::from_millis(self.call_timeout_ms)
-    }
+    #[serde(deserialize_with = "super::duration::millis")]
+    pub call_timeout_ms: Duration,
 }
 
 impl Default for StoreSettings {
@@ -52,8 +43,8 @@ impl Default for StoreSettings {
             backend: StoreBackend::Memory,
             table_name: "session-service".to_owned(),
             endpoint: None,
-            attempt_timeout_ms: 3_000,
-            call_timeout_ms: 8_000,
+            attempt_timeout_ms: Duration::from_millis(3_000),
+            call_timeout_ms: Duration::from_millis(8_000),
         }
     }
 }
@@ -76,10 +67,12 @@ impl StoreSettings {
         {
             return invalid("store.endpoint", "must be an http:// or https:// URL");
         }
-        if !(100..=60_000).contains(&self.attempt_timeout_ms) {
-            return invalid("store.attempt_timeout_ms", "must be between 100 and 60000");
-        }
-        if !(self.attempt_timeout_ms..=60_000).contains(&self.call_timeout_ms) {
+        check_range(
+            "store.attempt_timeout_ms",
+            self.attempt_timeout_ms.as_millis(),
+            100..=60_000,
+        )?;
+        if !(self.attempt_timeout_ms..=Duration::from_secs(60)).contains(&self.call_timeout_ms) {
             return invalid(
                 "store.call_timeout_ms",
                 "must be between store.attempt_timeout_ms and 60000",

@@ -5,13 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::duration::check_range;
+use super::duration::{check_range, whole_secs as secs};
 use super::{ConfigError, invalid, validate_origins};
-
-/// Whole seconds of `d`, the unit of the `_secs` settings.
-fn secs(d: Duration) -> u128 {
-    u128::from(d.as_secs())
-}
 
 /// The streamer: where it listens, what it keeps, how it treats slow clients and drains.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -38,6 +33,8 @@ pub struct StreamerSettings {
     #[serde(deserialize_with = "super::duration::secs")]
     pub heartbeat_secs: Duration,
     /// What `EventSource` is told to wait before reconnecting (`retry:`), in milliseconds.
+    /// An integer, not a `Duration`: it is written as is into the stream's `retry:` field,
+    /// whose unit is the millisecond.
     pub retry_ms: u64,
     /// How long a stream without clients keeps its upstream and window.
     #[serde(deserialize_with = "super::duration::secs")]

@@ -1,7 +1,10 @@
 //! `streaming`: the addresses clients are given, and what the streamer retains for them.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
+use super::duration::{check_range, whole_secs};
 use super::{ConfigError, invalid};
 
 /// The addresses clients are given to connect to, and what the streamer retains for them.
@@ -20,7 +23,8 @@ pub struct StreamingSettings {
     /// Past it, the browser's reconnect is refused (`chain_ended`) and the page asks the
     /// reconnect endpoint for a fresh ticket. The verifiers must keep a retired ticket key at
     /// least this long plus the ticket's life.
-    pub resume_chain_secs: u64,
+    #[serde(deserialize_with = "super::duration::secs")]
+    pub resume_chain_secs: Duration,
 }
 
 impl Default for StreamingSettings {
@@ -29,7 +33,7 @@ impl Default for StreamingSettings {
             sse_url: "http://127.0.0.1:8090".to_owned(),
             ws_url: "ws://127.0.0.1:8091".to_owned(),
             replay_window_events: 10_000,
-            resume_chain_secs: 2 * 3600,
+            resume_chain_secs: Duration::from_secs(2 * 3600),
         }
     }
 }
@@ -42,9 +46,11 @@ impl StreamingSettings {
         if !(self.ws_url.starts_with("ws://") || self.ws_url.starts_with("wss://")) {
             return invalid("streaming.ws_url", "must be a ws:// or wss:// URL");
         }
-        if !(1..=86_400).contains(&self.resume_chain_secs) {
-            return invalid("streaming.resume_chain_secs", "must be between 1 and 86400");
-        }
+        check_range(
+            "streaming.resume_chain_secs",
+            whole_secs(self.resume_chain_secs),
+            1..=86_400,
+        )?;
         if self.replay_window_events == 0 {
             return invalid("streaming.replay_window_events", "must be at least 1");
         }

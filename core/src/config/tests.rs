@@ -318,3 +318,100 @@ fn breaker_and_token_cache_settings_default_to_five_failures_ten_seconds_and_ten
         assert_eq!(with(toml).unwrap_err().to_string(), message, "{toml}");
     }
 }
+
+#[test]
+fn every_timing_setting_reads_in_the_unit_its_name_says() {
+    let settings = with(
+        "[auth]\nticket_ttl_secs = 30\nrevocation_cache_ms = 250\nmax_token_life_secs = 3600\n\
+         [backends]\ndeadline_ms = 1500\nretry_base_ms = 20\n\
+         [store]\nattempt_timeout_ms = 1000\ncall_timeout_ms = 2500\n\
+         [limits]\nsession_lifetime_secs = 600\n\
+         [streaming]\nresume_chain_secs = 120\n\
+         [websocket]\nheartbeat_timeout_secs = 45\nmax_connection_secs = 900\n\
+         reconnect_before_cap_secs = 60",
+    )
+    .unwrap();
+    let read = [
+        settings.auth.ticket_ttl_secs,
+        settings.auth.revocation_cache_ms,
+        settings.auth.max_token_life_secs,
+        settings.backends.deadline_ms,
+        settings.backends.retry_base_ms,
+        settings.store.attempt_timeout_ms,
+        settings.store.call_timeout_ms,
+        settings.limits.session_lifetime_secs,
+        settings.streaming.resume_chain_secs,
+        settings.websocket.heartbeat_timeout_secs,
+        settings.websocket.max_connection_secs,
+        settings.websocket.reconnect_before_cap_secs,
+    ];
+    let expected = [
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        Duration::from_secs(3600),
+        Duration::from_millis(1500),
+        Duration::from_millis(20),
+        Duration::from_secs(1),
+        Duration::from_millis(2500),
+        Duration::from_secs(600),
+        Duration::from_secs(120),
+        Duration::from_secs(45),
+        Duration::from_secs(900),
+        Duration::from_secs(60),
+    ];
+    assert_eq!(read, expected);
+}
+
+#[test]
+fn a_timing_setting_out_of_range_is_refused_in_its_own_unit() {
+    for (toml, message) in [
+        (
+            "[auth]\nticket_ttl_secs = 4",
+            "auth.ticket_ttl_secs: must be between 5 and 600",
+        ),
+        (
+            "[auth]\nrevocation_cache_ms = 60001",
+            "auth.revocation_cache_ms: must be at most 60000 (a minute)",
+        ),
+        (
+            "[auth]\nmax_token_life_secs = 59",
+            "auth.max_token_life_secs: must be between 60 and 2592000 (30 days)",
+        ),
+        (
+            "[backends]\ndeadline_ms = 9",
+            "backends.deadline_ms: must be between 10 and 60000",
+        ),
+        (
+            "[backends]\nretry_base_ms = 0",
+            "backends.retry_base_ms: must be between 1 and 10000",
+        ),
+        (
+            "[limits]\nsession_lifetime_secs = 59",
+            "limits.session_lifetime_secs: must be at least 60",
+        ),
+        (
+            "[streaming]\nresume_chain_secs = 86401",
+            "streaming.resume_chain_secs: must be between 1 and 86400",
+        ),
+        (
+            "[websocket]\nheartbeat_timeout_secs = 9",
+            "websocket.heartbeat_timeout_secs: must be between 10 and 3600",
+        ),
+        (
+            "[websocket]\nmax_connection_secs = 7201",
+            "websocket.max_connection_secs: must be between 60 and 7200",
+        ),
+        (
+            "[websocket]\nmax_connection_secs = 600\nreconnect_before_cap_secs = 600",
+            "websocket.reconnect_before_cap_secs: must be below websocket.max_connection_secs",
+        ),
+    ] {
+        assert_eq!(
+            with(toml).unwrap_err().to_string(),
+            format!("configuration: {message}"),
+            "{toml}"
+        );
+    }
+    let err = with("[auth]\nticket_ttl_secs = \"a minute\"").unwrap_err();
+    assert!(err.to_string().contains("ticket_ttl_secs"), "{err}");
+}

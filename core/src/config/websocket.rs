@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::duration::{check_range, whole_secs};
 use super::{ConfigError, invalid, validate_origins};
 
 /// WebSocket connections: liveness and reconnect advice.
@@ -11,12 +12,17 @@ use super::{ConfigError, invalid, validate_origins};
 #[serde(default, deny_unknown_fields)]
 pub struct WebSocketSettings {
     /// A connection not heard from for this long is dead and its record expires.
-    pub heartbeat_timeout_secs: u64,
+    #[serde(deserialize_with = "super::duration::secs")]
+    pub heartbeat_timeout_secs: Duration,
     /// API Gateway's cap on a connection's life (2 hours); shorter in tests.
-    pub max_connection_secs: u64,
+    #[serde(deserialize_with = "super::duration::secs")]
+    pub max_connection_secs: Duration,
     /// Advise reconnecting this long before the cap.
-    pub reconnect_before_cap_secs: u64,
-    /// A round-trip time above this is poor.
+    #[serde(deserialize_with = "super::duration::secs")]
+    pub reconnect_before_cap_secs: Duration,
+    /// A round-trip time above this is poor. This and `poor_jitter_ms` stay integers, not
+    /// `Duration`s: they are compared with the milliseconds clients measure and report in
+    /// their heartbeats.
     pub poor_rtt_ms: u32,
     /// A jitter above this is poor.
     pub poor_jitter_ms: u32,
@@ -31,9 +37,9 @@ pub struct WebSocketSettings {
 impl Default for WebSocketSettings {
     fn default() -> Self {
         Self {
-            heartbeat_timeout_secs: 90,
-            max_connection_secs: 2 * 3600,
-            reconnect_before_cap_secs: 300,
+            heartbeat_timeout_secs: Duration::from_secs(90),
+            max_connection_secs: Duration::from_secs(2 * 3600),
+            reconnect_before_cap_secs: Duration::from_secs(300),
             poor_rtt_ms: 2000,
             poor_jitter_ms: 500,
             max_missed_heartbeats: 3,
@@ -43,14 +49,9 @@ impl Default for WebSocketSettings {
 }
 
 impl WebSocketSettings {
-    /// How long a connection lives without a heartbeat.
-    pub fn heartbeat_timeout(&self) -> Duration {
-        Duration::from_secs(self.heartbeat_timeout_secs)
-    }
-
     /// The thresholds of reconnect advice.
     pub fn advice_policy(&self) -> crate::domain::AdvicePolicy {
-        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         crate::domain::AdvicePolicy {
             max_age_ms: ms(self.max_connection_secs),
             reconnect_before_cap_ms: ms(self.reconnect_before_cap_secs),
@@ -63,18 +64,16 @@ impl WebSocketSettings {
 
 impl WebSocketSettings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if !(10..=3600).contains(&self.heartbeat_timeout_secs) {
-            return invalid(
-                "websocket.heartbeat_timeout_secs",
-                "must be between 10 and 3600",
-            );
-        }
-        if !(60..=7200).contains(&self.max_connection_secs) {
-            return invalid(
-                "websocket.max_connection_secs",
-                "must be between 60 and 7200",
-            );
-        }
+        check_range(
+            "websocket.heartbeat_timeout_secs",
+            whole_secs(self.heartbeat_timeout_secs),
+            10..=3600,
+        )?;
+        check_range(
+            "websocket.max_connection_secs",
+            whole_secs(self.max_connection_secs),
+            60..=7200,
+        )?;
         if self.reconnect_before_cap_secs >= self.max_connection_secs {
             return invalid(
                 "websocket.reconnect_before_cap_secs",

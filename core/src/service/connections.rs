@@ -132,7 +132,7 @@ impl ConnectionService {
             owner: admission.user.clone(),
             connected_at: now,
             last_seen_at: now,
-            expires_at: now.plus(self.websocket.heartbeat_timeout()),
+            expires_at: now.plus(self.websocket.heartbeat_timeout_secs),
             // Where the push starts: the URL's last event id (a reconnect), until heartbeats
             // report where the client is.
             last_event_id: resume_from.map(|id| id.to_string()),
@@ -184,7 +184,7 @@ impl ConnectionService {
             let missed_now = quality.missed_heartbeats - current.quality.missed_heartbeats;
             let next = Connection {
                 last_seen_at: now,
-                expires_at: now.plus(self.websocket.heartbeat_timeout()),
+                expires_at: now.plus(self.websocket.heartbeat_timeout_secs),
                 // The parsed id, re-spelled: never the client's own text.
                 last_event_id: current
                     .position_after(beat.last_event_id.map(|id| id.to_string()).as_deref()),

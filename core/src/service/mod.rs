@@ -102,19 +102,17 @@ impl ServiceParts {
         backend: Arc<dyn SimulatorBackend>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let ticket_signer = settings.auth.ticket_signing_key().map(|key| {
-            TicketSigner::new(
-                key.clone(),
-                Duration::from_secs(settings.auth.ticket_ttl_secs),
-            )
-        });
+        let ticket_signer = settings
+            .auth
+            .ticket_signing_key()
+            .map(|key| TicketSigner::new(key.clone(), settings.auth.ticket_ttl_secs));
         let ticket_verifier = settings
             .auth
             .ticket_verify_keys()
             .map(|keys| TicketVerifier::new(keys.clone()));
         let backends = &settings.backends;
         let patience = backends
-            .deadline()
+            .deadline_ms
             .saturating_mul(backends.max_retries + 1)
             .saturating_add(
                 backends
@@ -125,7 +123,7 @@ impl ServiceParts {
         let revocations = RevocationCheck::new(
             store.clone(),
             clock.clone(),
-            Duration::from_millis(settings.auth.revocation_cache_ms),
+            settings.auth.revocation_cache_ms,
             settings.auth.revocation_cache_entries,
         );
         Self {
@@ -139,7 +137,7 @@ impl ServiceParts {
             websocket: settings.websocket.clone(),
             backend_patience: patience,
             revocations,
-            max_token_life: Duration::from_secs(settings.auth.max_token_life_secs),
+            max_token_life: settings.auth.max_token_life_secs,
         }
     }
 }

@@ -30,7 +30,7 @@ impl SessionService {
             caller.user.clone(),
             request,
             self.clock.now(),
-            self.limits.session_lifetime(),
+            self.limits.session_lifetime_secs,
         );
         tracing::Span::current().record("session_id", tracing::field::display(&session.id));
         self.sessions

@@ -232,9 +232,7 @@ impl StreamService {
         // The chain's whole life is bounded by the signed expiry alone, so a leaked URL stops
         // working at a known time without any state; how often it may reconnect within that
         // life is the SSE connect rate limit's business, not a count kept here.
-        let chain_end = ticket
-            .expires_at
-            .plus(Duration::from_secs(self.streaming.resume_chain_secs));
+        let chain_end = ticket.expires_at.plus(self.streaming.resume_chain_secs);
         if chain_end <= self.clock.now() {
             return Err(refused(TicketRefusal::ChainEnded));
         }

@@ -35,7 +35,7 @@ impl LocalStack {
     pub async fn start(dir: &Path) -> Self {
         let mut service = Settings::default();
         // Retries quick enough for tests; the policy is the same.
-        service.backends.retry_base_ms = 5;
+        service.backends.retry_base_ms = Duration::from_millis(5);
         let endpoints_file = dir.join("endpoints.json");
         let stack = Stack::start(StackSettings {
             endpoints_file: Some(endpoints_file.clone()),

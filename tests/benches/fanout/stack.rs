@@ -91,6 +91,14 @@ impl Stack {
             .env("SESSION_STREAMER__MAX_STREAMS_PER_USER", "1000000")
             .env("SESSION_STREAMER__MAX_STREAMS_PER_ADDRESS", "1000000")
             .env("SESSION_STREAMER__MAX_CONNECTIONS", "1000000")
+            // Nor the rate of SSE opens per user and per address: every client opens at once.
+            .env("SESSION_RATE_LIMITS__SSE_CONNECT__PER_SECOND", "100000")
+            .env("SESSION_RATE_LIMITS__SSE_CONNECT__BURST", "1000000")
+            .env(
+                "SESSION_RATE_LIMITS__CONNECT_PER_ADDRESS__PER_SECOND",
+                "100000",
+            )
+            .env("SESSION_RATE_LIMITS__CONNECT_PER_ADDRESS__BURST", "1000000")
             .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

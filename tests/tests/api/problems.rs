@@ -183,7 +183,7 @@ async fn an_unreachable_simulator_service_is_a_503_reads_fall_back_to_the_record
 #[tokio::test]
 async fn a_store_that_stops_answering_is_a_503_within_the_call_timeout_not_a_hang() {
     // Short, yet far above moto's answers on a busy machine (setting up must not time out).
-    let (api, relay) = stack_behind_relay(1_000, 2_000).await;
+    let (api, relay) = stack_behind_relay(Duration::from_secs(1), Duration::from_secs(2)).await;
     let alice = api.user("alice");
     let session = alice.create_session().await;
     let path = format!("/v1/sessions/{session}");

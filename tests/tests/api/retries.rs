@@ -24,7 +24,7 @@ fn client_request_tokens(requests: &[String]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_ticket_whose_consumption_landed_but_whose_answer_was_lost_still_connects() {
-    let (api, relay) = stack_behind_relay(1_000, 5_000).await;
+    let (api, relay) = stack_behind_relay(Duration::from_secs(1), Duration::from_secs(5)).await;
     let alice = api.user("alice");
     let session = alice.create_session().await;
     let url = alice.ws_ticket(&session).await.1;
@@ -53,7 +53,7 @@ async fn a_ticket_whose_consumption_landed_but_whose_answer_was_lost_still_conne
 
 #[tokio::test]
 async fn a_session_whose_creation_landed_but_whose_answer_was_lost_is_created_once() {
-    let (api, relay) = stack_behind_relay(1_000, 5_000).await;
+    let (api, relay) = stack_behind_relay(Duration::from_secs(1), Duration::from_secs(5)).await;
     let alice = api.user("alice");
 
     relay.lose_answer_to("TransactWriteItems");

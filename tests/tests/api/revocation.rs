@@ -28,7 +28,7 @@ async fn stack_on_moto() -> TestApi {
         s.store.backend = StoreBackend::Dynamodb;
         s.store.endpoint = Some(Moto::shared().endpoint().to_owned());
         s.store.table_name = table;
-        s.auth.revocation_cache_ms = u64::try_from(BOUND.as_millis()).unwrap();
+        s.auth.revocation_cache_ms = BOUND;
     }))
     .await
 }

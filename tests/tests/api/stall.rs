@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use session_core::config::StoreBackend;
 use session_tests::moto::Moto;
@@ -17,8 +18,8 @@ use tokio::sync::watch;
 const KEPT_REQUESTS: usize = 512;
 
 /// The local stack on a fresh table of moto's server, reached through a relay the test can
-/// hold; one store request times out after `attempt_ms`, a call after `call_ms`.
-pub async fn stack_behind_relay(attempt_ms: u64, call_ms: u64) -> (TestApi, StallableRelay) {
+/// hold; one store request times out after `attempt`, a call after `call`.
+pub async fn stack_behind_relay(attempt: Duration, call: Duration) -> (TestApi, StallableRelay) {
     let relay =
         StallableRelay::start(Moto::shared().endpoint().trim_start_matches("http://")).await;
     let table = format!("stall-{}", ulid::Ulid::new().to_string().to_lowercase());
@@ -26,8 +27,8 @@ pub async fn stack_behind_relay(attempt_ms: u64, call_ms: u64) -> (TestApi, Stal
         s.store.backend = StoreBackend::Dynamodb;
         s.store.endpoint = Some(relay.endpoint.clone());
         s.store.table_name = table;
-        s.store.attempt_timeout_ms = attempt_ms;
-        s.store.call_timeout_ms = call_ms;
+        s.store.attempt_timeout_ms = attempt;
+        s.store.call_timeout_ms = call;
     })
     .await;
     (api, relay)

@@ -74,7 +74,7 @@ pub(crate) async fn seed(
                 metadata: None,
             },
             now,
-            settings.limits.session_lifetime(),
+            settings.limits.session_lifetime_secs,
         )
     };
     store

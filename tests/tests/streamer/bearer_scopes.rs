@@ -42,7 +42,10 @@ async fn a_bearer_token_without_sessions_read_is_refused_with_403_naming_the_sco
 #[tokio::test]
 async fn a_revoked_bearer_token_is_refused_with_401_and_the_users_other_tokens_are_not() {
     // No cache: the revocation is seen at once (the bound is tested in tests/tests/api).
-    let fixture = Fixture::start(&["BTC-USD"], 200, |s| s.auth.revocation_cache_ms = 0).await;
+    let fixture = Fixture::start(&["BTC-USD"], 200, |s| {
+        s.auth.revocation_cache_ms = Duration::ZERO;
+    })
+    .await;
     let scopes = ["sessions:read", "sessions:write"];
     let stolen = token(&fixture, "alice", &scopes);
     let other = format!("Bearer {}", token(&fixture, "alice", &scopes));

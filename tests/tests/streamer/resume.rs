@@ -195,7 +195,10 @@ async fn a_spent_ticket_is_dead_once_its_grace_period_is_over() {
 
 #[tokio::test]
 async fn an_expired_ticket_still_resumes_the_stream_it_opened() {
-    let fixture = Fixture::start(&["BTC-USD"], 200, |s| s.auth.ticket_ttl_secs = 5).await;
+    let fixture = Fixture::start(&["BTC-USD"], 200, |s| {
+        s.auth.ticket_ttl_secs = Duration::from_secs(5);
+    })
+    .await;
     let url = fixture.ticket_url().await;
     let mut stream = sse::connect(&url, &[]).await.unwrap();
     let mut replica = Replica::default();
@@ -213,8 +216,8 @@ async fn an_expired_ticket_still_resumes_the_stream_it_opened() {
 #[tokio::test]
 async fn a_stream_url_is_not_resumed_once_its_chain_has_run_its_life() {
     let fixture = Fixture::start(&["BTC-USD"], 200, |s| {
-        s.auth.ticket_ttl_secs = 1;
-        s.streaming.resume_chain_secs = 1;
+        s.auth.ticket_ttl_secs = Duration::from_secs(1);
+        s.streaming.resume_chain_secs = Duration::from_secs(1);
     })
     .await;
     let url = fixture.ticket_url().await;

@@ -18,7 +18,7 @@ async fn a_new_session_is_active_for_the_configured_lifetime() {
     assert_eq!(session.created_at, START);
     assert_eq!(
         session.expires_at,
-        START.plus(Limits::default().session_lifetime())
+        START.plus(Limits::default().session_lifetime_secs)
     );
     let detail = h.service.session_detail(&alice, &session.id).await.unwrap();
     assert_eq!(detail.session, session);
@@ -164,7 +164,7 @@ async fn a_closed_session_refuses_new_simulators_and_tickets_as_closed() {
 #[tokio::test]
 async fn a_session_past_its_lifetime_is_gone_for_its_owner_too() {
     let h = Harness::with_limits(Limits {
-        session_lifetime_secs: 60,
+        session_lifetime_secs: std::time::Duration::from_secs(60),
         ..Limits::default()
     });
     let alice = h.caller("alice");

@@ -55,8 +55,8 @@ pub struct DynamoStore {
 /// the function times out.
 fn timeouts(settings: &StoreSettings) -> TimeoutConfig {
     TimeoutConfig::builder()
-        .operation_attempt_timeout(settings.attempt_timeout())
-        .operation_timeout(settings.call_timeout())
+        .operation_attempt_timeout(settings.attempt_timeout_ms)
+        .operation_timeout(settings.call_timeout_ms)
         .build()
 }
 

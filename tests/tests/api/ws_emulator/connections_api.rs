@@ -1,6 +1,8 @@
 //! The `@connections` API driven by `aws-sdk-apigatewaymanagement`: posts, gets and deletes,
 //! the payload limit, gone connections, and posts delivered while a handler is slow.
 
+use std::time::Duration;
+
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::SinkExt as _;
 use serde_json::{Value, json};
@@ -118,7 +120,7 @@ async fn a_closed_connection_is_gone_for_the_aws_sdk() {
 #[tokio::test]
 async fn posts_reach_the_client_while_a_handler_waits_on_the_store() {
     // The heartbeat waits out the hold, however long posting takes on a busy machine.
-    let (api, relay) = stack_behind_relay(60_000, 60_000).await;
+    let (api, relay) = stack_behind_relay(Duration::from_secs(60), Duration::from_secs(60)).await;
     let mut ws = ConnectedSocket::open(&api, "alice").await;
     let client = management(&api.stack.endpoints().connections_url);
 

@@ -115,8 +115,8 @@ async fn a_delay_on_the_path_raises_rtt_and_jitter_and_poor_quality_is_advised()
 #[tokio::test]
 async fn near_the_shortened_cap_heartbeats_advise_reconnecting_for_connection_age() {
     let api = TestApi::spawn_with(|s| {
-        s.websocket.max_connection_secs = 60;
-        s.websocket.reconnect_before_cap_secs = 59;
+        s.websocket.max_connection_secs = Duration::from_secs(60);
+        s.websocket.reconnect_before_cap_secs = Duration::from_secs(59);
     })
     .await;
     let mut ws = ConnectedSocket::open(&api, "alice").await;
