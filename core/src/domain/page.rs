@@ -76,6 +76,21 @@ pub struct Page<T> {
     pub next_cursor: Option<Cursor>,
 }
 
+impl Page<super::Session> {
+    /// The page of `items` read one past `limit` (newest first): that extra item says whether
+    /// another page follows, and the page's last item is where it starts.
+    pub fn from_overfetch(mut items: Vec<super::Session>, limit: u32) -> Self {
+        let limit = limit as usize;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|s| Cursor::after(&s.id))
+        } else {
+            None
+        };
+        Self { items, next_cursor }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use super::item::{
 };
 use super::write::{Write, classify};
 use super::{DynamoStore, LIVE, TableSpec, applied};
-use crate::domain::{Cursor, Page, PageRequest, Session, SessionId, SessionStatus, UserId};
+use crate::domain::{Page, PageRequest, Session, SessionId, SessionStatus, UserId};
 use crate::store::{Quota, SessionStore, StoreError};
 
 impl DynamoStore {
@@ -179,13 +179,7 @@ impl SessionStore for DynamoStore {
             }
         }
         items.truncate(wanted);
-        let next_cursor = if items.len() > page.limit as usize {
-            items.truncate(page.limit as usize);
-            items.last().map(|s| Cursor::after(&s.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::from_overfetch(items, page.limit))
     }
 
     async fn update_session(&self, previous: &Session, next: &Session) -> Result<(), StoreError> {

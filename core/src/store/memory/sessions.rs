@@ -51,7 +51,7 @@ impl SessionStore for InMemoryStore {
         let now = self.clock.now();
         let state = self.lock();
         let upper = page.cursor.as_ref().map(Cursor::last_id);
-        let mut items: Vec<Session> = state
+        let items: Vec<Session> = state
             .sessions
             .values()
             .rev()
@@ -60,13 +60,7 @@ impl SessionStore for InMemoryStore {
             .take(page.limit as usize + 1)
             .cloned()
             .collect();
-        let next_cursor = if items.len() > page.limit as usize {
-            items.truncate(page.limit as usize);
-            items.last().map(|s| Cursor::after(&s.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::from_overfetch(items, page.limit))
     }
 
     async fn update_session(&self, previous: &Session, next: &Session) -> Result<(), StoreError> {
