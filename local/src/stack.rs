@@ -27,6 +27,7 @@ use session_core::service::{
 };
 use session_core::store::{DynamoStore, InMemoryStore, SharedStore, StoreError, create_table};
 use session_functions::wiring::{self, WiringError};
+use session_streamer::StreamerSettings;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -59,6 +60,8 @@ pub struct StackSettings {
     /// The session service's settings; backend URLs are pointed at the parts started here, and
     /// a ticket key pair is generated if none is set.
     pub service: Settings,
+    /// The streamer's settings; its address and CORS origins are set to the stack's.
+    pub streamer: StreamerSettings,
     /// The exchange simulator's settings (faults included).
     pub simulators: SimulatorSettings,
     /// The HTTP API's limits.
@@ -84,6 +87,7 @@ impl StackSettings {
             auth: at(50052),
             web: at(8070),
             service,
+            streamer: StreamerSettings::default(),
             simulators: SimulatorSettings::default(),
             http: HttpApiSettings::default(),
             ws: WsApiSettings::default(),
@@ -221,6 +225,7 @@ impl Stack {
             auth,
             web,
             mut service,
+            streamer: mut streamer_settings,
             simulators,
             mut http,
             ws,
@@ -245,13 +250,13 @@ impl Stack {
         let sse_listener = bind(sse).await?;
         let sse_addr = local_addr(&sse_listener, sse)?;
         service.streaming.sse_url = format!("http://{sse_addr}");
-        service.streamer.listen = sse_addr.to_string();
+        streamer_settings.listen = sse_addr.to_string();
         // Bound before the APIs are built: all three allow the page's origin.
         let web_listener = bind(web).await?;
         let web_addr = local_addr(&web_listener, web)?;
         for origin in web::origins(web_addr) {
-            if !service.streamer.cors_origins.contains(&origin) {
-                service.streamer.cors_origins.push(origin.clone());
+            if !streamer_settings.cors_origins.contains(&origin) {
+                streamer_settings.cors_origins.push(origin.clone());
             }
             if !service.websocket.allowed_origins.contains(&origin) {
                 service.websocket.allowed_origins.push(origin.clone());
@@ -305,6 +310,7 @@ impl Stack {
             sse_listener,
             session_streamer::StreamerParts {
                 settings: (*verifier).clone(),
+                streamer: streamer_settings,
                 service: streamer_service,
                 tokens: authorizer.clone(),
                 store: stores.of_component(Component::Streamer),

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use session_core::config::StreamerSettings;
+use crate::settings::StreamerSettings;
 use session_core::domain::UserId;
 use session_core::http::ApiError;
 use session_core::ratelimit::{address_key, client_address};

@@ -31,6 +31,7 @@ use crate::admission::Admission;
 use crate::error::StreamerError;
 use crate::hub::{Hub, HubSettings, UpstreamState};
 use crate::push::{ConnectionsApi, PushSettings, Pusher};
+use crate::settings::StreamerSettings;
 use crate::state::AppState;
 use crate::upstream::{Upstream, UpstreamSettings};
 use crate::{http1, metrics, sse};
@@ -43,8 +44,10 @@ pub const PORTS: &[&[PortUse]] = &[StreamService::PORTS, Pusher::PORTS, RateLimi
 /// What the streamer is built from (the local stack passes its own service and validator).
 #[derive(Debug, Clone)]
 pub struct StreamerParts {
-    /// Every setting; the streamer reads `streamer`, `streaming` and `backends`.
+    /// Every shared setting; the streamer reads `streaming`, `backends` and `rate_limits`.
     pub settings: Settings,
+    /// The streamer's own settings.
+    pub streamer: StreamerSettings,
     /// Admits stream connections (tickets, sessions, simulators).
     pub service: StreamService,
     /// Checks bearer tokens.
@@ -56,11 +59,14 @@ pub struct StreamerParts {
 }
 
 impl StreamerParts {
-    /// Everything built from `settings` (the store, the backends' clients).
+    /// Everything built from `settings` and `streamer` (the store, the backends' clients).
     ///
     /// # Errors
     /// A backend URL is invalid.
-    pub async fn from_settings(settings: Settings) -> Result<Self, StreamerError> {
+    pub async fn from_settings(
+        settings: Settings,
+        streamer: StreamerSettings,
+    ) -> Result<Self, StreamerError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = store::from_settings(&settings.store, clock.clone(), Component::Streamer).await;
         let backend = Arc::new(
@@ -76,12 +82,13 @@ impl StreamerParts {
         let tokens = Arc::new(
             GrpcTokenValidator::from_settings(&settings).map_err(StreamerError::AuthEndpoint)?,
         );
-        let connections = match &settings.streamer.connections_url {
+        let connections = match &streamer.connections_url {
             Some(url) => Some(ConnectionsApi::from_env(url).await),
             None => None,
         };
         Ok(Self {
             settings,
+            streamer,
             service,
             tokens,
             store,
@@ -105,7 +112,7 @@ impl Streamer {
     /// # Errors
     /// The address cannot be bound, or the simulator URL is invalid.
     pub async fn bind(parts: StreamerParts) -> Result<Self, StreamerError> {
-        let address = &parts.settings.streamer.listen;
+        let address = &parts.streamer.listen;
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| StreamerError::Bind {
@@ -122,9 +129,13 @@ impl Streamer {
     /// The simulator URL is invalid.
     pub fn on(listener: TcpListener, parts: StreamerParts) -> Result<Self, StreamerError> {
         let settings = &parts.settings;
-        let upstream = Upstream::new(UpstreamSettings::from_config(settings))
+        let streamer = &parts.streamer;
+        let upstream = Upstream::new(UpstreamSettings::from_config(settings, streamer))
             .map_err(StreamerError::SimulatorEndpoint)?;
-        let hub = Hub::new(upstream.clone(), HubSettings::from_config(settings));
+        let hub = Hub::new(
+            upstream.clone(),
+            HubSettings::from_config(settings, streamer),
+        );
         let (draining, draining_rx) = watch::channel(false);
         let limits = crate::limits::StreamLimits::new(&settings.rate_limits, parts.store.clone());
         let pusher = parts.connections.map(|api| {
@@ -134,7 +145,7 @@ impl Streamer {
                 parts.store.clone(),
                 parts.store,
                 api,
-                PushSettings::from_settings(&settings.streamer),
+                PushSettings::from_settings(streamer),
             )
         });
         Ok(Self {
@@ -145,13 +156,10 @@ impl Streamer {
                 tokens: parts.tokens,
                 hub,
                 upstream,
-                settings: Arc::new(settings.streamer.clone()),
+                settings: Arc::new(streamer.clone()),
                 draining: draining_rx,
                 metrics: metrics::install(),
-                admission: Admission::new(
-                    &settings.streamer,
-                    settings.rate_limits.trusted_proxy_hops,
-                ),
+                admission: Admission::new(streamer, settings.rate_limits.trusted_proxy_hops),
                 limits,
             },
             draining,

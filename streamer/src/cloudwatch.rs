@@ -16,12 +16,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use crate::settings::StreamerSettings;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use metrics::counter;
 use metrics_exporter_prometheus::PrometheusHandle;
-use session_core::config::StreamerSettings;
 use tokio::sync::watch;
 use tracing::{info, warn};
 

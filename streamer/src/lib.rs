@@ -20,6 +20,7 @@ mod limits;
 pub mod metrics;
 mod peer;
 pub mod push;
+pub mod settings;
 mod sse;
 mod sse_error;
 mod state;
@@ -28,6 +29,7 @@ pub mod wire;
 
 pub use app::{Streamer, StreamerParts};
 pub use error::StreamerError;
+pub use settings::StreamerSettings;
 
 #[cfg(test)]
 mod layering;

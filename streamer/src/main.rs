@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use session_core::component::Component;
 use session_core::config::Settings;
-use session_streamer::{Streamer, StreamerParts};
+use session_streamer::{Streamer, StreamerParts, StreamerSettings};
 use tracing::{error, info};
 
 #[tokio::main]
@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let config = std::env::args_os().nth(1).map(std::path::PathBuf::from);
     let mut settings = Settings::load(config.as_deref()).context("configuration")?;
+    let streamer = StreamerSettings::load(config.as_deref()).context("configuration")?;
     session_core::telemetry::init(
         &settings.telemetry,
         session_core::component::Component::Streamer.name(),
@@ -30,7 +31,7 @@ async fn serve() -> anyhow::Result<()> {
     })
     .await
     .context("configuration")?;
-    let parts = StreamerParts::from_settings(settings)
+    let parts = StreamerParts::from_settings(settings, streamer)
         .await
         .context("building the streamer")?;
     let streamer = Streamer::bind(parts)

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::settings::StreamerSettings;
 use metrics_exporter_prometheus::PrometheusHandle;
 use session_core::auth::TokenValidator;
-use session_core::config::StreamerSettings;
 use session_core::service::StreamService;
 use tokio::sync::watch;
 

@@ -38,9 +38,11 @@ pub struct UpstreamSettings {
 }
 
 impl UpstreamSettings {
-    /// The upstream settings of the service's configuration.
-    pub fn from_config(settings: &session_core::config::Settings) -> Self {
-        let streamer = &settings.streamer;
+    /// The upstream settings of the service's and the streamer's configuration.
+    pub fn from_config(
+        settings: &session_core::config::Settings,
+        streamer: &crate::settings::StreamerSettings,
+    ) -> Self {
         Self {
             url: settings.backends.simulator_url.clone(),
             tls: BackendTlsSettings::clone(&settings.backends.tls),

@@ -2,13 +2,15 @@
 //! column (`| setting | default | meaning |`) and every setting quoted in prose with its default
 //! in brackets (`` `push_batch_delay_ms` (10) ``, `` `store.call_timeout_ms` (8 s) ``) is held
 //! against the settings a process gets with no file and no environment
-//! (`session_core::config::Settings`). The settings are read through their `Debug` form, so the
-//! check needs nothing from the config module but its public types.
+//! (`session_core::config::Settings`, and the streamer's own
+//! `session_streamer::StreamerSettings` as `streamer.*`). The settings are read through their
+//! `Debug` form, so the check needs nothing from the config modules but their public types.
 
 use std::fmt::Write as _;
 
 use figment::Figment;
 use session_core::config::Settings;
+use session_streamer::StreamerSettings;
 
 /// The documents whose settings tables and quoted defaults are checked.
 const DOCUMENTS: &[&str] = &["README.md", "docs/architecture.md", "docs/deploy.md"];
@@ -216,10 +218,22 @@ impl Parser<'_> {
     }
 }
 
-/// The settings of a process given no file and no environment, as a tree.
+/// The settings of a process given no file and no environment, as a tree: core's, with the
+/// streamer's own in place of the `streamer` key core only accepts.
 fn default_settings() -> Value {
     let settings = Settings::from_figment(&Figment::new()).expect("the defaults load and validate");
-    let debug = format!("{settings:?}");
+    let streamer =
+        StreamerSettings::from_figment(&Figment::new()).expect("the defaults load and validate");
+    let Value::Struct(mut fields) = parse_debug(&format!("{settings:?}")) else {
+        unreachable!("parse_debug returns a struct")
+    };
+    fields.retain(|(name, _)| name != "streamer");
+    fields.push(("streamer".to_owned(), parse_debug(&format!("{streamer:?}"))));
+    Value::Struct(fields)
+}
+
+/// A settings struct's `Debug` form, as a tree.
+fn parse_debug(debug: &str) -> Value {
     let mut parser = Parser {
         text: debug.as_bytes(),
         at: 0,

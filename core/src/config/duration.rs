@@ -7,22 +7,25 @@ use std::time::Duration;
 use serde::{Deserialize as _, Deserializer};
 
 /// A `Duration` from a whole number of milliseconds (`deserialize_with`).
-pub(super) fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     u64::deserialize(deserializer).map(Duration::from_millis)
 }
 
 /// A `Duration` from a whole number of seconds (`deserialize_with`).
-pub(super) fn secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub fn secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     u64::deserialize(deserializer).map(Duration::from_secs)
 }
 
 /// Whole seconds of `d`, the unit of the `_secs` settings (for [`check_range`]).
-pub(super) fn whole_secs(d: Duration) -> u128 {
+pub fn whole_secs(d: Duration) -> u128 {
     u128::from(d.as_secs())
 }
 
 /// `value`, in the setting's unit (milliseconds or seconds), is within `range`.
-pub(super) fn check_range(
+///
+/// # Errors
+/// It is not: the error quotes the bounds.
+pub fn check_range(
     setting: &'static str,
     value: u128,
     range: std::ops::RangeInclusive<u64>,

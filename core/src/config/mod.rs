@@ -10,12 +10,11 @@ use serde::Deserialize;
 
 mod auth;
 mod backends;
-mod duration;
+pub mod duration;
 mod edge;
 mod limits;
 mod rate_limits;
 mod store;
-mod streamer;
 mod streaming;
 mod telemetry;
 #[cfg(test)]
@@ -29,7 +28,6 @@ pub use edge::EdgeSettings;
 pub use limits::Limits;
 pub use rate_limits::{RateLimitSettings, RateQuota};
 pub use store::{StoreBackend, StoreSettings};
-pub use streamer::StreamerSettings;
 pub use streaming::StreamingSettings;
 pub use telemetry::{LogFormat, TelemetrySettings};
 pub use websocket::WebSocketSettings;
@@ -51,7 +49,10 @@ pub enum ConfigError {
 }
 
 /// `setting` is out of its allowed range for `problem`.
-fn invalid<T>(setting: &'static str, problem: impl Into<String>) -> Result<T, ConfigError> {
+///
+/// # Errors
+/// Always: [`ConfigError::Invalid`].
+pub fn invalid<T>(setting: &'static str, problem: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError::Invalid {
         setting,
         problem: problem.into(),
@@ -70,7 +71,10 @@ fn validate_secret_arn(setting: &'static str, arn: Option<&str>) -> Result<(), C
 }
 
 /// Every entry of `origins` is an origin (scheme and host, no path, no trailing slash).
-fn validate_origins(setting: &'static str, origins: &[String]) -> Result<(), ConfigError> {
+///
+/// # Errors
+/// An entry is not an origin.
+pub fn validate_origins(setting: &'static str, origins: &[String]) -> Result<(), ConfigError> {
     match origins
         .iter()
         .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
@@ -101,8 +105,9 @@ pub struct Settings {
     pub streaming: StreamingSettings,
     /// WebSocket liveness and advice.
     pub websocket: WebSocketSettings,
-    /// The streamer.
-    pub streamer: StreamerSettings,
+    /// `streamer.*`: the streamer's own settings (`session_streamer::settings`), read by the
+    /// streamer from the same sources; accepted and ignored here.
+    pub streamer: serde::de::IgnoredAny,
     /// The edge in front of the HTTP API.
     pub edge: EdgeSettings,
     /// Rate limits per user and per source address.
@@ -118,6 +123,15 @@ impl Settings {
     /// # Errors
     /// A source is unreadable, a value has the wrong type or is out of range.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_figment(&Self::figment(file)?)
+    }
+
+    /// The sources every process reads, in order: `file` if given, then the `SESSION_*`
+    /// environment (defaults come from the types).
+    ///
+    /// # Errors
+    /// `file` is given but does not exist.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut figment = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
@@ -125,7 +139,7 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(file));
         }
-        Self::from_figment(&figment.merge(Env::prefixed(Self::ENV_PREFIX).split("__")))
+        Ok(figment.merge(Env::prefixed(Self::ENV_PREFIX).split("__")))
     }
 
     /// Extracts and validates settings from any figment (tests build their own), and reads the
@@ -148,7 +162,6 @@ impl Settings {
         self.backends.validate()?;
         self.streaming.validate()?;
         self.websocket.validate()?;
-        self.streamer.validate()?;
         self.rate_limits.validate()?;
         self.edge.validate()?;
         self.telemetry.validate()

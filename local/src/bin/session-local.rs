@@ -6,6 +6,7 @@ use session_core::config::{LogFormat, Settings, StoreBackend, TelemetrySettings}
 use session_local::cli::{StackArgs, StackCommand};
 use session_local::shutdown_signal;
 use session_local::stack::{Stack, StackSettings};
+use session_streamer::StreamerSettings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,6 +28,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .context("setting up logs")?;
     let mut service = Settings::load(args.config.as_deref()).context("reading settings")?;
+    let streamer = StreamerSettings::load(args.config.as_deref())
+        .context("reading the streamer's settings")?;
     if let Some(endpoint) = args.dynamodb_endpoint {
         service.store.backend = StoreBackend::Dynamodb;
         service.store.endpoint = Some(endpoint);
@@ -42,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         auth: args.auth,
         web: args.web,
         endpoints_file: args.endpoints_file,
+        streamer,
         ..StackSettings::local(service)
     })
     .await

@@ -52,7 +52,7 @@ pub(crate) struct Timeouts {
 
 impl Timeouts {
     /// `streamer.header_timeout_ms` and `streamer.write_timeout_ms`.
-    pub(crate) fn from_settings(settings: &session_core::config::StreamerSettings) -> Self {
+    pub(crate) fn from_settings(settings: &crate::settings::StreamerSettings) -> Self {
         Self {
             header: settings.header_timeout_ms,
             write: settings.write_timeout_ms,

@@ -2,11 +2,11 @@
 
 use std::convert::Infallible;
 
+use crate::settings::StreamerSettings;
 use axum::body::Body;
 use axum::routing::get;
 use bytes::Bytes;
 use futures_util::stream;
-use session_core::config::StreamerSettings;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::head::MAX_HEAD;

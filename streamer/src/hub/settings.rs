@@ -24,9 +24,11 @@ pub struct HubSettings {
 }
 
 impl HubSettings {
-    /// The hub settings of the service's configuration.
-    pub fn from_config(settings: &session_core::config::Settings) -> Self {
-        let streamer = &settings.streamer;
+    /// The hub settings of the service's and the streamer's configuration.
+    pub fn from_config(
+        settings: &session_core::config::Settings,
+        streamer: &crate::settings::StreamerSettings,
+    ) -> Self {
         Self {
             window_events: settings.streaming.replay_window_events,
             window_bytes: streamer.window_bytes,

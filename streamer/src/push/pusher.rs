@@ -57,7 +57,7 @@ pub struct PushSettings {
 impl PushSettings {
     /// The push settings of the streamer's configuration (`streamer.push_*`, `lease_ttl_secs`,
     /// `retry_ms`).
-    pub fn from_settings(streamer: &session_core::config::StreamerSettings) -> Self {
+    pub fn from_settings(streamer: &crate::settings::StreamerSettings) -> Self {
         Self {
             instance: streamer.instance(),
             poll: streamer.push_poll_ms,

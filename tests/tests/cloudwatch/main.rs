@@ -169,10 +169,10 @@ fn prometheus(text: &str, series: &str) -> f64 {
 async fn the_streamer_publishes_what_it_delivered_to_cloudwatch() {
     // Arrange: a streamer publishing every 300 ms to the test's endpoint.
     let (endpoint, received) = start_endpoint().await;
-    let fixture = Fixture::start(&["BTC-USD"], 50, |settings| {
-        settings.streamer.cloudwatch_namespace = Some(NAMESPACE.to_owned());
-        settings.streamer.cloudwatch_endpoint = Some(endpoint.clone());
-        settings.streamer.cloudwatch_interval_ms = Duration::from_millis(300);
+    let fixture = Fixture::start_stack(&["BTC-USD"], 50, |stack| {
+        stack.streamer.cloudwatch_namespace = Some(NAMESPACE.to_owned());
+        stack.streamer.cloudwatch_endpoint = Some(endpoint.clone());
+        stack.streamer.cloudwatch_interval_ms = Duration::from_millis(300);
     })
     .await;
 
@@ -249,10 +249,10 @@ async fn the_streamer_publishes_what_it_delivered_to_cloudwatch() {
 async fn a_failed_publish_is_counted_and_its_data_sent_with_the_next() {
     // Arrange: an endpoint that fails its first 3 requests (a publish and the SDK's 2 retries).
     let (endpoint, received) = start_failing_endpoint(3).await;
-    let fixture = Fixture::start(&["ETH-USD"], 10, |settings| {
-        settings.streamer.cloudwatch_namespace = Some(NAMESPACE.to_owned());
-        settings.streamer.cloudwatch_endpoint = Some(endpoint.clone());
-        settings.streamer.cloudwatch_interval_ms = Duration::from_millis(200);
+    let fixture = Fixture::start_stack(&["ETH-USD"], 10, |stack| {
+        stack.streamer.cloudwatch_namespace = Some(NAMESPACE.to_owned());
+        stack.streamer.cloudwatch_endpoint = Some(endpoint.clone());
+        stack.streamer.cloudwatch_interval_ms = Duration::from_millis(200);
     })
     .await;
 

@@ -105,7 +105,7 @@ fn streamer_host(fixture: &Fixture) -> String {
 
 #[tokio::test]
 async fn past_the_pod_cap_a_connection_gets_503_full_and_readiness_says_full_until_clients_leave() {
-    let fixture = Fixture::start(&SYMBOLS, 50, |s| s.streamer.max_connections = 4).await;
+    let fixture = Fixture::start_stack(&SYMBOLS, 50, |s| s.streamer.max_connections = 4).await;
     let url = fixture.stream_url();
     let mut streams = Vec::new();
     for _ in 0..4 {
@@ -144,7 +144,7 @@ async fn past_the_pod_cap_a_connection_gets_503_full_and_readiness_says_full_unt
 #[tokio::test]
 async fn a_user_past_the_per_user_cap_gets_429_too_many_streams_and_a_place_frees_when_a_stream_ends()
  {
-    let fixture = Fixture::start(&SYMBOLS, 50, |s| s.streamer.max_streams_per_user = 2).await;
+    let fixture = Fixture::start_stack(&SYMBOLS, 50, |s| s.streamer.max_streams_per_user = 2).await;
     let url = fixture.stream_url();
     let first = open(&url, &fixture.token, "127.0.0.2").await.streaming();
     let _second = open(&url, &fixture.token, "127.0.0.3").await.streaming();
@@ -173,7 +173,7 @@ async fn a_user_past_the_per_user_cap_gets_429_too_many_streams_and_a_place_free
 
 #[tokio::test]
 async fn an_address_past_the_per_address_cap_gets_429_while_another_address_still_opens_streams() {
-    let fixture = Fixture::start(&SYMBOLS, 50, |s| {
+    let fixture = Fixture::start_stack(&SYMBOLS, 50, |s| {
         s.streamer.max_streams_per_user = 2;
         s.streamer.max_streams_per_address = 3;
     })
@@ -212,7 +212,7 @@ async fn an_address_past_the_per_address_cap_gets_429_while_another_address_stil
 
 #[tokio::test]
 async fn a_connection_that_sends_half_a_head_is_closed_within_the_header_timeout() {
-    let fixture = Fixture::start(&SYMBOLS, 50, |s| {
+    let fixture = Fixture::start_stack(&SYMBOLS, 50, |s| {
         s.streamer.header_timeout_ms = Duration::from_millis(500);
     })
     .await;
@@ -258,7 +258,7 @@ async fn a_request_head_over_16_kib_is_refused_with_431() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_within_the_write_timeout_while_another_keeps_streaming()
  {
-    let fixture = Fixture::start(&SYMBOLS, 20_000, |s| {
+    let fixture = Fixture::start_stack(&SYMBOLS, 20_000, |s| {
         s.streamer.write_timeout_ms = Duration::from_millis(1_000);
     })
     .await;

@@ -22,7 +22,7 @@ async fn every_route_and_stream_works_with_each_component_on_its_own_dynamodb_cl
         service.store.backend = StoreBackend::Dynamodb;
         service.store.endpoint = Some(Moto::shared().endpoint().to_owned());
         service.store.table_name.clone_from(&table);
-        service.streamer.push_poll_ms = std::time::Duration::from_millis(250);
+        stack.streamer.push_poll_ms = std::time::Duration::from_millis(250);
     })
     .await;
     let user = &fixture.user;

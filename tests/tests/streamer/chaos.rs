@@ -183,7 +183,7 @@ async fn streams_the_simulator_ends_are_resumed_without_a_reset_or_a_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upstream_is_taken_as_broken_and_resumed_without_a_gap() {
-    let fixture = Fixture::start(&SYMBOLS, 500, |s| {
+    let fixture = Fixture::start_stack(&SYMBOLS, 500, |s| {
         s.streamer.upstream_idle_timeout_ms = Duration::from_millis(1_100);
     })
     .await;
@@ -301,7 +301,7 @@ async fn a_restarted_simulator_resets_every_client_to_a_snapshot_of_its_new_epoc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_simulator_service_makes_streams_degraded_not_silent() {
-    let mut fixture = Fixture::start(&SYMBOLS, 500, |s| {
+    let mut fixture = Fixture::start_stack(&SYMBOLS, 500, |s| {
         s.streamer.upstream_breaker_threshold = 2;
         s.streamer.upstream_breaker_cool_down_secs = Duration::from_secs(1);
     })

@@ -98,7 +98,7 @@ fn prometheus() -> impl Iterator<Item = &'static MetricSpec> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_streamers_metrics_are_exactly_those_the_registry_declares() {
-    let fixture = Fixture::start(&["BTC-USD"], 500, |s| {
+    let fixture = Fixture::start_stack(&["BTC-USD"], 500, |s| {
         s.streamer.push_poll_ms = std::time::Duration::from_millis(100);
     })
     .await;

@@ -174,7 +174,7 @@ async fn a_resume_outside_the_window_gets_a_reset_then_a_snapshot() {
 
 #[tokio::test]
 async fn a_spent_ticket_is_dead_once_its_grace_period_is_over() {
-    let fixture = Fixture::start(&["BTC-USD"], 500, |s| {
+    let fixture = Fixture::start_stack(&["BTC-USD"], 500, |s| {
         s.streamer.resume_grace_secs = Duration::from_secs(1);
     })
     .await;
@@ -244,7 +244,7 @@ async fn a_stream_url_is_not_resumed_once_its_chain_has_run_its_life() {
 async fn a_resume_from_before_a_fresh_streams_window_is_backfilled_from_the_simulator() {
     // Without clients the stream goes at once: the next one starts at a new snapshot, ahead of
     // the client, as on a streamer that takes over another's clients.
-    let fixture = Fixture::start(&["BTC-USD", "ETH-USD"], 1_000, |s| {
+    let fixture = Fixture::start_stack(&["BTC-USD", "ETH-USD"], 1_000, |s| {
         s.streamer.linger_secs = Duration::from_secs(0);
     })
     .await;

@@ -83,7 +83,7 @@ async fn health_and_metrics_report_the_streamer_and_what_it_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_keep_no_series_of_a_simulator_that_came_and_went() {
-    let fixture = Fixture::start(&["BTC-USD"], 200, |s| {
+    let fixture = Fixture::start_stack(&["BTC-USD"], 200, |s| {
         s.streamer.linger_secs = Duration::from_secs(0);
     })
     .await;
@@ -113,7 +113,7 @@ async fn metrics_keep_no_series_of_a_simulator_that_came_and_went() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutting_down_tells_every_client_to_reconnect_and_ends_its_response() {
-    let fixture = Fixture::start(&["BTC-USD"], 500, |s| {
+    let fixture = Fixture::start_stack(&["BTC-USD"], 500, |s| {
         s.streamer.drain_deadline_secs = Duration::from_secs(2);
     })
     .await;
@@ -160,7 +160,7 @@ async fn shutting_down_tells_every_client_to_reconnect_and_ends_its_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_the_advice_holds_the_shutdown_no_longer_than_the_drain_deadline()
 {
-    let fixture = Fixture::start(&["BTC-USD", "ETH-USD"], 10_000, |s| {
+    let fixture = Fixture::start_stack(&["BTC-USD", "ETH-USD"], 10_000, |s| {
         s.streamer.drain_deadline_secs = Duration::from_secs(2);
     })
     .await;

@@ -179,11 +179,11 @@ fn p99(mut latencies: Vec<Duration>) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_nothing_slows_no_one_and_is_conflated_when_it_reads_again() {
-    let fixture = Fixture::start(&SYMBOLS, RATE, |s| {
+    let fixture = Fixture::start_stack(&SYMBOLS, RATE, |s| {
         s.streamer.client_queue_bytes = FAST_QUEUE_BYTES;
         s.streamer.window_bytes = WINDOW_BYTES;
         // The window is bounded by its bytes here, not by its events.
-        s.streaming.replay_window_events = 10_000_000;
+        s.service.streaming.replay_window_events = 10_000_000;
     })
     .await;
     let key = fixture.backend_id().await;
@@ -269,7 +269,7 @@ async fn a_client_that_reads_nothing_slows_no_one_and_is_conflated_when_it_reads
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_keeps_falling_behind_is_told_to_reconnect_and_its_response_ends() {
-    let fixture = Fixture::start(&SYMBOLS, 20_000, |s| {
+    let fixture = Fixture::start_stack(&SYMBOLS, 20_000, |s| {
         s.streamer.client_queue_bytes = QUEUE_BYTES;
         s.streamer.window_bytes = WINDOW_BYTES;
         s.streamer.max_conflations = 1;

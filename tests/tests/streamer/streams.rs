@@ -180,7 +180,7 @@ async fn a_stopped_simulator_ends_the_stream_with_its_status_and_cannot_be_opene
 
 #[tokio::test]
 async fn the_frontend_origin_may_open_streams_and_others_may_not() {
-    let fixture = Fixture::start(&["BTC-USD"], 200, |s| {
+    let fixture = Fixture::start_stack(&["BTC-USD"], 200, |s| {
         s.streamer.cors_origins = vec!["https://app.example.com".to_owned()];
     })
     .await;
@@ -211,7 +211,7 @@ async fn the_frontend_origin_may_open_streams_and_others_may_not() {
 
 /// A fixture whose frontend is `https://app.example.com`.
 async fn fixture_with_frontend() -> Fixture {
-    Fixture::start(&["BTC-USD"], 200, |s| {
+    Fixture::start_stack(&["BTC-USD"], 200, |s| {
         s.streamer.cors_origins = vec!["https://app.example.com".to_owned()];
     })
     .await

@@ -9,13 +9,13 @@ use session_tests::stream_fixture::Fixture;
 
 use crate::ws::{WsClient, ws_url};
 
-fn quick_push(s: &mut session_core::config::Settings) {
+fn quick_push(s: &mut session_local::stack::StackSettings) {
     s.streamer.push_poll_ms = Duration::from_millis(100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_client_gets_the_stream_pushed_in_order_many_events_to_a_message() {
-    let fixture = Fixture::start(&["BTC-USD", "ETH-USD"], 1_000, quick_push).await;
+    let fixture = Fixture::start_stack(&["BTC-USD", "ETH-USD"], 1_000, quick_push).await;
 
     let mut client = WsClient::open(&ws_url(&fixture, None).await).await;
     let first = client.next().await;
@@ -34,7 +34,7 @@ async fn a_websocket_client_gets_the_stream_pushed_in_order_many_events_to_a_mes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_fed_from_a_snapshot_has_its_position_recorded_before_any_heartbeat() {
-    let fixture = Fixture::start(&["BTC-USD"], 200, quick_push).await;
+    let fixture = Fixture::start_stack(&["BTC-USD"], 200, quick_push).await;
 
     let mut client = WsClient::open(&ws_url(&fixture, None).await).await;
     let snapshot = client.next().await;
@@ -98,11 +98,11 @@ async fn reconnecting_client(
 async fn websocket_clients_that_reconnect_hundreds_of_times_end_with_the_simulators_books() {
     const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
     const CLIENTS: usize = 5;
-    let fixture = Fixture::start(&SYMBOLS, 1_000, |s| {
+    let fixture = Fixture::start_stack(&SYMBOLS, 1_000, |s| {
         quick_push(s);
-        session_tests::stream_fixture::reconnect_without_limits(s);
+        session_tests::stream_fixture::reconnect_without_limits(&mut s.service);
         // Five clients, each with a dropped connection whose `$disconnect` may still be running.
-        s.limits.connections_per_session = 16;
+        s.service.limits.connections_per_session = 16;
     })
     .await;
     let done = std::sync::atomic::AtomicUsize::new(0);

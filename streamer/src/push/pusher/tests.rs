@@ -13,7 +13,7 @@ const DELAY: Duration = Duration::from_millis(50);
 
 #[test]
 fn push_settings_are_the_streamers_durations_and_instance() {
-    let streamer = session_core::config::StreamerSettings {
+    let streamer = crate::settings::StreamerSettings {
         instance_id: Some("streamer-b".to_owned()),
         push_poll_ms: Duration::from_millis(250),
         lease_ttl_secs: Duration::from_secs(3),

@@ -1,12 +1,15 @@
-//! `streamer`: where it listens, what it keeps, how it treats slow clients, pushes to
-//! WebSocket connections, publishes its figures and drains.
+//! The streamer's settings (`streamer.*`): where it listens, what it keeps, how it treats slow
+//! clients, pushes to WebSocket connections, publishes its figures and drains. Read from the
+//! same sources as core's [`Settings`] (defaults, file, `SESSION_STREAMER__*`), which accepts
+//! and ignores the `streamer` key.
 
+use std::path::Path;
 use std::time::Duration;
 
+use figment::Figment;
 use serde::Deserialize;
-
-use super::duration::{check_range, whole_secs as secs};
-use super::{ConfigError, invalid, validate_origins};
+use session_core::config::duration::{check_range, whole_secs as secs};
+use session_core::config::{ConfigError, Settings, invalid, validate_origins};
 
 /// The streamer: where it listens, what it keeps, how it treats slow clients and drains.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -27,47 +30,47 @@ pub struct StreamerSettings {
     /// to reconnect and closed.
     pub max_conflations: u32,
     /// The period of `max_conflations`.
-    #[serde(deserialize_with = "super::duration::secs")]
+    #[serde(deserialize_with = "session_core::config::duration::secs")]
     pub conflation_period_secs: Duration,
     /// Seconds between comment heartbeats on an idle SSE connection.
-    #[serde(deserialize_with = "super::duration::secs")]
+    #[serde(deserialize_with = "session_core::config::duration::secs")]
     pub heartbeat_secs: Duration,
     /// What `EventSource` is told to wait before reconnecting (`retry:`), in milliseconds.
     /// An integer, not a `Duration`: it is written as is into the stream's `retry:` field,
     /// whose unit is the millisecond.
     pub retry_ms: u64,
     /// How long a stream without clients keeps its upstream and window.
-    #[serde(deserialize_with = "super::duration::secs")]
+    #[serde(deserialize_with = "session_core::config::duration::secs")]
     pub linger_secs: Duration,
     /// An upstream silent for this long is taken as stalled and resumed.
-    #[serde(deserialize_with = "super::duration::millis")]
+    #[serde(deserialize_with = "session_core::config::duration::millis")]
     pub upstream_idle_timeout_ms: Duration,
     /// Consecutive upstream failures that open the circuit.
     pub upstream_breaker_threshold: u32,
     /// How long the open circuit refuses, in seconds.
-    #[serde(deserialize_with = "super::duration::secs")]
+    #[serde(deserialize_with = "session_core::config::duration::secs")]
     pub upstream_breaker_cool_down_secs: Duration,
     /// How long a dropped SSE connection's ticket may reopen it (`EventSource` reconnects).
-    #[serde(deserialize_with = "super::duration::secs")]
+    #[serde(deserialize_with = "session_core::config::duration::secs")]
     pub resume_grace_secs: Duration,
     /// Events published within this many milliseconds reach clients in one write: the most
     /// latency a busy stream adds to save writes (a quiet stream adds none); 0 disables.
-    #[serde(deserialize_with = "super::duration::millis")]
+    #[serde(deserialize_with = "session_core::config::duration::millis")]
     pub coalesce_ms: Duration,
     /// On SIGTERM, the longest the streamer waits for clients to leave before it exits.
-    #[serde(deserialize_with = "super::duration::secs")]
+    #[serde(deserialize_with = "session_core::config::duration::secs")]
     pub drain_deadline_secs: Duration,
     /// The WebSocket API's `@connections` endpoint
     /// (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`); unset, no WebSocket push.
     pub connections_url: Option<String>,
     /// How often the WebSocket push reads sessions and connection sets and renews its leases.
-    #[serde(deserialize_with = "super::duration::millis")]
+    #[serde(deserialize_with = "session_core::config::duration::millis")]
     pub push_poll_ms: Duration,
     /// A session's lease lapses this long after its holder's last renewal.
-    #[serde(deserialize_with = "super::duration::secs")]
+    #[serde(deserialize_with = "session_core::config::duration::secs")]
     pub lease_ttl_secs: Duration,
     /// After a first event, how long a WebSocket push waits for more before posting.
-    #[serde(deserialize_with = "super::duration::millis")]
+    #[serde(deserialize_with = "session_core::config::duration::millis")]
     pub push_batch_delay_ms: Duration,
     /// Most connections the pod holds; over it a connection gets a `503` (`full`), and
     /// `/health/ready` says `full` from 95 % of it until it falls to 90 %.
@@ -79,11 +82,11 @@ pub struct StreamerSettings {
     pub max_streams_per_address: u32,
     /// A request head not complete this long after the connection opened (or, between
     /// keep-alive requests, after its first byte) closes the connection (slowloris).
-    #[serde(deserialize_with = "super::duration::millis")]
+    #[serde(deserialize_with = "session_core::config::duration::millis")]
     pub header_timeout_ms: Duration,
     /// A write to a client making no progress for this long (its socket stopped draining)
     /// closes the connection.
-    #[serde(deserialize_with = "super::duration::millis")]
+    #[serde(deserialize_with = "session_core::config::duration::millis")]
     pub write_timeout_ms: Duration,
     /// The CloudWatch namespace the streamer publishes its key figures to (`PutMetricData`);
     /// unset, nothing is published.
@@ -92,7 +95,7 @@ pub struct StreamerSettings {
     pub cloudwatch_endpoint: Option<String>,
     /// How often the figures are published, in milliseconds (CloudWatch's standard resolution
     /// is a minute).
-    #[serde(deserialize_with = "super::duration::millis")]
+    #[serde(deserialize_with = "session_core::config::duration::millis")]
     pub cloudwatch_interval_ms: Duration,
 }
 
@@ -132,7 +135,32 @@ impl Default for StreamerSettings {
 }
 
 impl StreamerSettings {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// Defaults, then `file` if given, then the environment (as [`Settings::load`]); validated.
+    ///
+    /// # Errors
+    /// A source is unreadable, a value has the wrong type or is out of range.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_figment(&Settings::figment(file)?)
+    }
+
+    /// The `streamer` table of any figment (absent: the defaults), validated.
+    ///
+    /// # Errors
+    /// A value has the wrong type or is out of range.
+    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
+        /// The whole figment, other sections left to core: errors then name the full path
+        /// (`streamer.push_poll_ms`), which `extract_inner` does not.
+        #[derive(Deserialize)]
+        struct Root {
+            #[serde(default)]
+            streamer: StreamerSettings,
+        }
+        let Root { streamer } = figment.extract().map_err(Box::new)?;
+        streamer.validate()?;
+        Ok(streamer)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("streamer.listen", "must be an address like 127.0.0.1:8090");
         }
@@ -272,3 +300,6 @@ impl StreamerSettings {
             .unwrap_or_else(|| format!("streamer-{}", std::process::id()))
     }
 }
+
+#[cfg(test)]
+mod tests;
