@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use session_core::domain::ValidationError;
 use session_core::ratelimit::RateLimited;
-use session_core::service::ServiceError;
+use session_core::service::{ServiceError, error_chain};
 use tracing::{error, info, warn};
 
 use super::frames::ErrorFrame;
@@ -146,7 +146,7 @@ impl WsError {
     /// Logs the error with its cause chain (faults as errors, refusals as information) and
     /// answers it.
     pub fn response(&self) -> ApiGatewayProxyResponse {
-        let chain = causes(self);
+        let chain = error_chain(self);
         match self {
             Self::NoContext | Self::ConnectFailed(_) | Self::HeartbeatFailed(_) => {
                 error!(error = %chain, "websocket event failed");
@@ -159,18 +159,6 @@ impl WsError {
             Answer::Frame(code, message) => frame(&ErrorFrame::new(code, message)),
         }
     }
-}
-
-/// `error` and its sources, joined by `: `.
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 /// A response of `code`, with `body` as the frame sent back.
@@ -394,7 +382,7 @@ mod tests {
 
     #[test]
     fn the_log_line_keeps_the_cause_chain() {
-        let chain = causes(&WsError::HeartbeatFailed(service_error()));
+        let chain = error_chain(&WsError::HeartbeatFailed(service_error()));
 
         assert!(
             chain.starts_with("the heartbeat could not be recorded: "),
