@@ -1,5 +1,6 @@
 //! Headless Chromium through chromedriver (fantoccini, WebDriver over plain HTTP on loopback),
-//! for the tests of what a person sees: the web page's walk-through and the traces it starts.
+//! for the tests of what a person sees: the web page's walk-through and the traces it starts,
+//! and the few steps they take on the page (read what it shows, wait for it, click, type).
 //!
 //! Chromium and chromedriver are Debian packages (`chromium`, `chromium-driver`); scripts/test.sh
 //! installs them. Without them a browser test fails and says how to install them.
@@ -8,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, ensure};
-use fantoccini::{Client, ClientBuilder};
+use anyhow::{Context as _, Result, bail, ensure};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -131,4 +132,131 @@ impl Drop for Chromedriver {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// How long the page may take to show what a step waits for.
+pub const STEP: Duration = Duration::from_secs(20);
+
+/// What the page shows, read from its elements.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    /// What the page's elements say, by field.
+    pub value: Value,
+}
+
+impl Shown {
+    /// See [`READ_PAGE`]'s fields.
+    pub fn text(&self, field: &str) -> &str {
+        self.value[field].as_str().unwrap_or_default()
+    }
+
+    /// See [`READ_PAGE`]'s fields.
+    pub fn number(&self, field: &str) -> u64 {
+        self.text(field).trim().parse().unwrap_or(0)
+    }
+
+    /// See [`READ_PAGE`]'s fields.
+    pub fn count(&self, field: &str) -> u64 {
+        self.value[field].as_u64().unwrap_or(0)
+    }
+
+    /// See [`READ_PAGE`]'s fields.
+    pub fn notices_with(&self, words: &str) -> usize {
+        self.value["notices"].as_array().map_or(0, |n| {
+            n.iter()
+                .filter(|n| n.as_str().is_some_and(|n| n.contains(words)))
+                .count()
+        })
+    }
+}
+
+/// The script that reads what the page shows into one object.
+const READ_PAGE: &str = r#"
+const text = (id) => document.getElementById(id).textContent;
+const filled = (selector) =>
+  [...document.querySelectorAll(selector)].filter((cell) => cell.textContent !== '').length;
+const books = {};
+for (const book of document.querySelectorAll('.book')) {
+  books[book.dataset.symbol] = {
+    bids: filled(`.book[data-symbol="${book.dataset.symbol}"] td.bid-price`),
+    asks: filled(`.book[data-symbol="${book.dataset.symbol}"] td.ask-price`),
+  };
+}
+const error = document.getElementById('error');
+return {
+  ready: !document.getElementById('get-token').disabled,
+  state: text('stream-state'),
+  transport: text('transport-name'),
+  token: text('token-state'),
+  session: text('session-id'),
+  simulator: text('simulator-status'),
+  last_event_id: text('last-event-id'),
+  events: text('events'),
+  gaps: text('gaps'),
+  duplicates: text('duplicates'),
+  resumes: text('resumes'),
+  resets: text('resets'),
+  rtt: text('rtt'),
+  trace: text('trace-id'),
+  heartbeats: text('heartbeats'),
+  books,
+  trades: document.querySelectorAll('#trade-rows tr').length,
+  notices: [...document.querySelectorAll('#notices li')].map((li) => li.textContent),
+  error: error.hidden ? '' : error.textContent,
+};
+"#;
+
+/// What the page shows now.
+///
+/// # Errors
+/// The browser did not answer.
+pub async fn shown(page: &Client) -> Result<Shown> {
+    let value = page.execute(READ_PAGE, vec![]).await?;
+    Ok(Shown { value })
+}
+
+/// Waits until the page shows what `done` looks for; fails with what it showed last.
+///
+/// # Errors
+/// The page showed an error, or not what `done` wants within [`STEP`].
+pub async fn until(page: &Client, what: &str, done: impl Fn(&Shown) -> bool) -> Result<Shown> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let now = shown(page).await?;
+        if done(&now) {
+            return Ok(now);
+        }
+        ensure!(
+            now.text("error").is_empty(),
+            "the page shows an error while waiting for {what}: {now:#?}"
+        );
+        if Instant::now() > deadline {
+            bail!("the page did not show {what} within {STEP:?}; it shows {now:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Clicks the element with id `id`.
+///
+/// # Errors
+/// No such element, or the click failed.
+pub async fn click(page: &Client, id: &str) -> Result<()> {
+    page.find(Locator::Id(id))
+        .await
+        .with_context(|| format!("#{id}"))?
+        .click()
+        .await
+        .with_context(|| format!("clicking #{id}"))
+}
+
+/// Replaces the text of the field with id `id`.
+///
+/// # Errors
+/// No such field, or typing failed.
+pub async fn type_into(page: &Client, id: &str, text: &str) -> Result<()> {
+    let field = page.find(Locator::Id(id)).await?;
+    field.clear().await?;
+    field.send_keys(text).await?;
+    Ok(())
 }

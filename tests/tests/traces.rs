@@ -325,46 +325,30 @@ async fn one_user_action_is_one_trace_across_every_hop_the_subscription_links_to
 /// Opens the stack's web page in headless Chromium, gets a token and creates a session as a
 /// person would; returns the trace id the page shows for that call.
 async fn page_creates_a_session(stack: &Stack) -> anyhow::Result<String> {
-    use fantoccini::Locator;
+    use session_tests::browser::{Chromedriver, click, until};
 
-    let driver = session_tests::browser::Chromedriver::start().await?;
+    let driver = Chromedriver::start().await?;
     let page = driver.browser().await?;
     page.goto(&stack.endpoints().web).await?;
-    let text = |id: &'static str| {
-        let page = page.clone();
-        async move {
-            let found = page.find(Locator::Id(id)).await?;
-            anyhow::Ok(found.text().await?)
-        }
-    };
-    let click = |id: &'static str| {
-        let page = page.clone();
-        async move {
-            // Enabled once the page has what the step needs (its config, then a token).
-            for _ in 0..200 {
-                let button = page.find(Locator::Id(id)).await?;
-                if button.is_enabled().await? {
-                    button.click().await?;
-                    return anyhow::Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            anyhow::bail!("#{id} stayed disabled for 10 s")
-        }
-    };
-    click("get-token").await?;
-    click("create-session").await?;
-    for _ in 0..200 {
-        if text("session-id").await?.starts_with("ses_") {
-            let trace = text("trace-id").await?;
-            page.close().await?;
-            anyhow::ensure!(
-                trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()),
-                "the page shows a trace id, not {trace:?}"
-            );
-            return Ok(trace);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("the page showed no session within 10 s")
+    until(&page, "the endpoints read from /config.json", |now| {
+        now.value["ready"] == true
+    })
+    .await?;
+    click(&page, "get-token").await?;
+    until(&page, "a token", |now| {
+        now.text("token").starts_with("for ")
+    })
+    .await?;
+    click(&page, "create-session").await?;
+    let shown = until(&page, "a session", |now| {
+        now.text("session").starts_with("ses_")
+    })
+    .await?;
+    page.close().await?;
+    let trace = shown.text("trace").to_owned();
+    anyhow::ensure!(
+        trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the page shows a trace id, not {trace:?}"
+    );
+    Ok(trace)
 }

@@ -13,16 +13,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail, ensure};
-use fantoccini::{Client, Locator};
+use anyhow::{Context as _, Result, ensure};
+use fantoccini::Client;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use session_core::config::Settings;
 use session_local::stack::{Stack, StackSettings};
-use session_tests::browser::Chromedriver;
-
-/// How long the page may take to show what a step waits for.
-const STEP: Duration = Duration::from_secs(20);
+use session_tests::browser::{Chromedriver, Shown, click, type_into, until};
 
 async fn stack() -> Stack {
     let mut service = Settings::default();
@@ -30,108 +27,6 @@ async fn stack() -> Stack {
     Stack::start(StackSettings::ephemeral(service))
         .await
         .expect("the local stack starts")
-}
-
-/// What the page shows, read from its elements.
-#[derive(Debug, Clone)]
-struct Shown {
-    value: Value,
-}
-
-impl Shown {
-    fn text(&self, field: &str) -> &str {
-        self.value[field].as_str().unwrap_or_default()
-    }
-
-    fn number(&self, field: &str) -> u64 {
-        self.text(field).trim().parse().unwrap_or(0)
-    }
-
-    fn count(&self, field: &str) -> u64 {
-        self.value[field].as_u64().unwrap_or(0)
-    }
-
-    fn notices_with(&self, words: &str) -> usize {
-        self.value["notices"].as_array().map_or(0, |n| {
-            n.iter()
-                .filter(|n| n.as_str().is_some_and(|n| n.contains(words)))
-                .count()
-        })
-    }
-}
-
-const READ_PAGE: &str = r#"
-const text = (id) => document.getElementById(id).textContent;
-const filled = (selector) =>
-  [...document.querySelectorAll(selector)].filter((cell) => cell.textContent !== '').length;
-const books = {};
-for (const book of document.querySelectorAll('.book')) {
-  books[book.dataset.symbol] = {
-    bids: filled(`.book[data-symbol="${book.dataset.symbol}"] td.bid-price`),
-    asks: filled(`.book[data-symbol="${book.dataset.symbol}"] td.ask-price`),
-  };
-}
-const error = document.getElementById('error');
-return {
-  ready: !document.getElementById('get-token').disabled,
-  state: text('stream-state'),
-  transport: text('transport-name'),
-  token: text('token-state'),
-  session: text('session-id'),
-  simulator: text('simulator-status'),
-  last_event_id: text('last-event-id'),
-  events: text('events'),
-  gaps: text('gaps'),
-  duplicates: text('duplicates'),
-  resumes: text('resumes'),
-  resets: text('resets'),
-  rtt: text('rtt'),
-  heartbeats: text('heartbeats'),
-  books,
-  trades: document.querySelectorAll('#trade-rows tr').length,
-  notices: [...document.querySelectorAll('#notices li')].map((li) => li.textContent),
-  error: error.hidden ? '' : error.textContent,
-};
-"#;
-
-async fn shown(page: &Client) -> Result<Shown> {
-    let value = page.execute(READ_PAGE, vec![]).await?;
-    Ok(Shown { value })
-}
-
-/// Waits until the page shows what `done` looks for; fails with what it showed last.
-async fn until(page: &Client, what: &str, done: impl Fn(&Shown) -> bool) -> Result<Shown> {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let now = shown(page).await?;
-        if done(&now) {
-            return Ok(now);
-        }
-        ensure!(
-            now.text("error").is_empty(),
-            "the page shows an error while waiting for {what}: {now:#?}"
-        );
-        if Instant::now() > deadline {
-            bail!("the page did not show {what} within {STEP:?}; it shows {now:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn click(page: &Client, id: &str) -> Result<()> {
-    page.find(Locator::Id(id))
-        .await
-        .with_context(|| format!("#{id}"))?
-        .click()
-        .await
-        .with_context(|| format!("clicking #{id}"))
-}
-
-async fn type_into(page: &Client, id: &str, text: &str) -> Result<()> {
-    let field = page.find(Locator::Id(id)).await?;
-    field.clear().await?;
-    field.send_keys(text).await?;
-    Ok(())
 }
 
 async fn screenshot(page: &Client, name: &str) -> Result<PathBuf> {
