@@ -4,6 +4,7 @@
 //! Layout: `domain` knows nothing of AWS or HTTP; `store` holds the ports and adapters; `config`
 //! and `telemetry` are each set up in one place for every binary.
 
+pub mod appconfig;
 pub mod auth;
 pub mod backend;
 pub mod clock;

@@ -85,6 +85,7 @@ pub fn app(
         )),
         store,
         clock,
+        flags: session_core::appconfig::Flags::from_settings(&settings.appconfig),
     }
 }
 

@@ -89,6 +89,13 @@ pub struct StackArgs {
     /// Service settings (TOML); SESSION_* variables apply on top.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// AppConfig Agent API address (the REST function reads its feature flags there).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:2772")]
+    pub appconfig: SocketAddr,
+    /// Serve this folder's `<profile>.json` (e.g. flags.json) as the AppConfig documents of any
+    /// application and environment, re-read on each request (default: built-in, every flag off).
+    #[arg(long, value_name = "DIR")]
+    pub appconfig_dir: Option<PathBuf>,
 }
 
 /// What `session-local` does instead of running the stack.
@@ -312,6 +319,15 @@ mod tests {
         let bad =
             parse::<StackArgs>("session-local", "--dynamodb-endpoint localhost:5000").unwrap_err();
         assert!(bad.to_string().contains("--dynamodb-endpoint"));
+    }
+
+    #[test]
+    fn the_appconfig_folder_is_built_in_unless_given() {
+        let default: StackArgs = parse("session-local", "").unwrap();
+        assert_eq!(default.appconfig_dir, None);
+        assert_eq!(default.appconfig.port(), 2772);
+        let given: StackArgs = parse("session-local", "--appconfig-dir /tmp/flags").unwrap();
+        assert_eq!(given.appconfig_dir, Some(PathBuf::from("/tmp/flags")));
     }
 
     #[test]

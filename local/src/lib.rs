@@ -9,6 +9,7 @@
 //! latter with its `@connections` API) in front of the functions; `web` serves the page that
 //! uses them from a browser; `stack` runs all of it; `ticket_keys` makes connect-ticket keys.
 
+pub mod appconfig;
 pub mod auth;
 mod call_log;
 pub mod cli;

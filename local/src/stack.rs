@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::appconfig::AppConfigAgent;
 use crate::auth::{AuthHandle, AuthServer, AuthService, AuthSettings};
 use crate::http_api::{HttpApi, HttpApiSettings, RouteError, RouteTable};
 use crate::server::ServerError;
@@ -54,6 +55,10 @@ pub struct StackSettings {
     pub simulator: SocketAddr,
     /// The auth service's gRPC server.
     pub auth: SocketAddr,
+    /// The AppConfig Agent's API, which the REST function's flags are read from.
+    pub appconfig: SocketAddr,
+    /// The folder it serves (`<profile>.json`); `None`: the built-in defaults (every flag off).
+    pub appconfig_dir: Option<PathBuf>,
     /// The web page (its origin is added to the HTTP API's and the streamer's CORS origins and
     /// to `websocket.allowed_origins`).
     pub web: SocketAddr,
@@ -86,6 +91,8 @@ impl StackSettings {
             simulator: at(50051),
             auth: at(50052),
             web: at(8070),
+            appconfig: at(2772),
+            appconfig_dir: None,
             service,
             streamer: StreamerSettings::default(),
             simulators: SimulatorSettings::default(),
@@ -106,6 +113,7 @@ impl StackSettings {
             simulator: any,
             auth: any,
             web: any,
+            appconfig: any,
             ..Self::local(service)
         }
     }
@@ -182,6 +190,8 @@ pub struct Endpoints {
     pub sse: String,
     /// The web page (`http://127.0.0.1:8070`), with its `/config.json`.
     pub web: String,
+    /// The AppConfig Agent's API (`appconfig.base_url`), serving `--appconfig-dir`.
+    pub appconfig: String,
 }
 
 /// A running stack; dropping it stops every part (each handle stops its server when dropped).
@@ -203,6 +213,8 @@ pub struct Stack {
     streamer_task: JoinHandle<Result<(), session_streamer::StreamerError>>,
     web_stop: Option<oneshot::Sender<()>>,
     web_task: JoinHandle<std::io::Result<()>>,
+    /// Held for its lifetime: dropping it stops the agent API.
+    _appconfig: AppConfigAgent,
 }
 
 impl Stack {
@@ -224,6 +236,8 @@ impl Stack {
             simulator,
             auth,
             web,
+            appconfig,
+            appconfig_dir,
             mut service,
             streamer: mut streamer_settings,
             simulators,
@@ -243,6 +257,14 @@ impl Stack {
 
         service.backends.auth_url = auth.endpoint();
         service.backends.simulator_url = simulator.endpoint();
+        let appconfig =
+            AppConfigAgent::spawn(bind(appconfig).await?, appconfig_dir).map_err(|source| {
+                StackError::Listen {
+                    addr: appconfig,
+                    source,
+                }
+            })?;
+        service.appconfig.base_url = Some(appconfig.endpoint());
         // Bound first: ticket URLs name the WebSocket API, and the service is built with them.
         let ws_listener = bind(ws_api).await?;
         let ws_addr = local_addr(&ws_listener, ws_api)?;
@@ -364,6 +386,7 @@ impl Stack {
             connections_url: format!("http://{ws_addr}/{}", crate::ws_api::STAGE),
             sse: format!("http://{sse_addr}"),
             web: format!("http://{web_addr}"),
+            appconfig: appconfig.endpoint(),
         };
         let page = WebConfig {
             http_api: endpoints.http_api.clone(),
@@ -399,6 +422,7 @@ impl Stack {
             streamer_task,
             web_stop: Some(web_stop),
             web_task,
+            _appconfig: appconfig,
         })
     }
 

@@ -8,6 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format as _, Toml};
 use serde::Deserialize;
 
+mod appconfig;
 mod auth;
 mod backends;
 pub mod duration;
@@ -22,6 +23,7 @@ mod tests;
 mod ticket_keys;
 mod websocket;
 
+pub use appconfig::AppConfigSettings;
 pub use auth::AuthSettings;
 pub use backends::{BackendSettings, BackendTlsSettings};
 pub use edge::EdgeSettings;
@@ -112,6 +114,8 @@ pub struct Settings {
     pub edge: EdgeSettings,
     /// Rate limits per user and per source address.
     pub rate_limits: RateLimitSettings,
+    /// The AppConfig Agent and the feature flags read through it.
+    pub appconfig: AppConfigSettings,
 }
 
 impl Settings {
@@ -164,6 +168,7 @@ impl Settings {
         self.websocket.validate()?;
         self.rate_limits.validate()?;
         self.edge.validate()?;
+        self.appconfig.validate()?;
         self.telemetry.validate()
     }
 }

@@ -351,3 +351,21 @@ fn a_timing_setting_out_of_range_is_refused_in_its_own_unit() {
     let err = with("[auth]\nticket_ttl_secs = \"a minute\"").unwrap_err();
     assert!(err.to_string().contains("ticket_ttl_secs"), "{err}");
 }
+
+#[test]
+fn appconfig_is_off_by_default_and_its_errors_name_the_setting() {
+    let settings = with("").unwrap();
+    assert!(!settings.appconfig.enabled());
+    assert_eq!(settings.appconfig.poll_interval_ms, Duration::from_secs(15));
+    let on = with("[appconfig]\nbase_url = \"http://localhost:2772\"").unwrap();
+    assert!(on.appconfig.enabled());
+    let err = with("[appconfig]\nbase_url = \"localhost:2772\"").unwrap_err();
+    assert!(err.to_string().contains("appconfig.base_url"), "{err}");
+    let err = with("[appconfig]\npoll_interval_ms = 10").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration: appconfig.poll_interval_ms: must be between 100 and 3600000"
+    );
+    let err = with("[appconfig]\nflags_profile = \"a/b\"").unwrap_err();
+    assert!(err.to_string().contains("appconfig.flags_profile"), "{err}");
+}

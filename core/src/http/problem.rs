@@ -116,6 +116,13 @@ pub enum ApiError {
     /// another one.
     #[error("this instance is full; retry later")]
     Full,
+    /// The `maintenance_mode` flag is on for the caller: writes wait until it is off (answered
+    /// with `Retry-After`, the flags' poll interval).
+    #[error("the service is under maintenance: writes are paused; reads go on. Retry later")]
+    Maintenance {
+        /// Seconds until the flag is next read.
+        retry_after_secs: u64,
+    },
     /// The caller holds as many concurrent streams as a cap of this instance allows (`quota`:
     /// `streams_per_user` or `streams_per_address`).
     #[error("the {quota} cap of {limit} concurrent streams is reached; close one or retry later")]
@@ -236,6 +243,9 @@ impl ApiError {
             Self::OriginRefused(_) => kind(C::FORBIDDEN, "origin-refused", "Origin refused"),
             Self::RateLimited(_) => kind(C::TOO_MANY_REQUESTS, "rate-limited", "Rate limited"),
             Self::Full => kind(C::SERVICE_UNAVAILABLE, "full", "Instance full"),
+            Self::Maintenance { .. } => {
+                kind(C::SERVICE_UNAVAILABLE, "maintenance", "Under maintenance")
+            }
             Self::TooManyStreams { .. } => kind(
                 C::TOO_MANY_REQUESTS,
                 "too-many-streams",
@@ -343,6 +353,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        if let Self::Maintenance { retry_after_secs } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, (*retry_after_secs).into());
         }
         if let Self::RateLimited(refusal) = &self {
             let headers = response.headers_mut();

@@ -209,6 +209,32 @@ pub static METRICS: &[MetricSpec] = &[
     )
     .labels(&[label("class", "as `rate_limit_refusals_total`")])
     .on_failure(),
+    // Feature flags (AppConfig). Counted wherever a `metrics` recorder is installed.
+    MetricSpec::streamer(
+        "feature_flag_evaluations_total",
+        Counter,
+        Count,
+        "Feature-flag evaluations for a request's user, by flag and answer.",
+        "`on` only while a flag is being used (`maintenance_mode`: during maintenance)",
+    )
+    .labels(&[
+        label("flag", "`maintenance_mode`"),
+        label("result", "`on`, `off`"),
+    ])
+    .on_failure(),
+    MetricSpec::streamer(
+        "appconfig_refresh_failures_total",
+        Counter,
+        Count,
+        "Polls of the AppConfig agent that kept the previous document: unreachable, or \
+         refused as invalid.",
+        "0; any `invalid` means a bad document was deployed",
+    )
+    .labels(&[
+        label("profile", "`flags`"),
+        label("reason", "`unreachable`, `invalid`"),
+    ])
+    .on_failure(),
     // WebSocket push.
     MetricSpec::streamer(
         "streamer_ws_posts_total",

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use dynamodb::{DynamoStore, TableSpec, create_table};
+pub use dynamodb::{DynamoStore, TableSpec, create_table, migrate};
 pub use error::{Quota, StoreError};
 pub use memory::InMemoryStore;
 

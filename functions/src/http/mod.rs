@@ -11,6 +11,7 @@ pub mod dto;
 pub mod edge;
 mod idempotency;
 mod input;
+mod maintenance;
 mod meta;
 mod metrics_layer;
 pub mod openapi;
@@ -47,6 +48,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Rate limits per user and per source address (`rate_limit.rs`).
     pub limiter: Arc<session_core::ratelimit::RateLimiter>,
+    /// Feature flags from AppConfig (`maintenance_mode`, in `maintenance.rs`).
+    pub flags: Arc<session_core::appconfig::Flags>,
 }
 
 impl App {
@@ -102,6 +105,11 @@ pub fn router_with_metrics(app: App, emf: crate::metrics::Emf) -> Router {
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Inside the rate limiter: a paused write still counts against the caller's limits.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            maintenance::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             rate_limit::limit,

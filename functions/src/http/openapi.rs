@@ -79,8 +79,39 @@ impl Modify for SharedAnswers {
                     add_shared(path, operation, is_post);
                 }
             }
+            for (method, operation) in [
+                (axum::http::Method::POST, &mut item.post),
+                (axum::http::Method::DELETE, &mut item.delete),
+            ] {
+                if let Some(operation) = operation.as_mut()
+                    && super::maintenance::paused(&method, path)
+                {
+                    maintenance(&mut operation.responses.responses);
+                }
+            }
         }
     }
+}
+
+/// A paused write's `503` `maintenance` (see `maintenance.rs`), joined to the shared `503`.
+fn maintenance(answers: &mut std::collections::BTreeMap<String, RefOr<Response>>) {
+    let Some(RefOr::T(response)) = answers.get_mut("503") else {
+        return;
+    };
+    response
+        .description
+        .push_str("; or writes are paused for maintenance (`maintenance`, with `Retry-After`)");
+    response.headers.insert(
+        "Retry-After".to_owned(),
+        utoipa::openapi::HeaderBuilder::new()
+            .schema(
+                utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer),
+            )
+            .description(Some(
+                "Whole seconds until the maintenance flag is next read",
+            ))
+            .build(),
+    );
 }
 
 fn add_shared(path: &str, operation: &mut Operation, is_post: bool) {

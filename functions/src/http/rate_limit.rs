@@ -52,7 +52,7 @@ fn source_address(parts: &Parts) -> Option<IpAddr> {
 
 /// The user the authorizer let through, read without the caller's other checks (revocation,
 /// scopes): those are the handler's, and a refused caller is counted all the same.
-fn user_of(parts: &Parts, app: &App) -> Option<UserId> {
+pub(super) fn user_of(parts: &Parts, app: &App) -> Option<UserId> {
     let RequestContext::ApiGatewayV2(context) = parts.request_context_ref()? else {
         return None;
     };

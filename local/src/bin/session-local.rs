@@ -44,6 +44,8 @@ async fn main() -> anyhow::Result<()> {
         simulator: args.simulator,
         auth: args.auth,
         web: args.web,
+        appconfig: args.appconfig,
+        appconfig_dir: args.appconfig_dir,
         endpoints_file: args.endpoints_file,
         streamer,
         ..StackSettings::local(service)

@@ -186,6 +186,8 @@ async fn the_local_stack_binary_writes_its_endpoints_once_ready_and_stops_within
             any,
             "--auth",
             any,
+            "--appconfig",
+            any,
             "--endpoints-file",
             endpoints_file.to_str().unwrap(),
         ],
@@ -212,6 +214,7 @@ async fn the_local_stack_binary_writes_its_endpoints_once_ready_and_stops_within
         "connections_url",
         "auth_grpc",
         "simulator_grpc",
+        "appconfig",
     ] {
         assert!(endpoints[key].is_string(), "{key} in {endpoints}");
     }
@@ -219,6 +222,10 @@ async fn the_local_stack_binary_writes_its_endpoints_once_ready_and_stops_within
         ("http_api", "/v1/health"),
         ("sse", "/health/ready"),
         ("web", "/"),
+        (
+            "appconfig",
+            "/applications/any/environments/any/configurations/flags",
+        ),
     ] {
         let url = format!("{}{path}", endpoints[key].as_str().unwrap());
         let status = reqwest::get(&url).await.expect("it answers").status();

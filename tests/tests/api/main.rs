@@ -9,6 +9,7 @@ mod contract;
 mod edge;
 mod gateway;
 mod idempotency;
+mod maintenance;
 mod problems;
 mod quotas;
 mod rate_limits;

@@ -10,6 +10,7 @@ mod event_budget;
 mod helpers;
 mod idempotency;
 mod leases;
+mod migrations;
 mod rate_limits;
 mod revocations;
 mod sessions;

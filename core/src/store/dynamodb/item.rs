@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::schema::TableSpec;
+use super::write::{SCHEMA_VERSION, SCHEMA_VERSION_ATTR};
 use crate::domain::{
     Connection, ConnectionId, ConnectionQuality, Lease, Metadata, Session, SessionId, SessionName,
     SessionStatus, Simulator, SimulatorId, SimulatorStatus, StoredResponse, Symbol, Timestamp,
@@ -79,6 +80,24 @@ pub(super) fn ws_connections_pk(shard: u32) -> String {
     format!("WSCONN#{shard}")
 }
 
+/// The GSI1 keys of a connection's sessions-with-connections entry (`WSCONN#<shard>` /
+/// `<session_id>#<connection_id>`).
+pub(super) fn ws_connection_entry(
+    session: &SessionId,
+    connection: &str,
+) -> [(String, AttributeValue); 2] {
+    [
+        (
+            TableSpec::GSI1PK.to_owned(),
+            s(ws_connections_pk(ws_connection_shard(session))),
+        ),
+        (
+            TableSpec::GSI1SK.to_owned(),
+            s(format!("{session}#{connection}")),
+        ),
+    ]
+}
+
 /// The primary key `{PK, SK}` of an item.
 pub(super) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([
@@ -132,6 +151,17 @@ impl ItemExt for Item {
     }
 }
 
+/// The item's schema version (absent: 1), if this code reads it: the current one or the one
+/// before (items a pending migration has not reached yet). Anything else is malformed.
+pub(super) fn schema_version_of(item: &Item) -> Result<u32, StoreError> {
+    let version = item.opt_number(SCHEMA_VERSION_ATTR)?.unwrap_or(1);
+    if (SCHEMA_VERSION - 1..=SCHEMA_VERSION).contains(&version) {
+        Ok(version)
+    } else {
+        Err(malformed(SCHEMA_VERSION_ATTR))
+    }
+}
+
 fn parse<T, E>(name: &str, result: Result<T, E>) -> Result<T, StoreError> {
     result.map_err(|_| malformed(name))
 }
@@ -165,6 +195,7 @@ pub(super) fn session_item(session: &Session) -> Item {
 }
 
 pub(super) fn session_from(item: &Item) -> Result<Session, StoreError> {
+    schema_version_of(item)?;
     let metadata = item
         .opt_string("metadata")
         .map(|json| {
@@ -277,17 +308,10 @@ pub(super) fn connection_item(c: &Connection) -> Item {
             TableSpec::TTL.to_owned(),
             n(c.expires_at.unix_seconds_ceil()),
         ),
-        // The sessions-with-connections entry: every connection item is in GSI1 under its
-        // session's shard (updates put the whole item, so they keep it).
-        (
-            TableSpec::GSI1PK.to_owned(),
-            s(ws_connections_pk(ws_connection_shard(&c.session_id))),
-        ),
-        (
-            TableSpec::GSI1SK.to_owned(),
-            s(format!("{}#{}", c.session_id, c.id)),
-        ),
     ]);
+    // The sessions-with-connections entry: every connection item is in GSI1 under its
+    // session's shard (updates put the whole item, so they keep it).
+    item.extend(ws_connection_entry(&c.session_id, c.id.as_str()));
     if let Some(last) = &c.last_event_id {
         item.insert("last_event_id".to_owned(), s(last));
     }
@@ -298,6 +322,7 @@ pub(super) fn connection_item(c: &Connection) -> Item {
 }
 
 pub(super) fn connection_from(item: &Item) -> Result<Connection, StoreError> {
+    schema_version_of(item)?;
     Ok(Connection {
         id: parse("id", ConnectionId::parse("id", item.string("id")?))?,
         session_id: parse(
@@ -424,6 +449,25 @@ mod tests {
         // An item written before the attribute existed.
         item.remove("served_by");
         assert_eq!(connection_from(&item).ok().and_then(|c| c.served_by), None);
+    }
+
+    #[test]
+    fn readers_accept_the_current_and_the_previous_schema_version_only() {
+        let at = |version: Option<u32>| {
+            let mut item = Item::new();
+            if let Some(v) = version {
+                item.insert(SCHEMA_VERSION_ATTR.to_owned(), n(v));
+            }
+            schema_version_of(&item).ok()
+        };
+        assert_eq!(
+            at(None),
+            Some(1),
+            "absent: written before the attribute existed"
+        );
+        assert_eq!(at(Some(SCHEMA_VERSION)), Some(SCHEMA_VERSION));
+        assert_eq!(at(Some(SCHEMA_VERSION - 1)), Some(SCHEMA_VERSION - 1));
+        assert_eq!(at(Some(SCHEMA_VERSION + 1)), None);
     }
 
     #[test]

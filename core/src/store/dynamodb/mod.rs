@@ -19,6 +19,7 @@ mod iam;
 mod idempotency;
 mod item;
 mod leases;
+pub mod migrate;
 mod rate_limit;
 mod revocation;
 mod schema;

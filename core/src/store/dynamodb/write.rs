@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 
-use super::item::Item;
+use super::item::{Item, n};
 use crate::store::StoreError;
 
 /// What a write does.
@@ -47,10 +47,21 @@ pub(super) struct Write {
     /// Unique to this logical write and stamped on the item (puts and updates), so that a
     /// retried attempt failing its condition can tell its own landed write from another's.
     id: String,
+    /// The schema version stamped on the item: [`SCHEMA_VERSION`] except in a migration's
+    /// writes, which record the version they bring the item to.
+    schema: u32,
 }
 
 /// The attribute that holds the id of the last write of an item (see the module docs).
 pub(super) const WRITE_ID: &str = "write_id";
+
+/// The attribute that holds the schema version an item was last written at (absent: version 1,
+/// from before the attribute existed); migrations bring older items up to [`SCHEMA_VERSION`].
+pub(super) const SCHEMA_VERSION_ATTR: &str = "schema_version";
+
+/// The schema version every put and update writes. 2: connection items carry their `WSCONN#`
+/// GSI1 entry (migration 2 adds it to older ones).
+pub(super) const SCHEMA_VERSION: u32 = 2;
 
 /// Why a single write did not apply.
 #[derive(Debug)]
@@ -89,6 +100,7 @@ impl Write {
             condition: None,
             values: HashMap::new(),
             id: ulid::Ulid::new().to_string(),
+            schema: SCHEMA_VERSION,
         }
     }
 
@@ -108,10 +120,17 @@ impl Write {
         match &mut self.op {
             Op::Put(item) => {
                 item.insert(WRITE_ID.to_owned(), id);
+                item.insert(SCHEMA_VERSION_ATTR.to_owned(), n(self.schema));
             }
             Op::Update { expression, .. } => {
                 *expression = with_assignment(expression, &format!("#{WRITE_ID} = :{WRITE_ID}"));
+                *expression = with_assignment(
+                    expression,
+                    &format!("#{SCHEMA_VERSION_ATTR} = :{SCHEMA_VERSION_ATTR}"),
+                );
                 self.values.insert(format!(":{WRITE_ID}"), id);
+                self.values
+                    .insert(format!(":{SCHEMA_VERSION_ATTR}"), n(self.schema));
             }
             Op::Delete(_) => {}
         }
@@ -122,6 +141,12 @@ impl Write {
     fn old_on_failure(&self) -> Option<ReturnValuesOnConditionCheckFailure> {
         (self.condition.is_some() && !matches!(self.op, Op::Delete(_)))
             .then_some(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+
+    /// Stamps `version` rather than [`SCHEMA_VERSION`] (a migration's write).
+    pub(super) fn at_schema(mut self, version: u32) -> Self {
+        self.schema = version;
+        self
     }
 
     /// Applies the write only if `condition` holds.
@@ -276,7 +301,10 @@ fn with_assignment(expression: &str, assignment: &str) -> String {
             let (before, after) = words.split_at(at + 1);
             format!("{} {assignment}, {}", before.join(" "), after.join(" "))
         }
-        None => format!("SET {assignment} {expression}"),
+        // An empty expression (a write of the stamps alone) leaves no trailing space.
+        None => format!("SET {assignment} {expression}")
+            .trim_end()
+            .to_owned(),
     }
 }
 
@@ -313,7 +341,7 @@ impl OldItem for DeleteItemError {
 }
 
 /// `#name` tokens of an expression, mapped to the attribute `name`.
-fn expression_names(expression: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub(super) fn expression_names(expression: &str) -> impl Iterator<Item = (String, String)> + '_ {
     expression.split('#').skip(1).filter_map(|rest| {
         let end = rest
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -468,6 +496,10 @@ mod tests {
         let stamped = Write::update(Item::new(), "REMOVE #a").stamped();
         assert!(stamped.names().unwrap().contains_key("#write_id"));
         assert!(stamped.values().unwrap().contains_key(":write_id"));
+        assert!(
+            stamped.values().unwrap()[":schema_version"] == n(SCHEMA_VERSION),
+            "every update records the schema version"
+        );
     }
 
     #[test]
