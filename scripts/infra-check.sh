@@ -17,8 +17,9 @@
 #      schemas transcribed from their CRDs with every rule expression parsed as PromQL, the
 #      Gateway API and NGINX Gateway Fabric kinds against the schemas transcribed from their
 #      released CRDs (infra/checks/crds/, strict, with the CRDs' CEL rules), the prod image by
-#      digest, and the objects' cross-references (infra/checks/k8s_check.py). Copies broken on
-#      purpose (a misspelt field of each CRD, a prod image by tag) must be refused.
+#      digest, and the objects' cross-references (infra/checks/k8s_check.py), the AppConfig agent
+#      sidecar's among them. Copies broken on purpose (a misspelt field of each CRD, a prod image
+#      by tag, an agent on another port, beyond localhost or on a floating tag) must be refused.
 #   5. infra/k8s/backends rendered and validated the same way: internal NLBs with private DNS
 #      names (and an internet-facing copy refused); infra/k8s/observability too: the
 #      OpenTelemetry collector the streamer's OTLP endpoint names, its image by digest, its
@@ -153,6 +154,17 @@ sed 's/sectionName:/sectionname:/' "$work/k8s/prod.yaml" >"$work/prod-misspelt-g
 refused "a misspelt HTTPRoute field (sectionname)" "'sectionname' was unexpected" "$work/prod-misspelt-gateway-api.yaml"
 sed -E 's/@sha256:[0-9a-f]{64}/:0.1.0/' "$work/k8s/prod.yaml" >"$work/prod-by-tag.yaml"
 refused "a prod image by tag" "must be pinned by digest" "$work/prod-by-tag.yaml" --require-digest
+# The AppConfig agent sidecar must serve what the streamer asks for, on localhost only.
+awk '/name: HTTP_PORT/ { print; getline; sub(/"2772"/, "\"2773\"") } { print }' "$work/k8s/prod.yaml" \
+    >"$work/prod-agent-port.yaml"
+refused "an AppConfig agent on another port than SESSION_APPCONFIG__BASE_URL's" \
+    "HTTP_PORT='2773', but the streamer asks port 2772" "$work/prod-agent-port.yaml"
+awk '/name: HTTP_HOST/ { print; getline; sub(/localhost/, "0.0.0.0") } { print }' "$work/k8s/prod.yaml" \
+    >"$work/prod-agent-host.yaml"
+refused "an AppConfig agent listening beyond localhost" "HTTP_HOST='0.0.0.0' must be localhost" \
+    "$work/prod-agent-host.yaml"
+sed 's/aws-appconfig-agent:2\.0\.[0-9]*/aws-appconfig-agent:2.x/' "$work/k8s/prod.yaml" >"$work/prod-agent-floating.yaml"
+refused "an AppConfig agent on the floating 2.x tag" "pin an exact release" "$work/prod-agent-floating.yaml"
 done_step "broken copies: refused"
 
 # The opt-in mutual TLS component (infra/k8s/components/backend-tls) on the prod overlay, as an

@@ -8,8 +8,9 @@
 # `cargo test`; moto's wrapper and the WebSocket emulator record each call with its caller).
 # A denied call fails the check, naming the component, the action and the resource; grants no
 # call used are listed. Then the check proves it can fail: with the streamer's GSI1 grant
-# removed, with rest-api's grant of the table's key through DynamoDB removed, and with rest-api's
-# grant of the ticket signing key's secret removed, it must report exactly those denials.
+# removed, with rest-api's grant of the table's key through DynamoDB removed, with rest-api's
+# grant of the ticket signing key's secret removed, with rest-api's AppConfig reads removed, and
+# with the migrations function's table grant removed, it must report exactly those denials.
 #
 # Needs Python 3 and Node.js with npm: installs the template translator into .venv/infra
 # (infra/checks/requirements.txt) and the IAM policy simulator (@cloud-copilot/iam-simulate,
@@ -52,6 +53,10 @@ check --mutation streamer-without-index \
 check --mutation rest-api-without-table-key \
     --expect-denied "rest-api (role RestApiRole): kms:Decrypt on arn:aws:kms:" \
     --expect-denied "rest-api (role RestApiRole): kms:GenerateDataKey on arn:aws:kms:"
+check --mutation rest-api-without-appconfig \
+    --expect-denied "rest-api (role RestApiRole): appconfig:StartConfigurationSession on arn:aws:appconfig:eu-west-1:123456789012:application/appconfigapplication0001/environment/appconfigenvironment0001/configuration/flagsprofile0001"
+check --mutation admin-without-table \
+    --expect-denied "admin (role MigrationsRole): dynamodb:Scan on arn:aws:dynamodb:eu-west-1:123456789012:table/session-service-prod-sessions"
 check --mutation rest-api-without-ticket-signing-key \
     --expect-denied "rest-api (role RestApiRole): secretsmanager:GetSecretValue on arn:aws:secretsmanager:eu-west-1:123456789012:secret:session-service/ticket-signing-key-AbCdEf"
 echo "permissions-check: ok"

@@ -2,7 +2,8 @@
 # Runs every test of the project. Needs only the Rust toolchain and Python 3 on the machine (no
 # pip, no python3-venv, no kubectl: see scripts/lib/venv.sh): it installs what the tests need
 # (moto's DynamoDB-API server and schemathesis, in .venv under the repo; headless Chromium and
-# chromedriver, and Node.js for the IAM policy simulator, from Debian's packages, as root;
+# chromedriver, Node.js for the IAM policy simulator, and redis-server for the cache tests, from
+# Debian's packages, as root;
 # kubectl with the infrastructure checks' tools), then checks formatting and lints, runs every
 # test of the workspace recording every AWS call they make, holds each call against its
 # component's IAM role in the SAM template, fuzzes the REST API against its OpenAPI document, and
@@ -38,6 +39,18 @@ else
     if ! apt-get install -y --no-install-recommends nodejs npm; then
         apt-get update
         apt-get install -y --no-install-recommends nodejs npm
+    fi
+fi
+
+# The cache layer's tests (tests/tests/store/cache.rs) start a real redis-server.
+if [ -x /usr/bin/redis-server ]; then
+    echo "==> redis-server: installed"
+else
+    echo "==> installing redis-server (Debian package) for the cache tests"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y --no-install-recommends redis-server; then
+        apt-get update
+        apt-get install -y --no-install-recommends redis-server
     fi
 fi
 

@@ -18,19 +18,23 @@ pub enum Component {
     WsHandler,
     /// The long-lived streamer on EKS (`streamer`).
     Streamer,
+    /// The migration runner, `session-admin`, on deploy (`MigrationsFunction`) or by hand
+    /// (`admin`).
+    Admin,
 }
 
 impl Component {
     /// Every component.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::RestApi,
         Self::Authorizer,
         Self::WsAuthorizer,
         Self::WsHandler,
         Self::Streamer,
+        Self::Admin,
     ];
 
-    /// The component's name, as its binary is named.
+    /// The component's name, as its binary is named (`admin`: `session-admin`).
     pub const fn name(self) -> &'static str {
         match self {
             Self::RestApi => "rest-api",
@@ -38,6 +42,7 @@ impl Component {
             Self::WsAuthorizer => "ws-authorizer",
             Self::WsHandler => "ws-handler",
             Self::Streamer => "streamer",
+            Self::Admin => "admin",
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod appconfig;
 pub mod auth;
 pub mod backend;
+pub mod cache;
 pub mod clock;
 pub mod component;
 pub mod config;

@@ -25,6 +25,7 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::{Registry, reload};
 
 use crate::config::{LogFormat, TelemetrySettings};
 
@@ -43,6 +44,9 @@ pub enum TelemetryError {
     /// The OTLP exporter could not be built (a malformed endpoint).
     #[error("OTEL_EXPORTER_OTLP_ENDPOINT: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// The installed subscriber is gone, so its filter cannot be replaced.
+    #[error("the log filter could not be replaced: {0}")]
+    Reload(#[from] tracing_subscriber::reload::Error),
 }
 
 /// Where spans are exported: the standard OpenTelemetry variables, or arguments in tests.
@@ -106,6 +110,24 @@ impl TraceExport {
 
 /// The provider [`init`] installed, flushed by [`flush`].
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// The log filter of the subscriber [`init`] installed, replaced by [`set_log_filter`].
+type FilterHandle = reload::Handle<EnvFilter, Registry>;
+static LOG_FILTER: OnceLock<FilterHandle> = OnceLock::new();
+
+/// Replaces the log filter of the installed subscriber (a runtime settings change); a no-op
+/// when [`init`] did not install one. The traces keep their own level.
+///
+/// # Errors
+/// The directives do not parse, or the subscriber is gone.
+pub fn set_log_filter(directives: &str) -> Result<(), TelemetryError> {
+    let filter = EnvFilter::try_new(directives)?;
+    if let Some(handle) = LOG_FILTER.get() {
+        handle.reload(filter)?;
+        tracing::info!(log_filter = directives, "log filter replaced");
+    }
+    Ok(())
+}
 
 /// Exports the spans ended so far and waits for the collector's answer (a Lambda calls it
 /// before each invocation ends: a frozen environment exports nothing). A no-op when tracing is
@@ -240,7 +262,20 @@ pub fn traced_subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(&settings.log_filter)?;
+    Ok(reloadable_subscriber(settings, provider, writer)?.0)
+}
+
+/// [`traced_subscriber`], with the handle that replaces its log filter.
+fn reloadable_subscriber<W>(
+    settings: &TelemetrySettings,
+    provider: Option<&SdkTracerProvider>,
+    writer: W,
+) -> Result<(Box<dyn Subscriber + Send + Sync>, FilterHandle), TelemetryError>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    // Reloadable: the runtime settings may change the log level without a restart.
+    let (filter, handle) = reload::Layer::new(EnvFilter::try_new(&settings.log_filter)?);
     // Per-layer filters: the log filter chooses which lines are written, not which spans are
     // traced. A global filter would switch tracing off with the logs (`warn` disables every
     // `info` span), so the traces keep their own level: every `info` span.
@@ -265,8 +300,9 @@ where
             .with_tracked_inactivity(false)
             .with_filter(LevelFilter::INFO)
     });
-    Ok(Box::new(
-        tracing_subscriber::registry().with(logs).with(traces),
+    Ok((
+        Box::new(tracing_subscriber::registry().with(logs).with(traces)),
+        handle,
     ))
 }
 
@@ -286,12 +322,10 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<(), Telemetry
 /// The filter does not parse, or a subscriber is installed already.
 pub fn init_with(settings: &TelemetrySettings, export: &TraceExport) -> Result<(), TelemetryError> {
     let provider = export.provider()?;
-    tracing::subscriber::set_global_default(traced_subscriber(
-        settings,
-        provider.as_ref(),
-        io::stdout,
-    )?)
-    .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    let (subscriber, filter) = reloadable_subscriber(settings, provider.as_ref(), io::stdout)?;
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    let _ = LOG_FILTER.set(filter);
     if let Some(provider) = provider {
         let _ = PROVIDER.set(provider);
     }
@@ -391,6 +425,24 @@ mod tests {
         let span_id = span["span_id"].as_str().unwrap();
         assert_eq!(span_id.len(), 16);
         assert_ne!(span_id, "00f067aa0ba902b7", "a span of its own, a child");
+    }
+
+    #[test]
+    fn a_replaced_log_filter_changes_which_lines_are_written_at_once() {
+        let buffer = Buffer::default();
+        let settings = TelemetrySettings {
+            log_format: LogFormat::Json,
+            log_filter: "warn".to_owned(),
+        };
+        let (subscriber, filter) = reloadable_subscriber(&settings, None, buffer.clone()).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("before");
+            filter.reload(EnvFilter::new("info")).unwrap();
+            tracing::info!("after");
+        });
+        let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(!output.contains("before"), "{output}");
+        assert!(output.contains("after"), "{output}");
     }
 
     #[test]

@@ -13,7 +13,10 @@ use session_core::service::{ConnectAuthorizer, ConnectionService, ServiceParts, 
 use session_core::store::ports::PortUse;
 use session_core::store::{self, SharedStore};
 
+use session_core::appconfig::{Flags, live_settings};
+
 use crate::http::App;
+use crate::live::Rebuilt;
 
 /// Why the functions could not be wired.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,40 @@ pub fn app(
     backend: Arc<dyn SimulatorBackend>,
     clock: Arc<dyn Clock>,
 ) -> App {
+    let flags = Flags::from_settings(&settings.appconfig);
+    app_with_flags(settings, store, backend, clock, flags)
+}
+
+/// The REST API's router, rebuilt from the runtime settings in force at the first request
+/// after they change (`appconfig.settings_profile`; start-up settings only without an agent):
+/// limits and rate-limit quotas follow the document. The flags are polled once for all.
+pub fn live_rest_router(
+    settings: &Settings,
+    store: SharedStore,
+    backend: Arc<dyn SimulatorBackend>,
+    clock: Arc<dyn Clock>,
+) -> axum::Router {
+    let flags = Flags::from_settings(&settings.appconfig);
+    let routers = Rebuilt::new(&live_settings(settings), move |settings| {
+        crate::http::router(app_with_flags(
+            settings,
+            store.clone(),
+            backend.clone(),
+            clock.clone(),
+            flags.clone(),
+        ))
+    });
+    crate::live::live_router(Arc::new(routers))
+}
+
+/// [`app`], its feature flags given.
+fn app_with_flags(
+    settings: &Settings,
+    store: SharedStore,
+    backend: Arc<dyn SimulatorBackend>,
+    clock: Arc<dyn Clock>,
+    flags: Arc<Flags>,
+) -> App {
     let service = SessionService::from_settings(settings, store.clone(), backend, clock.clone());
     App {
         service,
@@ -85,18 +122,25 @@ pub fn app(
         )),
         store,
         clock,
-        flags: session_core::appconfig::Flags::from_settings(&settings.appconfig),
+        flags,
     }
 }
 
-/// The REST API's state, everything built from `settings`.
+/// The REST API's router, everything built from `settings`, following the runtime settings
+/// ([`live_rest_router`]).
 ///
 /// # Errors
 /// A backend URL is invalid.
-pub async fn rest_api(settings: &Settings) -> Result<App, WiringError> {
+pub async fn live_rest_api(settings: &Settings) -> Result<axum::Router, WiringError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = store::from_settings(&settings.store, clock.clone(), Component::RestApi).await;
-    Ok(app(settings, store, simulator_backend(settings)?, clock))
+    let store = session_core::cache::wrap(store, &settings.cache, clock.clone());
+    Ok(live_rest_router(
+        settings,
+        store,
+        simulator_backend(settings)?,
+        clock,
+    ))
 }
 
 /// What `component`'s use cases are built from, everything from `settings` (the simulator
@@ -138,17 +182,38 @@ pub fn ws_handler(settings: &Settings, parts: &ServiceParts) -> crate::websocket
     }
 }
 
-/// The WebSocket routes' handler, everything built from `settings`.
+/// The WebSocket routes' handler, everything built from `settings`, its hot reads (each
+/// heartbeat's connection and lease) cached. The `$connect` authorizer's are not: its session
+/// read decides whether a ticket is honoured.
 ///
 /// # Errors
 /// A backend URL is invalid.
+///
+/// Rebuilt from the runtime settings in force at the first event after they change (the
+/// connection quota, the heartbeat and reconnect tunables, the rate-limit quotas).
 pub async fn ws_handler_from_settings(
     settings: &Settings,
-) -> Result<crate::websocket::Handler, WiringError> {
-    Ok(ws_handler(
-        settings,
-        &parts(settings, Component::WsHandler).await?,
-    ))
+) -> Result<Rebuilt<crate::websocket::Handler>, WiringError> {
+    let mut parts = parts(settings, Component::WsHandler).await?;
+    parts.store = session_core::cache::wrap(parts.store, &settings.cache, parts.clock.clone());
+    Ok(live_ws_handler(settings, parts))
+}
+
+/// The WebSocket routes' handler over `parts`, rebuilt from the runtime settings in force at
+/// the first event after they change (the connection quota, the heartbeat and reconnect
+/// tunables, the rate-limit quotas).
+pub fn live_ws_handler(
+    settings: &Settings,
+    parts: ServiceParts,
+) -> Rebuilt<crate::websocket::Handler> {
+    Rebuilt::new(&live_settings(settings), move |settings| {
+        let parts = ServiceParts {
+            limits: settings.limits.clone(),
+            websocket: settings.websocket.clone(),
+            ..parts.clone()
+        };
+        ws_handler(settings, &parts)
+    })
 }
 
 /// The simulator service client of `settings`.

@@ -24,6 +24,8 @@ Usage: python k8s_check.py [--require-digest] [--backends | --collector] RENDERE
   consistently on $uri, buffering is off and the read timeout outlasts the heartbeats, and the
   NetworkPolicy admits the Gateway's nginx pods; the ticket keys: public keys only, a file from
   a Secret that an ExternalSecret fills through a SecretStore acting as the pod's ServiceAccount.
+  The AppConfig agent: a native sidecar on localhost at the port of SESSION_APPCONFIG__BASE_URL,
+  for the streamer's application and environment, pinned to an exact release, locked down.
 - --require-digest (prod): the streamer's image must be pinned by digest (name@sha256:...).
 - --backends: the render of infra/k8s/backends: only Services, each an internal NLB of the AWS
   Load Balancer Controller with a private DNS name for ExternalDNS.
@@ -512,6 +514,7 @@ def consistency(objects: list[dict], failures: Failures) -> None:
         print(f"    backend TLS: {len(tls_files)} files from Secret volumes, https:// backends")
 
     ticket_keys(by_kind, spec, container, data, failures)
+    appconfig_agent(spec, container, config, failures)
 
     drain = int(data.get("SESSION_STREAMER__DRAIN_DEADLINE_SECS", "20"))
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
@@ -522,6 +525,91 @@ def consistency(objects: list[dict], failures: Failures) -> None:
         f"{drain} s + {EXIT_MARGIN_SECS} s to exit",
     )
     print(f"    shutdown budget: preStop {pre_stop} s + drain {drain} s + exit {EXIT_MARGIN_SECS} s, grace period {grace} s")
+
+
+APPCONFIG_AGENT_IMAGE = re.compile(r"^public\.ecr\.aws/aws-appconfig/aws-appconfig-agent(:2\.[0-9]+\.[0-9]+)?(@sha256:[0-9a-f]{64})?$")
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
+
+
+def appconfig_agent(spec: dict, container: dict, config: dict, failures: Failures) -> None:
+    """The AppConfig agent sidecar serves what the streamer asks for: a native sidecar (an init
+    container with restartPolicy Always) listening on localhost at the port of
+    SESSION_APPCONFIG__BASE_URL, for the application and environment the streamer names (the
+    same config map keys), pinned to an exact release, bounded and locked down like the
+    streamer."""
+    data = config.get("data", {})
+    base_url = data.get("SESSION_APPCONFIG__BASE_URL")
+    agents = [c for c in spec.get("initContainers", []) if "aws-appconfig-agent" in c.get("image", "")]
+    if not base_url:
+        failures.check(not agents, "an AppConfig agent runs beside the streamer, but SESSION_APPCONFIG__BASE_URL is unset")
+        return
+    failures.check(len(agents) == 1, f"SESSION_APPCONFIG__BASE_URL={base_url}: expected one AppConfig agent init container, found {len(agents)}")
+    if len(agents) != 1:
+        return
+    agent = agents[0]
+    name = f"AppConfig agent {agent['name']}"
+    failures.check(
+        agent.get("restartPolicy") == "Always",
+        f"{name}: must be a native sidecar (restartPolicy: Always), or it runs once before the streamer and exits",
+    )
+    match = re.fullmatch(r"http://([^:/]+):([0-9]+)", base_url)
+    failures.check(
+        match is not None and match.group(1) in LOCAL_HOSTS,
+        f"SESSION_APPCONFIG__BASE_URL={base_url} must be http://localhost:<port>: the agent is in the pod",
+    )
+    env = {e["name"]: e for e in agent.get("env", [])}
+
+    def value(key: str) -> str | None:
+        return env.get(key, {}).get("value")
+
+    port = match.group(2) if match else None
+    failures.check(
+        value("HTTP_PORT") == port,
+        f"{name}: HTTP_PORT={value('HTTP_PORT')!r}, but the streamer asks port {port} (SESSION_APPCONFIG__BASE_URL)",
+    )
+    failures.check(
+        value("HTTP_HOST") in LOCAL_HOSTS,
+        f"{name}: HTTP_HOST={value('HTTP_HOST')!r} must be localhost: nothing outside the pod may read the configuration",
+    )
+    failures.check(not agent.get("ports"), f"{name}: declares ports, but it listens on localhost only")
+    config_name = config["metadata"]["name"]
+    for key in ("SESSION_APPCONFIG__APPLICATION", "SESSION_APPCONFIG__ENVIRONMENT"):
+        ref = env.get(key, {}).get("valueFrom", {}).get("configMapKeyRef", {})
+        failures.check(
+            ref.get("name") == config_name and ref.get("key") == key,
+            f"{name}: {key} must come from the streamer's config map {config_name} (key {key}), so both name the same profile",
+        )
+        failures.check(bool(data.get(key)), f"the config map lacks {key} (the stack's AppConfig output)")
+    region = env.get("SERVICE_REGION", {}).get("valueFrom", {}).get("configMapKeyRef", {})
+    failures.check(
+        region.get("name") == config_name and region.get("key") == "AWS_REGION",
+        f"{name}: SERVICE_REGION must be the streamer's AWS_REGION (config map {config_name})",
+    )
+    prefetch = value("PREFETCH_LIST") or ""
+    failures.check(
+        prefetch.startswith(
+            "/applications/$(SESSION_APPCONFIG__APPLICATION)/environments/$(SESSION_APPCONFIG__ENVIRONMENT)/configurations/"
+        ),
+        f"{name}: PREFETCH_LIST={prefetch!r} must name the streamer's application and environment",
+    )
+    failures.check(
+        APPCONFIG_AGENT_IMAGE.match(agent.get("image", "")) is not None and ":2.x" not in agent["image"],
+        f"{name}: runs {agent.get('image')}; pin an exact release (aws-appconfig-agent:2.N.N, or by digest)",
+    )
+    resources = agent.get("resources", {})
+    failures.check(
+        bool(resources.get("requests")) and bool(resources.get("limits", {}).get("memory")),
+        f"{name}: needs resource requests and a memory limit",
+    )
+    security = agent.get("securityContext", {})
+    failures.check(
+        security.get("readOnlyRootFilesystem") is True
+        and security.get("allowPrivilegeEscalation") is False
+        and security.get("runAsNonRoot") is True
+        and security.get("capabilities", {}).get("drop") == ["ALL"],
+        f"{name}: must run non-root, read-only, without privilege escalation and with every capability dropped",
+    )
+    print(f"    AppConfig agent: native sidecar {agent['image']} on localhost:{port}, as {base_url} asks")
 
 
 def ticket_keys(by_kind: dict, spec: dict, container: dict, data: dict, failures: Failures) -> None:

@@ -23,7 +23,11 @@ each call becomes the IAM requests AWS would authorise, with their concrete ARNs
 - CloudWatch `PutMetricData` (recorded by the test's CloudWatch endpoint): `cloudwatch:PutMetricData`
   on `*` with its `cloudwatch:namespace` condition key;
 - what Lambda does with a function's role for it, from the function's configuration: its logs,
-  traces, network interfaces and environment key.
+  traces, network interfaces and environment key;
+- what the AppConfig agent does with the role of a component that reads AppConfig (a function
+  whose SESSION_APPCONFIG__BASE_URL is set, for the profiles its settings name; the streamer's
+  sidecar, for every profile of the stack): `appconfig:StartConfigurationSession` and
+  `appconfig:GetLatestConfiguration` on `application/<id>/environment/<id>/configuration/<id>`.
 
 Each request is evaluated by @cloud-copilot/iam-simulate (a Node IAM policy simulator: actions
 and resources with wildcards, Allow/Deny, every condition operator, KMS key policies; run by
@@ -88,6 +92,8 @@ FUNCTIONS = {
     "authorizer": "AuthorizerFunction",
     "ws-authorizer": "WsAuthorizerFunction",
     "ws-handler": "WsHandlerFunction",
+    # session-admin, run by the Migrations custom resource on every deploy.
+    "admin": "MigrationsFunction",
 }
 ROLES = {"streamer": "StreamerRole"}
 TRANSACT_ACTIONS = {
@@ -236,6 +242,9 @@ class Stack:
                 return self.resolve(args[1] if self.condition(args[0]) else args[2])
             if fn == "Fn::Join":
                 return args[0].join(str(v) for v in self.resolve(args[1]))
+            if fn == "Fn::FindInMap":
+                names = [self.resolve(a) for a in args]
+                return self.template["Mappings"][names[0]][names[1]][names[2]]
             if fn == "Fn::Select":
                 return self.resolve(args[1])[int(self.resolve(args[0]))]
             if fn.startswith("Fn::"):
@@ -434,6 +443,63 @@ def platform_requests(stack: Stack, component: str) -> list[dict]:
     return requests
 
 
+def agent_requests(stack: Stack, component: str) -> list[dict]:
+    """What the AppConfig agent does with the component's role: a session on each profile the
+    component reads, then its latest version. A function reads the profiles its
+    SESSION_APPCONFIG__*_PROFILE settings name, of its application and environment, once
+    SESSION_APPCONFIG__BASE_URL points it at the extension; the streamer's sidecar (whose names
+    infra/k8s holds to the stack's outputs, k8s_check.py) reads every profile of the stack's
+    environment."""
+    profiles = {
+        stack.resolve(r["Properties"]["Name"]): logical
+        for logical, r in stack.resources.items()
+        if r["Type"] == "AWS::AppConfig::ConfigurationProfile" and stack.exists(logical)
+    }
+    environments = [
+        logical
+        for logical, r in stack.resources.items()
+        if r["Type"] == "AWS::AppConfig::Environment" and stack.exists(logical)
+    ]
+    if not profiles or len(environments) != 1:
+        return []
+    environment = stack.resources[environments[0]]["Properties"]
+    application = environment["ApplicationId"]["Ref"]
+    if component in FUNCTIONS:
+        props = stack.resolve(stack.resources[FUNCTIONS[component]]["Properties"])
+        variables = props.get("Environment", {}).get("Variables", {})
+        if "SESSION_APPCONFIG__BASE_URL" not in variables:
+            return []
+        names = {
+            (variables.get("SESSION_APPCONFIG__APPLICATION"), variables.get("SESSION_APPCONFIG__ENVIRONMENT")): [
+                value for key, value in variables.items() if key.startswith("SESSION_APPCONFIG__") and key.endswith("_PROFILE")
+            ]
+        }
+        stack_names = (
+            stack.resolve(stack.resources[application]["Properties"]["Name"]),
+            stack.resolve(environment["Name"]),
+        )
+        if set(names) != {stack_names}:
+            raise Unresolvable(f"{component} reads AppConfig {set(names)}, the stack has {stack_names}")
+        wanted = names[stack_names]
+    elif component == "streamer":
+        wanted = list(profiles)
+    else:
+        return []
+    requests = []
+    for name in wanted:
+        if name not in profiles:
+            raise Unresolvable(f"{component} reads the AppConfig profile {name}, which the stack does not create")
+        arn = (
+            f"arn:aws:appconfig:{REGION}:{ACCOUNT}:application/{stack.ref(application)}"
+            f"/environment/{stack.ref(environments[0])}/configuration/{stack.ref(profiles[name])}"
+        )
+        requests += [
+            request(action, arn, f"the AppConfig agent, for the {name} profile")
+            for action in ("appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration")
+        ]
+    return requests
+
+
 def key_resource(stack: Stack, value: str) -> str:
     for logical, r in stack.resources.items():
         if r["Type"] == "AWS::KMS::Key" and value in (stack.ref(logical), stack.get_att(logical, "Arn")):
@@ -468,6 +534,12 @@ MUTATIONS = {
             for v in json.dumps(s.get("Condition", {})).replace('"', " ").split()
         ),
     ),
+    # rest-api's role without the AppConfig reads: its extension's session must be denied.
+    "rest-api-without-appconfig": lambda component, policies: component == "rest-api"
+    and strip_statements(policies, lambda s: s.get("Sid") == "AppConfigProfiles"),
+    # The migrations function's role without its table grant: the runner's scan must be denied.
+    "admin-without-table": lambda component, policies: component == "admin"
+    and strip_statements(policies, lambda s: s.get("Sid") == "Table"),
     # rest-api's role without the ticket signing key: its read at start must be denied.
     "rest-api-without-ticket-signing-key": lambda component, policies: component == "rest-api"
     and strip_statements(policies, lambda s: s.get("Sid") == "TicketSigningKey"),
@@ -549,7 +621,7 @@ def check(template: dict, calls: list[dict], mutation: str | None) -> tuple[list
             if mutation and MUTATIONS[mutation](component, policies):
                 print(f"    [{variant}] mutation {mutation}: applied to {component}'s role {role}")
             names = label(policies)
-            requests = platform_requests(stack, component)
+            requests = platform_requests(stack, component) + agent_requests(stack, component)
             seen = set()
             for call in by_component.get(component, []):
                 for r in requests_for(stack, call):

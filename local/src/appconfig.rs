@@ -1,8 +1,8 @@
 //! The AppConfig Agent's local HTTP API, served from a folder: `GET /applications/{app}/
 //! environments/{env}/configurations/{profile}` answers `DIR/<profile>.json` for any application
 //! and environment, read on each request (so an edit is served at once, as the agent serves a
-//! new deployment after its next poll). Without a folder, the built-in defaults
-//! (`local/appconfig/`) are served.
+//! new deployment after its next poll). Without a folder, or for a profile the folder lacks,
+//! the built-in defaults (`local/appconfig/`: `flags.json`, `settings.json`) are served.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,8 +16,11 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// The built-in documents, by profile: every flag off.
-const DEFAULTS: &[(&str, &str)] = &[("flags", include_str!("../appconfig/flags.json"))];
+/// The built-in documents, by profile: every flag off, no runtime setting overridden.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("flags", include_str!("../appconfig/flags.json")),
+    ("settings", include_str!("../appconfig/settings.json")),
+];
 
 /// A running agent API; dropping it stops the server.
 #[derive(Debug)]
@@ -72,15 +75,19 @@ async fn document(
     {
         return (StatusCode::BAD_REQUEST, "invalid profile name").into_response();
     }
-    let body = match dir.as_ref() {
+    let file = match dir.as_ref() {
         Some(dir) => tokio::fs::read(dir.join(format!("{profile}.json")))
             .await
             .ok(),
-        None => DEFAULTS
+        None => None,
+    };
+    // A profile the folder lacks is served from the defaults (a folder of flags only).
+    let body = file.or_else(|| {
+        DEFAULTS
             .iter()
             .find(|(name, _)| *name == profile)
-            .map(|(_, text)| text.as_bytes().to_vec()),
-    };
+            .map(|(_, text)| text.as_bytes().to_vec())
+    });
     match body {
         Some(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no profile {profile}")).into_response(),

@@ -311,13 +311,20 @@ impl Stack {
         };
         let ws_emulator = WsApi::new(
             ConnectAuthorizer::new(&parts_of(&verifier, Component::WsAuthorizer)),
-            wiring::ws_handler(&service, &parts_of(&verifier, Component::WsHandler)),
+            wiring::live_ws_handler(
+                &service,
+                ServiceParts {
+                    store: stores.cached(Component::WsHandler),
+                    ..parts_of(&verifier, Component::WsHandler)
+                },
+            ),
             ws,
         );
         let streamer_service = StreamService::new(&parts_of(&verifier, Component::Streamer));
-        let app = wiring::app(
+        // Follows the runtime settings from the local agent, as the function does in AWS.
+        let integration = wiring::live_rest_router(
             &signer,
-            stores.of_component(Component::RestApi),
+            stores.cached(Component::RestApi),
             backend.clone(),
             clock.clone(),
         );
@@ -326,7 +333,6 @@ impl Stack {
         let session_service = SessionService::new(both_keys.clone());
         let connect_authorizer = ConnectAuthorizer::new(&both_keys);
         let connection_service = ConnectionService::new(&both_keys);
-        let integration = session_functions::http::router(app);
         let authorizer = Arc::new(wiring::token_validator(&service)?);
         let streamer = session_streamer::Streamer::on(
             sse_listener,
@@ -335,7 +341,7 @@ impl Stack {
                 streamer: streamer_settings,
                 service: streamer_service,
                 tokens: authorizer.clone(),
-                store: stores.of_component(Component::Streamer),
+                store: stores.cached(Component::Streamer),
                 connections: push.then(|| {
                     session_streamer::push::ConnectionsApi::local(&format!(
                         "http://{ws_addr}/{}",
@@ -550,8 +556,13 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
 /// The store each component works on. In memory, one store that all share. On DynamoDB, one
 /// client per component, as each Lambda and the streamer have in AWS: each one's calls name it
 /// in their user agent, which lets the permission check (`scripts/permissions-check.sh`) hold
-/// each call against that component's IAM role.
-struct Stores(HashMap<Component, SharedStore>);
+/// each call against that component's IAM role. Beside each, the same store behind the cache
+/// (`cache.*`) for the parts that read through it, as in AWS: one cache in memory (one process),
+/// one per component on DynamoDB (a process each).
+struct Stores(
+    HashMap<Component, SharedStore>,
+    HashMap<Component, SharedStore>,
+);
 
 impl Stores {
     /// The stores of `settings`; for DynamoDB, the table is created if missing. A local
@@ -559,8 +570,12 @@ impl Stores {
     async fn of(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StackError> {
         let store = &settings.store;
         if store.backend == StoreBackend::Memory {
-            let shared: SharedStore = Arc::new(InMemoryStore::new(clock));
-            return Ok(Self(Component::ALL.map(|c| (c, shared.clone())).into()));
+            let shared: SharedStore = Arc::new(InMemoryStore::new(clock.clone()));
+            let cached = session_core::cache::wrap(shared.clone(), &settings.cache, clock);
+            return Ok(Self(
+                Component::ALL.map(|c| (c, shared.clone())).into(),
+                Component::ALL.map(|c| (c, cached.clone())).into(),
+            ));
         }
         let local = store.endpoint.as_deref().filter(|_| !has_aws_credentials());
         let mut clients = HashMap::new();
@@ -577,21 +592,33 @@ impl Stores {
             None => clients[&Component::RestApi].clone(),
         };
         create_table(&setup, &store.table_name).await?;
-        Ok(Self(
-            clients
-                .into_iter()
-                .map(|(component, client)| {
-                    let store: SharedStore =
-                        Arc::new(DynamoStore::new(client, &store.table_name, clock.clone()));
-                    (component, store)
-                })
-                .collect(),
-        ))
+        let stores: HashMap<_, _> = clients
+            .into_iter()
+            .map(|(component, client)| {
+                let store: SharedStore =
+                    Arc::new(DynamoStore::new(client, &store.table_name, clock.clone()));
+                (component, store)
+            })
+            .collect();
+        let cached = stores
+            .iter()
+            .map(|(&component, store)| {
+                let cached =
+                    session_core::cache::wrap(store.clone(), &settings.cache, clock.clone());
+                (component, cached)
+            })
+            .collect();
+        Ok(Self(stores, cached))
     }
 
     /// The store `component` works on.
     fn of_component(&self, component: Component) -> SharedStore {
         self.0[&component].clone()
+    }
+
+    /// The store `component` works on, behind its cache.
+    fn cached(&self, component: Component) -> SharedStore {
+        self.1[&component].clone()
     }
 }
 

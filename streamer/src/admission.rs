@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::settings::StreamerSettings;
@@ -46,8 +46,7 @@ impl Admission {
         let max = settings.max_connections as usize;
         Self {
             connections: Arc::new(Connections {
-                max,
-                marks: Marks::of(max),
+                max: AtomicUsize::new(max),
                 open: AtomicUsize::new(0),
                 probes: AtomicUsize::new(0),
                 full: AtomicBool::new(false),
@@ -65,7 +64,7 @@ impl Admission {
     /// for probes; `None` when both are taken (the connection is answered `full` at once).
     pub(crate) fn accept(&self) -> Option<ConnectionSlot> {
         let connections = &self.connections;
-        let class = if take(&connections.open, connections.max) {
+        let class = if take(&connections.open, connections.max()) {
             metrics::connections(1.0);
             Class::Capped
         } else if take(&connections.probes, PROBE_SLOTS) {
@@ -92,7 +91,7 @@ impl Admission {
         let connections = &self.connections;
         let open = connections.open.load(Ordering::Relaxed);
         let was = connections.full.load(Ordering::Relaxed);
-        let full = connections.marks.full(was, open);
+        let full = Marks::of(connections.max()).full(was, open);
         connections.full.store(full, Ordering::Relaxed);
         full
     }
@@ -118,19 +117,41 @@ impl Admission {
     pub(crate) fn stream_of(&self, user: &UserId) -> Result<StreamSlot<UserId>, ApiError> {
         self.users.take(user.clone())
     }
+
+    /// Sets the caps to `settings`' (a runtime settings change): new connections and streams
+    /// are held to them; those open over a lowered cap stay until they end.
+    pub(crate) fn set_caps(&self, settings: &StreamerSettings) {
+        self.connections
+            .max
+            .store(settings.max_connections as usize, Ordering::Relaxed);
+        self.users
+            .limit
+            .store(settings.max_streams_per_user, Ordering::Relaxed);
+        self.addresses
+            .limit
+            .store(settings.max_streams_per_address, Ordering::Relaxed);
+    }
 }
 
 /// The connection counts of the pod.
 #[derive(Debug)]
 struct Connections {
-    max: usize,
-    marks: Marks,
+    /// The cap (`streamer.max_connections`, changed by runtime settings); readiness' marks
+    /// follow it.
+    max: AtomicUsize,
     /// Connections holding a place in the cap.
     open: AtomicUsize,
     /// Connections past the cap, or moved out of it, that ask probe routes only.
     probes: AtomicUsize,
     /// What readiness last said (the hysteresis' state).
     full: AtomicBool,
+}
+
+impl Connections {
+    /// The cap now.
+    fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
 }
 
 /// Takes one of `limit` places counted by `count`; `false` if none is free.
@@ -172,7 +193,7 @@ impl ConnectionSlot {
                 true
             }
             (Class::Probe, false) => {
-                if !take(&connections.open, connections.max) {
+                if !take(&connections.open, connections.max()) {
                     metrics::refused("full");
                     return false;
                 }
@@ -243,7 +264,8 @@ impl Marks {
 struct Caps<K> {
     /// The cap's name in problems and metrics.
     quota: &'static str,
-    limit: u32,
+    /// The cap (changed by runtime settings).
+    limit: AtomicU32,
     /// Only keys holding streams: an entry goes with its last stream, so memory follows the
     /// open streams, not every caller ever seen.
     held: Mutex<HashMap<K, u32>>,
@@ -253,7 +275,7 @@ impl<K: Hash + Eq + Clone> Caps<K> {
     fn new(quota: &'static str, limit: u32) -> Self {
         Self {
             quota,
-            limit,
+            limit: AtomicU32::new(limit),
             held: Mutex::new(HashMap::new()),
         }
     }
@@ -261,11 +283,12 @@ impl<K: Hash + Eq + Clone> Caps<K> {
     fn take(self: &Arc<Self>, key: K) -> Result<StreamSlot<K>, ApiError> {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let count = held.entry(key.clone()).or_insert(0);
-        if *count >= self.limit {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if *count >= limit {
             metrics::refused(self.quota);
             return Err(ApiError::TooManyStreams {
                 quota: self.quota,
-                limit: self.limit,
+                limit,
             });
         }
         *count += 1;

@@ -86,6 +86,9 @@ impl StreamerParts {
             Some(url) => Some(ConnectionsApi::from_env(url).await),
             None => None,
         };
+        // The push's hot reads (connections, leases) are cached; the stream doors' are not
+        // (their session read decides whether a ticket is honoured).
+        let store = session_core::cache::wrap(store, &settings.cache, Arc::new(SystemClock));
         Ok(Self {
             settings,
             streamer,
@@ -138,6 +141,7 @@ impl Streamer {
         );
         let (draining, draining_rx) = watch::channel(false);
         let limits = crate::limits::StreamLimits::new(&settings.rate_limits, parts.store.clone());
+        let runtime = crate::runtime::live(settings, streamer);
         let pusher = parts.connections.map(|api| {
             Pusher::new(
                 hub.clone(),
@@ -161,6 +165,7 @@ impl Streamer {
                 metrics: metrics::install(),
                 admission: Admission::new(streamer, settings.rate_limits.trusted_proxy_hops),
                 limits,
+                runtime,
             },
             draining,
         })
@@ -193,6 +198,12 @@ impl Streamer {
         let upkeep = metrics::upkeep(self.state.metrics.clone());
         let draining_rx = self.state.draining.clone();
         let draining = self.draining;
+        let following = tokio::spawn(follow(
+            self.state.runtime.subscribe(),
+            self.state.admission.clone(),
+            self.state.limits.clone(),
+            self.pusher.clone(),
+        ));
         let pushing = self
             .pusher
             .map(|pusher| tokio::spawn(pusher.run(draining_rx.clone())));
@@ -217,6 +228,7 @@ impl Streamer {
             if let Some(publishing) = publishing {
                 let _ = publishing.await;
             }
+            following.abort();
             served.map_err(StreamerError::Serve)
         };
         // The server returns once every connection has ended; past the deadline, whatever is
@@ -234,6 +246,29 @@ impl Streamer {
                 Ok(())
             }
             never = upkeep => match never {},
+        }
+    }
+}
+
+/// Applies each change of the runtime settings to what keeps its own copy: the pod's caps, the
+/// stream-open rate limits and the push's batch delay (the SSE heartbeat and retry are read at
+/// each stream's open).
+async fn follow(
+    mut changes: watch::Receiver<Arc<crate::runtime::StreamerRuntime>>,
+    admission: Admission,
+    limits: crate::limits::StreamLimits,
+    pusher: Option<Pusher>,
+) {
+    // The value in force first: one may have been applied before this task started.
+    loop {
+        let runtime = changes.borrow_and_update().clone();
+        admission.set_caps(&runtime.streamer);
+        limits.set_quotas(&runtime.core.settings.rate_limits);
+        if let Some(pusher) = &pusher {
+            pusher.set_batch_delay(runtime.streamer.push_batch_delay_ms);
+        }
+        if changes.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -4,7 +4,8 @@
 //! events, fed by one task per stream that follows the simulator through [`upstream`] (the
 //! gRPC source, which knows nothing of the hub); `sse` serves clients from the hub, [`push`]
 //! WebSocket connections; [`app`] is the service around them (routes, health, metrics), with
-//! the handlers' shared state in `state` and the drain signal in `drain`. [`wire`] is what
+//! the handlers' shared state in `state` and the drain signal in `drain`; [`runtime`] the
+//! settings that change without a restart. [`wire`] is what
 //! clients receive; [`StreamerError`] why the streamer could not start or serve. The module
 //! graph has no cycles (checked by the `layering` test).
 
@@ -20,6 +21,7 @@ mod limits;
 pub mod metrics;
 mod peer;
 pub mod push;
+pub mod runtime;
 pub mod settings;
 mod sse;
 mod sse_error;

@@ -160,7 +160,7 @@ impl StreamerSettings {
         Ok(streamer)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("streamer.listen", "must be an address like 127.0.0.1:8090");
         }

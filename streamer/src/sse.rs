@@ -123,12 +123,14 @@ pub(crate) async fn stream(
         ticket,
         grace: app.settings.resume_grace_secs,
     });
+    // The runtime settings in force now: a change reaches the streams opened after it.
+    let tunables = app.runtime.current();
     let connection = Connection {
         subscription,
-        heartbeat: heartbeat(app.settings.heartbeat_secs),
+        heartbeat: heartbeat(tunables.streamer.heartbeat_secs),
         draining: app.draining.clone(),
-        retry_ms: app.settings.retry_ms,
-        preamble: Some(wire::retry_preamble(app.settings.retry_ms)),
+        retry_ms: tunables.streamer.retry_ms,
+        preamble: Some(wire::retry_preamble(tunables.streamer.retry_ms)),
         release,
         done: false,
         _slots: (address_slot, user_slot),

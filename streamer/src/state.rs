@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use crate::admission::Admission;
 use crate::hub::Hub;
 use crate::limits::StreamLimits;
+use crate::runtime::StreamerRuntime;
 use crate::upstream::Upstream;
+use session_core::appconfig::LiveDocument;
 
 /// What every request handler shares.
 #[derive(Debug, Clone)]
@@ -28,4 +30,6 @@ pub(crate) struct AppState {
     pub admission: Admission,
     /// Rate limits of stream opens, per user and per address.
     pub limits: StreamLimits,
+    /// The settings that change without a restart (SSE heartbeat and retry), read at use.
+    pub runtime: LiveDocument<StreamerRuntime>,
 }

@@ -3,6 +3,7 @@
 //! (`stream_fixture`) and their replica (`book_replica`), and the SSE and WebSocket clients, which check
 //! live traffic against docs/asyncapi.json.
 
+pub mod appconfig_dir;
 pub mod asyncapi;
 pub mod book_replica;
 pub mod browser;

@@ -6,9 +6,11 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use serde_json::{Value, json};
+use session_core::appconfig::{FlagSet, Flags};
 use session_core::clock::{Clock, SystemClock};
 use session_core::config::{RateQuota, Settings};
 use session_core::store::{InMemoryStore, SharedStore};
@@ -74,6 +76,21 @@ fn checked(line: &Value, service: &str) -> (String, String) {
     )
 }
 
+/// The REST router over an in-memory store, `adjust`ed, writing its lines where the test reads.
+fn rest_router(
+    settings: &Settings,
+    adjust: impl FnOnce(&mut session_functions::http::App),
+) -> (axum::Router, Captured) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store: SharedStore = Arc::new(InMemoryStore::new(clock.clone()));
+    let backend = session_functions::wiring::simulator_backend(settings).unwrap();
+    let mut app = session_functions::wiring::app(settings, store, backend, clock);
+    adjust(&mut app);
+    let captured = Captured::default();
+    let router = session_functions::http::router_with_metrics(app, Emf::to(captured.clone()));
+    (router, captured)
+}
+
 #[tokio::test]
 async fn every_rest_request_writes_one_emf_line_with_its_operation_outcome_and_latency() {
     // Arrange: the REST router over an in-memory store, one session create a second.
@@ -86,12 +103,7 @@ async fn every_rest_request_writes_one_emf_line_with_its_operation_outcome_and_l
         per_second: 1,
         burst: 1,
     };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store: SharedStore = Arc::new(InMemoryStore::new(clock.clone()));
-    let backend = session_functions::wiring::simulator_backend(&settings).unwrap();
-    let app = session_functions::wiring::app(&settings, store, backend, clock);
-    let captured = Captured::default();
-    let router = session_functions::http::router_with_metrics(app, Emf::to(captured.clone()));
+    let (router, captured) = rest_router(&settings, |_| {});
 
     // Act: a create, a second one over the write limit, a start in a session that is not there.
     let invoke = |file: &'static str| {
@@ -125,6 +137,30 @@ async fn every_rest_request_writes_one_emf_line_with_its_operation_outcome_and_l
     assert_eq!(
         seen,
         expected.map(|(o, r)| (o.to_owned(), r.to_owned())).to_vec()
+    );
+}
+
+#[tokio::test]
+async fn a_write_maintenance_mode_pauses_is_a_maintenance_outcome_not_an_error() {
+    let (router, captured) = rest_router(&Settings::default(), |app| {
+        let on = FlagSet::parse(br#"{"maintenance_mode": {"enabled": true}}"#).unwrap();
+        app.flags = Flags::fixed(on, Duration::from_secs(15));
+    });
+
+    let paused = session_functions::invoke::invoke(router, sample("sessions-create.json"))
+        .await
+        .unwrap();
+
+    assert_eq!(paused["statusCode"], 503, "{paused}");
+    let seen: Vec<(String, String)> = captured
+        .lines()
+        .iter()
+        .map(|l| checked(l, "rest-api"))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("CreateSession".to_owned(), "maintenance".to_owned())],
+        "a paused write must not count as an error (the 5xx alarm leaves these out)"
     );
 }
 

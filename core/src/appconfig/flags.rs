@@ -9,14 +9,14 @@
 //! users). A bad or unreachable document is logged and counted; the last good one stays.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
-use tracing::{debug, warn};
 
 use super::client::AgentClient;
+use super::live::{LiveDocument, Source};
 use crate::config::AppConfigSettings;
 
 /// REST writes answer `503` `maintenance` for the users it is on for.
@@ -107,12 +107,26 @@ impl FlagSet {
     pub fn is_on(&self, flag: &str, user: &str) -> bool {
         self.0.get(flag).is_some_and(|f| f.is_on_for(flag, user))
     }
+
+    /// The flags that differ between two documents (added, removed or changed).
+    pub fn changes(&self, other: &Self) -> Vec<String> {
+        let mut changed: Vec<String> = self
+            .0
+            .keys()
+            .chain(other.0.keys())
+            .filter(|name| self.0.get(*name) != other.0.get(*name))
+            .cloned()
+            .collect();
+        changed.sort();
+        changed.dedup();
+        changed
+    }
 }
 
 /// The flags in force, kept current from the agent while it is configured.
 #[derive(Debug)]
 pub struct Flags {
-    current: RwLock<Arc<FlagSet>>,
+    live: LiveDocument<FlagSet>,
     poll_interval: Duration,
 }
 
@@ -120,7 +134,7 @@ impl Flags {
     /// Flags that stay as `set` (no agent): tests, and processes without one.
     pub fn fixed(set: FlagSet, poll_interval: Duration) -> Arc<Self> {
         Arc::new(Self {
-            current: RwLock::new(Arc::new(set)),
+            live: LiveDocument::fixed(set),
             poll_interval,
         })
     }
@@ -129,18 +143,20 @@ impl Flags {
     /// that ends with the last handle (all off until the first good document; when no agent
     /// is configured, or outside a Tokio runtime, all off for good).
     pub fn from_settings(settings: &AppConfigSettings) -> Arc<Self> {
-        let flags = Self::fixed(FlagSet::default(), settings.poll_interval_ms);
-        if let (Some(client), Ok(runtime)) = (
-            AgentClient::from_settings(settings),
-            tokio::runtime::Handle::try_current(),
-        ) {
-            runtime.spawn(poll(
-                Arc::downgrade(&flags),
-                client,
-                settings.flags_profile.clone(),
-            ));
-        }
-        flags
+        let source = AgentClient::from_settings(settings).map(|client| Source {
+            client,
+            profile: settings.flags_profile.clone(),
+            poll_interval: settings.poll_interval_ms,
+        });
+        Arc::new(Self {
+            live: LiveDocument::polled(
+                source,
+                FlagSet::default(),
+                FlagSet::parse,
+                FlagSet::changes,
+            ),
+            poll_interval: settings.poll_interval_ms,
+        })
     }
 
     /// Whether `flag` is on for `user` now; counted in `feature_flag_evaluations_total`.
@@ -162,50 +178,7 @@ impl Flags {
 
     /// The document in force.
     pub fn snapshot(&self) -> Arc<FlagSet> {
-        self.current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn replace(&self, set: FlagSet) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
-    }
-}
-
-/// Refreshes `flags` from the agent until they are dropped; a failure keeps the last good set.
-async fn poll(flags: Weak<Flags>, client: AgentClient, profile: String) {
-    let Some(period) = flags.upgrade().map(|f| f.poll_interval) else {
-        return;
-    };
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let fetched = client.fetch(&profile).await;
-        let Some(flags) = flags.upgrade() else {
-            return;
-        };
-        let reason = match fetched.map(|body: bytes::Bytes| FlagSet::parse(&body)) {
-            Ok(Ok(set)) => {
-                debug!(profile, "feature flags refreshed");
-                flags.replace(set);
-                continue;
-            }
-            Ok(Err(error)) => {
-                warn!(profile, %error, "feature flags refused; the previous ones stay");
-                "invalid"
-            }
-            Err(error) => {
-                warn!(profile, %error, "feature flags unreadable; the previous ones stay");
-                "unreachable"
-            }
-        };
-        metrics::counter!("appconfig_refresh_failures_total", "profile" => "flags", "reason" => reason)
-            .increment(1);
+        self.live.current()
     }
 }
 

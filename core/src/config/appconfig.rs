@@ -22,6 +22,8 @@ pub struct AppConfigSettings {
     pub environment: String,
     /// The feature-flag configuration profile.
     pub flags_profile: String,
+    /// The runtime settings' configuration profile (`crate::appconfig::RuntimeSettings`).
+    pub settings_profile: String,
     /// How often the agent is asked for the documents; also the `Retry-After` of a refusal a
     /// flag decides (a flip is seen within it).
     #[serde(deserialize_with = "super::duration::millis")]
@@ -35,6 +37,7 @@ impl Default for AppConfigSettings {
             application: "session-service".to_owned(),
             environment: "prod".to_owned(),
             flags_profile: "flags".to_owned(),
+            settings_profile: "settings".to_owned(),
             poll_interval_ms: Duration::from_secs(15),
         }
     }
@@ -61,6 +64,7 @@ impl AppConfigSettings {
             ("appconfig.application", &self.application),
             ("appconfig.environment", &self.environment),
             ("appconfig.flags_profile", &self.flags_profile),
+            ("appconfig.settings_profile", &self.settings_profile),
         ] {
             if value.is_empty() || value.contains('/') {
                 return invalid(setting, "must be a non-empty name without '/'");

@@ -11,6 +11,7 @@ use serde::Deserialize;
 mod appconfig;
 mod auth;
 mod backends;
+mod cache;
 pub mod duration;
 mod edge;
 mod limits;
@@ -26,6 +27,7 @@ mod websocket;
 pub use appconfig::AppConfigSettings;
 pub use auth::AuthSettings;
 pub use backends::{BackendSettings, BackendTlsSettings};
+pub use cache::CacheSettings;
 pub use edge::EdgeSettings;
 pub use limits::Limits;
 pub use rate_limits::{RateLimitSettings, RateQuota};
@@ -116,6 +118,8 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     /// The AppConfig Agent and the feature flags read through it.
     pub appconfig: AppConfigSettings,
+    /// The read-through cache of hot store reads.
+    pub cache: CacheSettings,
 }
 
 impl Settings {
@@ -159,7 +163,9 @@ impl Settings {
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every value's range, naming the first setting out of it (also run on each
+    /// runtime settings document merged onto the start-up settings).
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.store.validate()?;
         self.limits.validate()?;
         self.auth.validate()?;
@@ -169,6 +175,7 @@ impl Settings {
         self.rate_limits.validate()?;
         self.edge.validate()?;
         self.appconfig.validate()?;
+        self.cache.validate()?;
         self.telemetry.validate()
     }
 }

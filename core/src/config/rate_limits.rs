@@ -6,12 +6,16 @@ use super::{ConfigError, invalid};
 
 /// One class's rate limit (GCRA, see `crate::ratelimit`): a sustained rate and the burst a full
 /// allowance admits at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct RateQuota {
     /// Sustained requests per second.
+    #[schemars(range(min = 1, max = 100_000))]
     pub per_second: u32,
     /// Requests admitted at once from a full allowance.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub burst: u32,
 }
 

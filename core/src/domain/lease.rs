@@ -2,8 +2,9 @@
 
 use super::{SessionId, Timestamp};
 
-/// A time-bound claim of one owner on a named resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A time-bound claim of one owner on a named resource (serialisable for the shared cache
+/// tier, `crate::cache`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
     /// What is leased (e.g. `session/ses_…`).
     pub name: String,

@@ -139,8 +139,8 @@ pub struct NewSession {
     pub metadata: Option<Metadata>,
 }
 
-/// A session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A session (serialisable for the shared cache tier, `crate::cache`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Its id.
     pub id: SessionId,

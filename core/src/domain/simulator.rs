@@ -188,8 +188,8 @@ impl NewSimulator {
     }
 }
 
-/// A simulator of a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A simulator of a session (serialisable for the shared cache tier, `crate::cache`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Simulator {
     /// Its id in this service.
     pub id: SimulatorId,

@@ -41,6 +41,11 @@ pub struct Problem {
     pub scope: Option<String>,
 }
 
+/// Marks a response as a `maintenance_mode` refusal, so metrics count it as an outcome of its
+/// own: a deliberate `503`, not an error to page anyone about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenancePause;
+
 /// The media type of problem documents.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -358,6 +363,7 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, (*retry_after_secs).into());
+            response.extensions_mut().insert(MaintenancePause);
         }
         if let Self::RateLimited(refusal) = &self {
             let headers = response.headers_mut();

@@ -209,6 +209,32 @@ pub static METRICS: &[MetricSpec] = &[
     )
     .labels(&[label("class", "as `rate_limit_refusals_total`")])
     .on_failure(),
+    // The cache layer (`session_core::cache`). Counted wherever a `metrics` recorder is
+    // installed.
+    MetricSpec::streamer(
+        "cache_requests_total",
+        Counter,
+        Count,
+        "Calls of the cache layer's tiers by outcome: reads that hit or missed, and shared-tier \
+         calls skipped while it is paused after a failure.",
+        "`hit` most of `local` and `redis` in steady traffic; `skipped` 0",
+    )
+    .labels(&[
+        label("tier", "`local`, `redis`"),
+        label("result", "`hit`, `miss`, `skipped`"),
+    ]),
+    MetricSpec::streamer(
+        "cache_errors_total",
+        Counter,
+        Count,
+        "Shared-tier (Redis/Valkey) calls that failed or timed out; the read went to the store.",
+        "0",
+    )
+    .labels(&[
+        label("tier", "`redis`"),
+        label("operation", "`get`, `put`, `remove`, `decode`, `encode`"),
+    ])
+    .on_failure(),
     // Feature flags (AppConfig). Counted wherever a `metrics` recorder is installed.
     MetricSpec::streamer(
         "feature_flag_evaluations_total",
@@ -227,11 +253,11 @@ pub static METRICS: &[MetricSpec] = &[
         Counter,
         Count,
         "Polls of the AppConfig agent that kept the previous document: unreachable, or \
-         refused as invalid.",
+         refused as invalid (the warning logged names the setting at fault).",
         "0; any `invalid` means a bad document was deployed",
     )
     .labels(&[
-        label("profile", "`flags`"),
+        label("profile", "`flags`, `settings`"),
         label("reason", "`unreachable`, `invalid`"),
     ])
     .on_failure(),
@@ -522,7 +548,7 @@ const EMF_DIMENSIONS: &[Label] = &[
     ),
     label(
         "Outcome",
-        "`ok`, `rate_limited`, `revoked`, `denied`, `client_error`, `error`; the authorizers' \
-         `allow`, `deny`, `error`",
+        "`ok`, `rate_limited`, `revoked`, `denied`, `client_error`, `maintenance` (REST writes \
+         `maintenance_mode` paused), `error`; the authorizers' `allow`, `deny`, `error`",
     ),
 ];

@@ -6,8 +6,7 @@ use session_functions::http::edge;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let settings = session_functions::wiring::init(Component::RestApi).await?;
-    let app = session_functions::wiring::rest_api(&settings).await?;
-    let router = session_functions::http::router(app);
+    let router = session_functions::wiring::live_rest_api(&settings).await?;
     // Behind CloudFront and AWS WAF (edge.origin_secret_arn), only what came through them.
     let router = match edge::guard_from_env(&settings.edge, Component::RestApi).await? {
         Some(guard) => edge::behind_edge(router, guard),

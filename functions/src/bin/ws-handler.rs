@@ -10,7 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = &session_functions::wiring::ws_handler_from_settings(&settings).await?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            let response = handler.handle(&event.payload).await;
+            let response = handler.get().handle(&event.payload).await;
             // Before the invocation ends: a frozen environment exports nothing.
             session_core::telemetry::flush().await;
             Ok::<_, lambda_runtime::Error>(response)

@@ -8,6 +8,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::{Method, StatusCode};
 
+use session_core::http::problem::MaintenancePause;
+
 use crate::metrics::Emf;
 
 /// Times the request and writes its line.
@@ -45,7 +47,8 @@ fn operation(method: &Method, path: Option<&str>) -> &'static str {
 }
 
 /// The outcome of a response: `ok`, `rate_limited`, `revoked` (a revoked token refused),
-/// `denied` (other 401/403), `client_error` or `error`.
+/// `denied` (other 401/403), `client_error`, `maintenance` (a write `maintenance_mode` paused:
+/// the 5xx alarm leaves these out) or `error`.
 fn outcome(response: &Response) -> &'static str {
     let status = response.status();
     let revoked = response
@@ -59,6 +62,7 @@ fn outcome(response: &Response) -> &'static str {
         _ if revoked => "revoked",
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "denied",
         s if s.is_client_error() => "client_error",
+        _ if response.extensions().get::<MaintenancePause>().is_some() => "maintenance",
         _ => "error",
     }
 }

@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let endpoints = stack.endpoints();
     let token = stack.token("dev-user");
     let banner = format!(
-        "\nsession-local is ready\n  web page      {web}  (open it in a browser)\n  HTTP API      {http}\n  WebSocket API {ws}?ticket=...\n  @connections  {connections}/@connections/{{id}}\n  SSE streamer  {sse}/v1/sessions/{{id}}/stream?ticket=...\n  dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n  auth gRPC     {auth}\n  simulator     {sim}\n\n  a token for dev-user (1 h):\n  export TOKEN={token}\n  curl -H \"Authorization: Bearer $TOKEN\" -X POST {http}/v1/sessions -d '{{}}'\n",
+        "\nsession-local is ready\n  web page      {web}  (open it in a browser)\n  HTTP API      {http}\n  WebSocket API {ws}?ticket=...\n  @connections  {connections}/@connections/{{id}}\n  SSE streamer  {sse}/v1/sessions/{{id}}/stream?ticket=...\n  dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n  auth gRPC     {auth}\n  simulator     {sim}\n  AppConfig     {appconfig}  (feature flags and runtime settings: --appconfig-dir)\n\n  a token for dev-user (1 h):\n  export TOKEN={token}\n  curl -H \"Authorization: Bearer $TOKEN\" -X POST {http}/v1/sessions -d '{{}}'\n",
         web = endpoints.web,
         http = endpoints.http_api,
         ws = endpoints.ws_api,
@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         tokens = endpoints.token_url,
         auth = endpoints.auth_grpc,
         sim = endpoints.simulator_grpc,
+        appconfig = endpoints.appconfig,
     );
     eprintln!("{banner}");
 

@@ -34,6 +34,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use session_core::service::ConnectAuthorizer;
+use session_functions::live::Rebuilt;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -103,8 +104,9 @@ pub struct WsApi {
 struct Inner {
     /// The `$connect` authorizer's service (in AWS, the ws-authorizer function's).
     authorizer: ConnectAuthorizer,
-    /// The routes' handler (in AWS, the ws-handler function).
-    handler: session_functions::websocket::Handler,
+    /// The routes' handler (in AWS, the ws-handler function), rebuilt from the runtime settings
+    /// in force as the function's is.
+    handler: Rebuilt<session_functions::websocket::Handler>,
     settings: WsApiSettings,
     registry: Registry,
     /// One permit per open connection; shutdown takes them all to know every task has ended.
@@ -127,7 +129,7 @@ impl WsApi {
     /// `handler` (two functions in AWS, each with its own store client).
     pub fn new(
         authorizer: ConnectAuthorizer,
-        handler: session_functions::websocket::Handler,
+        handler: Rebuilt<session_functions::websocket::Handler>,
         settings: WsApiSettings,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(settings.max_connections as usize));
@@ -247,7 +249,8 @@ impl WsApi {
     async fn invoke(&self, event: Value) -> Result<(i64, Option<String>), InvokeError> {
         let event: ApiGatewayWebsocketProxyRequest =
             serde_json::from_value(event).map_err(InvokeError::Event)?;
-        let call = self.inner.handler.handle(&event);
+        let handler = self.inner.handler.get();
+        let call = handler.handle(&event);
         let response = tokio::time::timeout(self.inner.settings.integration_timeout, call)
             .await
             .map_err(|_| InvokeError::Timeout)?;

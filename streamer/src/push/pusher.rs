@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -110,6 +111,9 @@ struct Inner {
     leases: Arc<dyn LeaseStore>,
     api: ConnectionsApi,
     settings: PushSettings,
+    /// `streamer.push_batch_delay_ms` in force, in microseconds (a runtime settings change
+    /// sets it: [`Pusher::set_batch_delay`]).
+    batch_delay_us: AtomicU64,
     posts: Semaphore,
 }
 
@@ -155,10 +159,18 @@ impl Pusher {
                 connections,
                 leases,
                 api,
+                batch_delay_us: AtomicU64::new(micros(settings.batch_delay)),
                 settings,
                 posts,
             }),
         }
+    }
+
+    /// Sets the batch delay of the posts gathered from now on.
+    pub fn set_batch_delay(&self, delay: Duration) {
+        self.inner
+            .batch_delay_us
+            .store(micros(delay), Ordering::Relaxed);
     }
 
     /// Takes and serves sessions until `draining`; then every session tells its clients to
@@ -434,8 +446,7 @@ impl Inner {
                 () = drained(&mut draining) => return subscription.last_delivered(),
                 delivery = subscription.next() => delivery,
             };
-            let (pending, last) =
-                gather(&mut subscription, delivery, self.settings.batch_delay).await;
+            let (pending, last) = gather(&mut subscription, delivery, self.batch_delay()).await;
             let messages = match pack(&pending, MAX_FRAME_BYTES) {
                 Ok((messages, _)) => messages,
                 Err(e) => {
@@ -491,6 +502,18 @@ impl Inner {
 /// After a first `delivery`, gathers what else the subscription delivers within `delay` (at low
 /// rates a short wait puts more events into one call), up to a frame's size or a last
 /// delivery; `true` with the bytes when the last delivery is among them.
+impl Inner {
+    /// The batch delay in force.
+    fn batch_delay(&self) -> Duration {
+        Duration::from_micros(self.batch_delay_us.load(Ordering::Relaxed))
+    }
+}
+
+/// Whole microseconds of `delay`.
+fn micros(delay: Duration) -> u64 {
+    u64::try_from(delay.as_micros()).unwrap_or(u64::MAX)
+}
+
 async fn gather(
     subscription: &mut Subscription,
     delivery: Delivery,

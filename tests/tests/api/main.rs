@@ -15,6 +15,7 @@ mod quotas;
 mod rate_limits;
 mod retries;
 mod revocation;
+mod runtime_settings;
 mod scopes;
 mod sessions;
 mod simulators;

@@ -1,23 +1,24 @@
 //! `maintenance_mode`, flipped in the folder the local stack serves as the AppConfig Agent's API:
-//! REST writes answer `503` `maintenance` with `Retry-After` within the poll interval, reads go
-//! on, and writes succeed again once it is flipped back.
+//! REST writes answer `503` `maintenance` with `Retry-After` within the poll interval, reads,
+//! open and new streams and WebSockets go on, and writes succeed again once it is flipped back.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
+use session_tests::appconfig_dir::AppConfigDir;
+use session_tests::stream_fixture::{Fixture, PATIENCE};
 use session_tests::test_api::{Answer, TestApi, User};
 
 /// How often the REST function polls the agent in these tests.
 const POLL: Duration = Duration::from_millis(200);
 
-fn write_flags(dir: &Path, maintenance: &serde_json::Value) {
-    let document = json!({ "maintenance_mode": maintenance });
-    // Written beside, then renamed: the server never reads a half-written file.
-    let staged = dir.join("flags.json.new");
-    std::fs::write(&staged, document.to_string()).unwrap();
-    std::fs::rename(staged, dir.join("flags.json")).unwrap();
+/// Writes the flags document with `maintenance` as the `maintenance_mode` flag.
+fn write_flags(dir: &AppConfigDir, maintenance: &serde_json::Value) {
+    dir.write(
+        "flags",
+        &json!({ "maintenance_mode": maintenance }).to_string(),
+    );
 }
 
 /// Creates sessions until one answers other than `unlike`, for at most a few poll intervals.
@@ -32,24 +33,28 @@ async fn create_until_not(user: &User, unlike: StatusCode) -> (Answer, Duration)
     }
 }
 
-#[tokio::test]
-async fn maintenance_mode_pauses_writes_within_the_poll_interval_and_reads_go_on() {
-    let dir = std::env::temp_dir().join(format!("appconfig-{}", ulid::Ulid::new()));
-    std::fs::create_dir_all(&dir).unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_mode_pauses_writes_within_the_poll_interval_and_reads_and_streams_go_on() {
+    let dir = AppConfigDir::new();
     write_flags(&dir, &json!({"enabled": false}));
-    let api = TestApi::spawn_stack(|stack| {
-        stack.appconfig_dir = Some(dir.clone());
+    let fixture = Fixture::start_stack(&["BTC-USD"], 50, |stack| {
+        stack.appconfig_dir = Some(dir.path().to_owned());
         stack.service.appconfig.poll_interval_ms = POLL;
         // Room for the sessions created until the flip is seen.
         stack.service.rate_limits.writes.burst = 1_000;
         stack.service.limits.sessions_per_user = 1_000;
     })
     .await;
-    let alice = api.user("alice");
-    let session = alice.create_session().await;
+    let alice = &fixture.user;
+    let session = &fixture.session;
+    let mut open_stream = fixture.open().await;
+    assert!(
+        open_stream.next(PATIENCE).await.is_some(),
+        "the stream delivers"
+    );
 
     write_flags(&dir, &json!({"enabled": true}));
-    let (refused, after) = create_until_not(&alice, StatusCode::CREATED).await;
+    let (refused, after) = create_until_not(alice, StatusCode::CREATED).await;
     assert_eq!(
         refused.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -65,24 +70,41 @@ async fn maintenance_mode_pauses_writes_within_the_poll_interval_and_reads_go_on
         alice.get(&format!("/v1/sessions/{session}")).await.status,
         StatusCode::OK
     );
+    // Streams go on: the open one keeps delivering, a new ticket opens another, and a
+    // WebSocket connects.
+    for _ in 0..5 {
+        assert!(
+            open_stream.next(PATIENCE).await.is_some(),
+            "the open stream delivers during maintenance"
+        );
+    }
+    let mut new_stream = fixture.open().await;
+    assert!(
+        new_stream.next(PATIENCE).await.is_some(),
+        "a new stream delivers"
+    );
+    let ws_url = alice.ws_ticket(session).await.1;
+    let handshake = tokio_tungstenite::connect_async(ws_url);
+    tokio::time::timeout(PATIENCE, handshake)
+        .await
+        .expect("the handshake is answered")
+        .expect("a WebSocket connects during maintenance");
 
     write_flags(&dir, &json!({"enabled": false}));
-    let (created, _) = create_until_not(&alice, StatusCode::SERVICE_UNAVAILABLE).await;
+    let (created, _) = create_until_not(alice, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
 async fn maintenance_mode_for_an_allowed_user_pauses_only_their_writes_and_a_bad_document_keeps_it()
 {
-    let dir = std::env::temp_dir().join(format!("appconfig-{}", ulid::Ulid::new()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = AppConfigDir::new();
     write_flags(
         &dir,
         &json!({"enabled": true, "rollout_percent": 0, "allow_users": ["alice"]}),
     );
     let api = TestApi::spawn_stack(|stack| {
-        stack.appconfig_dir = Some(dir.clone());
+        stack.appconfig_dir = Some(dir.path().to_owned());
         stack.service.appconfig.poll_interval_ms = POLL;
     })
     .await;
@@ -91,11 +113,7 @@ async fn maintenance_mode_for_an_allowed_user_pauses_only_their_writes_and_a_bad
     assert_eq!(refused.problem(), "maintenance");
 
     // A document the flags cannot be read from: the last good one stays in force.
-    std::fs::write(
-        dir.join("flags.json"),
-        "{\"maintenance_mode\": {\"enabled\": \"yes\"}}",
-    )
-    .unwrap();
+    dir.write("flags", r#"{"maintenance_mode": {"enabled": "yes"}}"#);
     tokio::time::sleep(POLL * 3).await;
     let still = alice.post("/v1/sessions", &json!({})).await;
     assert_eq!(still.status, StatusCode::SERVICE_UNAVAILABLE, "{still:?}");
@@ -103,5 +121,4 @@ async fn maintenance_mode_for_an_allowed_user_pauses_only_their_writes_and_a_bad
         bob.post("/v1/sessions", &json!({})).await.status,
         StatusCode::CREATED
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -5,7 +5,8 @@
 //! where the runbook's layer puts them, the key from Secrets Manager), and every invocation
 //! path through the functions' `live` alias, deployed by CodeDeploy with a rollback alarm on the
 //! new version; and the cluster's OpenTelemetry collector (`infra/k8s/observability`) against
-//! its IRSA role and the streamer's OTLP endpoint.
+//! its IRSA role and the streamer's OTLP endpoint; the AppConfig resources against the flags the
+//! code reads, and the Migrations custom resource ahead of everything that takes traffic.
 //!
 //! The template uses CloudFormation's short-form tags (`!Ref`, `!Sub`, `!If`). `serde_yaml_ng`
 //! keeps an unknown tag as a tagged value instead of failing, so the file parses as it is and the
@@ -55,6 +56,8 @@ fn resources<'a>(template: &'a Value, kind: &str) -> Result<Vec<(&'a str, &'a Va
 }
 
 mod alerts;
+mod appconfig;
 mod collector;
 mod iam;
+mod settings_schema;
 mod template;

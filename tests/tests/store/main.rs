@@ -1,11 +1,15 @@
-//! The store contract: one suite, run against the in-memory adapter and against the DynamoDB
-//! adapter on a real moto server. Every case is an `async fn(Harness)`; `contract!` makes a
-//! test of it for each adapter, so both are held to exactly the same behaviour.
+//! The store contract: one suite, run against the in-memory adapter, against the DynamoDB
+//! adapter on a real moto server, and against the in-memory adapter behind the cache layer
+//! (`session_core::cache`: a cache changes no outcome the contract states). Every case is an
+//! `async fn(Harness)`; `contract!` makes a test of it for each adapter, so all are held to
+//! exactly the same behaviour.
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
+mod cache;
 mod concurrency;
 mod connections;
+mod custom_resource;
 mod event_budget;
 mod helpers;
 mod idempotency;
@@ -32,6 +36,15 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     crate::$module::$case(crate::helpers::Harness::dynamodb().await).await;
+                }
+            )*
+        }
+        mod in_memory_behind_the_cache {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let harness = crate::helpers::Harness::in_memory();
+                    crate::$module::$case(crate::cache::behind_the_cache(harness)).await;
                 }
             )*
         }

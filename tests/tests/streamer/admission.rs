@@ -16,7 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 const SYMBOLS: [&str; 2] = ["BTC-USD", "ETH-USD"];
 
 /// What the streamer answered a stream request: the open response, or the refusal.
-enum Opened {
+pub(super) enum Opened {
     Streaming(reqwest::Response),
     Refused {
         status: StatusCode,
@@ -26,7 +26,7 @@ enum Opened {
 }
 
 impl Opened {
-    fn streaming(self) -> reqwest::Response {
+    pub(super) fn streaming(self) -> reqwest::Response {
         match self {
             Self::Streaming(response) => response,
             Self::Refused { status, body, .. } => panic!("refused: {status} {body}"),
@@ -34,7 +34,7 @@ impl Opened {
     }
 
     /// The refusal's status, `Retry-After` and problem document.
-    fn refused(self) -> (StatusCode, Option<String>, Value) {
+    pub(super) fn refused(self) -> (StatusCode, Option<String>, Value) {
         match self {
             Self::Streaming(response) => panic!("streaming: {response:?}"),
             Self::Refused {
@@ -48,7 +48,7 @@ impl Opened {
 
 /// `GET url` with `token` as its bearer, from the loopback address `from` (each call is a
 /// connection of its own).
-async fn open(url: &str, token: &str, from: &str) -> Opened {
+pub(super) async fn open(url: &str, token: &str, from: &str) -> Opened {
     let from: IpAddr = from.parse().unwrap();
     let client = reqwest::Client::builder()
         .local_address(from)

@@ -16,6 +16,7 @@ mod no_loss;
 mod push;
 mod rate_limits;
 mod resume;
+mod runtime_settings;
 mod service;
 mod slow;
 mod streams;

@@ -226,6 +226,8 @@ impl ConnectionStore for DynamoStore {
     async fn sessions_with_connections(&self) -> Result<Vec<SessionId>, StoreError> {
         let now = self.clock.now();
         // A session's connections are all in its one shard, but it may have several of them.
+        // All 16 shards: they include the 8 of the layout before schema version 3, so entries
+        // migration 3 has not moved yet are found too (see `item::WS_CONNECTION_SHARDS`).
         let mut sessions = BTreeSet::new();
         for shard in 0..WS_CONNECTION_SHARDS {
             for item in &self.query_connection_shard(shard, now).await? {

@@ -55,10 +55,11 @@ pub(super) const CONN_PREFIX: &str = "CONN#";
 /// One partition key for every connection would be a hot partition: each heartbeat rewrites the
 /// connection item and so its GSI1 entry, and one index partition takes about 1,000 writes a
 /// second (and throttling an index throttles the table's writes too). Spreading them by session
-/// keeps a session's connections together while the total is split eightfold. Readers query
-/// every shard, so changing this number needs readers that query the old and new shards until
-/// every connection item has been rewritten (a heartbeat rewrites it).
-pub(super) const WS_CONNECTION_SHARDS: u32 = 8;
+/// keeps a session's connections together while the total is split sixteenfold. Readers query
+/// every shard. Schema version 3 went from 8 shards to 16: since `h mod 8 == (h mod 16) mod 8`,
+/// a session's old shard is one of the 16 (its new one or 8 below it), so reading all 16 reads
+/// both layouts while migration 3 moves the entries.
+pub(super) const WS_CONNECTION_SHARDS: u32 = 16;
 
 /// The GSI1 shard of a session's WebSocket connection entries: FNV-1a of the session id, modulo
 /// [`WS_CONNECTION_SHARDS`]. Spelled out rather than `std`'s hasher, whose output may change
@@ -151,11 +152,22 @@ impl ItemExt for Item {
     }
 }
 
-/// The item's schema version (absent: 1), if this code reads it: the current one or the one
-/// before (items a pending migration has not reached yet). Anything else is malformed.
+/// The oldest schema version readers accept. Versions 2 and 3 changed only connection items'
+/// GSI1 keys, which no item reader uses, so version 1 items read as they are; and they must,
+/// because the releases before schema versions existed go on writing them until a deploy of
+/// this code has replaced them, after the deploy's migration ran. Raise it only when a version
+/// changes what readers use, and then to the previous version (the one a rollout still writes).
+pub(super) const OLDEST_READABLE_SCHEMA: u32 = 1;
+
+/// The item's schema version (absent: 1), if this code reads it: from
+/// [`OLDEST_READABLE_SCHEMA`] (items a pending migration has not reached yet, or written by the
+/// release a rollout replaces) to one past the current. The next release's migration runs on
+/// deploy while this code still serves, so its items must read here: a migration may only make
+/// changes the release before it reads correctly (what it adds or moves, that release ignores),
+/// and a change readers would misread takes two releases. Two past the current is malformed.
 pub(super) fn schema_version_of(item: &Item) -> Result<u32, StoreError> {
     let version = item.opt_number(SCHEMA_VERSION_ATTR)?.unwrap_or(1);
-    if (SCHEMA_VERSION - 1..=SCHEMA_VERSION).contains(&version) {
+    if (OLDEST_READABLE_SCHEMA..=SCHEMA_VERSION + 1).contains(&version) {
         Ok(version)
     } else {
         Err(malformed(SCHEMA_VERSION_ATTR))
@@ -400,12 +412,14 @@ mod tests {
     #[test]
     fn the_connection_shard_of_a_session_never_changes() {
         // Pinned: writers and readers of every version must agree on these.
-        for (id, shard) in [
-            ("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0", 1),
-            ("ses_01ARZ3NDEKTSV4RRFFQ69G5FAV", 6),
-            ("ses_00000000000000000000000000", 7),
+        // With the shard of the 8-shard layout (schema version 2) each had: one of the 16.
+        for (id, shard, eight_shard) in [
+            ("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0", 9, 1),
+            ("ses_01ARZ3NDEKTSV4RRFFQ69G5FAV", 14, 6),
+            ("ses_00000000000000000000000000", 15, 7),
         ] {
             assert_eq!(ws_connection_shard(&session_id(id)), shard, "{id}");
+            assert_eq!(shard % 8, eight_shard, "{id}");
         }
     }
 
@@ -426,7 +440,7 @@ mod tests {
 
         let item = connection_item(&connection);
 
-        assert_eq!(item.opt_string(TableSpec::GSI1PK), Some("WSCONN#1"));
+        assert_eq!(item.opt_string(TableSpec::GSI1PK), Some("WSCONN#9"));
         assert_eq!(
             item.opt_string(TableSpec::GSI1SK),
             Some("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0#L0SM9cOFvHcCIhw=")
@@ -452,7 +466,7 @@ mod tests {
     }
 
     #[test]
-    fn readers_accept_the_current_and_the_previous_schema_version_only() {
+    fn readers_accept_every_schema_version_up_to_the_next_releases_and_no_later_one() {
         let at = |version: Option<u32>| {
             let mut item = Item::new();
             if let Some(v) = version {
@@ -465,9 +479,11 @@ mod tests {
             Some(1),
             "absent: written before the attribute existed"
         );
-        assert_eq!(at(Some(SCHEMA_VERSION)), Some(SCHEMA_VERSION));
-        assert_eq!(at(Some(SCHEMA_VERSION - 1)), Some(SCHEMA_VERSION - 1));
-        assert_eq!(at(Some(SCHEMA_VERSION + 1)), None);
+        for version in OLDEST_READABLE_SCHEMA..=SCHEMA_VERSION + 1 {
+            assert_eq!(at(Some(version)), Some(version));
+        }
+        assert_eq!(at(Some(SCHEMA_VERSION + 2)), None);
+        assert_eq!(at(Some(0)), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! | lease | `LEASE#<name>` | `LEASE` | |
 //!
 //! GSI1 is overloaded: sessions by owner (`OWNER#…`), and every WebSocket connection under its
-//! session's shard (`WSCONN#0`…`WSCONN#7`, see `item::WS_CONNECTION_SHARDS`) for streamers to
+//! session's shard (`WSCONN#0`…`WSCONN#15`, see `item::WS_CONNECTION_SHARDS`) for streamers to
 //! find the sessions that have connections. The prefixes keep the two apart.
 
 use aws_sdk_dynamodb::Client;

@@ -60,8 +60,9 @@ pub(super) const WRITE_ID: &str = "write_id";
 pub(super) const SCHEMA_VERSION_ATTR: &str = "schema_version";
 
 /// The schema version every put and update writes. 2: connection items carry their `WSCONN#`
-/// GSI1 entry (migration 2 adds it to older ones).
-pub(super) const SCHEMA_VERSION: u32 = 2;
+/// GSI1 entry (migration 2 adds it to older ones). 3: that entry is in one of 16 shards, not 8
+/// (migration 3 moves older ones).
+pub(super) const SCHEMA_VERSION: u32 = 3;
 
 /// Why a single write did not apply.
 #[derive(Debug)]

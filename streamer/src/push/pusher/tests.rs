@@ -138,6 +138,7 @@ async fn a_served_session_renews_its_lease_every_poll_and_hands_it_back_on_drain
             },
             retry_ms: 1_000,
         },
+        batch_delay_us: AtomicU64::new(micros(DELAY)),
         posts: Semaphore::new(1),
     });
     let name = session_lease_name(&session);

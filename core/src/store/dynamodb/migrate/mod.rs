@@ -4,12 +4,14 @@
 //! migration under way, the key its scan reached (checkpointed after every page, so a runner
 //! stopped anywhere resumes there). Only the holder of the `migrations` lease runs, and every
 //! checkpoint is fenced by the lease's token, so two runners never both write progress.
-//! Layout: the runner here, the lease in `lease`, one file per migration (`v2_connection_index`).
+//! Layout: the runner here, the lease in `lease`, one file per migration (`v2_connection_index`,
+//! `v3_connection_shards`).
 
 mod lease;
 mod v2_connection_index;
+mod v3_connection_shards;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -18,6 +20,9 @@ use self::lease::MigrationLease;
 use super::item::{Item, ItemExt, key, n, s};
 use super::write::{SCHEMA_VERSION, Write, WriteError, classify};
 use super::{DynamoStore, TableSpec, applied};
+use crate::component::Component;
+use crate::config::StoreSettings;
+use crate::domain::SessionId;
 use crate::store::StoreError;
 
 /// One data migration: brings every item it selects to `version`.
@@ -34,8 +39,23 @@ trait Migration: Send + Sync {
 
 /// Every migration, in version order.
 fn migrations() -> Vec<Box<dyn Migration>> {
-    vec![Box::new(v2_connection_index::ConnectionIndex)]
+    vec![
+        Box::new(v2_connection_index::ConnectionIndex),
+        Box::new(v3_connection_shards::ConnectionShards),
+    ]
 }
+
+/// The session a connection item belongs to.
+fn session_of(item: &Item) -> Result<SessionId, StoreError> {
+    let session = item.string("session_id")?;
+    SessionId::parse("session_id", session)
+        .map_err(|_| StoreError::Backend(Box::new(BadSessionId(session.to_owned()))))
+}
+
+/// A connection item whose `session_id` is not a session id.
+#[derive(Debug, thiserror::Error)]
+#[error("connection item has a malformed session_id {0:?}")]
+struct BadSessionId(String);
 
 const META_PK: &str = "META#migrations";
 const META_SK: &str = "META";
@@ -55,17 +75,27 @@ pub struct MigrateOptions {
     pub max_pages: Option<u32>,
     /// The lease lapses this long after its last renewal (one per page) if the runner dies.
     pub lease_ttl: Duration,
+    /// Stop (resumable, as with `max_pages`) before starting a page past this instant: a Lambda
+    /// ends its run before its own deadline.
+    pub deadline: Option<Instant>,
 }
 
 impl MigrateOptions {
-    /// Defaults for `owner`: pages of 100 items, no page limit, a 60 s lease.
+    /// Defaults for `owner`: pages of 100 items, no page limit, a 60 s lease, no deadline.
     pub fn new(owner: impl Into<String>) -> Self {
         Self {
             owner: owner.into(),
             page_size: 100,
             max_pages: None,
             lease_ttl: Duration::from_secs(60),
+            deadline: None,
         }
+    }
+
+    /// Whether a run that has read `pages` pages stops here.
+    fn stops_after(&self, pages: u32) -> bool {
+        self.max_pages.is_some_and(|max| pages >= max)
+            || self.deadline.is_some_and(|at| Instant::now() >= at)
     }
 }
 
@@ -76,12 +106,16 @@ pub struct PageProgress {
     pub version: u32,
     /// The migration's name.
     pub name: &'static str,
+    /// Items of the table the page's scan read (selected or not).
+    pub scanned: u64,
     /// Items of this page it selected.
     pub selected: usize,
     /// Items of this page it changed (the others changed or vanished meanwhile).
     pub changed: usize,
     /// Items changed by this migration so far, in this run.
     pub total_changed: u64,
+    /// Items of the table this migration's scan read so far, in this run.
+    pub total_scanned: u64,
 }
 
 /// How a run ended.
@@ -93,6 +127,8 @@ pub enum RunOutcome {
         version: u32,
         /// Items written in this run.
         changed: u64,
+        /// Items the run's scans read (every migration's).
+        scanned: u64,
     },
     /// The page limit was reached mid-way; the next run resumes from the checkpoint.
     Paused {
@@ -100,6 +136,8 @@ pub enum RunOutcome {
         version: u32,
         /// Items written in this run.
         changed: u64,
+        /// Items the run's scans read (every migration's).
+        scanned: u64,
     },
 }
 
@@ -129,18 +167,16 @@ pub struct Pending {
     pub examples: Vec<String>,
 }
 
-/// A client for `session-admin`: pointed at `endpoint` (a local server, dummy credentials) if
-/// given, else AWS's from the environment's configuration.
-pub async fn admin_client(endpoint: Option<&str>) -> Client {
-    let settings = crate::config::StoreSettings::default();
-    if let Some(endpoint) = endpoint {
-        return DynamoStore::local_client(endpoint, &settings, None);
-    }
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .app_name(aws_config::AppName::new("session-admin").expect("a valid app name"))
-        .load()
-        .await;
-    Client::new(&config)
+/// A client for `session-admin` on a DynamoDB-API server on this machine (moto's, DynamoDB
+/// Local) at `endpoint`, as [`Component::Admin`]: its calls are held to that role.
+pub fn admin_client(endpoint: &str, settings: &StoreSettings) -> Client {
+    DynamoStore::local_client(endpoint, settings, Some(Component::Admin))
+}
+
+/// A client for `session-admin` from the environment's AWS configuration, as
+/// [`Component::Admin`].
+pub async fn admin_client_from_env(settings: &StoreSettings) -> Client {
+    DynamoStore::client_from_env(settings, Component::Admin).await
 }
 
 fn meta_key() -> Item {
@@ -194,26 +230,30 @@ impl DynamoStore {
     ) -> Result<RunOutcome, StoreError> {
         let mut pages = 0;
         let mut changed = 0;
+        let mut scanned = 0;
         for migration in migrations() {
             let meta = self.get(meta_key()).await?.unwrap_or_default();
             if meta.opt_number::<u32>(APPLIED)?.unwrap_or(1) >= migration.version() {
                 continue;
             }
-            let mut cursor = match meta.opt_number::<u32>(RUNNING)? {
-                Some(v) if v == migration.version() => cursor_from(&meta),
-                _ => None,
+            let mut cursor = if meta.opt_number::<u32>(RUNNING)? == Some(migration.version()) {
+                cursor_from(&meta)
+            } else {
+                None
             };
-            let mut total = 0;
+            let (mut total, mut total_scanned) = (0, 0);
             loop {
-                if options.max_pages.is_some_and(|max| pages >= max) {
+                if options.stops_after(pages) {
                     return Ok(RunOutcome::Paused {
                         version: migration.version(),
                         changed,
+                        scanned,
                     });
                 }
-                let (items, next) = self
+                let page = self
                     .scan_page(&*migration, cursor, Some(options.page_size))
                     .await?;
+                let (items, next) = (page.items, page.next);
                 let mut changed_here = 0;
                 for item in &items {
                     if let Some(write) = migration.write_for(item)? {
@@ -225,6 +265,8 @@ impl DynamoStore {
                 }
                 total += changed_here;
                 changed += changed_here as u64;
+                total_scanned += page.scanned;
+                scanned += page.scanned;
                 pages += 1;
                 self.checkpoint(lease, migration.version(), next.as_ref())
                     .await?;
@@ -232,9 +274,11 @@ impl DynamoStore {
                 progress(&PageProgress {
                     version: migration.version(),
                     name: migration.name(),
+                    scanned: page.scanned,
                     selected: items.len(),
                     changed: changed_here,
                     total_changed: total as u64,
+                    total_scanned,
                 });
                 match next {
                     Some(next) => cursor = Some(next),
@@ -245,6 +289,7 @@ impl DynamoStore {
         Ok(RunOutcome::Complete {
             version: SCHEMA_VERSION,
             changed,
+            scanned,
         })
     }
 
@@ -283,13 +328,13 @@ impl DynamoStore {
         }
     }
 
-    /// One page of the items `migration` selects, from `start`, and where the next begins.
+    /// One page of the items `migration` selects, from `start`.
     async fn scan_page(
         &self,
         migration: &dyn Migration,
         start: Option<Item>,
         limit: Option<i32>,
-    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+    ) -> Result<ScanPage, StoreError> {
         let (filter, values) = migration.pending();
         let mut scan = self
             .client
@@ -306,7 +351,11 @@ impl DynamoStore {
             scan = scan.expression_attribute_values(name, value);
         }
         let out = scan.send().await.map_err(classify)?;
-        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        Ok(ScanPage {
+            scanned: u64::try_from(out.scanned_count).unwrap_or(0),
+            items: out.items.unwrap_or_default(),
+            next: out.last_evaluated_key,
+        })
     }
 
     /// What each migration would still change, whether or not it is recorded as applied (a
@@ -326,7 +375,7 @@ impl DynamoStore {
             };
             let mut start = None;
             loop {
-                let (items, next) = self.scan_page(&*migration, start, None).await?;
+                let ScanPage { items, next, .. } = self.scan_page(&*migration, start, None).await?;
                 for item in &items {
                     if migration.write_for(item)?.is_some() {
                         pending.items += 1;
@@ -348,6 +397,16 @@ impl DynamoStore {
         }
         Ok(report)
     }
+}
+
+/// One page of a migration's scan.
+struct ScanPage {
+    /// The items it selected.
+    items: Vec<Item>,
+    /// The items the scan read, selected or not.
+    scanned: u64,
+    /// Where the next page begins (`None`: this was the last).
+    next: Option<Item>,
 }
 
 fn cursor_from(meta: &Item) -> Option<Item> {

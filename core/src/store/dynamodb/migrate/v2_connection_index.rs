@@ -7,8 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::super::TableSpec;
 use super::super::item::{CONN_PREFIX, Item, ItemExt, key, n, s, ws_connection_entry};
 use super::super::write::Write;
-use super::Migration;
-use crate::domain::SessionId;
+use super::{Migration, session_of};
 use crate::store::StoreError;
 
 /// See the module docs.
@@ -37,9 +36,7 @@ impl Migration for ConnectionIndex {
         let key = key(item.string(TableSpec::PK)?, item.string(TableSpec::SK)?);
         let is_connection = item.string(TableSpec::SK)?.starts_with(CONN_PREFIX);
         if is_connection && !item.contains_key(TableSpec::GSI1PK) {
-            let session = item.string("session_id")?;
-            let session = SessionId::parse("session_id", session)
-                .map_err(|_| StoreError::Backend(Box::new(BadSessionId(session.to_owned()))))?;
+            let session = session_of(item)?;
             let connection = item.string("id")?;
             let [(_, pk), (_, sk)] = ws_connection_entry(&session, connection);
             // Only while it still lacks the entry: a heartbeat's put since brought it up.
@@ -63,8 +60,3 @@ impl Migration for ConnectionIndex {
         Ok(None)
     }
 }
-
-/// A connection item whose `session_id` is not a session id.
-#[derive(Debug, thiserror::Error)]
-#[error("connection item has a malformed session_id {0:?}")]
-struct BadSessionId(String);

@@ -1,0 +1,154 @@
+//! The command line: `session-admin migrate status|up|verify` (docs/operations.md,
+//! "Migrations"). Results go to a writer (stdout), one fact a line, so scripts can grep them;
+//! progress goes to stderr.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use session_core::store::migrate::{MigrateOptions, RunOutcome};
+
+use super::progress::Progress;
+
+/// Operations on the session service's DynamoDB table.
+#[derive(Debug, Parser)]
+#[command(name = "session-admin")]
+pub struct Cli {
+    /// A DynamoDB endpoint other than AWS's (e.g. moto's server, `http://127.0.0.1:5000`),
+    /// called with dummy credentials.
+    #[arg(long, global = true)]
+    dynamodb_endpoint: Option<String>,
+    /// The table (default: `SESSION_STORE__TABLE_NAME`, else the services' default name).
+    #[arg(long, global = true)]
+    table: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Data migrations of the table.
+    #[command(subcommand)]
+    Migrate(Migrate),
+}
+
+#[derive(Debug, Subcommand)]
+enum Migrate {
+    /// The applied version, the target, a migration under way and the lease's holder.
+    Status,
+    /// Runs the pending migrations (resuming one under way).
+    Up {
+        /// Count what each migration would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Items read per page (each page is checkpointed).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..))]
+        page_size: i32,
+        /// Seconds the `migrations` lease outlives its last renewal (one per page): how long a
+        /// killed runner blocks the next.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        lease_secs: u64,
+    },
+    /// Lists items no migration has brought to the current version (exit 1 if any).
+    Verify,
+}
+
+/// The lease holder's name: `session-admin/<pid>-<start, ms since the epoch>`, so two
+/// machines' runners (whose process ids may be equal) are told apart.
+fn runner_name() -> String {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("session-admin/{}-{started}", std::process::id())
+}
+
+/// Runs `cli`'s command, writing its results to `out`.
+///
+/// # Errors
+/// The settings are malformed, the store fails, another runner holds the lease (named), or
+/// `verify` finds items left.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut settings = super::store_settings().context("reading the store settings")?;
+    if let Some(table) = cli.table {
+        settings.table_name = table;
+    }
+    let table = settings.table_name.clone();
+    let store = super::admin_store(&settings, cli.dynamodb_endpoint.as_deref()).await;
+    let Command::Migrate(command) = cli.command;
+    match command {
+        Migrate::Status => {
+            let status = store.migration_status().await.context("reading status")?;
+            writeln!(
+                out,
+                "table {table}: applied {}, target {}",
+                status.applied, status.target
+            )?;
+            if let Some((version, checkpointed)) = status.running {
+                writeln!(
+                    out,
+                    "migration {version} under way (checkpoint: {checkpointed})"
+                )?;
+            }
+            if let Some(holder) = status.holder {
+                writeln!(out, "lease held by {holder}")?;
+            }
+        }
+        Migrate::Up { dry_run: true, .. } | Migrate::Verify => {
+            let verify = matches!(command, Migrate::Verify);
+            let pending = store.migrations_pending().await.context("scanning")?;
+            let mut left = 0;
+            for p in &pending {
+                writeln!(
+                    out,
+                    "migration {} ({}): {} items pending",
+                    p.version, p.name, p.items
+                )?;
+                for example in &p.examples {
+                    writeln!(out, "  {example}")?;
+                }
+                left += p.items;
+            }
+            if verify && left > 0 {
+                anyhow::bail!("{left} items are not at the current schema version");
+            }
+        }
+        Migrate::Up {
+            page_size,
+            lease_secs,
+            ..
+        } => {
+            let options = MigrateOptions {
+                page_size,
+                lease_ttl: Duration::from_secs(lease_secs),
+                ..MigrateOptions::new(runner_name())
+            };
+            let mut progress = Progress::for_stderr();
+            let outcome = store
+                .migrate_up(&options, &mut |page| progress.page(page))
+                .await;
+            progress.finish();
+            match outcome.context("migrating")? {
+                RunOutcome::Complete {
+                    version,
+                    changed,
+                    scanned,
+                } => writeln!(
+                    out,
+                    "table {table} at version {version} ({changed} items changed, \
+                     {scanned} items scanned)"
+                )?,
+                RunOutcome::Paused {
+                    version,
+                    changed,
+                    scanned,
+                } => writeln!(
+                    out,
+                    "paused in migration {version} ({changed} items changed, \
+                     {scanned} items scanned)"
+                )?,
+            }
+        }
+    }
+    Ok(())
+}
