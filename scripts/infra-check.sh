@@ -21,7 +21,11 @@
 #      sidecar's among them. Copies broken on purpose (a misspelt field of each CRD, a prod image
 #      by tag, an agent on another port, beyond localhost or on a floating tag) must be refused.
 #   5. infra/k8s/backends rendered and validated the same way: internal NLBs with private DNS
-#      names (and an internet-facing copy refused); infra/k8s/observability too: the
+#      names, their headless twins for the streamer's `dns` discovery, the simulators' Cloud Map
+#      registration (ServiceAccount, ConfigMap, and components/simulator-registration on a
+#      stand-in of their Deployment), with copies refused: an internet-facing NLB, a discovery
+#      Service with a cluster IP, a registered port the simulators do not serve, a pod
+#      registering its node's address; infra/k8s/observability too: the
 #      OpenTelemetry collector the streamer's OTLP endpoint names, its image by digest, its
 #      configuration's pipelines consistent with the Service, probes and ServiceAccount (and
 #      copies with an undefined exporter or memory_limiter not first refused).
@@ -165,6 +169,10 @@ refused "an AppConfig agent listening beyond localhost" "HTTP_HOST='0.0.0.0' mus
     "$work/prod-agent-host.yaml"
 sed 's/aws-appconfig-agent:2\.0\.[0-9]*/aws-appconfig-agent:2.x/' "$work/k8s/prod.yaml" >"$work/prod-agent-floating.yaml"
 refused "an AppConfig agent on the floating 2.x tag" "pin an exact release" "$work/prod-agent-floating.yaml"
+# The streamer's dns discovery needs the backends' headless Services by name.
+sed 's/SESSION_DISCOVERY__MODE: static/SESSION_DISCOVERY__MODE: dns/' "$work/k8s/prod.yaml" >"$work/prod-dns-unnamed.yaml"
+refused "a streamer in dns discovery mode naming no headless Service" \
+    "SESSION_DISCOVERY__SIMULATOR_DNS=None: in dns mode it must name a headless Service" "$work/prod-dns-unnamed.yaml"
 done_step "broken copies: refused"
 
 # The opt-in mutual TLS component (infra/k8s/components/backend-tls) on the prod overlay, as an
@@ -209,7 +217,61 @@ python infra/checks/k8s_check.py --backends "$work/k8s/backends.yaml" || fail "i
 sed 's/aws-load-balancer-scheme: internal/aws-load-balancer-scheme: internet-facing/' "$work/k8s/backends.yaml" \
     >"$work/backends-public.yaml"
 refused "an internet-facing backend NLB" "the NLB must be internal" "$work/backends-public.yaml" --backends
-done_step "backends: valid (and refused when internet-facing)"
+sed 's/clusterIP: None/clusterIP: 10.100.0.10/' "$work/k8s/backends.yaml" >"$work/backends-not-headless.yaml"
+refused "a backend's discovery Service with a cluster IP" "must be headless (clusterIP: None)" \
+    "$work/backends-not-headless.yaml" --backends
+sed 's/AWS_INSTANCE_PORT: "50051"/AWS_INSTANCE_PORT: "50052"/' "$work/k8s/backends.yaml" >"$work/backends-wrong-port.yaml"
+refused "simulators registering another port than they serve" "AWS_INSTANCE_PORT='50052', but the simulators serve on [50051]" \
+    "$work/backends-wrong-port.yaml" --backends
+done_step "backends: valid (and refused when internet-facing, not headless or registering the wrong port)"
+
+# The simulators' own Cloud Map registration (components/simulator-registration) on a stand-in
+# of their Deployment, as the kustomization that deploys them would add it. Rendered outside
+# $work/k8s: the stand-in is no manifest of ours for checkov to judge.
+step "kubectl kustomize backends + a simulator Deployment + components/simulator-registration"
+variant="$work/simulator-registration"
+mkdir -p "$variant"
+k8s_from_variant=$(realpath --relative-to="$variant" infra/k8s)
+cat >"$variant/simulator.yaml" <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: exchange-simulator
+  namespace: simulators
+spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: exchange-simulator
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: exchange-simulator
+    spec:
+      containers:
+        - name: simulator
+          image: registry.example.com/exchange-simulator:1.0.0
+          ports:
+            - name: grpc
+              containerPort: 50051
+          env: []
+EOF
+cat >"$variant/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $k8s_from_variant/backends
+  - simulator.yaml
+components:
+  - $k8s_from_variant/components/simulator-registration
+EOF
+kubectl kustomize "$variant" >"$work/simulator-registration.yaml" ||
+    fail "kubectl kustomize of the backends with components/simulator-registration failed"
+python infra/checks/k8s_check.py --backends "$work/simulator-registration.yaml" ||
+    fail "the simulators' Cloud Map registration does not validate"
+sed 's/fieldPath: status.podIP/fieldPath: status.hostIP/' "$work/simulator-registration.yaml" >"$work/registration-host-ip.yaml"
+refused "simulators registering their node's address" "AWS_INSTANCE_IPV4 must be the downward API's status.podIP" \
+    "$work/registration-host-ip.yaml" --backends
+done_step "simulator registration: valid (and refused with the node's address)"
 
 # The cluster's OpenTelemetry collector, which the streamer's OTEL_EXPORTER_OTLP_ENDPOINT names.
 step "kubectl kustomize infra/k8s/observability | schema and consistency checks"

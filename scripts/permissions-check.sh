@@ -9,8 +9,10 @@
 # A denied call fails the check, naming the component, the action and the resource; grants no
 # call used are listed. Then the check proves it can fail: with the streamer's GSI1 grant
 # removed, with rest-api's grant of the table's key through DynamoDB removed, with rest-api's
-# grant of the ticket signing key's secret removed, with rest-api's AppConfig reads removed, and
-# with the migrations function's table grant removed, it must report exactly those denials.
+# grant of the ticket signing key's secret removed, with rest-api's AppConfig reads removed, with
+# the migrations function's table grant removed, and (when the log holds rest-api's Cloud Map
+# DiscoverInstances, the discovery tests' calls) with rest-api's discovery grant removed, it must
+# report exactly those denials.
 #
 # Needs Python 3 and Node.js with npm: installs the template translator into .venv/infra
 # (infra/checks/requirements.txt) and the IAM policy simulator (@cloud-copilot/iam-simulate,
@@ -59,4 +61,11 @@ check --mutation admin-without-table \
     --expect-denied "admin (role MigrationsRole): dynamodb:Scan on arn:aws:dynamodb:eu-west-1:123456789012:table/session-service-prod-sessions"
 check --mutation rest-api-without-ticket-signing-key \
     --expect-denied "rest-api (role RestApiRole): secretsmanager:GetSecretValue on arn:aws:secretsmanager:eu-west-1:123456789012:secret:session-service/ticket-signing-key-AbCdEf"
+# Only a run of the discovery tests (cloudmap mode against moto) records rest-api's lookups.
+if grep -q '"component": "rest-api", "service": "route53autonaming_v20170314"' "$calls"; then
+    check --mutation rest-api-without-discovery \
+        --expect-denied "rest-api (role RestApiRole): servicediscovery:DiscoverInstances on * {'servicediscovery:NamespaceName': 'session.internal', 'servicediscovery:ServiceName': 'simulator'}"
+else
+    echo "    (no rest-api DiscoverInstances in $calls: the discovery mutation is not checked)"
+fi
 echo "permissions-check: ok"

@@ -677,6 +677,52 @@ function sleep(ms) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Faults (dev only: the local stack's POST /_local/faults)
+
+/** Lists the backend servers and gives each a kill or restore button. */
+async function loadFaults() {
+  const response = await fetch(state.config.faults_url);
+  if (!response.ok) throw new ApiError(response.status, await response.json());
+  const rows = $('fault-rows');
+  rows.replaceChildren();
+  for (const server of await response.json()) {
+    const fault = server.up ? 'kill' : 'restore';
+    const button = element('button', {}, server.up ? 'Kill' : 'Restore');
+    button.id = `fault-${server.target}`;
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        await injectFault(server.target, fault);
+      } catch (error) {
+        showError(error.message);
+        notice('failure', error.message);
+      }
+    });
+    const row = element(
+      'tr',
+      { dataset: { target: server.target, up: server.up } },
+      element('td', {}, server.target),
+      element('td', {}, server.zone),
+      element('td', { className: 'fault-state' }, server.up ? 'up' : 'killed'),
+      element('td', {}, button),
+    );
+    rows.append(row);
+  }
+}
+
+async function injectFault(target, fault) {
+  const response = await fetch(state.config.faults_url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ target, fault }),
+  });
+  const body = await response.json();
+  if (!response.ok) throw new ApiError(response.status, body);
+  notice(fault === 'kill' ? 'failure' : 'info', `${target} ${fault === 'kill' ? 'killed' : 'restored'} (dev-only POST /_local/faults)`);
+  await loadFaults();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Wiring
 
 /** Runs a button's action, showing its failure instead of throwing it away. */
@@ -722,6 +768,10 @@ async function main() {
         openStream(transport, lastEventId(), `switch to ${label(transport)}`);
       }
     });
+  }
+  if (state.config.faults_url) {
+    $('faults').hidden = false;
+    await loadFaults();
   }
   pollStatus();
   render();

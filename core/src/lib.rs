@@ -11,6 +11,7 @@ pub mod cache;
 pub mod clock;
 pub mod component;
 pub mod config;
+pub mod discovery;
 pub mod domain;
 #[cfg(feature = "http")]
 pub mod http;

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use session_core::auth::GrpcTokenValidator;
-use session_core::backend::{GrpcSimulatorBackend, SimulatorBackend};
+use session_core::backend::{GrpcSimulatorBackend, RoutedSimulatorBackend, SimulatorBackend};
 use session_core::clock::{Clock, SystemClock};
 use session_core::component::Component;
 use session_core::config::Settings;
+use session_core::discovery::{self, Backend};
 use session_core::ratelimit::RateLimiter;
 use session_core::service::{ConnectAuthorizer, ConnectionService, ServiceParts, SessionService};
 use session_core::store::ports::PortUse;
@@ -138,7 +139,7 @@ pub async fn live_rest_api(settings: &Settings) -> Result<axum::Router, WiringEr
     Ok(live_rest_router(
         settings,
         store,
-        simulator_backend(settings)?,
+        simulator_backend_of(settings, Component::RestApi)?,
         clock,
     ))
 }
@@ -154,7 +155,15 @@ async fn parts(settings: &Settings, component: Component) -> Result<ServiceParts
     Ok(ServiceParts::from_settings(
         settings,
         store,
-        simulator_backend(settings)?,
+        // Static even with discovery on: no Cloud Map calls for a client never called.
+        Arc::new(
+            GrpcSimulatorBackend::from_settings(settings).map_err(|source| {
+                WiringError::Endpoint {
+                    setting: "backends.simulator_url",
+                    source,
+                }
+            })?,
+        ),
         clock,
     ))
 }
@@ -216,24 +225,50 @@ pub fn live_ws_handler(
     })
 }
 
-/// The simulator service client of `settings`.
+/// The simulator service client of `settings`, as the REST API builds it
+/// ([`simulator_backend_of`]).
 ///
 /// # Errors
 /// `backends.simulator_url` is invalid.
 pub fn simulator_backend(settings: &Settings) -> Result<Arc<dyn SimulatorBackend>, WiringError> {
-    let backend =
-        GrpcSimulatorBackend::from_settings(settings).map_err(|source| WiringError::Endpoint {
-            setting: "backends.simulator_url",
-            source,
-        })?;
-    Ok(Arc::new(backend))
+    simulator_backend_of(settings, Component::RestApi)
 }
 
-/// The auth service client of `settings`.
+/// The simulator service client of `settings` for `component`: the one static server, or,
+/// with `discovery.mode` set, the discovered servers (its Cloud Map calls naming
+/// `component`). Must be called on a Tokio runtime when discovery is on.
+///
+/// # Errors
+/// `backends.simulator_url` is invalid.
+pub fn simulator_backend_of(
+    settings: &Settings,
+    component: Component,
+) -> Result<Arc<dyn SimulatorBackend>, WiringError> {
+    let endpoint = |source| WiringError::Endpoint {
+        setting: "backends.simulator_url",
+        source,
+    };
+    Ok(
+        match discovery::watch_from_settings(settings, Backend::Simulator, component) {
+            Some(servers) => {
+                Arc::new(RoutedSimulatorBackend::new(servers, settings).map_err(endpoint)?)
+            }
+            None => Arc::new(GrpcSimulatorBackend::from_settings(settings).map_err(endpoint)?),
+        },
+    )
+}
+
+/// The auth service client of `settings`, as the HTTP authorizer builds it: the one static
+/// URL, or balanced over the discovered replicas (Cloud Map calls naming the authorizer).
 ///
 /// # Errors
 /// `backends.auth_url` is invalid.
 pub fn token_validator(settings: &Settings) -> Result<GrpcTokenValidator, WiringError> {
+    if let Some(servers) =
+        discovery::watch_from_settings(settings, Backend::Auth, Component::Authorizer)
+    {
+        return Ok(GrpcTokenValidator::balanced(settings, &servers));
+    }
     GrpcTokenValidator::from_settings(settings).map_err(|source| WiringError::Endpoint {
         setting: "backends.auth_url",
         source,

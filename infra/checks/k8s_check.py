@@ -25,10 +25,15 @@ Usage: python k8s_check.py [--require-digest] [--backends | --collector] RENDERE
   NetworkPolicy admits the Gateway's nginx pods; the ticket keys: public keys only, a file from
   a Secret that an ExternalSecret fills through a SecretStore acting as the pod's ServiceAccount.
   The AppConfig agent: a native sidecar on localhost at the port of SESSION_APPCONFIG__BASE_URL,
-  for the streamer's application and environment, pinned to an exact release, locked down.
+  for the streamer's application and environment, pinned to an exact release, locked down. The
+  streamer's SESSION_DISCOVERY__MODE is static, cloudmap or dns, and in dns mode names the
+  headless Services of infra/k8s/backends (headless.yaml) with their ports.
 - --require-digest (prod): the streamer's image must be pinned by digest (name@sha256:...).
-- --backends: the render of infra/k8s/backends: only Services, each an internal NLB of the AWS
-  Load Balancer Controller with a private DNS name for ExternalDNS.
+- --backends: the render of infra/k8s/backends: internal NLBs of the AWS Load Balancer Controller
+  with private DNS names for ExternalDNS, a headless twin of each (the streamer's `dns`
+  discovery), and the simulators' Cloud Map registration: their IRSA ServiceAccount, the
+  ConfigMap naming the service on the port they serve and, with the simulators' Deployment and
+  components/simulator-registration, their pods' name, address and zone from the downward API.
 - --collector: the render of infra/k8s/observability (the OpenTelemetry collector): the Service
   selects the pods and is what the streamer's OTEL_EXPORTER_OTLP_ENDPOINT names
   (infra/k8s/base/streamer.env), the receivers listen on the Service's target ports, the
@@ -515,6 +520,7 @@ def consistency(objects: list[dict], failures: Failures) -> None:
 
     ticket_keys(by_kind, spec, container, data, failures)
     appconfig_agent(spec, container, config, failures)
+    streamer_discovery(data, failures)
 
     drain = int(data.get("SESSION_STREAMER__DRAIN_DEADLINE_SECS", "20"))
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
@@ -529,6 +535,30 @@ def consistency(objects: list[dict], failures: Failures) -> None:
 
 APPCONFIG_AGENT_IMAGE = re.compile(r"^public\.ecr\.aws/aws-appconfig/aws-appconfig-agent(:2\.[0-9]+\.[0-9]+)?(@sha256:[0-9a-f]{64})?$")
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
+
+
+def streamer_discovery(data: dict, failures: Failures) -> None:
+    """The streamer's discovery mode (infra/k8s/backends for `dns`): one the settings know, and in
+    `dns` mode both names are a headless Service of infra/k8s/backends with its port."""
+    mode = data.get("SESSION_DISCOVERY__MODE", "static")
+    failures.check(
+        mode in ("static", "cloudmap", "dns"),
+        f"SESSION_DISCOVERY__MODE={mode!r} is none of static, cloudmap, dns",
+    )
+    if mode != "dns":
+        return
+    with open(K8S_DIR / "backends" / "headless.yaml", encoding="utf-8") as f:
+        headless = [d for d in yaml.safe_load_all(f) if d]
+    names = {
+        f"{h['metadata']['name']}.{h['metadata']['namespace']}.svc.cluster.local:{h['spec']['ports'][0]['port']}"
+        for h in headless
+    }
+    for key in ("SESSION_DISCOVERY__SIMULATOR_DNS", "SESSION_DISCOVERY__AUTH_DNS"):
+        failures.check(
+            data.get(key) in names,
+            f"{key}={data.get(key)!r}: in dns mode it must name a headless Service of infra/k8s/backends "
+            f"({sorted(names)})",
+        )
 
 
 def appconfig_agent(spec: dict, container: dict, config: dict, failures: Failures) -> None:
@@ -832,17 +862,25 @@ DNS_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9]([-a-z0-
 
 def backends(objects: list[dict], failures: Failures) -> None:
     failures.check(bool(objects), "the backends render is empty")
-    names = []
+    services = [o for o in objects if o["kind"] == "Service"]
+    nlbs = [s for s in services if s["spec"].get("type") == "LoadBalancer"]
+    headless = [s for s in services if s["spec"].get("type") != "LoadBalancer"]
     for obj in objects:
-        failures.check(obj["kind"] == "Service", f"{name_of(obj)}: only Services belong to infra/k8s/backends")
-        if obj["kind"] != "Service":
-            continue
-        spec, annotations, service = obj["spec"], obj["metadata"].get("annotations", {}), name_of(obj)
-        ports = [p["port"] for p in spec.get("ports", [])]
+        failures.check(
+            obj["kind"] in BACKENDS_KINDS,
+            f"{name_of(obj)}: only {', '.join(BACKENDS_KINDS)} belong to infra/k8s/backends "
+            "(and the simulators' own Deployment, with components/simulator-registration)",
+        )
+    names = []
+    for obj in services:
+        spec, service = obj["spec"], name_of(obj)
         failures.check(bool(obj["metadata"].get("namespace")), f"{service}: must name the backend's namespace")
         failures.check(bool(spec.get("selector")), f"{service}: selects no pods")
+    for obj in nlbs:
+        spec, annotations, service = obj["spec"], obj["metadata"].get("annotations", {}), name_of(obj)
+        ports = [p["port"] for p in spec.get("ports", [])]
         failures.check(
-            spec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") == NLB_CLASS,
+            spec.get("loadBalancerClass") == NLB_CLASS,
             f"{service}: must be type LoadBalancer with loadBalancerClass {NLB_CLASS} "
             "(only the AWS Load Balancer Controller makes its load balancer)",
         )
@@ -873,6 +911,107 @@ def backends(objects: list[dict], failures: Failures) -> None:
         f"the backends' DNS names must be distinct and in one private zone "
         f"(the stack's BackendsPrivateZoneName): {names}",
     )
+    # The streamer's `dns` mode: each NLB's pods again, one A record per ready pod.
+    for nlb in nlbs:
+        namespace, selector = nlb["metadata"].get("namespace"), nlb["spec"].get("selector")
+        twins = [h for h in headless if h["metadata"].get("namespace") == namespace and h["spec"].get("selector") == selector]
+        failures.check(
+            len(twins) == 1,
+            f"{name_of(nlb)}: needs one headless Service of the same pods for discovery.mode dns, found {len(twins)}",
+        )
+    for obj in headless:
+        spec, service = obj["spec"], name_of(obj)
+        failures.check(
+            spec.get("clusterIP") == "None",
+            f"{service}: must be headless (clusterIP: None): discovery.mode dns needs each server's own address",
+        )
+        failures.check(
+            not spec.get("publishNotReadyAddresses", False),
+            f"{service}: must not publish pods that are not ready (publishNotReadyAddresses: false)",
+        )
+        twin = [n for n in nlbs if n["metadata"].get("namespace") == obj["metadata"].get("namespace") and n["spec"].get("selector") == spec.get("selector")]
+        ports = [(p["port"], p.get("targetPort")) for p in spec.get("ports", [])]
+        failures.check(
+            bool(twin) and ports == [(p["port"], p.get("targetPort")) for p in twin[0]["spec"].get("ports", [])],
+            f"{service}: must select the pods of an NLB Service beside it, on its ports {ports}",
+        )
+        if spec.get("clusterIP") == "None":
+            port = ports[0][0] if ports else "?"
+            print(f"    {service}: headless, {obj['metadata']['name']}.{obj['metadata'].get('namespace')}.svc.cluster.local:{port}")
+    simulator_registration(objects, nlbs, failures)
+
+
+def simulator_registration(objects: list[dict], nlbs: list[dict], failures: Failures) -> None:
+    """The simulator servers' own Cloud Map registration: their IRSA ServiceAccount, the ConfigMap
+    naming the service, and (when the simulators' Deployment is in the render, with
+    components/simulator-registration) their pods' wiring."""
+    accounts = [o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == SIMULATOR_ACCOUNT]
+    configs = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == REGISTRATION_CONFIG]
+    failures.check(len(accounts) == 1, f"the simulators need their ServiceAccount {SIMULATOR_ACCOUNT} (IRSA) for Cloud Map")
+    failures.check(len(configs) == 1, f"the simulators need the ConfigMap {REGISTRATION_CONFIG} naming their Cloud Map service")
+    if len(accounts) != 1 or len(configs) != 1:
+        return
+    account, config = accounts[0], configs[0]
+    namespace = account["metadata"].get("namespace")
+    role = account["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn", "")
+    failures.check(
+        re.match(r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/.+$", role) is not None,
+        f"{name_of(account)}: needs eks.amazonaws.com/role-arn (the stack's SimulatorRegistrarRoleArn), found {role!r}",
+    )
+    failures.check(
+        config["metadata"].get("namespace") == namespace,
+        f"{name_of(config)}: must live in the simulators' namespace {namespace}",
+    )
+    data = config.get("data", {})
+    missing = [k for k in REGISTRATION_KEYS if not data.get(k)]
+    failures.check(not missing, f"{name_of(config)}: lacks {missing}")
+    failures.check(
+        data.get("CLOUDMAP_SERVICE") == "simulator",
+        f"{name_of(config)}: CLOUDMAP_SERVICE={data.get('CLOUDMAP_SERVICE')!r}, but the stack's service "
+        "(and discovery.simulator_service) is 'simulator'",
+    )
+    served = [p["port"] for n in nlbs if n["metadata"].get("namespace") == namespace for p in n["spec"].get("ports", [])]
+    failures.check(
+        data.get("AWS_INSTANCE_PORT") in map(str, served),
+        f"{name_of(config)}: AWS_INSTANCE_PORT={data.get('AWS_INSTANCE_PORT')!r}, but the simulators serve on {served}",
+    )
+    print(f"    {name_of(account)}: IRSA for Cloud Map registration; {name_of(config)}: {data.get('CLOUDMAP_NAMESPACE')}/{data.get('CLOUDMAP_SERVICE')}")
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        failures.check(
+            pod.get("serviceAccountName") == SIMULATOR_ACCOUNT and deployment["metadata"].get("namespace") == namespace,
+            f"{name_of(deployment)}: must run as {namespace}/{SIMULATOR_ACCOUNT} (its IRSA role registers it)",
+        )
+        container = pod["containers"][0]
+        env = {e["name"]: e for e in container.get("env", [])}
+        for key in REGISTRATION_KEYS:
+            source = env.get(key, {}).get("valueFrom", {}).get("configMapKeyRef", {})
+            failures.check(
+                source == {"name": REGISTRATION_CONFIG, "key": key},
+                f"{name_of(deployment)}: {key} must come from the ConfigMap {REGISTRATION_CONFIG}",
+            )
+        for key, path in DOWNWARD.items():
+            found = env.get(key, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+            failures.check(found == path, f"{name_of(deployment)}: {key} must be the downward API's {path}, found {found!r}")
+        ports = [p.get("containerPort") for p in container.get("ports", [])]
+        failures.check(
+            not ports or data.get("AWS_INSTANCE_PORT") in map(str, ports),
+            f"{name_of(deployment)}: registers port {data.get('AWS_INSTANCE_PORT')}, but its container serves {ports}",
+        )
+        print(f"    {name_of(deployment)}: registers itself in Cloud Map as its pod (name, IP, zone)")
+
+
+BACKENDS_KINDS = ("Service", "ServiceAccount", "ConfigMap", "Deployment")
+SIMULATOR_ACCOUNT = "exchange-simulator"
+REGISTRATION_CONFIG = "simulator-registration"
+REGISTRATION_KEYS = ("CLOUDMAP_NAMESPACE", "CLOUDMAP_SERVICE", "CLOUDMAP_SERVICE_ID", "AWS_INSTANCE_PORT")
+# What a simulator server registers about itself: its pod's name (the instance id), address and
+# node's zone (copied onto the pod by PodTopologyLabelsAdmission).
+DOWNWARD = {
+    "CLOUDMAP_INSTANCE_ID": "metadata.name",
+    "AWS_INSTANCE_IPV4": "status.podIP",
+    "CLOUDMAP_ZONE": "metadata.labels['topology.kubernetes.io/zone']",
+}
 
 
 # infra/k8s/observability: the OpenTelemetry collector the streamer exports its traces to.

@@ -20,6 +20,10 @@ each call becomes the IAM requests AWS would authorise, with their concrete ARNs
 - an `@connections` call: `execute-api:ManageConnections` on
   `<api>/<stage>/<METHOD>/@connections/<id>`;
 - Secrets Manager `GetSecretValue` on the secret the template names;
+- Cloud Map `DiscoverInstances` (moto's server records it under its target prefix,
+  route53autonaming_v20170314): `servicediscovery:DiscoverInstances` on `*` (it has no resource
+  type) with its `servicediscovery:NamespaceName` and `servicediscovery:ServiceName` condition
+  keys from the request;
 - CloudWatch `PutMetricData` (recorded by the test's CloudWatch endpoint): `cloudwatch:PutMetricData`
   on `*` with its `cloudwatch:namespace` condition key;
 - what Lambda does with a function's role for it, from the function's configuration: its logs,
@@ -73,6 +77,8 @@ BASE_PARAMETERS = {
     "EksOidcIssuer": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE0123456789",
     "TicketSigningKeySecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:session-service/ticket-signing-key-AbCdEf",
     "TicketVerifyKeysSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:session-service/ticket-verify-keys-AbCdEf",
+    # The recorded discovery calls were made in cloudmap mode: they are held against it.
+    "DiscoveryMode": "cloudmap",
 }
 TLS_KEY_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:session-service/backend-tls-key-AbCdEf"
 VARIANTS = {
@@ -84,6 +90,7 @@ VARIANTS = {
         "BackendTlsKeySecretArn": TLS_KEY_SECRET,
     },
     "behind CloudFront and AWS WAF": {"EdgeProtection": "cloudfront-waf"},
+    "with the ElastiCache cache": {"CacheMode": "elasticache", "StreamerSecurityGroupId": "sg-0f0e0d0c"},
 }
 
 # Each component's role: a function's execution role, or the streamer's IRSA role.
@@ -103,6 +110,8 @@ TRANSACT_ACTIONS = {
     "ConditionCheck": "ConditionCheckItem",
 }
 KMS_VIA_DYNAMODB = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+# Cloud Map's API as moto's server records it (the X-Amz-Target prefix, lowercased).
+CLOUD_MAP = "route53autonaming_v20170314"
 
 
 class Unresolvable(Exception):
@@ -247,6 +256,8 @@ class Stack:
                 return self.template["Mappings"][names[0]][names[1]][names[2]]
             if fn == "Fn::Select":
                 return self.resolve(args[1])[int(self.resolve(args[0]))]
+            if fn == "Fn::Split":
+                return self.resolve(args[1]).split(args[0])
             if fn.startswith("Fn::"):
                 raise Unresolvable(fn)
         resolved = {k: self.resolve(v) for k, v in node.items()}
@@ -389,6 +400,19 @@ def requests_for(stack: Stack, call: dict) -> list[dict]:
         if not secret:
             return []
         return [request(f"secretsmanager:{operation}", secret, source)]
+    if service == CLOUD_MAP:
+        # DiscoverInstances names no resource: the namespace and service are its condition keys.
+        return [
+            request(
+                f"servicediscovery:{operation}",
+                "*",
+                source,
+                {
+                    "servicediscovery:NamespaceName": params.get("NamespaceName", ""),
+                    "servicediscovery:ServiceName": params.get("ServiceName", ""),
+                },
+            )
+        ]
     if service == "cloudwatch":
         # PutMetricData names no resource; the namespace is its condition key (recorded by the
         # CloudWatch endpoint of tests/tests/cloudwatch).
@@ -540,6 +564,9 @@ MUTATIONS = {
     # The migrations function's role without its table grant: the runner's scan must be denied.
     "admin-without-table": lambda component, policies: component == "admin"
     and strip_statements(policies, lambda s: s.get("Sid") == "Table"),
+    # rest-api's role without discovery: its DiscoverInstances of the simulators must be denied.
+    "rest-api-without-discovery": lambda component, policies: component == "rest-api"
+    and strip_statements(policies, lambda s: s.get("Sid") == "DiscoverSimulators"),
     # rest-api's role without the ticket signing key: its read at start must be denied.
     "rest-api-without-ticket-signing-key": lambda component, policies: component == "rest-api"
     and strip_statements(policies, lambda s: s.get("Sid") == "TicketSigningKey"),

@@ -70,6 +70,17 @@ pub struct StackArgs {
     /// Exchange simulator gRPC address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
     pub simulator: SocketAddr,
+    /// Run N exchange simulator servers (simulator-server-1 on --simulator, the others on free
+    /// ports), registered in Cloud Map; with more than one, the service discovers them there.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
+    pub simulator_servers: usize,
+    /// Embedded Cloud Map registry API address (where the servers are registered).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8060")]
+    pub cloudmap: SocketAddr,
+    /// Register in and discover from this Cloud Map API (e.g. moto's) instead of the embedded
+    /// registry.
+    #[arg(long, value_name = "URL", value_parser = http_url)]
+    pub cloudmap_endpoint: Option<String>,
     /// Auth service gRPC address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50052")]
     pub auth: SocketAddr,
@@ -319,6 +330,29 @@ mod tests {
         let bad =
             parse::<StackArgs>("session-local", "--dynamodb-endpoint localhost:5000").unwrap_err();
         assert!(bad.to_string().contains("--dynamodb-endpoint"));
+    }
+
+    #[test]
+    fn one_simulator_server_on_the_embedded_registry_unless_told_otherwise() {
+        let default: StackArgs = parse("session-local", "").unwrap();
+        assert_eq!(default.simulator_servers, 1);
+        assert_eq!(default.cloudmap.port(), 8060);
+        assert_eq!(default.cloudmap_endpoint, None);
+        let given: StackArgs = parse(
+            "session-local",
+            "--simulator-servers 3 --cloudmap-endpoint http://127.0.0.1:5000",
+        )
+        .unwrap();
+        assert_eq!(given.simulator_servers, 3);
+        assert_eq!(
+            given.cloudmap_endpoint.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        let zero = parse::<StackArgs>("session-local", "--simulator-servers 0").unwrap_err();
+        assert!(zero.to_string().contains("--simulator-servers"), "{zero}");
+        let bad =
+            parse::<StackArgs>("session-local", "--cloudmap-endpoint 127.0.0.1:5000").unwrap_err();
+        assert!(bad.to_string().contains("--cloudmap-endpoint"), "{bad}");
     }
 
     #[test]

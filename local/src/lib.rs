@@ -13,6 +13,8 @@ pub mod appconfig;
 pub mod auth;
 mod call_log;
 pub mod cli;
+pub mod cloudmap;
+pub mod faults;
 pub mod http_api;
 mod server;
 pub mod simulator;

@@ -4,20 +4,26 @@
 //! Both reference backends share this: `run(listener, shutdown)` serves until `shutdown`
 //! resolves, then stops accepting, lets open connections finish for at most [`DRAIN_TIMEOUT`]
 //! and returns. [`ServerHandle`] is what `spawn` gives tests: the bound address and a way to
-//! stop the server (explicitly, or by dropping the handle). [`ServerTls`] turns on TLS (and
-//! client certificate checks) for both, through [`builder`].
+//! stop the server (explicitly, or by dropping the handle), or to kill it as a crash would
+//! ([`ServerHandle::kill`]: every open connection is cut at once, no drain). [`ServerTls`] turns
+//! on TLS (and client certificate checks) for both, through [`builder`].
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::server::{Router, TcpIncoming};
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::{Connected, Router, TcpConnectInfo};
 use tonic::transport::{Certificate, Channel, Endpoint, Identity, Server, ServerTlsConfig};
 use tracing::{info, warn};
 
@@ -135,14 +141,22 @@ pub(crate) fn builder(tls: Option<&ServerTls>) -> Result<Server, ServerError> {
     })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains (bounded).
+/// Serves `router` on `listener` until `shutdown` resolves, then drains (bounded); when `kill`
+/// fires, every accepted connection fails at once, as the peer of a crashed process sees it.
 pub(crate) async fn serve(
     router: Router,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
+    kill: KillSignal,
 ) -> Result<(), ServerError> {
     let addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpListenerStream::new(listener).map(move |accepted| {
+        accepted.map(|stream| {
+            // Best effort, as tonic's own incoming does: Nagle only delays small frames.
+            let _ = stream.set_nodelay(true);
+            Killable::new(stream, kill.clone())
+        })
+    });
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -166,9 +180,111 @@ pub(crate) async fn serve(
     }
 }
 
+/// Fires when a server is killed ([`ServerHandle::kill`]); a server run by a binary is never.
+#[derive(Debug, Clone)]
+pub(crate) struct KillSignal(Option<watch::Receiver<bool>>);
+
+impl KillSignal {
+    /// A signal that never fires.
+    pub(crate) fn never() -> Self {
+        Self(None)
+    }
+
+    /// Resolves once the server is killed; never if the switch is dropped unfired (a server
+    /// stopped gracefully drains its connections instead).
+    async fn fired(self) {
+        if let Some(mut killed) = self.0
+            && killed.wait_for(|killed| *killed).await.is_ok()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+/// An accepted connection that fails every read and write once its server is killed: hyper then
+/// drops it, and the client sees the connection reset mid-stream, with no final status.
+struct Killable {
+    stream: TcpStream,
+    killed: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+    dead: bool,
+}
+
+impl Killable {
+    fn new(stream: TcpStream, kill: KillSignal) -> Self {
+        Self {
+            stream,
+            killed: Box::pin(kill.fired()),
+            dead: false,
+        }
+    }
+
+    /// `Err` once killed; polling registers the waker, so an idle connection learns it too.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if !self.dead && self.killed.as_mut().poll(cx).is_ready() {
+            self.dead = true;
+        }
+        if self.dead {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the server was killed",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Connected for Killable {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Killable {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.check(cx)?;
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Killable {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check(cx)?;
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check(cx)?;
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// Binds a listener on 127.0.0.1 with an OS-chosen port, as tests and the local stack want.
 pub(crate) async fn bind_loopback() -> io::Result<TcpListener> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await
+}
+
+/// A lazily connecting plaintext channel to the server at `addr`.
+pub(crate) fn channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|_| unreachable!("an http URL of a socket address is a valid URI"))
+        .tcp_nodelay(true)
+        .connect_lazy()
 }
 
 /// A server running on a task of the current runtime; dropping the handle asks it to stop.
@@ -176,6 +292,7 @@ pub(crate) async fn bind_loopback() -> io::Result<TcpListener> {
 pub struct ServerHandle {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
+    kill: watch::Sender<bool>,
     task: Option<JoinHandle<Result<(), ServerError>>>,
 }
 
@@ -183,15 +300,17 @@ impl ServerHandle {
     /// Spawns `run(listener, shutdown)` for an already bound `listener`.
     pub(crate) fn spawn<F, Fut>(listener: TcpListener, run: F) -> Result<Self, ServerError>
     where
-        F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+        F: FnOnce(TcpListener, oneshot::Receiver<()>, KillSignal) -> Fut,
         Fut: Future<Output = Result<(), ServerError>> + Send + 'static,
     {
         let addr = listener.local_addr()?;
         let (shutdown, stop) = oneshot::channel();
-        let task = tokio::spawn(run(listener, stop));
+        let (kill, killed) = watch::channel(false);
+        let task = tokio::spawn(run(listener, stop, KillSignal(Some(killed))));
         Ok(Self {
             addr,
             shutdown: Some(shutdown),
+            kill,
             task: Some(task),
         })
     }
@@ -208,10 +327,7 @@ impl ServerHandle {
 
     /// A lazily connecting channel to the server.
     pub fn channel(&self) -> Channel {
-        Endpoint::from_shared(self.endpoint())
-            .unwrap_or_else(|_| unreachable!("an http URL of a socket address is a valid URI"))
-            .tcp_nodelay(true)
-            .connect_lazy()
+        channel(self.addr)
     }
 
     /// Stops the server and waits until it has drained (at most [`DRAIN_TIMEOUT`]).
@@ -226,6 +342,16 @@ impl ServerHandle {
             Some(task) => task.await?,
             None => Ok(()),
         }
+    }
+
+    /// Kills the server as a crash would: every open connection is cut at once (clients see a
+    /// reset, no final status), the port stops accepting, and the server's state is dropped.
+    ///
+    /// # Errors
+    /// The server failed while running, or its task panicked.
+    pub async fn kill(self) -> Result<(), ServerError> {
+        let _ = self.kill.send(true);
+        self.shutdown().await
     }
 }
 

@@ -21,7 +21,7 @@ use serde::Serialize;
 use session_core::auth::keys::{KeyError, SigningKey, VerifyKeys};
 use session_core::clock::{Clock, SystemClock};
 use session_core::component::Component;
-use session_core::config::{ConfigError, Settings, StoreBackend};
+use session_core::config::{ConfigError, DiscoveryMode, Settings, StoreBackend};
 use session_core::service::{
     ConnectAuthorizer, ConnectionService, ServiceParts, SessionService, StreamService,
 };
@@ -34,10 +34,12 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::appconfig::AppConfigAgent;
-use crate::auth::{AuthHandle, AuthServer, AuthService, AuthSettings};
+use crate::auth::{AuthServer, AuthService, AuthSettings};
+use crate::cloudmap::{CloudMapApi, Registrar, Registry};
+use crate::faults::{self, Fleet};
 use crate::http_api::{HttpApi, HttpApiSettings, RouteError, RouteTable};
 use crate::server::ServerError;
-use crate::simulator::{SimulatorHandle, SimulatorServer, SimulatorSettings};
+use crate::simulator::{SimulatorServer, SimulatorSettings, SimulatorView};
 use crate::tokens;
 use crate::web::{self, WebConfig};
 use crate::ws_api::{WsApi, WsApiSettings};
@@ -51,8 +53,16 @@ pub struct StackSettings {
     pub ws_api: SocketAddr,
     /// The streamer (SSE, health, metrics).
     pub sse: SocketAddr,
-    /// The exchange simulator's gRPC server.
+    /// The (first) exchange simulator server's gRPC address; the others take free ports.
     pub simulator: SocketAddr,
+    /// How many simulator servers to run (`simulator-server-1`...); with more than one, the
+    /// service finds them through Cloud Map (`discovery.mode = cloudmap`).
+    pub simulator_servers: usize,
+    /// The embedded Cloud Map registry's API.
+    pub cloudmap: SocketAddr,
+    /// Another Cloud Map API (moto's) to register in and discover from, instead of the
+    /// embedded registry; the service then uses Cloud Map whatever the number of servers.
+    pub cloudmap_endpoint: Option<String>,
     /// The auth service's gRPC server.
     pub auth: SocketAddr,
     /// The AppConfig Agent's API, which the REST function's flags are read from.
@@ -89,6 +99,9 @@ impl StackSettings {
             ws_api: at(8081),
             sse: at(8090),
             simulator: at(50051),
+            simulator_servers: 1,
+            cloudmap: at(8060),
+            cloudmap_endpoint: None,
             auth: at(50052),
             web: at(8070),
             appconfig: at(2772),
@@ -111,6 +124,7 @@ impl StackSettings {
             ws_api: any,
             sse: any,
             simulator: any,
+            cloudmap: any,
             auth: any,
             web: any,
             appconfig: any,
@@ -151,6 +165,9 @@ pub enum StackError {
     /// The API's routes could not be read.
     #[error(transparent)]
     Routes(#[from] RouteError),
+    /// The stack's servers could not be registered in Cloud Map.
+    #[error("cannot register in Cloud Map: {0}")]
+    Registry(#[from] faults::FaultError),
     /// The DynamoDB table could not be created.
     #[error("cannot create the DynamoDB table: {0}")]
     Store(#[from] StoreError),
@@ -179,8 +196,14 @@ pub struct Endpoints {
     pub token_url: String,
     /// The auth service's gRPC endpoint.
     pub auth_grpc: String,
-    /// The exchange simulator's gRPC endpoint.
+    /// The (first) exchange simulator server's gRPC endpoint.
     pub simulator_grpc: String,
+    /// Every simulator server's gRPC endpoint, `simulator-server-1` first.
+    pub simulator_servers: Vec<String>,
+    /// The Cloud Map API the servers are registered in (`discovery.cloudmap_endpoint`).
+    pub cloudmap: String,
+    /// Where to kill and restore a backend server (`POST {"target", "fault"}`).
+    pub faults_url: String,
     /// The WebSocket API (`ws://127.0.0.1:8081/local`; connect with `?ticket=`).
     pub ws_api: String,
     /// The `@connections` management API (`http://127.0.0.1:8081/local`), the endpoint for
@@ -198,8 +221,10 @@ pub struct Endpoints {
 #[derive(Debug)]
 pub struct Stack {
     endpoints: Endpoints,
-    auth: AuthHandle,
-    simulator: Option<SimulatorHandle>,
+    auth: Arc<AuthService>,
+    fleet: Arc<Fleet>,
+    /// Held for its lifetime (when embedded): dropping it stops the registry's API.
+    _cloudmap: Option<CloudMapApi>,
     service: SessionService,
     connect_authorizer: ConnectAuthorizer,
     connection_service: ConnectionService,
@@ -234,6 +259,9 @@ impl Stack {
             ws_api,
             sse,
             simulator,
+            simulator_servers,
+            cloudmap,
+            cloudmap_endpoint,
             auth,
             web,
             appconfig,
@@ -253,10 +281,50 @@ impl Stack {
         })
         .map_err(|e| ServerError::Settings(e.to_string()))?
         .spawn_on(bind(auth).await?)?;
-        let simulator = SimulatorServer::new(simulators).spawn_on(bind(simulator).await?)?;
+        let mut servers = Vec::with_capacity(simulator_servers.max(1));
+        for i in 0..simulator_servers.max(1) {
+            let addr = if i == 0 {
+                simulator
+            } else {
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+            };
+            let server = SimulatorServer::new(simulators).spawn_on(bind(addr).await?)?;
+            servers.push((server, simulators));
+        }
 
         service.backends.auth_url = auth.endpoint();
-        service.backends.simulator_url = simulator.endpoint();
+        service.backends.simulator_url = servers[0].0.endpoint();
+        let simulator_endpoints: Vec<String> = servers.iter().map(|(s, _)| s.endpoint()).collect();
+        let auth_service = Arc::clone(auth.auth());
+        let discovery = &service.discovery;
+        let names = [
+            discovery.simulator_service.as_str(),
+            discovery.auth_service.as_str(),
+        ];
+        let (embedded, registrar, cloudmap_url) = if let Some(endpoint) = &cloudmap_endpoint {
+            let registrar = Registrar::external(endpoint, &discovery.namespace, &names)
+                .await
+                .map_err(faults::FaultError::from)?;
+            (None, registrar, endpoint.clone())
+        } else {
+            let registry = Arc::new(Registry::new(&discovery.namespace, &names));
+            let api = CloudMapApi::spawn(bind(cloudmap).await?, registry).map_err(|source| {
+                StackError::Listen {
+                    addr: cloudmap,
+                    source,
+                }
+            })?;
+            let registrar = Registrar::embedded(&api.endpoint(), &names);
+            let url = api.endpoint();
+            (Some(api), registrar, url)
+        };
+        let fleet =
+            Arc::new(Fleet::register(registrar, (names[0], names[1]), servers, auth).await?);
+        // One server keeps today's static URLs; more (or another registry) need discovery.
+        if simulator_servers > 1 || cloudmap_endpoint.is_some() {
+            service.discovery.mode = DiscoveryMode::Cloudmap;
+            service.discovery.cloudmap_endpoint = Some(cloudmap_url.clone());
+        }
         let appconfig =
             AppConfigAgent::spawn(bind(appconfig).await?, appconfig_dir).map_err(|source| {
                 StackError::Listen {
@@ -334,6 +402,7 @@ impl Stack {
         let connect_authorizer = ConnectAuthorizer::new(&both_keys);
         let connection_service = ConnectionService::new(&both_keys);
         let authorizer = Arc::new(wiring::token_validator(&service)?);
+        let connections_url = streamer_settings.connections_url.clone();
         let streamer = session_streamer::Streamer::on(
             sse_listener,
             session_streamer::StreamerParts {
@@ -342,11 +411,13 @@ impl Stack {
                 service: streamer_service,
                 tokens: authorizer.clone(),
                 store: stores.cached(Component::Streamer),
+                // The emulator's, unless the settings name another (a test's slow endpoint).
                 connections: push.then(|| {
-                    session_streamer::push::ConnectionsApi::local(&format!(
-                        "http://{ws_addr}/{}",
-                        crate::ws_api::STAGE
-                    ))
+                    session_streamer::push::ConnectionsApi::local(
+                        &connections_url.unwrap_or_else(|| {
+                            format!("http://{ws_addr}/{}", crate::ws_api::STAGE)
+                        }),
+                    )
                 }),
             },
         )
@@ -372,7 +443,12 @@ impl Stack {
         let extra = Router::new()
             .route(tokens::PATH, post(tokens::mint))
             .route(tokens::JWKS_PATH, get(tokens::jwks))
-            .with_state(Arc::clone(auth.auth()));
+            .with_state(Arc::clone(&auth_service))
+            .merge(
+                Router::new()
+                    .route(faults::PATH, post(faults::inject).get(faults::list))
+                    .with_state(Arc::clone(&fleet)),
+            );
         let (http_stop, stopped) = oneshot::channel::<()>();
         let http_task = tokio::spawn(api.serve(listener, extra, async move {
             let _ = stopped.await;
@@ -385,9 +461,12 @@ impl Stack {
 
         let endpoints = Endpoints {
             token_url: format!("{base}{}", tokens::PATH),
+            faults_url: format!("{base}{}", faults::PATH),
             http_api: base,
-            auth_grpc: auth.endpoint(),
-            simulator_grpc: simulator.endpoint(),
+            auth_grpc: service.backends.auth_url.clone(),
+            simulator_grpc: simulator_endpoints[0].clone(),
+            simulator_servers: simulator_endpoints,
+            cloudmap: cloudmap_url,
             ws_api: format!("ws://{ws_addr}/{}", crate::ws_api::STAGE),
             connections_url: format!("http://{ws_addr}/{}", crate::ws_api::STAGE),
             sse: format!("http://{sse_addr}"),
@@ -399,6 +478,7 @@ impl Stack {
             token_url: endpoints.token_url.clone(),
             ws_api: endpoints.ws_api.clone(),
             sse: endpoints.sse.clone(),
+            faults_url: Some(endpoints.faults_url.clone()),
         };
         let (web_stop, web_stopped) = oneshot::channel::<()>();
         let web_task = tokio::spawn(async move {
@@ -413,8 +493,9 @@ impl Stack {
         info!(?endpoints, "local stack ready");
         Ok(Self {
             endpoints,
-            auth,
-            simulator: Some(simulator),
+            auth: auth_service,
+            fleet,
+            _cloudmap: embedded,
             service: session_service,
             connect_authorizer,
             connection_service,
@@ -466,27 +547,31 @@ impl Stack {
 
     /// The auth service, to mint tokens.
     pub fn auth(&self) -> &Arc<AuthService> {
-        self.auth.auth()
+        &self.auth
     }
 
-    /// The exchange simulator, for its clients and fault injection.
+    /// The (first) exchange simulator server, for its clients and fault injection.
     ///
     /// # Panics
-    /// After [`Stack::stop_exchange_simulator`].
-    pub fn simulator(&self) -> &SimulatorHandle {
-        self.simulator
-            .as_ref()
+    /// After [`Stack::stop_exchange_simulator`], or while `simulator-server-1` is killed.
+    pub fn simulator(&self) -> SimulatorView {
+        self.fleet
+            .simulator(1)
             .expect("the exchange simulator was stopped")
     }
 
-    /// Stops the exchange simulator, as an outage would (chaos tests); the rest keeps running.
+    /// The backend servers, to kill and restore them ([`Fleet::apply`]) as `/_local/faults`
+    /// does.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
+    }
+
+    /// Stops every simulator server, as an outage would (chaos tests); the rest keeps running.
     ///
     /// # Errors
-    /// The simulator server failed while running.
+    /// A simulator server failed while running.
     pub async fn stop_exchange_simulator(&mut self) -> Result<(), StackError> {
-        if let Some(simulator) = self.simulator.take() {
-            simulator.shutdown().await?;
-        }
+        self.fleet.shutdown_simulators().await?;
         Ok(())
     }
 
@@ -536,7 +621,7 @@ impl Stack {
             Err(e) => return Err(ServerError::Task(e).into()),
         }
         self.stop_exchange_simulator().await?;
-        self.auth.shutdown().await?;
+        self.fleet.shutdown_auth().await?;
         Ok(())
     }
 }

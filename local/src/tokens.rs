@@ -98,7 +98,8 @@ pub async fn jwks(State(auth): State<Arc<AuthService>>) -> Response {
     Json(auth.jwks()).into_response()
 }
 
-fn bad_request(message: &str) -> Response {
+/// A 400 whose `message` names what was wrong (shared by the `/_local/...` routes).
+pub(crate) fn bad_request(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(serde_json::json!({ "message": message })),

@@ -32,6 +32,11 @@ pub struct WebConfig {
     pub ws_api: String,
     /// The streamer's base URL (tickets name it; the page only shows it).
     pub sse: String,
+    /// The dev-only faults route of the HTTP API (`GET` lists the backend servers, `POST
+    /// {"target", "fault"}` kills or restores one); the page shows its faults panel only when
+    /// this is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults_url: Option<String>,
 }
 
 /// The origins a browser sends for a page served at `addr`: the address itself and, on the
@@ -149,6 +154,7 @@ mod tests {
         WebConfig {
             http_api: "http://127.0.0.1:8080".into(),
             token_url: "http://127.0.0.1:8080/_local/tokens".into(),
+            faults_url: Some("http://127.0.0.1:8080/_local/faults".into()),
             ws_api: "ws://127.0.0.1:8081/local".into(),
             sse: "http://127.0.0.1:8090".into(),
         }
@@ -203,6 +209,7 @@ mod tests {
         assert_eq!(config["token_url"], "http://127.0.0.1:8080/_local/tokens");
         assert_eq!(config["ws_api"], "ws://127.0.0.1:8081/local");
         assert_eq!(config["sse"], "http://127.0.0.1:8090");
+        assert_eq!(config["faults_url"], "http://127.0.0.1:8080/_local/faults");
     }
 
     #[test]

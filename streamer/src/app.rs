@@ -13,10 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use session_core::auth::{GrpcTokenValidator, TokenValidator};
-use session_core::backend::GrpcSimulatorBackend;
+use session_core::backend::{GrpcSimulatorBackend, RoutedSimulatorBackend, SimulatorBackend};
 use session_core::clock::{Clock, SystemClock};
 use session_core::component::Component;
 use session_core::config::Settings;
+use session_core::discovery::{self, Backend};
 use session_core::http::ApiError;
 use session_core::ratelimit::RateLimiter;
 use session_core::service::{HealthStatus, ServiceParts, StreamService};
@@ -69,10 +70,20 @@ impl StreamerParts {
     ) -> Result<Self, StreamerError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = store::from_settings(&settings.store, clock.clone(), Component::Streamer).await;
-        let backend = Arc::new(
-            GrpcSimulatorBackend::from_settings(&settings)
-                .map_err(StreamerError::SimulatorEndpoint)?,
-        );
+        let backend: Arc<dyn SimulatorBackend> = match discovery::watch_from_settings(
+            &settings,
+            Backend::Simulator,
+            Component::Streamer,
+        ) {
+            Some(servers) => Arc::new(
+                RoutedSimulatorBackend::new(servers, &settings)
+                    .map_err(StreamerError::SimulatorEndpoint)?,
+            ),
+            None => Arc::new(
+                GrpcSimulatorBackend::from_settings(&settings)
+                    .map_err(StreamerError::SimulatorEndpoint)?,
+            ),
+        };
         let service = StreamService::new(&ServiceParts::from_settings(
             &settings,
             store.clone(),
@@ -80,7 +91,11 @@ impl StreamerParts {
             clock,
         ));
         let tokens = Arc::new(
-            GrpcTokenValidator::from_settings(&settings).map_err(StreamerError::AuthEndpoint)?,
+            match discovery::watch_from_settings(&settings, Backend::Auth, Component::Streamer) {
+                Some(servers) => GrpcTokenValidator::balanced(&settings, &servers),
+                None => GrpcTokenValidator::from_settings(&settings)
+                    .map_err(StreamerError::AuthEndpoint)?,
+            },
         );
         let connections = match &streamer.connections_url {
             Some(url) => Some(ConnectionsApi::from_env(url).await),

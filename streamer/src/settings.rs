@@ -72,6 +72,9 @@ pub struct StreamerSettings {
     /// After a first event, how long a WebSocket push waits for more before posting.
     #[serde(deserialize_with = "session_core::config::duration::millis")]
     pub push_batch_delay_ms: Duration,
+    /// Most `PostToConnection` calls the pod has under way at once, across its connections; a
+    /// connection holds one only while an attempt is under way, never across a retry's wait.
+    pub push_max_concurrent_posts: u32,
     /// Most connections the pod holds; over it a connection gets a `503` (`full`), and
     /// `/health/ready` says `full` from 95 % of it until it falls to 90 %.
     pub max_connections: u32,
@@ -122,6 +125,7 @@ impl Default for StreamerSettings {
             push_poll_ms: Duration::from_millis(1_000),
             lease_ttl_secs: Duration::from_secs(10),
             push_batch_delay_ms: Duration::from_millis(10),
+            push_max_concurrent_posts: 64,
             max_connections: 20_000,
             max_streams_per_user: 20,
             max_streams_per_address: 200,
@@ -182,6 +186,11 @@ impl StreamerSettings {
                 1..=300,
             ),
             ("streamer.retry_ms", u128::from(self.retry_ms), 100..=60_000),
+            (
+                "streamer.push_max_concurrent_posts",
+                u128::from(self.push_max_concurrent_posts),
+                1..=10_000,
+            ),
             ("streamer.linger_secs", secs(self.linger_secs), 0..=3600),
             (
                 "streamer.upstream_idle_timeout_ms",

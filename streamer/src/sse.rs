@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use serde::Deserialize;
 use session_core::auth::Scope;
+use session_core::backend::BackendError;
 use session_core::domain::{EventId, SessionId, SimulatorId, TicketId, UserId};
 use session_core::http::check_origin;
 use session_core::service::{ServiceError, StreamCredential, StreamService};
@@ -117,7 +118,20 @@ pub(crate) async fn stream(
         ?start,
         "stream opened"
     );
-    let subscription = app.hub.subscribe(&admission.backend_id, start);
+    // Fed from the server hosting the simulator (discovery), or the static one.
+    let host = admission
+        .simulator
+        .host
+        .as_ref()
+        .map(|h| h.address.as_str());
+    let subscription = app
+        .hub
+        .subscribe_on(host, &admission.backend_id, start)
+        .map_err(|e| {
+            ServiceError::Backend(BackendError::Unavailable(format!(
+                "simulator server {host:?}: {e}"
+            )))
+        })?;
     let release = admission.ticket.map(|ticket| Release {
         service: app.service.clone(),
         ticket,

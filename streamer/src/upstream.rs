@@ -3,8 +3,13 @@
 //! events after a position, checks their continuity, and holds the breaker shared by every
 //! stream of that endpoint. It knows nothing of the hub: the hub's feed (`hub/feed.rs`) drives
 //! it, decides when to resubscribe and when a stream lingers or goes.
+//!
+//! With discovered simulator servers, [`Upstream::on`] gives the upstream of the server that
+//! hosts a simulator: one channel and one breaker per server address, shared by every stream
+//! on that server.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use session_core::backend::channel;
@@ -66,6 +71,8 @@ pub struct Upstream {
     client: MarketDataClient<channel::TracedChannel>,
     breaker: Arc<CircuitBreaker>,
     settings: Arc<UpstreamSettings>,
+    /// The upstreams of discovered servers, by address, built on first use.
+    servers: Arc<Mutex<HashMap<String, Upstream>>>,
 }
 
 /// Why a fetch of the events after a position (a backfill) failed.
@@ -107,7 +114,43 @@ impl Upstream {
     /// # Errors
     /// The URL is not a valid endpoint.
     pub fn new(settings: UpstreamSettings) -> Result<Self, tonic::transport::Error> {
-        let channel = channel::endpoint(&settings.url, &settings.tls)?
+        let url = settings.url.clone();
+        Self::at(&url, Arc::new(settings), Arc::default())
+    }
+
+    /// The upstream of the simulator server at `address` (`host:port`, as discovery names
+    /// it), or this one for `None` (the static server, `backends.simulator_url`).
+    ///
+    /// # Errors
+    /// The address does not make a valid endpoint.
+    pub fn on(&self, address: Option<&str>) -> Result<Self, tonic::transport::Error> {
+        let Some(address) = address else {
+            return Ok(self.clone());
+        };
+        let mut servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(upstream) = servers.get(address) {
+            return Ok(upstream.clone());
+        }
+        let scheme = if self.settings.url.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        let upstream = Self::at(
+            &format!("{scheme}://{address}"),
+            Arc::clone(&self.settings),
+            Arc::clone(&self.servers),
+        )?;
+        servers.insert(address.to_owned(), upstream.clone());
+        Ok(upstream)
+    }
+
+    fn at(
+        url: &str,
+        settings: Arc<UpstreamSettings>,
+        servers: Arc<Mutex<HashMap<String, Upstream>>>,
+    ) -> Result<Self, tonic::transport::Error> {
+        let channel = channel::endpoint(url, &settings.tls)?
             .connect_timeout(settings.connect_timeout)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
@@ -119,7 +162,8 @@ impl Upstream {
                 settings.breaker_threshold,
                 settings.breaker_cool_down,
             )),
-            settings: Arc::new(settings),
+            settings,
+            servers,
         })
     }
 
@@ -256,6 +300,25 @@ mod tests {
     /// The position `epoch`-`sequence` (none at sequence 0).
     fn at(epoch: u64, sequence: u64) -> Option<EventId> {
         (sequence > 0).then_some(EventId { epoch, sequence })
+    }
+
+    #[tokio::test]
+    async fn each_server_gets_one_upstream_with_a_breaker_of_its_own() {
+        let settings = UpstreamSettings::from_config(
+            &session_core::config::Settings::default(),
+            &crate::settings::StreamerSettings::default(),
+        );
+        let upstream = Upstream::new(settings).unwrap();
+
+        let a = upstream.on(Some("127.0.0.1:50061")).unwrap();
+        let again = upstream.on(Some("127.0.0.1:50061")).unwrap();
+        let b = upstream.on(Some("127.0.0.1:50062")).unwrap();
+
+        assert!(Arc::ptr_eq(&a.breaker, &again.breaker));
+        assert!(!Arc::ptr_eq(&a.breaker, &b.breaker));
+        assert!(!Arc::ptr_eq(&a.breaker, &upstream.breaker));
+        let static_one = upstream.on(None).unwrap();
+        assert!(Arc::ptr_eq(&static_one.breaker, &upstream.breaker));
     }
 
     #[test]

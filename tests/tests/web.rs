@@ -165,6 +165,57 @@ async fn the_page_streams_books_and_trades_over_sse_and_websocket_and_resumes_a_
     Ok(())
 }
 
+/// The text of the state cell of `target`'s row in the page's faults panel, once it reads
+/// `wanted` (within 10 s).
+async fn fault_state(page: &Client, target: &str, wanted: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let css = format!("#fault-rows tr[data-target=\"{target}\"] td.fault-state");
+        let text = match page.find(fantoccini::Locator::Css(&css)).await {
+            Ok(cell) => cell.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text == wanted {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{target} reads {text:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_faults_panel_kills_and_restores_a_simulator_server() -> Result<()> {
+    let stack = stack().await;
+    let driver = Chromedriver::start().await?;
+    let page = driver.browser().await?;
+
+    let clicked = async {
+        page.goto(&stack.endpoints().web).await?;
+        fault_state(&page, "simulator-server-1", "up").await?;
+        click(&page, "fault-simulator-server-1").await?;
+        fault_state(&page, "simulator-server-1", "killed").await?;
+        let killed = stack.fleet().simulator(1).is_none();
+        click(&page, "fault-simulator-server-1").await?;
+        fault_state(&page, "simulator-server-1", "up").await?;
+        anyhow::Ok(killed)
+    };
+    let killed = tokio::time::timeout(Duration::from_secs(60), clicked).await;
+
+    let _ = page.close().await;
+    drop(driver);
+    let restored = stack.fleet().simulator(1).is_some();
+    stack.shutdown().await?;
+    assert!(
+        killed.context("the faults panel took over 60 s")??,
+        "killed in the stack"
+    );
+    assert!(restored, "restored in the stack");
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cross-origin plumbing, over real sockets
 
@@ -185,6 +236,7 @@ async fn the_page_and_its_config_are_served_from_their_own_origin() -> Result<()
     assert_eq!(config["token_url"], endpoints.token_url);
     assert_eq!(config["ws_api"], endpoints.ws_api);
     assert_eq!(config["sse"], endpoints.sse);
+    assert_eq!(config["faults_url"], endpoints.faults_url);
     assert_ne!(endpoints.web, endpoints.http_api);
     stack.shutdown().await?;
     Ok(())

@@ -75,7 +75,23 @@ impl GrpcTokenValidator {
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();
-        Ok(Self {
+        Ok(Self::over(channel, settings))
+    }
+
+    /// The validator of `settings` balanced over the auth replicas `servers` lists
+    /// ([`crate::backend::balanced_channel`]): a replica that leaves the healthy list gets no
+    /// more calls. Must be called on a Tokio runtime.
+    pub fn balanced(settings: &crate::config::Settings, servers: &crate::discovery::Watch) -> Self {
+        Self::over(
+            crate::backend::balanced_channel(servers, settings),
+            settings,
+        )
+    }
+
+    /// The validator of `settings` over `channel`.
+    fn over(channel: tonic::transport::Channel, settings: &crate::config::Settings) -> Self {
+        let backends = &settings.backends;
+        Self {
             client: AuthServiceClient::new(channel::traced(channel)),
             audience: settings.auth.token_audience.clone(),
             cache: Arc::new(TokenCache::new(
@@ -86,7 +102,7 @@ impl GrpcTokenValidator {
             budget: VALIDATION_BUDGET,
             breaker: Arc::new(backends.breaker()),
             clock: Arc::new(crate::clock::SystemClock),
-        })
+        }
     }
 
     /// The state of the breaker in front of the auth service, for health checks.

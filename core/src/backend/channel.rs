@@ -38,6 +38,27 @@ pub fn endpoint(url: &str, tls: &BackendTlsSettings) -> Result<Endpoint, tonic::
     endpoint.tls_config(config)
 }
 
+/// The endpoint of one server of a backend, as every client of a backend server uses it: the
+/// call deadline of `backends.deadline_ms` (also the connect timeout), HTTP/2 keep-alive pings
+/// every `backends.keep_alive_ms` (a server that vanished without closing is noticed), and at
+/// most `backends.channel_concurrency_limit` calls in flight on its one connection.
+///
+/// # Errors
+/// As [`endpoint`].
+pub fn server_endpoint(
+    url: &str,
+    backends: &crate::config::BackendSettings,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let deadline = backends.deadline_ms;
+    Ok(endpoint(url, &backends.tls)?
+        .connect_timeout(deadline)
+        .timeout(deadline)
+        .http2_keep_alive_interval(backends.keep_alive_ms)
+        .keep_alive_timeout(deadline)
+        .keep_alive_while_idle(true)
+        .concurrency_limit(backends.channel_concurrency_limit))
+}
+
 /// A backend channel that sends the caller's trace (`traceparent`) on every call.
 pub type TracedChannel = InterceptedService<Channel, crate::telemetry::TracePropagation>;
 

@@ -32,12 +32,19 @@ impl GrpcSimulatorBackend {
     pub fn from_settings(
         settings: &crate::config::Settings,
     ) -> Result<Self, tonic::transport::Error> {
-        let backends = &settings.backends;
-        let deadline = backends.deadline_ms;
-        let channel = channel::endpoint(&backends.simulator_url, &backends.tls)?
-            .connect_timeout(deadline)
-            .timeout(deadline)
-            .connect_lazy();
+        Self::at(&settings.backends.simulator_url, &settings.backends)
+    }
+
+    /// The simulator server at `url`, on one HTTP/2 channel with the deadlines, keep-alive and
+    /// concurrency limit of `backends`, and a circuit breaker of its own. Connects lazily.
+    ///
+    /// # Errors
+    /// The URL is not a valid endpoint URL, or the TLS material does not parse.
+    pub fn at(
+        url: &str,
+        backends: &crate::config::BackendSettings,
+    ) -> Result<Self, tonic::transport::Error> {
+        let channel = channel::server_endpoint(url, backends)?.connect_lazy();
         Ok(Self {
             client: SimulatorControlClient::new(channel::traced(channel)),
             retry: backends.retry_policy(),

@@ -5,16 +5,21 @@
 //! `simulator.v1.SimulatorControl` and owns deadlines, retries and the circuit breaker;
 //! [`channel`] builds the endpoint of every backend client (plaintext or mutual TLS).
 
+mod balanced;
 pub mod channel;
 mod grpc;
+mod routed;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use balanced::balanced_channel;
 pub use grpc::GrpcSimulatorBackend;
+pub use routed::RoutedSimulatorBackend;
 
-use crate::domain::{BookView, EventId, SimulatorId, SimulatorStatus, Symbol};
+use crate::discovery::balance::Load;
+use crate::domain::{BookView, EventId, SimulatorHost, SimulatorId, SimulatorStatus, Symbol};
 use crate::resilience::{BreakerState, Classify, ErrorClass};
 
 /// What to start.
@@ -42,6 +47,16 @@ pub struct BackendSimulator {
     pub position: EventId,
     /// Why it failed, when it did.
     pub reason: Option<String>,
+}
+
+/// Where a new simulator is to start: the server chosen (`None`: the one static server), and
+/// the start counted on it for the balancing until this is dropped.
+#[derive(Debug, Default)]
+pub struct Placement {
+    /// The server chosen.
+    pub host: Option<SimulatorHost>,
+    /// Holds the server's count of starts in flight.
+    pub load: Option<Load>,
 }
 
 /// Why a backend call did not succeed.
@@ -94,4 +109,60 @@ pub trait SimulatorBackend: Send + Sync + std::fmt::Debug {
 
     /// The state of the circuit breaker in front of the backend, for health checks.
     fn breaker_state(&self) -> BreakerState;
+
+    /// Chooses the server of a new simulator; one static server: `None`.
+    ///
+    /// # Errors
+    /// No server is healthy.
+    async fn place(&self) -> Result<Placement, BackendError> {
+        Ok(Placement::default())
+    }
+
+    /// [`start`](Self::start) on `host` (`None`: the static server).
+    async fn start_on(
+        &self,
+        host: Option<&SimulatorHost>,
+        spec: &StartSpec,
+    ) -> Result<BackendSimulator, BackendError> {
+        let _ = host;
+        self.start(spec).await
+    }
+
+    /// [`stop`](Self::stop) on `host`.
+    async fn stop_on(
+        &self,
+        host: Option<&SimulatorHost>,
+        backend_id: &str,
+    ) -> Result<BackendSimulator, BackendError> {
+        let _ = host;
+        self.stop(backend_id).await
+    }
+
+    /// [`get`](Self::get) on `host`.
+    async fn get_on(
+        &self,
+        host: Option<&SimulatorHost>,
+        backend_id: &str,
+    ) -> Result<BackendSimulator, BackendError> {
+        let _ = host;
+        self.get(backend_id).await
+    }
+
+    /// [`book`](Self::book) on `host`.
+    async fn book_on(
+        &self,
+        host: Option<&SimulatorHost>,
+        backend_id: &str,
+        symbol: &Symbol,
+    ) -> Result<BookView, BackendError> {
+        let _ = host;
+        self.book(backend_id, symbol).await
+    }
+
+    /// Whether `host` is still among the healthy servers (waiting, at a cold start, for the
+    /// first list); a server that is not has lost its simulators.
+    async fn serves(&self, host: &SimulatorHost) -> bool {
+        let _ = host;
+        true
+    }
 }

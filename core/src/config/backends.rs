@@ -32,6 +32,13 @@ pub struct BackendSettings {
     /// How long an open breaker refuses calls before it lets one through, in seconds.
     #[serde(deserialize_with = "super::duration::secs")]
     pub breaker_cool_down_secs: Duration,
+    /// Calls in flight at once on one backend server's channel (one HTTP/2 connection per
+    /// server); more wait for a slot, so one busy server cannot take every task of a process.
+    pub channel_concurrency_limit: usize,
+    /// HTTP/2 keep-alive ping interval of a backend server's channel, in milliseconds: a
+    /// server that vanished without closing is noticed within this and the ping's timeout.
+    #[serde(deserialize_with = "super::duration::millis")]
+    pub keep_alive_ms: Duration,
     /// Mutual TLS to both backends; unset, they are called in plaintext (the local stack).
     /// Boxed: `Settings` is held across awaits in many futures, and this is rarely set.
     pub tls: Box<BackendTlsSettings>,
@@ -258,6 +265,8 @@ impl Default for BackendSettings {
             retry_base_ms: Duration::from_millis(50),
             breaker_threshold: 5,
             breaker_cool_down_secs: Duration::from_secs(10),
+            channel_concurrency_limit: 256,
+            keep_alive_ms: Duration::from_millis(10_000),
             tls: Box::default(),
         }
     }
@@ -297,6 +306,16 @@ impl BackendSettings {
             "backends.breaker_cool_down_secs",
             whole_secs(self.breaker_cool_down_secs),
             1..=3600,
+        )?;
+        check_range(
+            "backends.channel_concurrency_limit",
+            self.channel_concurrency_limit as u128,
+            1..=100_000,
+        )?;
+        check_range(
+            "backends.keep_alive_ms",
+            self.keep_alive_ms.as_millis(),
+            1_000..=600_000,
         )?;
         Ok(())
     }

@@ -12,6 +12,7 @@ mod appconfig;
 mod auth;
 mod backends;
 mod cache;
+mod discovery;
 pub mod duration;
 mod edge;
 mod limits;
@@ -28,6 +29,7 @@ pub use appconfig::AppConfigSettings;
 pub use auth::AuthSettings;
 pub use backends::{BackendSettings, BackendTlsSettings};
 pub use cache::CacheSettings;
+pub use discovery::{DiscoveryMode, DiscoverySettings};
 pub use edge::EdgeSettings;
 pub use limits::Limits;
 pub use rate_limits::{RateLimitSettings, RateQuota};
@@ -120,6 +122,8 @@ pub struct Settings {
     pub appconfig: AppConfigSettings,
     /// The read-through cache of hot store reads.
     pub cache: CacheSettings,
+    /// How the backends' servers are found.
+    pub discovery: DiscoverySettings,
 }
 
 impl Settings {
@@ -176,6 +180,7 @@ impl Settings {
         self.edge.validate()?;
         self.appconfig.validate()?;
         self.cache.validate()?;
+        self.discovery.validate()?;
         self.telemetry.validate()
     }
 }

@@ -35,6 +35,17 @@ pub struct StoreSettings {
     /// functions' timeouts.
     #[serde(deserialize_with = "super::duration::millis")]
     pub call_timeout_ms: Duration,
+    /// Establishing a connection to DynamoDB (TCP and TLS) that takes longer is abandoned, and
+    /// the attempt retried on another.
+    #[serde(deserialize_with = "super::duration::millis")]
+    pub connect_timeout_ms: Duration,
+    /// Most idle connections to DynamoDB the client keeps for reuse; a burst beyond them opens
+    /// connections that are closed once it is over.
+    pub pool_max_idle_per_host: u32,
+    /// An idle pooled connection is closed after this long (before a load balancer's idle
+    /// timeout drops it under a request).
+    #[serde(deserialize_with = "super::duration::millis")]
+    pub pool_idle_timeout_ms: Duration,
 }
 
 impl Default for StoreSettings {
@@ -45,6 +56,9 @@ impl Default for StoreSettings {
             endpoint: None,
             attempt_timeout_ms: Duration::from_millis(3_000),
             call_timeout_ms: Duration::from_millis(8_000),
+            connect_timeout_ms: Duration::from_millis(1_000),
+            pool_max_idle_per_host: 32,
+            pool_idle_timeout_ms: Duration::from_millis(50_000),
         }
     }
 }
@@ -78,6 +92,27 @@ impl StoreSettings {
                 "must be between store.attempt_timeout_ms and 60000",
             );
         }
+        if self.connect_timeout_ms > self.attempt_timeout_ms {
+            return invalid(
+                "store.connect_timeout_ms",
+                "must be at most store.attempt_timeout_ms",
+            );
+        }
+        check_range(
+            "store.connect_timeout_ms",
+            self.connect_timeout_ms.as_millis(),
+            50..=60_000,
+        )?;
+        check_range(
+            "store.pool_max_idle_per_host",
+            u128::from(self.pool_max_idle_per_host),
+            1..=1_024,
+        )?;
+        check_range(
+            "store.pool_idle_timeout_ms",
+            self.pool_idle_timeout_ms.as_millis(),
+            1_000..=3_600_000,
+        )?;
         Ok(())
     }
 }

@@ -58,6 +58,21 @@ fn errors_name_the_setting() {
     );
     let err = with("[store]\nattempt_timeout_ms = 3000\ncall_timeout_ms = 2000").unwrap_err();
     assert!(err.to_string().contains("store.call_timeout_ms"), "{err}");
+    let err = with("[store]\nattempt_timeout_ms = 1000\nconnect_timeout_ms = 2000").unwrap_err();
+    assert!(
+        err.to_string().contains("store.connect_timeout_ms"),
+        "{err}"
+    );
+    let err = with("[store]\npool_max_idle_per_host = 0").unwrap_err();
+    assert!(
+        err.to_string().contains("store.pool_max_idle_per_host"),
+        "{err}"
+    );
+    let err = with("[store]\npool_idle_timeout_ms = 10").unwrap_err();
+    assert!(
+        err.to_string().contains("store.pool_idle_timeout_ms"),
+        "{err}"
+    );
     let err = with("[auth]\nticket_verify_keys_secret_arn = \"keys\"").unwrap_err();
     assert!(
         err.to_string()
@@ -260,7 +275,8 @@ fn every_timing_setting_reads_in_the_unit_its_name_says() {
     let settings = with(
         "[auth]\nticket_ttl_secs = 30\nrevocation_cache_ms = 250\nmax_token_life_secs = 3600\n\
          [backends]\ndeadline_ms = 1500\nretry_base_ms = 20\n\
-         [store]\nattempt_timeout_ms = 1000\ncall_timeout_ms = 2500\n\
+         [store]\nattempt_timeout_ms = 1000\ncall_timeout_ms = 2500\nconnect_timeout_ms = 500\n\
+         pool_idle_timeout_ms = 20000\n\
          [limits]\nsession_lifetime_secs = 600\n\
          [streaming]\nresume_chain_secs = 120\n\
          [websocket]\nheartbeat_timeout_secs = 45\nmax_connection_secs = 900\n\
@@ -275,6 +291,8 @@ fn every_timing_setting_reads_in_the_unit_its_name_says() {
         settings.backends.retry_base_ms,
         settings.store.attempt_timeout_ms,
         settings.store.call_timeout_ms,
+        settings.store.connect_timeout_ms,
+        settings.store.pool_idle_timeout_ms,
         settings.limits.session_lifetime_secs,
         settings.streaming.resume_chain_secs,
         settings.websocket.heartbeat_timeout_secs,
@@ -289,6 +307,8 @@ fn every_timing_setting_reads_in_the_unit_its_name_says() {
         Duration::from_millis(20),
         Duration::from_secs(1),
         Duration::from_millis(2500),
+        Duration::from_millis(500),
+        Duration::from_secs(20),
         Duration::from_secs(600),
         Duration::from_secs(120),
         Duration::from_secs(45),

@@ -188,6 +188,21 @@ impl NewSimulator {
     }
 }
 
+/// The simulator server an instance lives on, as discovery named it when the instance started.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SimulatorHost {
+    /// The server's instance id in the registry (Cloud Map's, or the address for DNS).
+    pub id: String,
+    /// Its gRPC address, `host:port`.
+    pub address: String,
+}
+
+impl fmt::Display for SimulatorHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.id, self.address)
+    }
+}
+
 /// A simulator of a session (serialisable for the shared cache tier, `crate::cache`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Simulator {
@@ -205,6 +220,11 @@ pub struct Simulator {
     pub status: SimulatorStatus,
     /// The backend instance's id, once the backend accepted the start.
     pub backend_id: Option<String>,
+    /// The simulator server hosting it, when servers are discovered (`discovery.mode`): its
+    /// control calls and market data go there. `None`: the one static server
+    /// (`backends.simulator_url`), as for every record written before discovery existed.
+    #[serde(default)]
+    pub host: Option<SimulatorHost>,
     /// Why it failed or stopped, when it did.
     pub reason: Option<String>,
     /// When it was requested.
@@ -229,6 +249,7 @@ impl Simulator {
             events_per_second: request.events_per_second,
             status: SimulatorStatus::Starting,
             backend_id: None,
+            host: None,
             reason: None,
             created_at: now,
             updated_at: now,

@@ -235,6 +235,27 @@ pub static METRICS: &[MetricSpec] = &[
         label("operation", "`get`, `put`, `remove`, `decode`, `encode`"),
     ])
     .on_failure(),
+    // Service discovery (`session_core::discovery`), with `discovery.mode` other than
+    // `static`. Counted wherever a `metrics` recorder is installed.
+    MetricSpec::streamer(
+        "discovery_healthy_instances",
+        Gauge,
+        Count,
+        "Healthy servers of a backend at the last successful discovery refresh.",
+        "the backend's replica count; 0 means no start can be placed",
+    )
+    .labels(&[label("backend", "`simulator`, `auth`")])
+    .on_failure(),
+    MetricSpec::streamer(
+        "discovery_refresh_failures_total",
+        Counter,
+        Count,
+        "Discovery refreshes that failed (Cloud Map or DNS unreachable); the last good list \
+         was kept.",
+        "0",
+    )
+    .labels(&[label("backend", "`simulator`, `auth`")])
+    .on_failure(),
     // Feature flags (AppConfig). Counted wherever a `metrics` recorder is installed.
     MetricSpec::streamer(
         "feature_flag_evaluations_total",

@@ -160,7 +160,11 @@ impl SessionService {
         else {
             return snapshot(SnapshotReason::NoRunningSimulator);
         };
-        let Ok(seen) = self.backend.get(backend_id).await else {
+        let Ok(seen) = self
+            .backend
+            .get_on(simulator.host.as_ref(), backend_id)
+            .await
+        else {
             return snapshot(SnapshotReason::PositionUnverified);
         };
         let now = seen.position;

@@ -6,6 +6,11 @@
 //! read completes ([`SessionService::settle`]): asking the backend again with the same token
 //! returns the instance it may have started, never a second one. A failed start ends `failed`
 //! with a reason, never stuck in `starting`.
+//!
+//! With discovered servers, the server is chosen (and recorded) before the start, and every
+//! later call goes to it. A simulator whose server is no longer among the healthy ones ends
+//! `failed`, its reason naming the server: it is noticed by the next status read, stop or
+//! book read, and written conditionally on the version read (so at most once).
 
 use tracing::{info, instrument, warn};
 
@@ -33,7 +38,9 @@ impl SessionService {
                 id: session_id.to_string(),
             });
         }
-        let simulator = Simulator::starting(&session, request, self.clock.now());
+        let placement = self.backend.place().await?;
+        let mut simulator = Simulator::starting(&session, request, self.clock.now());
+        simulator.host.clone_from(&placement.host);
         self.simulators
             .create_simulator(
                 &simulator,
@@ -41,7 +48,10 @@ impl SessionService {
                 SimulatorQuotas::of(&self.limits),
             )
             .await?;
-        self.complete_start(simulator).await
+        // `placement` counts the start on its server until it is answered.
+        let started = self.complete_start(simulator).await;
+        drop(placement);
+        started
     }
 
     /// One of the caller's simulators, reconciled with the backend where that is cheap.
@@ -64,6 +74,7 @@ impl SessionService {
         symbol: &Symbol,
     ) -> Result<BookView, ServiceError> {
         let simulator = self.owned_simulator(caller, session_id, id).await?;
+        let simulator = self.unless_lost(simulator).await?;
         if !simulator.symbols.contains(symbol) {
             // A book that does not exist, like an unknown simulator: the input is well formed.
             return Err(ServiceError::not_found("symbol", symbol.as_str()));
@@ -79,7 +90,10 @@ impl SessionService {
                 });
             }
         };
-        Ok(self.backend.book(&backend_id, symbol).await?)
+        Ok(self
+            .backend
+            .book_on(simulator.host.as_ref(), &backend_id, symbol)
+            .await?)
     }
 
     /// Stops one of the caller's simulators. Idempotent: a stopped or failed simulator is
@@ -110,7 +124,10 @@ impl SessionService {
 
     /// Asks the backend to start `simulator` (idempotently) and records the outcome.
     async fn complete_start(&self, simulator: Simulator) -> Result<Simulator, ServiceError> {
-        let outcome = self.backend.start(&start_spec(&simulator)).await;
+        let outcome = self
+            .backend
+            .start_on(simulator.host.as_ref(), &start_spec(&simulator))
+            .await;
         let next = match &outcome {
             Ok(started) => self.follow(&simulator, started)?,
             Err(e) => {
@@ -159,6 +176,7 @@ impl SessionService {
     /// Backend failures leave the record as it is: a read never fails because the backend
     /// is down.
     async fn settle(&self, simulator: Simulator) -> Result<Simulator, ServiceError> {
+        let simulator = self.unless_lost(simulator).await?;
         let stale = simulator.updated_at.plus(self.settle_after) <= self.clock.now();
         let original = simulator.clone();
         let settled = match (simulator.status, &simulator.backend_id) {
@@ -167,7 +185,11 @@ impl SessionService {
             (SimulatorStatus::Stopping, Some(_)) => self.stop(simulator).await,
             (SimulatorStatus::Starting | SimulatorStatus::Running, Some(backend_id)) => {
                 let backend_id = backend_id.clone();
-                match self.backend.get(&backend_id).await {
+                match self
+                    .backend
+                    .get_on(simulator.host.as_ref(), &backend_id)
+                    .await
+                {
                     Ok(seen) if seen.status != simulator.status => {
                         let next = self.follow(&simulator, &seen)?;
                         self.replace(&simulator, &next).await
@@ -198,7 +220,7 @@ impl SessionService {
     /// Moves a simulator to `stopping` (recorded first), asks the backend to stop it, and
     /// records `stopped`.
     pub(super) async fn stop(&self, simulator: Simulator) -> Result<Simulator, ServiceError> {
-        let mut simulator = simulator;
+        let mut simulator = self.unless_lost(simulator).await?;
         loop {
             match simulator.status {
                 SimulatorStatus::Stopped | SimulatorStatus::Failed => return Ok(simulator),
@@ -220,18 +242,43 @@ impl SessionService {
             None => {
                 // The request that started it died; learn the instance (idempotently) to stop it.
                 self.backend
-                    .start(&start_spec(&simulator))
+                    .start_on(simulator.host.as_ref(), &start_spec(&simulator))
                     .await?
                     .backend_id
             }
         };
-        match self.backend.stop(&backend_id).await {
+        match self
+            .backend
+            .stop_on(simulator.host.as_ref(), &backend_id)
+            .await
+        {
             Ok(_) | Err(BackendError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
         let mut next = simulator.transition(SimulatorStatus::Stopped, None, self.clock.now())?;
         next.backend_id = Some(backend_id);
         info!(simulator = %simulator.id, "simulator stopped");
+        self.replace(&simulator, &next).await
+    }
+
+    /// `simulator`, or, when the server hosting it is no longer among the healthy ones, the
+    /// record ended `failed` with a reason naming the server. The write is conditional on the
+    /// version read: of concurrent readers one ends it, the others read its outcome.
+    async fn unless_lost(&self, simulator: Simulator) -> Result<Simulator, ServiceError> {
+        let Some(host) = simulator.host.as_ref() else {
+            return Ok(simulator);
+        };
+        if simulator.status.is_terminal() || self.backend.serves(host).await {
+            return Ok(simulator);
+        }
+        warn!(simulator = %simulator.id, server = %host, "simulator server lost");
+        let next = simulator.transition(
+            SimulatorStatus::Failed,
+            Some(format!(
+                "the simulator server {host} is gone (no longer among the healthy servers); start a new simulator"
+            )),
+            self.clock.now(),
+        )?;
         self.replace(&simulator, &next).await
     }
 

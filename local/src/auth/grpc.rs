@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, instrument};
 
 use super::{AuthError, AuthService, AuthSettings};
-use crate::server::{self, ServerError, ServerHandle, ServerTls};
+use crate::server::{self, KillSignal, ServerError, ServerHandle, ServerTls};
 
 /// `auth.v1.AuthService` over an [`AuthService`].
 #[derive(Debug, Clone)]
@@ -103,6 +103,17 @@ impl AuthServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
+        self.run_until(listener, shutdown, KillSignal::never())
+            .await
+    }
+
+    /// [`AuthServer::run`], cut short by `kill`.
+    async fn run_until(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+        kill: KillSignal,
+    ) -> Result<(), ServerError> {
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter
             .set_serving::<AuthServiceServer<AuthGrpcService>>()
@@ -111,7 +122,7 @@ impl AuthServer {
             .trace_fn(|request| session_core::telemetry::server_span("auth-service", request))
             .add_service(health)
             .add_service(AuthServiceServer::new(AuthGrpcService::new(self.auth)));
-        server::serve(router, listener, shutdown).await
+        server::serve(router, listener, shutdown, kill).await
     }
 
     /// Binds 127.0.0.1 on a free port and runs a server with `settings` on a task of the
@@ -131,10 +142,14 @@ impl AuthServer {
     /// The listener's address cannot be read.
     pub fn spawn_on(self, listener: TcpListener) -> Result<AuthHandle, ServerError> {
         let auth = Arc::clone(&self.auth);
-        let server = ServerHandle::spawn(listener, move |listener, stop| {
-            self.run(listener, async move {
-                let _ = stop.await;
-            })
+        let server = ServerHandle::spawn(listener, move |listener, stop, kill| {
+            self.run_until(
+                listener,
+                async move {
+                    let _ = stop.await;
+                },
+                kill,
+            )
         })?;
         Ok(AuthHandle { server, auth })
     }
@@ -179,5 +194,13 @@ impl AuthHandle {
     /// The server failed while running, or its task panicked.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.server.shutdown().await
+    }
+
+    /// Kills the server as a crash would: open calls are cut, the port refuses connections.
+    ///
+    /// # Errors
+    /// The server failed while running, or its task panicked.
+    pub async fn kill(self) -> Result<(), ServerError> {
+        self.server.kill().await
     }
 }

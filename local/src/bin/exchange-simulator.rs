@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::Parser as _;
 use session_core::config::{LogFormat, TelemetrySettings};
 use session_local::cli::SimulatorArgs;
+use session_local::cloudmap::SelfRegistration;
 use session_local::simulator::SimulatorServer;
 use session_local::{ServerTls, shutdown_signal};
 use tokio::net::TcpListener;
@@ -29,8 +30,31 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, tls = tls_mode, "exchange simulator listening");
-    server
-        .run(listener, shutdown_signal())
+    // In AWS the server registers itself in Cloud Map (the Deployment sets CLOUDMAP_*), and
+    // leaves it before its port closes, so discovery stops sending it new simulators first.
+    let registration = SelfRegistration::from_vars(|name| std::env::var(name).ok())
+        .context("reading the Cloud Map registration variables")?;
+    let registered = match registration {
+        Some(registration) => {
+            let registered = registration
+                .register()
+                .await
+                .context("registering in Cloud Map")?;
+            tracing::info!(instance = %registration.instance, "registered in Cloud Map");
+            Some(registered)
+        }
+        None => None,
+    };
+    let shutdown = async move {
+        shutdown_signal().await;
+        if let Some(registered) = registered {
+            match registered.withdraw().await {
+                Ok(()) => tracing::info!("left Cloud Map"),
+                Err(error) => tracing::warn!(%error, "could not leave Cloud Map"),
+            }
+        }
+    };
+    Box::pin(server.run(listener, shutdown))
         .await
         .context("serving")?;
     Ok(())

@@ -42,6 +42,9 @@ async fn main() -> anyhow::Result<()> {
         ws_api: args.ws_api,
         sse: args.sse,
         simulator: args.simulator,
+        simulator_servers: args.simulator_servers,
+        cloudmap: args.cloudmap,
+        cloudmap_endpoint: args.cloudmap_endpoint,
         auth: args.auth,
         web: args.web,
         appconfig: args.appconfig,
@@ -56,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let endpoints = stack.endpoints();
     let token = stack.token("dev-user");
     let banner = format!(
-        "\nsession-local is ready\n  web page      {web}  (open it in a browser)\n  HTTP API      {http}\n  WebSocket API {ws}?ticket=...\n  @connections  {connections}/@connections/{{id}}\n  SSE streamer  {sse}/v1/sessions/{{id}}/stream?ticket=...\n  dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n  auth gRPC     {auth}\n  simulator     {sim}\n  AppConfig     {appconfig}  (feature flags and runtime settings: --appconfig-dir)\n\n  a token for dev-user (1 h):\n  export TOKEN={token}\n  curl -H \"Authorization: Bearer $TOKEN\" -X POST {http}/v1/sessions -d '{{}}'\n",
+        "\nsession-local is ready\n  web page      {web}  (open it in a browser)\n  HTTP API      {http}\n  WebSocket API {ws}?ticket=...\n  @connections  {connections}/@connections/{{id}}\n  SSE streamer  {sse}/v1/sessions/{{id}}/stream?ticket=...\n  dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n  auth gRPC     {auth}\n  simulator     {sim}\n  cloudmap      {cloudmap}  (Cloud Map API: the servers' registrations)\n  faults        POST {faults} {{\"target\": \"simulator-server-1\", \"fault\": \"kill\"}}\n  AppConfig     {appconfig}  (feature flags and runtime settings: --appconfig-dir)\n\n  a token for dev-user (1 h):\n  export TOKEN={token}\n  curl -H \"Authorization: Bearer $TOKEN\" -X POST {http}/v1/sessions -d '{{}}'\n",
         web = endpoints.web,
         http = endpoints.http_api,
         ws = endpoints.ws_api,
@@ -64,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
         sse = endpoints.sse,
         tokens = endpoints.token_url,
         auth = endpoints.auth_grpc,
-        sim = endpoints.simulator_grpc,
+        sim = endpoints.simulator_servers.join(" "),
+        cloudmap = endpoints.cloudmap,
+        faults = endpoints.faults_url,
         appconfig = endpoints.appconfig,
     );
     eprintln!("{banner}");

@@ -58,7 +58,7 @@ pub use registry::{SimulatorError, SimulatorSettings, Simulators};
 pub use replica::{Replica, ReplicaError};
 pub use service::{ControlService, FaultService, MarketDataService};
 
-use crate::server::{self, ServerError, ServerHandle, ServerTls};
+use crate::server::{self, KillSignal, ServerError, ServerHandle, ServerTls};
 
 /// A simulator server: its instances and the gRPC services over them.
 #[derive(Debug, Clone)]
@@ -100,6 +100,17 @@ impl SimulatorServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
+        self.run_until(listener, shutdown, KillSignal::never())
+            .await
+    }
+
+    /// [`SimulatorServer::run`], cut short by `kill`.
+    async fn run_until(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+        kill: KillSignal,
+    ) -> Result<(), ServerError> {
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter
             .set_serving::<SimulatorControlServer<ControlService>>()
@@ -128,7 +139,7 @@ impl SimulatorServer {
             simulators.clear_faults();
             simulators.stop_all("the simulator server is shutting down");
         };
-        server::serve(router, listener, stopping).await
+        server::serve(router, listener, stopping, kill).await
     }
 
     /// Binds 127.0.0.1 on a free port and runs a server with `settings` on a task of the
@@ -147,31 +158,56 @@ impl SimulatorServer {
     /// The listener's address cannot be read.
     pub fn spawn_on(self, listener: TcpListener) -> Result<SimulatorHandle, ServerError> {
         let simulators = Arc::clone(&self.simulators);
-        let server = ServerHandle::spawn(listener, move |listener, stop| {
-            self.run(listener, async move {
-                let _ = stop.await;
-            })
+        let server = ServerHandle::spawn(listener, move |listener, stop, kill| {
+            self.run_until(
+                listener,
+                async move {
+                    let _ = stop.await;
+                },
+                kill,
+            )
         })?;
-        Ok(SimulatorHandle { server, simulators })
+        let view = SimulatorView {
+            addr: server.addr(),
+            simulators,
+        };
+        Ok(SimulatorHandle { server, view })
     }
 }
 
-/// A simulator server running in-process; dropping it stops the server.
+/// A simulator server running in-process; dropping it stops the server. Its address, instances
+/// and clients are those of its [`SimulatorView`] (`Deref`).
 #[derive(Debug)]
 pub struct SimulatorHandle {
     server: ServerHandle,
+    view: SimulatorView,
+}
+
+/// What a running simulator server offers besides stopping it: its address, its instances and
+/// clients; cheap to clone, and kept by whoever needs it while another party owns the server.
+#[derive(Debug, Clone)]
+pub struct SimulatorView {
+    addr: SocketAddr,
     simulators: Arc<Simulators>,
 }
 
-impl SimulatorHandle {
+impl std::ops::Deref for SimulatorHandle {
+    type Target = SimulatorView;
+
+    fn deref(&self) -> &SimulatorView {
+        &self.view
+    }
+}
+
+impl SimulatorView {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
+        self.addr
     }
 
     /// The URL clients connect to, e.g. `http://127.0.0.1:50051`.
     pub fn endpoint(&self) -> String {
-        self.server.endpoint()
+        format!("http://{}", self.addr)
     }
 
     /// Its instances, for in-process control: [`Simulators::start`],
@@ -182,7 +218,7 @@ impl SimulatorHandle {
 
     /// A new, lazily connecting channel: its own HTTP/2 connection.
     pub fn channel(&self) -> Channel {
-        self.server.channel()
+        server::channel(self.addr)
     }
 
     /// A `SimulatorControl` client on a new connection.
@@ -200,6 +236,13 @@ impl SimulatorHandle {
     pub fn fault_client(&self) -> FaultInjectionClient<Channel> {
         FaultInjectionClient::new(self.channel())
     }
+}
+
+impl SimulatorHandle {
+    /// Its view, to keep apart from the handle.
+    pub fn view(&self) -> SimulatorView {
+        self.view.clone()
+    }
 
     /// Stops the server: every instance stops, every stream ends, connections drain.
     ///
@@ -207,5 +250,14 @@ impl SimulatorHandle {
     /// The server failed while running, or its task panicked.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.server.shutdown().await
+    }
+
+    /// Kills the server as a crash would: open streams are cut with no final status, the port
+    /// refuses connections, and its instances are gone.
+    ///
+    /// # Errors
+    /// The server failed while running, or its task panicked.
+    pub async fn kill(self) -> Result<(), ServerError> {
+        self.server.kill().await
     }
 }

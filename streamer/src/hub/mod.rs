@@ -61,23 +61,36 @@ impl Hub {
     /// Attaches a client to the stream of simulator `key` (its id at the backend), starting the
     /// stream's feed if it has none.
     pub fn subscribe(&self, key: &str, start: Start) -> Subscription {
+        self.subscribe_at(&self.inner.upstream, key, start)
+    }
+
+    /// [`subscribe`](Self::subscribe), the stream fed from the simulator server at `address`
+    /// (`None`: the static server). A stream already fed keeps its upstream.
+    ///
+    /// # Errors
+    /// The address does not make a valid endpoint.
+    pub fn subscribe_on(
+        &self,
+        address: Option<&str>,
+        key: &str,
+        start: Start,
+    ) -> Result<Subscription, tonic::transport::Error> {
+        let upstream = self.inner.upstream.on(address)?;
+        Ok(self.subscribe_at(&upstream, key, start))
+    }
+
+    fn subscribe_at(&self, upstream: &Upstream, key: &str, start: Start) -> Subscription {
         let inner = &self.inner;
         // Attached under the registry's lock, so the feed's "no clients, remove" check (also
         // under it) never drops a stream a client is joining.
         let (stream, created, subscription) = inner.streams.attach(
             key,
-            || {
-                Stream::new(
-                    key.to_owned(),
-                    inner.settings.clone(),
-                    inner.upstream.clone(),
-                )
-            },
+            || Stream::new(key.to_owned(), inner.settings.clone(), upstream.clone()),
             |stream| Subscription::new(Arc::clone(stream), start),
         );
         if created {
             tokio::spawn(feed::run(
-                inner.upstream.clone(),
+                upstream.clone(),
                 Arc::clone(&inner.streams),
                 stream,
             ));

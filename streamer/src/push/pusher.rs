@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 use session_core::domain::{
     Connection, ConnectionId, EventId, Lease, SessionId, session_lease_name,
 };
-use session_core::resilience::RetryPolicy;
+use session_core::resilience::{RetryPolicy, retry};
 use session_core::service::StreamService;
 use session_core::store::ports::{Port, PortUse};
 use session_core::store::{ConnectionStore, LeaseStore, StoreError};
@@ -64,7 +64,8 @@ impl PushSettings {
             poll: streamer.push_poll_ms,
             lease_ttl: streamer.lease_ttl_secs,
             batch_delay: streamer.push_batch_delay_ms,
-            max_concurrent_posts: 64,
+            max_concurrent_posts: usize::try_from(streamer.push_max_concurrent_posts)
+                .unwrap_or(usize::MAX),
             // Throttling is API Gateway asking to slow down, and a client that reads slowly for
             // a few seconds is no reason to close it: up to ~8.5 s of retries before giving up
             // on a connection.
@@ -311,9 +312,11 @@ impl Inner {
             return Round::Over;
         }
         // No live simulator yet (or any more): nothing to push.
-        let Ok((_, key)) = self.service.stream_source(session, None).await else {
+        let Ok((simulator, key)) = self.service.stream_source(session, None).await else {
             return Round::Continue;
         };
+        // Fed from the server hosting the simulator (discovery), or the static one.
+        let host = simulator.host.as_ref().map(|h| h.address.as_str());
         for connection in connections {
             if pushers
                 .get(&connection.id)
@@ -333,7 +336,13 @@ impl Inner {
                 .map_or(Start::Snapshot, Start::After);
             info!(connection_id = %connection.id, ?start, "feeding a connection");
             let from_snapshot = matches!(start, Start::Snapshot);
-            let subscription = self.hub.subscribe(&key, start);
+            let subscription = match self.hub.subscribe_on(host, &key, start) {
+                Ok(subscription) => subscription,
+                Err(error) => {
+                    warn!(%error, host = ?host, "the simulator's server is not a valid endpoint");
+                    return Round::Continue;
+                }
+            };
             let task = tokio::spawn(Arc::clone(&self).push(
                 session.clone(),
                 connection.id.clone(),
@@ -457,12 +466,7 @@ impl Inner {
                 }
             };
             for message in messages {
-                let _permit = self.posts.acquire().await;
-                match self
-                    .api
-                    .post_with_retry(connection.as_str(), message, self.settings.retry)
-                    .await
-                {
+                match self.post_fairly(&connection, message).await {
                     Ok(()) => {}
                     Err(PostError::Gone) => {
                         // The client is gone: its record goes too (idempotent with $disconnect).
@@ -496,6 +500,26 @@ impl Inner {
                 });
             }
         }
+    }
+}
+
+impl Inner {
+    /// Posts one message to one connection, retrying as `settings.retry` allows, holding one of
+    /// the pod's post permits per attempt only: a slow or throttled connection gives its permit
+    /// back before each backoff sleep, so the others post meanwhile. The caller posts a
+    /// connection's messages one after the other (one in flight per connection), which keeps
+    /// their order.
+    async fn post_fairly(
+        &self,
+        connection: &ConnectionId,
+        message: Bytes,
+    ) -> Result<(), PostError> {
+        retry(self.settings.retry, || async {
+            // The semaphore is never closed; FIFO, so a waiting connection is served in turn.
+            let _permit = self.posts.acquire().await;
+            self.api.post(connection.as_str(), message.clone()).await
+        })
+        .await
     }
 }
 

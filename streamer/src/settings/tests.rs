@@ -72,6 +72,10 @@ fn streamer_cloudwatch_settings_are_off_by_default_and_checked_naming_the_settin
             "cloudwatch_interval_ms = 10",
             "streamer.cloudwatch_interval_ms",
         ),
+        (
+            "push_max_concurrent_posts = 0",
+            "streamer.push_max_concurrent_posts",
+        ),
     ] {
         let err = with(&format!("[streamer]\n{toml}")).unwrap_err();
         assert!(err.to_string().contains(setting), "{toml}: {err}");

@@ -6,6 +6,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
 mod contract;
+mod discovery;
 mod edge;
 mod gateway;
 mod idempotency;

@@ -6,7 +6,9 @@
 //! path through the functions' `live` alias, deployed by CodeDeploy with a rollback alarm on the
 //! new version; and the cluster's OpenTelemetry collector (`infra/k8s/observability`) against
 //! its IRSA role and the streamer's OTLP endpoint; the AppConfig resources against the flags the
-//! code reads, and the Migrations custom resource ahead of everything that takes traffic.
+//! code reads, and the Migrations custom resource ahead of everything that takes traffic; service
+//! discovery (Cloud Map, the simulators' registration, the headless Services) and the
+//! ElastiCache option against the `discovery.*` and `cache.*` settings.
 //!
 //! The template uses CloudFormation's short-form tags (`!Ref`, `!Sub`, `!If`). `serde_yaml_ng`
 //! keeps an unknown tag as a tagged value instead of failing, so the file parses as it is and the
@@ -58,6 +60,7 @@ fn resources<'a>(template: &'a Value, kind: &str) -> Result<Vec<(&'a str, &'a Va
 mod alerts;
 mod appconfig;
 mod collector;
+mod discovery;
 mod iam;
 mod settings_schema;
 mod template;

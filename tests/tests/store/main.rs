@@ -10,6 +10,7 @@ mod cache;
 mod concurrency;
 mod connections;
 mod custom_resource;
+mod discovery;
 mod event_budget;
 mod helpers;
 mod idempotency;
@@ -65,6 +66,7 @@ contract!(
     simulators::the_simulators_quota_counts_only_unfinished_ones,
     simulators::a_closed_or_expired_session_takes_no_simulators,
     simulators::a_stale_writer_cannot_overwrite_a_newer_simulator,
+    discovery::a_simulator_keeps_its_hosting_server_and_one_without_reads_as_the_static_one,
     connections::connections_are_recorded_listed_and_deleted_idempotently,
     connections::a_heartbeat_update_needs_the_current_version,
     connections::the_connections_quota_frees_slots_of_dead_connections,

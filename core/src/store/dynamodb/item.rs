@@ -264,6 +264,11 @@ pub(super) fn simulator_item(sim: &Simulator) -> Item {
     if let Some(reason) = &sim.reason {
         item.insert("reason".to_owned(), s(reason));
     }
+    // Optional: records without it belong to the static server (no migration needed).
+    if let Some(host) = &sim.host {
+        item.insert("host_id".to_owned(), s(&host.id));
+        item.insert("host_address".to_owned(), s(&host.address));
+    }
     item
 }
 
@@ -290,6 +295,13 @@ pub(super) fn simulator_from(item: &Item) -> Result<Simulator, StoreError> {
         status: SimulatorStatus::parse(item.string("status")?)
             .ok_or_else(|| malformed("status"))?,
         backend_id: item.opt_string("backend_id").map(str::to_owned),
+        host: match (item.opt_string("host_id"), item.opt_string("host_address")) {
+            (Some(id), Some(address)) => Some(crate::domain::SimulatorHost {
+                id: id.to_owned(),
+                address: address.to_owned(),
+            }),
+            _ => None,
+        },
         reason: item.opt_string("reason").map(str::to_owned),
         created_at: item.timestamp("created_at")?,
         updated_at: item.timestamp("updated_at")?,

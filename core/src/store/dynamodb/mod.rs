@@ -56,9 +56,24 @@ pub struct DynamoStore {
 /// the function times out.
 fn timeouts(settings: &StoreSettings) -> TimeoutConfig {
     TimeoutConfig::builder()
+        .connect_timeout(settings.connect_timeout_ms)
         .operation_attempt_timeout(settings.attempt_timeout_ms)
         .operation_timeout(settings.call_timeout_ms)
         .build()
+}
+
+/// The SDK's default HTTP client (hyper, rustls on aws-lc; plain HTTP too, for a local
+/// endpoint) with its connection pool sized by the settings (`store.pool_*`): hyper's own
+/// defaults keep every idle connection for 90 s.
+fn http_client(settings: &StoreSettings) -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .pool_max_idle_per_host(
+            usize::try_from(settings.pool_max_idle_per_host).unwrap_or(usize::MAX),
+        )
+        .pool_idle_timeout(settings.pool_idle_timeout_ms)
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .build_https()
 }
 
 impl DynamoStore {
@@ -76,6 +91,7 @@ impl DynamoStore {
     pub async fn client_from_env(settings: &StoreSettings, component: Component) -> Client {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .app_name(component.app_name())
+            .http_client(http_client(settings))
             .timeout_config(timeouts(settings));
         if let Some(endpoint) = &settings.endpoint {
             loader = loader.endpoint_url(endpoint);
@@ -97,6 +113,7 @@ impl DynamoStore {
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("local", "local", None, None, "local"))
             .endpoint_url(endpoint)
+            .http_client(http_client(settings))
             .timeout_config(timeouts(settings));
         config.set_app_name(component.map(Component::app_name));
         Client::from_conf(config.build())

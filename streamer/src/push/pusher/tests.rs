@@ -19,6 +19,7 @@ fn push_settings_are_the_streamers_durations_and_instance() {
         lease_ttl_secs: Duration::from_secs(3),
         push_batch_delay_ms: Duration::from_millis(7),
         retry_ms: 1_500,
+        push_max_concurrent_posts: 3,
         ..Default::default()
     };
 
@@ -29,6 +30,7 @@ fn push_settings_are_the_streamers_durations_and_instance() {
     assert_eq!(push.lease_ttl, Duration::from_secs(3));
     assert_eq!(push.batch_delay, Duration::from_millis(7));
     assert_eq!(push.retry_ms, 1_500);
+    assert_eq!(push.max_concurrent_posts, 3);
 }
 
 #[tokio::test(start_paused = true)]
