@@ -13,18 +13,14 @@
 #![allow(clippy::print_stdout)]
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
 use clap::Parser;
 use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+use session_tests::slow_connections::SlowConnections;
 use session_tests::stream_fixture::Fixture;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -53,94 +49,6 @@ struct Args {
     bench: bool,
 }
 
-/// The `@connections` endpoint the streamer posts to: the emulator's, but slow and failing for
-/// the first connection posted to when `slow` is set.
-struct Endpoint {
-    upstream: OnceLock<String>,
-    slow: Option<Duration>,
-    slow_id: OnceLock<String>,
-    slow_attempts: AtomicU32,
-    http: reqwest::Client,
-}
-
-impl Endpoint {
-    async fn serve(slow: Option<Duration>) -> anyhow::Result<(String, Arc<Self>)> {
-        let endpoint = Arc::new(Self {
-            upstream: OnceLock::new(),
-            slow,
-            slow_id: OnceLock::new(),
-            slow_attempts: AtomicU32::new(0),
-            http: reqwest::Client::new(),
-        });
-        let router = axum::Router::new()
-            .fallback(
-                |State(endpoint): State<Arc<Self>>,
-                 method: Method,
-                 uri: Uri,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    endpoint.answer(method, uri, headers, body).await
-                },
-            )
-            .with_state(Arc::clone(&endpoint));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Ok((
-            format!("http://{addr}/{}", session_local::ws_api::STAGE),
-            endpoint,
-        ))
-    }
-
-    async fn answer(
-        &self,
-        method: Method,
-        uri: Uri,
-        mut headers: HeaderMap,
-        body: Bytes,
-    ) -> Response<Body> {
-        let id = uri.path().rsplit('/').next().unwrap_or_default().to_owned();
-        if let Some(delay) = self.slow
-            && *self.slow_id.get_or_init(|| id.clone()) == id
-            && method == Method::POST
-        {
-            self.slow_attempts.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(delay).await;
-            return status(StatusCode::INTERNAL_SERVER_ERROR);
-        }
-        let Some(upstream) = self.upstream.get() else {
-            return status(StatusCode::SERVICE_UNAVAILABLE);
-        };
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        headers.remove("host");
-        headers.remove("content-length");
-        let sent = self
-            .http
-            .request(method, format!("{upstream}{path}"))
-            .headers(headers)
-            .body(body)
-            .send()
-            .await;
-        let Ok(answer) = sent else {
-            return status(StatusCode::BAD_GATEWAY);
-        };
-        let mut response = Response::builder().status(answer.status());
-        for (name, value) in answer.headers() {
-            response = response.header(name, value);
-        }
-        let body = answer.bytes().await.unwrap_or_default();
-        response
-            .body(Body::from(body))
-            .unwrap_or_else(|_| status(StatusCode::BAD_GATEWAY))
-    }
-}
-
-fn status(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(Body::from(r#"{"message":"bench"}"#));
-    *response.status_mut() = status;
-    response
-}
-
 /// A ticket's WebSocket URL for the fixture's session.
 async fn ws_url(fixture: &Fixture) -> anyhow::Result<String> {
     let answer = fixture
@@ -160,7 +68,7 @@ async fn ws_url(fixture: &Fixture) -> anyhow::Result<String> {
 /// post attempts.
 async fn measure(args: &Args, permits: u32, slow: bool) -> anyhow::Result<(Histogram<u64>, u32)> {
     let (url, endpoint) =
-        Endpoint::serve(slow.then(|| Duration::from_millis(args.slow_ms))).await?;
+        SlowConnections::serve(slow.then(|| Duration::from_millis(args.slow_ms))).await;
     let fixture = Fixture::start_stack(&["BTC-USD", "ETH-USD"], args.rate, |s| {
         s.streamer.push_poll_ms = Duration::from_millis(100);
         s.streamer.push_max_concurrent_posts = permits;
@@ -168,17 +76,13 @@ async fn measure(args: &Args, permits: u32, slow: bool) -> anyhow::Result<(Histo
         s.service.limits.connections_per_session = u32::try_from(args.clients + 2).unwrap_or(8);
     })
     .await;
-    let emulator = &fixture.api.stack.endpoints().connections_url;
-    let origin = emulator
-        .strip_suffix(&format!("/{}", session_local::ws_api::STAGE))
-        .context("the emulator's URL ends with its stage")?;
-    let _ = endpoint.upstream.set(origin.to_owned());
+    endpoint.forward_to(&fixture);
     let mut slow_socket = None;
     if slow {
         let (socket, _) = tokio_tungstenite::connect_async(ws_url(&fixture).await?).await?;
         slow_socket = Some(socket);
         let waited = Instant::now();
-        while endpoint.slow_attempts.load(Ordering::Relaxed) == 0 {
+        while endpoint.attempts() == 0 {
             if waited.elapsed() > Duration::from_secs(10) {
                 bail!("the streamer never posted to the slow connection");
             }
@@ -197,7 +101,7 @@ async fn measure(args: &Args, permits: u32, slow: bool) -> anyhow::Result<(Histo
         latency.add(reader.await??)?;
     }
     drop(slow_socket);
-    let attempts = endpoint.slow_attempts.load(Ordering::Relaxed);
+    let attempts = endpoint.attempts();
     fixture.api.stack.shutdown().await?;
     if latency.is_empty() {
         bail!("no events measured (permits {permits}, slow {slow})");
