@@ -38,6 +38,7 @@ const state = {
   simulatorId: null,
   transport: 'sse',
   connection: null, // the open SSE or WebSocket connection (see openSse / openWs)
+  compression: 'none', // what the WebSocket ticket granted: 'deflate' or 'none'
   generation: 0, // bumped on every (re)connect: callbacks of older connections are ignored
   position: null, // {epoch: string, seq: number} of the last event applied to the books
   books: new Map(), // symbol -> {bids: Map<price, qty>, asks: Map<price, qty>, priceScale}
@@ -200,6 +201,7 @@ async function openStream(transport, resumeFrom, why) {
         transport,
         last_event_id: resumeFrom,
         simulator_id: state.simulatorId,
+        ...compressionAsked(transport),
       });
       const { mode, reason } = ticket.resume;
       state.resumeCheck = { from: resumeFrom, mode };
@@ -214,6 +216,7 @@ async function openStream(transport, resumeFrom, why) {
       ticket = await api('POST', `/v1/sessions/${state.sessionId}/tickets`, {
         transport,
         simulator_id: state.simulatorId,
+        ...compressionAsked(transport),
       });
       state.resumeCheck = null;
       state.position = null;
@@ -228,6 +231,9 @@ async function openStream(transport, resumeFrom, why) {
   state.transport = transport;
   state.stats.eventsHere = 0;
   $('stream-url').textContent = ticket.url.replace(/ticket=[^&]+/, 'ticket=…');
+  // What the service granted: `deflate` only while its ws_compression flag is on for us.
+  state.compression = ticket.compression ?? 'none';
+  $('stream-url').textContent += ` (compression: ${state.compression})`;
   state.connection =
     transport === 'sse' ? openSse(ticket.url, generation) : openWs(ticket.url, generation);
   render();
@@ -288,8 +294,38 @@ function openSse(url, generation) {
   return { kind: 'sse', close: () => source.close() };
 }
 
+/** WebSocket tickets ask for compressed pushes where the browser can inflate them. */
+function compressionAsked(transport) {
+  return transport === 'ws' && 'DecompressionStream' in window ? { compression: 'deflate' } : {};
+}
+
+/** The raw deflate in `bytes` inflated to text. */
+async function inflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
+  return new Response(stream).text();
+}
+
+/**
+ * A WebSocket frame's JSON. The rule: a binary frame is a compressed push (the raw deflate of
+ * the JSON message); a text frame is JSON as it is (heartbeat acknowledgements, error frames,
+ * and every push of an uncompressed connection); a text frame that is not JSON on a compressed
+ * connection is a push a gateway delivered as text, inflated from its bytes.
+ */
+async function frameJson(data) {
+  if (typeof data !== 'string') return JSON.parse(await inflate(data));
+  try {
+    return JSON.parse(data);
+  } catch (error) {
+    if (state.compression !== 'deflate') throw error;
+    return JSON.parse(await inflate(new TextEncoder().encode(data)));
+  }
+}
+
 function openWs(url, generation) {
   const socket = new WebSocket(url);
+  socket.binaryType = 'arraybuffer';
+  // Frames are decoded in the order they came: inflating is asynchronous.
+  let decoded = Promise.resolve();
   const current = () => generation === state.generation;
   const beat = { seq: 0, sent: new Map(), lastServerTime: null, seenAt: null, acked: 0, rttMs: null, quality: null };
   let timer = null;
@@ -315,8 +351,12 @@ function openWs(url, generation) {
     timer = setInterval(heartbeat, HEARTBEAT_MS);
   };
   socket.onmessage = (message) => {
+    decoded = decoded
+      .then(() => frameJson(message.data))
+      .then(onFrame, (error) => current() && notice('failure', `WebSocket frame unreadable: ${error.message}`));
+  };
+  const onFrame = (frame) => {
     if (!current()) return;
-    const frame = JSON.parse(message.data);
     if (frame.type === 'events') {
       for (const { id, event, data } of frame.events) {
         if (!current()) break; // an event of this batch made the page reconnect (a gap)

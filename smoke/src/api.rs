@@ -21,31 +21,31 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// A session, as read back.
 #[derive(Debug, Deserialize)]
-pub(crate) struct SessionBody {
-    pub(crate) session_id: String,
-    pub(crate) status: SessionStatus,
+pub struct SessionBody {
+    pub session_id: String,
+    pub status: SessionStatus,
 }
 
 /// A problem document (`application/problem+json`).
 #[derive(Debug, Deserialize)]
-pub(crate) struct ProblemBody {
+pub struct ProblemBody {
     /// `urn:session-service:problem:<code>`.
     #[serde(rename = "type")]
-    pub(crate) type_: String,
+    pub type_: String,
 }
 
 /// A simulator.
 #[derive(Debug, Deserialize)]
-pub(crate) struct SimulatorBody {
-    pub(crate) simulator_id: String,
-    pub(crate) status: SimulatorStatus,
-    pub(crate) reason: Option<String>,
+pub struct SimulatorBody {
+    pub simulator_id: String,
+    pub status: SimulatorStatus,
+    pub reason: Option<String>,
 }
 
 /// A connect ticket.
 #[derive(Debug, Deserialize)]
-pub(crate) struct TicketBody {
-    pub(crate) url: String,
+pub struct TicketBody {
+    pub url: String,
 }
 
 /// The local stack's dev-only token route's answer.
@@ -55,7 +55,7 @@ struct TokenBody {
 }
 
 /// Mints a token at `token_url` for `subject`.
-pub(crate) async fn mint_token(
+pub async fn mint_token(
     http: &HttpClient,
     token_url: &Url,
     subject: &str,
@@ -74,7 +74,7 @@ pub(crate) async fn mint_token(
 
 /// The HTTP API, called as one user.
 #[derive(Debug, Clone)]
-pub(crate) struct Api {
+pub struct Api {
     http: HttpClient,
     /// `http_api` without a trailing slash: a stage path (`/prod`) is kept.
     base: String,
@@ -82,7 +82,8 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    pub(crate) fn new(http: HttpClient, http_api: &Url, token: SecretString) -> Self {
+    /// The API at `http_api`, called with `token`.
+    pub fn new(http: HttpClient, http_api: &Url, token: SecretString) -> Self {
         Self {
             http,
             base: http_api.as_str().trim_end_matches('/').to_owned(),
@@ -91,7 +92,7 @@ impl Api {
     }
 
     /// `POST /v1/sessions` with an Idempotency-Key: 201.
-    pub(crate) async fn create_session(&self, key: &str) -> Result<SessionBody, StepError> {
+    pub async fn create_session(&self, key: &str) -> Result<SessionBody, StepError> {
         let body = json!({ "name": "smoke test" });
         let key = (HeaderName::from_static("idempotency-key"), key.to_owned());
         let created = [StatusCode::CREATED];
@@ -100,21 +101,21 @@ impl Api {
     }
 
     /// `GET /v1/sessions/{id}` of a closed session: 404, its problem type `deleted`.
-    pub(crate) async fn closed_session(&self, session: &str) -> Result<ProblemBody, StepError> {
+    pub async fn closed_session(&self, session: &str) -> Result<ProblemBody, StepError> {
         let path = format!("/v1/sessions/{session}");
         self.call(Method::GET, &path, &[], None, &[StatusCode::NOT_FOUND])
             .await
     }
 
     /// `DELETE /v1/sessions/{id}`: 200.
-    pub(crate) async fn close_session(&self, session: &str) -> Result<SessionBody, StepError> {
+    pub async fn close_session(&self, session: &str) -> Result<SessionBody, StepError> {
         let path = format!("/v1/sessions/{session}");
         self.call(Method::DELETE, &path, &[], None, &[StatusCode::OK])
             .await
     }
 
     /// `POST /v1/sessions/{id}/simulators`: 202.
-    pub(crate) async fn start_simulator(
+    pub async fn start_simulator(
         &self,
         session: &str,
         symbols: &[String],
@@ -133,7 +134,7 @@ impl Api {
     }
 
     /// `GET /v1/sessions/{id}/simulators/{id}`: 200.
-    pub(crate) async fn simulator(
+    pub async fn simulator(
         &self,
         session: &str,
         simulator: &str,
@@ -144,7 +145,7 @@ impl Api {
     }
 
     /// `DELETE /v1/sessions/{id}/simulators/{id}`: 200 (stopped) or 202 (stopping).
-    pub(crate) async fn stop_simulator(
+    pub async fn stop_simulator(
         &self,
         session: &str,
         simulator: &str,
@@ -155,11 +156,7 @@ impl Api {
     }
 
     /// `POST /v1/sessions/{id}/tickets`: 201; the URL to open.
-    pub(crate) async fn ticket(
-        &self,
-        session: &str,
-        transport: Transport,
-    ) -> Result<Url, StepError> {
+    pub async fn ticket(&self, session: &str, transport: Transport) -> Result<Url, StepError> {
         let path = format!("/v1/sessions/{session}/tickets");
         let body = json!({ "transport": transport });
         let ticket: TicketBody = self
@@ -170,6 +167,26 @@ impl Api {
                 Some(&body),
                 &[StatusCode::CREATED],
             )
+            .await?;
+        Url::parse(&ticket.url).map_err(|e| StepError::Answer {
+            method: "POST",
+            url: format!("{}{path}", self.base),
+            reason: format!("the ticket's url {:?} is not a URL: {e}", ticket.url),
+        })
+    }
+
+    /// `POST /v1/sessions/{id}/reconnect`: 200; the fresh ticket's URL, which resumes after
+    /// `last_event_id` (or starts from a snapshot without one).
+    pub async fn reconnect(
+        &self,
+        session: &str,
+        transport: Transport,
+        last_event_id: Option<&str>,
+    ) -> Result<Url, StepError> {
+        let path = format!("/v1/sessions/{session}/reconnect");
+        let body = json!({ "transport": transport, "last_event_id": last_event_id });
+        let ticket: TicketBody = self
+            .call(Method::POST, &path, &[], Some(&body), &[StatusCode::OK])
             .await?;
         Url::parse(&ticket.url).map_err(|e| StepError::Answer {
             method: "POST",
@@ -199,7 +216,7 @@ impl Api {
 }
 
 /// Sends a request with `headers` and `body` as JSON; the answer's head, its body unread.
-pub(crate) async fn send(
+pub async fn send(
     http: &HttpClient,
     method: &Method,
     url: &Url,
@@ -236,7 +253,7 @@ pub(crate) async fn send(
 }
 
 /// Reads an answer's body (at most [`MAX_BODY_BYTES`]).
-pub(crate) async fn body(
+pub async fn body(
     response: Response<Incoming>,
     method: &Method,
     url: &Url,
@@ -275,7 +292,8 @@ async fn read<T: DeserializeOwned>(
     })
 }
 
-pub(crate) fn method_name(method: &Method) -> &'static str {
+/// The method as printed.
+pub fn method_name(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -286,7 +304,7 @@ pub(crate) fn method_name(method: &Method) -> &'static str {
 
 /// What an error answer says: a problem document's type and detail, API Gateway's `message`,
 /// or the body's start.
-pub(crate) fn problem(bytes: &[u8]) -> String {
+pub fn problem(bytes: &[u8]) -> String {
     let document: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
     match (document["type"].as_str(), document["detail"].as_str()) {
         (Some(kind), Some(detail)) => format!(

@@ -6,6 +6,7 @@
 //! stream's event ids follow each other, and [`run`] drives the steps and prints them; [`cli`]
 //! holds the `smoke` binary's flags.
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod endpoints;
@@ -14,7 +15,6 @@ pub mod sequence;
 pub mod sse;
 pub mod ws;
 
-mod api;
 mod error;
 
 pub use error::StepError;

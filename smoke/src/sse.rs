@@ -68,6 +68,46 @@ pub async fn open(http: &HttpClient, url: &Url) -> Result<(Events, String), Step
     ))
 }
 
+/// One event of a stream: its type, its id if sequenced, and its data.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `event:` (`message` when absent).
+    pub kind: String,
+    /// `id:`, on sequenced events.
+    pub id: Option<String>,
+    /// `data:`, parsed.
+    pub data: Value,
+}
+
+impl Events {
+    /// The next event with data (`retry:` alone and keep-alive comments skipped); `None` when
+    /// the server ended the response.
+    ///
+    /// # Errors
+    /// The connection failed, or an event's data is not JSON.
+    pub async fn next(&mut self) -> Result<Option<Event>, StepError> {
+        loop {
+            let event = match self.stream.next().await {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => return Err(StepError::unreachable("GET", &self.url, &e)),
+                None => return Ok(None),
+            };
+            let Some(text) = event.data else { continue };
+            let kind = event.event.unwrap_or_else(|| "message".to_owned());
+            let data: Value = serde_json::from_str(&text).map_err(|e| StepError::Answer {
+                method: "GET",
+                url: shown(&self.url),
+                reason: format!("the data of event {kind} is not JSON: {e}"),
+            })?;
+            return Ok(Some(Event {
+                kind,
+                id: event.id,
+                data,
+            }));
+        }
+    }
+}
+
 /// Reads events into `sequence` until it has a snapshot and `count` events after it.
 pub async fn read(
     events: &mut Events,
@@ -75,26 +115,14 @@ pub async fn read(
     count: usize,
 ) -> Result<(), StepError> {
     while sequence.snapshot().is_none() || sequence.counts().events() < count {
-        let event = match events.stream.next().await {
-            Some(Ok(event)) => event,
-            Some(Err(e)) => return Err(StepError::unreachable("GET", &events.url, &e)),
-            None => {
-                return Err(StepError::Check(format!(
-                    "the stream ended after {} ({})",
-                    sequence,
-                    shown(&events.url)
-                )));
-            }
+        let Some(event) = events.next().await? else {
+            return Err(StepError::Check(format!(
+                "the stream ended after {} ({})",
+                sequence,
+                shown(&events.url)
+            )));
         };
-        // Blocks without data: `retry:` alone, keep-alive comments.
-        let Some(text) = event.data else { continue };
-        let kind = event.event.as_deref().unwrap_or("message");
-        let data: Value = serde_json::from_str(&text).map_err(|e| StepError::Answer {
-            method: "GET",
-            url: shown(&events.url),
-            reason: format!("the data of event {kind} is not JSON: {e}"),
-        })?;
-        sequence.apply(kind, event.id.as_deref(), &data)?;
+        sequence.apply(&event.kind, event.id.as_deref(), &event.data)?;
     }
     Ok(())
 }

@@ -68,15 +68,8 @@ impl Socket {
         seq: u64,
         sequence: &mut Sequence,
     ) -> Result<u128, StepError> {
-        let client_time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let heartbeat = json!({ "action": "heartbeat", "seq": seq, "client_time": client_time });
         let sent = std::time::Instant::now();
-        self.socket
-            .send(Message::text(heartbeat.to_string()))
-            .await
-            .map_err(|e| StepError::unreachable("WebSocket", &self.url, &e))?;
+        self.send_heartbeat(seq).await?;
         loop {
             let frame = self.next_frame().await?;
             match frame["type"].as_str() {
@@ -92,6 +85,22 @@ impl Socket {
                 _ => return Err(unexpected(&frame)),
             }
         }
+    }
+
+    /// Sends heartbeat `seq` with the client's clock; its `heartbeat_ack` comes among the next
+    /// frames.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn send_heartbeat(&mut self, seq: u64) -> Result<(), StepError> {
+        let client_time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let heartbeat = json!({ "action": "heartbeat", "seq": seq, "client_time": client_time });
+        self.socket
+            .send(Message::text(heartbeat.to_string()))
+            .await
+            .map_err(|e| StepError::unreachable("WebSocket", &self.url, &e))
     }
 
     /// Reads pushed events into `sequence` until it has a snapshot and `count` events after it.
@@ -116,8 +125,12 @@ impl Socket {
         .await;
     }
 
-    /// The next text message as JSON (pings, pongs and binary messages skipped).
-    async fn next_frame(&mut self) -> Result<Value, StepError> {
+    /// The next text message as JSON (pings, pongs and binary messages skipped). Cancel-safe:
+    /// it holds nothing between reads, so it can race a timer in `select!`.
+    ///
+    /// # Errors
+    /// The connection failed or closed, or a message is not JSON.
+    pub async fn next_frame(&mut self) -> Result<Value, StepError> {
         loop {
             let message = match self.socket.next().await {
                 Some(Ok(message)) => message,

@@ -13,6 +13,7 @@ mod admission;
 pub mod app;
 pub mod book;
 pub mod cloudwatch;
+mod compression;
 mod drain;
 pub mod error;
 mod http1;

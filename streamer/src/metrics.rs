@@ -109,6 +109,11 @@ pub(crate) fn client_attached() {
     counter!("streamer_sse_connections_total").increment(1);
 }
 
+/// A stream answered with `Content-Encoding: gzip`.
+pub(crate) fn sse_compressed_response() {
+    counter!("streamer_sse_compressed_responses_total").increment(1);
+}
+
 pub(crate) fn client_detached() {
     gauge!("streamer_sse_clients").decrement(1.0);
 }

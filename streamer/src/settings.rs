@@ -57,6 +57,9 @@ pub struct StreamerSettings {
     /// latency a busy stream adds to save writes (a quiet stream adds none); 0 disables.
     #[serde(deserialize_with = "session_core::config::duration::millis")]
     pub coalesce_ms: Duration,
+    /// SSE responses are gzip-compressed for clients that accept it (`Accept-Encoding`), each
+    /// event compressed once for all of them; false sends every client plain frames.
+    pub sse_compression: bool,
     /// On SIGTERM, the longest the streamer waits for clients to leave before it exits.
     #[serde(deserialize_with = "session_core::config::duration::secs")]
     pub drain_deadline_secs: Duration,
@@ -120,6 +123,7 @@ impl Default for StreamerSettings {
             upstream_breaker_cool_down_secs: Duration::from_secs(10),
             resume_grace_secs: Duration::from_secs(60),
             coalesce_ms: Duration::from_millis(5),
+            sse_compression: true,
             drain_deadline_secs: Duration::from_secs(20),
             connections_url: None,
             push_poll_ms: Duration::from_millis(1_000),

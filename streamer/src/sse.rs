@@ -4,6 +4,8 @@
 //! Resumes from `Last-Event-ID` (the header `EventSource` sends on its own reconnects) or the
 //! `last_event_id` query parameter (the reconnect endpoint's URL): exactly the missed events
 //! while the window holds them, else a `reset` and a snapshot — never a silent gap.
+//! A client that accepts gzip gets a gzip response built from units shared by every such
+//! client (`compression.rs`), when `streamer.sse_compression` is on.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{Instrument as _, debug, info, warn};
 
 use crate::admission::StreamSlot;
+use crate::compression::{self, Encoding};
 use crate::drain::drained;
 use crate::hub::{Delivery, Start, Subscription};
 use crate::peer::PeerAddr;
@@ -124,7 +127,7 @@ pub(crate) async fn stream(
         .host
         .as_ref()
         .map(|h| h.address.as_str());
-    let subscription = app
+    let mut subscription = app
         .hub
         .subscribe_on(host, &admission.backend_id, start)
         .map_err(|e| {
@@ -139,6 +142,19 @@ pub(crate) async fn stream(
     });
     // The runtime settings in force now: a change reaches the streams opened after it.
     let tunables = app.runtime.current();
+    let encoding = if app.settings.sse_compression {
+        Encoding::negotiate(
+            headers
+                .get(header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok()),
+        )
+    } else {
+        Encoding::Identity
+    };
+    if encoding == Encoding::Gzip {
+        subscription.use_gzip();
+        crate::metrics::sse_compressed_response();
+    }
     let connection = Connection {
         subscription,
         heartbeat: heartbeat(tunables.streamer.heartbeat_secs),
@@ -147,10 +163,11 @@ pub(crate) async fn stream(
         preamble: Some(wire::retry_preamble(tunables.streamer.retry_ms)),
         release,
         done: false,
+        finished: false,
         _slots: (address_slot, user_slot),
         span: tracing::Span::current(),
     };
-    Ok(response(connection))
+    Ok(response(connection, encoding, app.settings.sse_compression))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -167,8 +184,9 @@ fn heartbeat(period: Duration) -> Interval {
     interval
 }
 
-/// A streaming response with the headers proxies need to pass events through at once.
-fn response(connection: Connection) -> Response {
+/// A streaming response with the headers proxies need to pass events through at once, in
+/// `encoding`; `negotiated`: whether the coding depends on `Accept-Encoding` (caches must vary).
+fn response(connection: Connection, encoding: Encoding, negotiated: bool) -> Response {
     let body = Body::from_stream(stream::unfold(connection, |mut c| async move {
         let bytes = c.next().await?;
         Some((Ok::<_, Infallible>(bytes), c))
@@ -185,6 +203,12 @@ fn response(connection: Connection) -> Response {
     );
     // nginx (NGINX Gateway Fabric in front of the streamer) would otherwise buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if negotiated {
+        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    if encoding == Encoding::Gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     response
 }
 
@@ -206,6 +230,8 @@ struct Connection {
     preamble: Option<Bytes>,
     release: Option<Release>,
     done: bool,
+    /// A gzip response's trailer is sent (after `done`).
+    finished: bool,
     /// Its places in the address's and the user's stream caps, given back when it ends.
     _slots: (StreamSlot<std::net::IpAddr>, StreamSlot<UserId>),
     /// The request's span, for the lines logged when the stream ends.
@@ -213,19 +239,29 @@ struct Connection {
 }
 
 impl Connection {
-    /// The next chunk of the response; `None` ends it.
+    /// The next chunk of the response in its coding; `None` ends it.
     async fn next(&mut self) -> Option<Bytes> {
         if let Some(preamble) = self.preamble.take() {
-            return Some(preamble);
+            return Some(match self.subscription.gzip() {
+                Some(gzip) => gzip.open(&preamble),
+                None => preamble,
+            });
         }
         if self.done {
-            return None;
+            if std::mem::replace(&mut self.finished, true) {
+                return None;
+            }
+            return self.subscription.gzip().map(|gzip| gzip.trailer());
         }
         tokio::select! {
             biased;
             () = drained(&mut self.draining) => {
                 self.done = true;
-                Some(wire::reconnect("draining", self.retry_ms).sse)
+                let advice = wire::reconnect("draining", self.retry_ms).sse;
+                Some(match self.subscription.gzip() {
+                    Some(gzip) => gzip.plain(&advice),
+                    None => advice,
+                })
             }
             delivery = self.subscription.next() => {
                 // Handed to the connection's writer now: the delivery lag ends here.
@@ -238,7 +274,14 @@ impl Connection {
                     }
                 }
             }
-            _ = self.heartbeat.tick() => Some(Bytes::from_static(wire::HEARTBEAT)),
+            _ = self.heartbeat.tick() => Some(match self.subscription.gzip() {
+                Some(gzip) => {
+                    let unit = compression::heartbeat();
+                    gzip.sent(unit.crc);
+                    unit.deflate.clone()
+                }
+                None => Bytes::from_static(wire::HEARTBEAT),
+            }),
         }
     }
 }

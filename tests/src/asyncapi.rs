@@ -294,7 +294,9 @@ pub fn document() -> Value {
                     `?last_event_id=`. Each message is one SSE event: `event:` is the message's \
                     name, `data:` its payload (one line of JSON), `id:` (`<epoch>-<sequence>`) \
                     present on sequenced events (snapshot, delta, trade, the simulator's status) \
-                    and absent on out-of-band ones. `: hb` comments keep the connection alive.",
+                    and absent on out-of-band ones. `: hb` comments keep the connection alive. \
+                    With `Accept-Encoding: gzip` the response is `Content-Encoding: gzip`, \
+                    decodable as it arrives (`streamer.sse_compression`).",
                 "parameters": {
                     "session_id": { "description": "The session (`ses_…`)." },
                 },
@@ -305,7 +307,10 @@ pub fn document() -> Value {
                 "title": "WebSocket API",
                 "description": "The WebSocket API's stage URL, opened with a `ws` ticket's URL \
                     (`?ticket=`, and `last_event_id` on a reconnect). Routes are chosen by the \
-                    message's `action`; answers to a message travel back on the connection.",
+                    message's `action`; answers to a message travel back on the connection. A \
+                    connection whose ticket granted `\"compression\": \"deflate\"` gets every \
+                    `events` message as a binary frame holding the raw deflate (RFC 1951) of the \
+                    JSON described here; answers to its messages stay JSON text.",
                 "messages": channel_messages(&ws_all),
                 "bindings": {
                     "ws": {

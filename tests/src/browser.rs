@@ -187,6 +187,7 @@ return {
   ready: !document.getElementById('get-token').disabled,
   state: text('stream-state'),
   transport: text('transport-name'),
+  stream_url: text('stream-url'),
   token: text('token-state'),
   session: text('session-id'),
   simulator: text('simulator-status'),

@@ -1,7 +1,9 @@
 //! A server-sent events client, as `EventSource` behaves: it parses frames, remembers the last
 //! event id, and can reconnect with `Last-Event-ID`. Every event's data is checked against
-//! docs/asyncapi.json ([`crate::contract`]).
+//! docs/asyncapi.json ([`crate::contract`]). A gzip response (asked for with
+//! `Accept-Encoding: gzip`) is decoded as it arrives, as a browser does.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -51,6 +53,12 @@ pub struct SseStream {
     pub last_event_id: Option<String>,
     /// Heartbeat comments received.
     pub heartbeats: usize,
+    /// Body bytes received as sent (compressed, for a gzip response).
+    pub wire_bytes: usize,
+    /// Decodes a gzip response.
+    gunzip: Option<flate2::write::GzDecoder<Vec<u8>>>,
+    /// A gzip response ended with its trailer, whose CRC-32 and length matched.
+    pub gzip_checked: bool,
 }
 
 /// Opens `url` with `headers` (e.g. `Last-Event-ID`, `Authorization`).
@@ -69,7 +77,14 @@ pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<SseStream, R
         let body = response.json().await.unwrap_or(Value::Null);
         return Err(Refused { status, body });
     }
+    let gzip = response
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip");
     Ok(SseStream {
+        gunzip: gzip.then(|| flate2::write::GzDecoder::new(Vec::new())),
+        wire_bytes: 0,
+        gzip_checked: false,
         headers: response.headers().clone(),
         response,
         buffer: Vec::new(),
@@ -96,8 +111,27 @@ impl SseStream {
                 }
             }
             match self.response.chunk().await {
-                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
-                Ok(None) | Err(_) => return None,
+                Ok(Some(chunk)) => {
+                    self.wire_bytes += chunk.len();
+                    match &mut self.gunzip {
+                        // Flushed: what the chunk holds is decoded now, not at the next one.
+                        Some(gunzip) => {
+                            gunzip
+                                .write_all(&chunk)
+                                .and_then(|()| gunzip.flush())
+                                .expect("a valid gzip stream");
+                            self.buffer.append(gunzip.get_mut());
+                        }
+                        None => self.buffer.extend_from_slice(&chunk),
+                    }
+                }
+                Ok(None) => {
+                    if let Some(gunzip) = &mut self.gunzip {
+                        self.gzip_checked = gunzip.try_finish().is_ok();
+                    }
+                    return None;
+                }
+                Err(_) => return None,
             }
         }
     }

@@ -19,12 +19,19 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use session_core::config::Settings;
 use session_local::stack::{Stack, StackSettings};
+use session_tests::appconfig_dir::AppConfigDir;
 use session_tests::browser::{Chromedriver, Shown, click, type_into, until};
 
 async fn stack() -> Stack {
+    stack_with_flags(None).await
+}
+
+async fn stack_with_flags(flags: Option<&AppConfigDir>) -> Stack {
     let mut service = Settings::default();
     service.backends.retry_base_ms = Duration::from_millis(5);
-    Stack::start(StackSettings::ephemeral(service))
+    let mut settings = StackSettings::ephemeral(service);
+    settings.appconfig_dir = flags.map(|dir| dir.path().to_owned());
+    Stack::start(settings)
         .await
         .expect("the local stack starts")
 }
@@ -117,6 +124,10 @@ async fn walk_through(page: &Client, stack: &Stack) -> Result<()> {
         ws.number("gaps") == 0,
         "a gap switching to WebSocket: {ws:#?}"
     );
+    ensure!(
+        ws.text("stream_url").contains("compression: deflate"),
+        "the WebSocket pushes inflated from deflate: {ws:#?}"
+    );
 
     // Drop the WebSocket: same promise.
     click(page, "drop").await?;
@@ -137,6 +148,17 @@ async fn walk_through(page: &Client, stack: &Stack) -> Result<()> {
         resumed.number("resets") == 0,
         "a reset where a replay was promised: {resumed:#?}"
     );
+    // Chromium asks for gzip by itself: the page's EventSource decoded gzip responses.
+    let metrics = reqwest::get(format!("{}/metrics", stack.endpoints().sse))
+        .await?
+        .text()
+        .await?;
+    let compressed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("streamer_sse_compressed_responses_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    ensure!(compressed > 0.0, "no gzip SSE response reached the browser");
     screenshot(page, "web-page.png").await?;
     eprintln!(
         "the page streamed {} events over SSE and WebSocket, resumed 3 times, gaps {}, duplicates dropped {}",
@@ -151,7 +173,11 @@ async fn walk_through(page: &Client, stack: &Stack) -> Result<()> {
 async fn the_page_streams_books_and_trades_over_sse_and_websocket_and_resumes_a_drop_without_a_gap()
 -> Result<()> {
     let started = Instant::now();
-    let stack = stack().await;
+    // `ws_compression` on: the page asks for deflate, so its WebSocket pushes come as binary
+    // frames it inflates with DecompressionStream.
+    let flags = AppConfigDir::new();
+    flags.write("flags", r#"{"ws_compression": {"enabled": true}}"#);
+    let stack = stack_with_flags(Some(&flags)).await;
     let driver = Chromedriver::start().await?;
     let page = driver.browser().await?;
 

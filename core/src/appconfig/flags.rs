@@ -22,6 +22,11 @@ use crate::config::AppConfigSettings;
 /// REST writes answer `503` `maintenance` for the users it is on for.
 pub const MAINTENANCE_MODE: &str = "maintenance_mode";
 
+/// WebSocket tickets that ask for `"compression": "deflate"` are granted it (their pushes go as
+/// raw-deflate binary frames) for the users it is on for; for the others the answer says
+/// `none`.
+pub const WS_COMPRESSION: &str = "ws_compression";
+
 /// Why a flags document was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum FlagsError {

@@ -13,7 +13,7 @@ mod overlay;
 mod runtime;
 
 pub use client::{AgentClient, AppConfigError};
-pub use flags::{Flag, FlagSet, Flags, FlagsError, MAINTENANCE_MODE};
+pub use flags::{Flag, FlagSet, Flags, FlagsError, MAINTENANCE_MODE, WS_COMPRESSION};
 pub use live::{LiveDocument, Source, changed_keys};
 pub use runtime::{
     LimitsOverlay, RateLimitsOverlay, Runtime, RuntimeSettings, RuntimeSettingsError,

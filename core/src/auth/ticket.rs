@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Principal;
 use super::keys::{SigningKey, VerifyKeys};
-use crate::domain::{SessionId, Ticket, TicketId, Timestamp, Transport, UserId};
+use crate::domain::{Compression, SessionId, Ticket, TicketId, Timestamp, Transport, UserId};
 
 const ISSUER: &str = "session-service";
 const AUDIENCE: &str = "session-connect";
@@ -29,6 +29,9 @@ struct Claims {
     /// The bearer token the ticket was minted with.
     tid: String,
     trn: Transport,
+    /// The push encoding granted; absent (older tickets too) means none.
+    #[serde(default, skip_serializing_if = "Compression::is_none")]
+    cmp: Compression,
     jti: String,
     iat: i64,
     exp: i64,
@@ -85,12 +88,28 @@ impl TicketSigner {
         transport: Transport,
         now: Timestamp,
     ) -> Result<(String, Ticket), TicketError> {
+        self.issue_with(session, caller, transport, Compression::None, now)
+    }
+
+    /// Mints a ticket as [`Self::issue`] does, granting `compression` to the connection.
+    ///
+    /// # Errors
+    /// Signing failed.
+    pub fn issue_with(
+        &self,
+        session: &SessionId,
+        caller: &Principal,
+        transport: Transport,
+        compression: Compression,
+        now: Timestamp,
+    ) -> Result<(String, Ticket), TicketError> {
         let ticket = Ticket {
             id: TicketId::generate(),
             session_id: session.clone(),
             owner: caller.user.clone(),
             token_id: caller.token_id.clone(),
             transport,
+            compression,
             expires_at: now.plus(self.ttl),
         };
         let claims = Claims {
@@ -100,6 +119,7 @@ impl TicketSigner {
             sid: session.to_string(),
             tid: ticket.token_id.clone(),
             trn: transport,
+            cmp: compression,
             jti: ticket.id.to_string(),
             iat: now.unix_millis() / 1000,
             exp: ticket.expires_at.unix_seconds_ceil(),
@@ -175,6 +195,7 @@ impl TicketVerifier {
             owner: UserId::parse("sub", &claims.sub).map_err(|_| TicketError::Invalid)?,
             token_id: claims.tid,
             transport: claims.trn,
+            compression: claims.cmp,
             expires_at,
         })
     }
@@ -246,6 +267,40 @@ mod tests {
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::ES256);
         assert_eq!(header.kid.as_deref(), Some("k1"));
+    }
+
+    #[test]
+    fn a_compression_grant_travels_in_the_ticket_and_a_ticket_without_one_means_none() {
+        let k1 = key("k1");
+        let signer = TicketSigner::new(k1.clone(), TTL);
+        let session = SessionId::generate();
+        let (deflate, _) = signer
+            .issue_with(
+                &session,
+                &alice(),
+                Transport::Ws,
+                Compression::Deflate,
+                now(),
+            )
+            .unwrap();
+        let (plain, _) = signer
+            .issue(&session, &alice(), Transport::Ws, now())
+            .unwrap();
+
+        let verifier = verifier(&[&k1]);
+
+        assert_eq!(
+            verifier.verify(&deflate, now()).unwrap().compression,
+            Compression::Deflate
+        );
+        assert_eq!(
+            verifier.verify(&plain, now()).unwrap().compression,
+            Compression::None
+        );
+        // Tickets minted before the claim existed carry no `cmp` at all.
+        let claims = plain.split('.').nth(1).unwrap();
+        let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        assert!(!claims.contains("cmp"), "{claims}");
     }
 
     #[test]

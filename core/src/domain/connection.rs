@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConnectionId, EventId, SessionId, Timestamp, UserId};
+use super::{Compression, ConnectionId, EventId, SessionId, Timestamp, UserId};
 
 /// What the heartbeat handler measured of a connection.
 #[derive(
@@ -48,6 +48,9 @@ pub struct Connection {
     /// The streamer instance that held the session's lease when a heartbeat last saw one, so
     /// the next heartbeat can tell that the session moved to another streamer.
     pub served_by: Option<String>,
+    /// How its pushes are encoded, as its ticket granted (records written before the field
+    /// existed have none: uncompressed).
+    pub compression: Compression,
     /// Bumped by every change; stores write a change only over the version it was made from.
     pub version: u64,
 }
@@ -90,6 +93,7 @@ impl Connection {
             last_event_id: None,
             quality: ConnectionQuality::default(),
             served_by: None,
+            compression: Compression::None,
             version: 1,
         }
     }

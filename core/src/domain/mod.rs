@@ -28,7 +28,7 @@ pub use page::{Cursor, Page, PageRequest};
 pub use revocation::{Revocation, RevocationTarget, TokenId};
 pub use session::{Metadata, NewSession, Session, SessionName, SessionStatus};
 pub use simulator::{NewSimulator, Simulator, SimulatorHost, SimulatorStatus, Symbol};
-pub use ticket::{Ticket, Transport};
+pub use ticket::{Compression, Ticket, Transport};
 pub use time::Timestamp;
 pub use transition::TransitionError;
 pub use validation::ValidationError;

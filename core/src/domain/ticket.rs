@@ -33,6 +33,42 @@ impl fmt::Display for Transport {
     }
 }
 
+/// How the pushes of a WebSocket connection are encoded: asked for on its ticket, granted
+/// while the `ws_compression` flag is on for the user, recorded with the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// JSON text frames, as they are.
+    #[default]
+    None,
+    /// Binary frames holding the raw deflate (RFC 1951) of the JSON message.
+    Deflate,
+}
+
+impl Compression {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Deflate => "deflate",
+        }
+    }
+
+    /// Whether pushes go as they are (what a record or ticket without the field means).
+    pub const fn is_none(&self) -> bool {
+        matches!(self, Self::None)
+    }
+
+    /// The compression a wire name names, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(Self::None),
+            "deflate" => Some(Self::Deflate),
+            _ => None,
+        }
+    }
+}
+
 /// What a ticket grants: one connection of `transport` to `session_id` for `owner`, once,
 /// before `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +84,8 @@ pub struct Ticket {
     pub token_id: String,
     /// The transport it opens.
     pub transport: Transport,
+    /// How the connection's pushes are encoded (WebSocket only; granted when minted).
+    pub compression: Compression,
     /// After this it is refused.
     pub expires_at: Timestamp,
 }

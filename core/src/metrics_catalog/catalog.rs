@@ -25,6 +25,13 @@ pub static METRICS: &[MetricSpec] = &[
     )
     .alerts(&["SessionStreamerHighErrorRate"]),
     MetricSpec::streamer(
+        "streamer_sse_compressed_responses_total",
+        Counter,
+        Count,
+        "SSE responses sent gzip-compressed (the client accepted gzip and `streamer.sse_compression` is on).",
+        "grows with browser traffic; 0 when compression is off",
+    ),
+    MetricSpec::streamer(
         "streamer_connections",
         Gauge,
         Count,

@@ -14,7 +14,8 @@ use tracing::instrument;
 use super::{ServiceError, SessionService};
 use crate::auth::Principal;
 use crate::domain::{
-    EventId, Session, SessionId, Simulator, SimulatorId, SimulatorStatus, Timestamp, Transport,
+    Compression, EventId, Session, SessionId, Simulator, SimulatorId, SimulatorStatus, Timestamp,
+    Transport,
 };
 use crate::store::SimulatorStore;
 
@@ -27,6 +28,8 @@ pub struct IssuedTicket {
     pub url: String,
     /// The transport it opens.
     pub transport: Transport,
+    /// How the connection's pushes are encoded, as granted.
+    pub compression: Compression,
     /// After this it is refused.
     pub expires_at: Timestamp,
     /// The simulator whose stream the URL opens, if the session has one.
@@ -99,8 +102,27 @@ impl SessionService {
         transport: Transport,
         simulator: Option<&SimulatorId>,
     ) -> Result<IssuedTicket, ServiceError> {
+        self.issue_ticket_with(caller, session_id, transport, simulator, Compression::None)
+            .await
+    }
+
+    /// [`Self::issue_ticket`], granting the connection `compression` (the caller decided the
+    /// grant: a request and a feature flag).
+    pub async fn issue_ticket_with(
+        &self,
+        caller: &Principal,
+        session_id: &SessionId,
+        transport: Transport,
+        simulator: Option<&SimulatorId>,
+        compression: Compression,
+    ) -> Result<IssuedTicket, ServiceError> {
         let (session, simulator) = self.stream_target(caller, session_id, simulator).await?;
-        self.mint(caller, &session, transport, simulator.as_ref(), None)
+        let target = Target {
+            transport,
+            compression,
+            simulator: simulator.as_ref(),
+        };
+        self.mint(caller, &session, &target, None)
     }
 
     /// A fresh ticket after a dropped connection, and how the stream will resume from
@@ -114,6 +136,27 @@ impl SessionService {
         last_event_id: Option<EventId>,
         simulator: Option<&SimulatorId>,
     ) -> Result<Reconnect, ServiceError> {
+        self.reconnect_with(
+            caller,
+            session_id,
+            transport,
+            last_event_id,
+            simulator,
+            Compression::None,
+        )
+        .await
+    }
+
+    /// [`Self::reconnect`], granting the new connection `compression`.
+    pub async fn reconnect_with(
+        &self,
+        caller: &Principal,
+        session_id: &SessionId,
+        transport: Transport,
+        last_event_id: Option<EventId>,
+        simulator: Option<&SimulatorId>,
+        compression: Compression,
+    ) -> Result<Reconnect, ServiceError> {
         let (session, simulator) = self.stream_target(caller, session_id, simulator).await?;
         let resume = match (&simulator, last_event_id) {
             (_, None) => Resume::Snapshot {
@@ -124,13 +167,12 @@ impl SessionService {
             },
             (Some(simulator), Some(last)) => self.predict_resume(simulator, last).await,
         };
-        let ticket = self.mint(
-            caller,
-            &session,
+        let target = Target {
             transport,
-            simulator.as_ref(),
-            last_event_id,
-        )?;
+            compression,
+            simulator: simulator.as_ref(),
+        };
+        let ticket = self.mint(caller, &session, &target, last_event_id)?;
         Ok(Reconnect { ticket, resume })
     }
 
@@ -183,10 +225,14 @@ impl SessionService {
         &self,
         caller: &Principal,
         session: &Session,
-        transport: Transport,
-        simulator: Option<&Simulator>,
+        target: &Target<'_>,
         last_event_id: Option<EventId>,
     ) -> Result<IssuedTicket, ServiceError> {
+        let Target {
+            transport,
+            compression,
+            simulator,
+        } = *target;
         let signer = self
             .ticket_signer
             .as_ref()
@@ -194,7 +240,13 @@ impl SessionService {
                 setting: "auth.ticket_signing_key_secret_arn",
             })?;
         let (token, ticket) = signer
-            .issue(&session.id, caller, transport, self.clock.now())
+            .issue_with(
+                &session.id,
+                caller,
+                transport,
+                compression,
+                self.clock.now(),
+            )
             .map_err(|e| ServiceError::internal("signing a connect ticket", e))?;
         // Tickets, ids and event ids are URL-safe (base64url, ULIDs, digits), so no escaping.
         let mut url = match transport {
@@ -215,10 +267,19 @@ impl SessionService {
             token,
             url,
             transport,
+            compression,
             expires_at: ticket.expires_at,
             simulator_id: simulator.map(|s| s.id.clone()),
         })
     }
+}
+
+/// What a ticket opens: a transport, its push encoding, the simulator followed.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    transport: Transport,
+    compression: Compression,
+    simulator: Option<&'a Simulator>,
 }
 
 /// The simulator a stream follows: the one named (`NotFound` if it is not the session's), or

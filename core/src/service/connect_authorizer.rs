@@ -102,6 +102,7 @@ impl ConnectAuthorizer {
             session_id: ticket.session_id,
             user: ticket.owner,
             ticket_id: ticket.id,
+            compression: ticket.compression,
         })
     }
 }

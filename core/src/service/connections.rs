@@ -10,8 +10,9 @@ use super::{ServiceError, ServiceParts};
 use crate::clock::Clock;
 use crate::config::WebSocketSettings;
 use crate::domain::{
-    AdvicePolicy, Affinity, Connection, ConnectionId, ConnectionQuality, EventId, Heartbeat, Lease,
-    ReconnectReason, SessionId, TicketId, Timestamp, UserId, advice, session_lease_name,
+    AdvicePolicy, Affinity, Compression, Connection, ConnectionId, ConnectionQuality, EventId,
+    Heartbeat, Lease, ReconnectReason, SessionId, TicketId, Timestamp, UserId, advice,
+    session_lease_name,
 };
 use crate::store::ports::{Port, PortUse};
 use crate::store::{ConnectionStore, LeaseStore, StoreError};
@@ -25,6 +26,8 @@ pub struct Admission {
     pub user: UserId,
     /// The consumed ticket.
     pub ticket_id: TicketId,
+    /// How the connection's pushes are encoded, as the ticket granted.
+    pub compression: Compression,
 }
 
 /// Why a ticket did not admit a connection (all answered 403 by API Gateway).
@@ -139,6 +142,7 @@ impl ConnectionService {
             quality: ConnectionQuality::default(),
             // The first heartbeat records the lease holder.
             served_by: None,
+            compression: admission.compression,
             version: 1,
         };
         self.connections

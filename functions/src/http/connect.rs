@@ -3,11 +3,15 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use session_core::domain::{EventId, SessionId, SimulatorId};
+use session_core::appconfig::WS_COMPRESSION;
+use session_core::auth::Principal;
+use session_core::domain::{
+    Compression, EventId, SessionId, SimulatorId, Transport, ValidationError,
+};
 
 use super::App;
 use super::caller::Caller;
-use super::dto::{CreateTicket, ReconnectBody, ReconnectRequest, TicketBody};
+use super::dto::{CompressionBody, CreateTicket, ReconnectBody, ReconnectRequest, TicketBody};
 use super::idempotency::{self, Post, Reply};
 use super::input;
 use super::problem::{ApiError, Problem};
@@ -34,13 +38,16 @@ pub(super) async fn ticket(
         let session_id = SessionId::parse("session_id", &session_id)?;
         let request: CreateTicket = input::json(&post.headers, &post.body)?;
         let simulator = simulator_id(request.simulator_id.as_deref())?;
+        let transport = request.transport.into();
+        let compression = granted(&app, &caller, transport, request.compression)?;
         let ticket = app
             .service
-            .issue_ticket(
+            .issue_ticket_with(
                 &caller,
                 &session_id,
-                request.transport.into(),
+                transport,
                 simulator.as_ref(),
+                compression,
             )
             .await?;
         Reply::json(StatusCode::CREATED, &TicketBody::from(&ticket))
@@ -75,19 +82,49 @@ pub(super) async fn reconnect(
             .map(|id| EventId::parse("last_event_id", id))
             .transpose()?;
         let simulator = simulator_id(request.simulator_id.as_deref())?;
+        let transport = request.transport.into();
+        let compression = granted(&app, &caller, transport, request.compression)?;
         let reconnect = app
             .service
-            .reconnect(
+            .reconnect_with(
                 &caller,
                 &session_id,
-                request.transport.into(),
+                transport,
                 last,
                 simulator.as_ref(),
+                compression,
             )
             .await?;
         Reply::json(StatusCode::OK, &ReconnectBody::from(&reconnect))
     })
     .await
+}
+
+/// The push encoding a ticket grants: what was asked for while the `ws_compression` flag is
+/// on for the caller (evaluated per request), otherwise none. Only WebSocket pushes are
+/// encoded so; an SSE client asks with `Accept-Encoding`.
+fn granted(
+    app: &App,
+    caller: &Principal,
+    transport: Transport,
+    asked: Option<CompressionBody>,
+) -> Result<Compression, ApiError> {
+    let asked = asked.map_or(Compression::None, Compression::from);
+    if asked.is_none() {
+        return Ok(Compression::None);
+    }
+    if transport != Transport::Ws {
+        return Err(ValidationError::new(
+            "compression",
+            "only ws tickets take it; an SSE stream is compressed by its Accept-Encoding",
+        )
+        .into());
+    }
+    Ok(if app.flags.is_on(WS_COMPRESSION, caller.user.as_str()) {
+        asked
+    } else {
+        Compression::None
+    })
 }
 
 fn simulator_id(id: Option<&str>) -> Result<Option<SimulatorId>, ApiError> {

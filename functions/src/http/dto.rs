@@ -3,7 +3,7 @@
 //! decimal strings.
 
 use serde::{Deserialize, Serialize};
-use session_core::domain::{self, BookView, Session, Simulator, Timestamp, Transport};
+use session_core::domain::{self, BookView, Compression, Session, Simulator, Timestamp, Transport};
 use session_core::service::{Dependency, Health, IssuedTicket, Reconnect, Resume, SessionDetail};
 use utoipa::ToSchema;
 
@@ -240,6 +240,26 @@ impl From<TransportBody> for Transport {
     }
 }
 
+/// How a WebSocket connection's pushes are to be encoded.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressionBody {
+    /// JSON text frames.
+    None,
+    /// Binary frames holding the raw deflate (RFC 1951) of the JSON message: inflate with
+    /// `new DecompressionStream('deflate-raw')`. Granted while the `ws_compression` flag is on.
+    Deflate,
+}
+
+impl From<CompressionBody> for Compression {
+    fn from(c: CompressionBody) -> Self {
+        match c {
+            CompressionBody::None => Compression::None,
+            CompressionBody::Deflate => Compression::Deflate,
+        }
+    }
+}
+
 /// `POST /v1/sessions/{session_id}/tickets`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -248,6 +268,9 @@ pub struct CreateTicket {
     pub transport: TransportBody,
     /// The simulator whose stream to follow; default: the session's newest live simulator.
     pub simulator_id: Option<String>,
+    /// `ws` only: the push encoding asked for (default `none`). The answer's `compression`
+    /// says what was granted.
+    pub compression: Option<CompressionBody>,
 }
 
 /// A connect ticket.
@@ -265,6 +288,11 @@ pub struct TicketBody {
     /// The simulator whose stream the URL follows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simulator_id: Option<String>,
+    /// `ws` only: how the pushes are encoded, as granted: `deflate` (binary frames) or
+    /// `none` (JSON text frames, also when `deflate` was asked for but is not enabled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "deflate")]
+    pub compression: Option<String>,
 }
 
 impl From<&IssuedTicket> for TicketBody {
@@ -275,6 +303,7 @@ impl From<&IssuedTicket> for TicketBody {
             transport: t.transport.as_str().to_owned(),
             expires_at: t.expires_at.to_rfc3339(),
             simulator_id: t.simulator_id.as_ref().map(ToString::to_string),
+            compression: (t.transport == Transport::Ws).then(|| t.compression.as_str().to_owned()),
         }
     }
 }
@@ -290,6 +319,8 @@ pub struct ReconnectRequest {
     pub last_event_id: Option<String>,
     /// The simulator whose stream to follow; default: the session's newest live simulator.
     pub simulator_id: Option<String>,
+    /// `ws` only: the push encoding asked for (default `none`), as on a ticket.
+    pub compression: Option<CompressionBody>,
 }
 
 /// How the stream will resume.

@@ -10,6 +10,7 @@ use aws_lambda_events::apigw::{
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde::{Deserialize, Serialize};
+use session_core::domain::Compression;
 use session_core::http::check_origin;
 use session_core::service::{ConnectAuthorizer, ServiceError};
 use tracing::{info, instrument};
@@ -23,6 +24,10 @@ pub struct ConnectContext {
     pub user: String,
     /// The consumed ticket's id, for audit logs.
     pub ticket_id: String,
+    /// The push encoding the ticket granted (`none` or `deflate`; absent, as from an
+    /// authorizer of an earlier release, means none). The local emulator reads it too.
+    #[serde(default, skip_serializing_if = "Compression::is_none")]
+    pub compression: Compression,
 }
 
 /// The authorizer's answer: an IAM policy (Allow on this route, or Deny) and the context.
@@ -98,6 +103,7 @@ async fn decide(
                 session_id: admission.session_id.to_string(),
                 user: admission.user.to_string(),
                 ticket_id: admission.ticket_id.to_string(),
+                compression: admission.compression,
             };
             tracing::Span::current().record("session_id", context.session_id.as_str());
             // The audit line of a consumed ticket: which connection spent it.

@@ -175,6 +175,7 @@ async fn connect(
         session_id: session.clone(),
         user,
         ticket_id,
+        compression: caller.compression,
     };
     // A reconnect's URL names where the client is; the push resumes after it.
     let resume_from = event

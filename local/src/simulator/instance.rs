@@ -64,6 +64,9 @@ impl Default for InstanceSettings {
 /// events, not only in batches.
 pub const MAX_BATCH_EVENTS: usize = 256;
 
+/// Events of its window a stopped instance keeps (see `release_window`).
+pub const STOPPED_RETAINED_EVENTS: usize = 256;
+
 /// Most events of the window a subscriber takes at once (while holding the instance's lock);
 /// one that is further behind takes the next ones as it sends these.
 pub const MAX_BACKLOG_EVENTS: usize = 1024;
@@ -155,6 +158,24 @@ struct Shared {
     produced: u64,
     /// Encode buffer; each tick's events are slices of it.
     buffer: BytesMut,
+}
+
+/// Keeps only the last [`STOPPED_RETAINED_EVENTS`] of a stopped instance's window, copied out
+/// of the encode buffers they were sliced from (so those are freed), and drops the encode
+/// buffer. The registry keeps stopped instances (for `Get`, `List` and `Stop`'s idempotency)
+/// until `max_instances`; with its whole window each kept up to `retained_events` events (some
+/// 10 MB at 100,000), which the churn soak saw as resident memory growing by every wave of
+/// sessions closed (docs/load/churn.md). A subscriber resuming before the tail gets a snapshot
+/// marked reset, as for any resume outside the window.
+fn release_window(shared: &mut Shared) {
+    let skip = shared.window.len().saturating_sub(STOPPED_RETAINED_EVENTS);
+    shared.window = shared
+        .window
+        .iter()
+        .skip(skip)
+        .map(|event| Bytes::copy_from_slice(event))
+        .collect();
+    shared.buffer = BytesMut::new();
 }
 
 /// Nanoseconds since the Unix epoch, now.
@@ -305,6 +326,7 @@ impl Instance {
             reason.clone_into(&mut shared.reason);
             self.emit_status(&mut shared, pb::SimulatorState::Stopped, reason, true);
             shared.sender = None;
+            release_window(&mut shared);
             info!(simulator_id = %self.id, reason, "simulator stopped");
         }
         self.info_locked(&shared)

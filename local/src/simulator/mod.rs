@@ -53,7 +53,9 @@ use tonic::transport::Channel;
 pub use book::{Book, Fill, InvariantViolation, LevelChange, Outcome, Side};
 pub use engine::{Engine, EngineConfig, Event};
 pub use faults::FaultConfig;
-pub use instance::{InstanceSettings, InstanceStats, MAX_BACKLOG_EVENTS, MAX_BATCH_EVENTS};
+pub use instance::{
+    InstanceSettings, InstanceStats, MAX_BACKLOG_EVENTS, MAX_BATCH_EVENTS, STOPPED_RETAINED_EVENTS,
+};
 pub use registry::{SimulatorError, SimulatorSettings, Simulators};
 pub use replica::{Replica, ReplicaError};
 pub use service::{ControlService, FaultService, MarketDataService};

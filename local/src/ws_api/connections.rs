@@ -34,6 +34,8 @@ struct Entry {
     last_active_at_ms: i64,
     source_ip: String,
     user_agent: Option<String>,
+    /// Granted `deflate` on its ticket: every post is its pushes' raw deflate, sent binary.
+    binary: bool,
 }
 
 /// Every open connection by id. A connection is in it from its accepted handshake until it
@@ -58,6 +60,7 @@ impl Registry {
         connected_at_ms: i64,
         source_ip: String,
         user_agent: Option<String>,
+        binary: bool,
     ) {
         self.lock().insert(
             id.to_owned(),
@@ -67,6 +70,7 @@ impl Registry {
                 last_active_at_ms: connected_at_ms,
                 source_ip,
                 user_agent,
+                binary,
             },
         );
     }
@@ -132,7 +136,8 @@ impl FromRequestParts<WsApi> for Target {
     }
 }
 
-/// `POST /@connections/{id}`: the body goes to the client as one frame (text if it is UTF-8),
+/// `POST /@connections/{id}`: the body goes to the client as one frame (binary to a connection
+/// granted `deflate`, else text if it is UTF-8),
 /// in the trace of the post's `traceparent` (the streamer's push of the connection) when it has
 /// one.
 pub(super) async fn post(
@@ -160,9 +165,15 @@ async fn deliver(api: &WsApi, target: Target, body: Body) -> Response<Body> {
             &format!("Message too long. Max message size is {limit} bytes."),
         );
     };
-    let message = match String::from_utf8(data.to_vec()) {
-        Ok(text) => Message::text(text),
-        Err(_) => Message::binary(data),
+    // AWS documents no frame type for posts: a connection granted `deflate` gets binary
+    // frames (its pushes are all deflated), others a text frame when the bytes are UTF-8.
+    let message = if target.entry.binary {
+        Message::binary(data)
+    } else {
+        match String::from_utf8(data.to_vec()) {
+            Ok(text) => Message::text(text),
+            Err(_) => Message::binary(data),
+        }
     };
     match target.entry.commands.try_send(Command::Send(message)) {
         Ok(()) => empty(StatusCode::OK),

@@ -361,6 +361,7 @@ async fn handshake(
         facts.connected_at_ms,
         source.ip().to_string(),
         facts.user_agent.clone(),
+        authorizer.get("compression").and_then(Value::as_str) == Some("deflate"),
     );
     let connection = Connection {
         api,

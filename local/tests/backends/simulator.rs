@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use session_local::simulator::{
-    InstanceSettings, MAX_BACKLOG_EVENTS, Replica, SimulatorSettings, Simulators,
+    InstanceSettings, MAX_BACKLOG_EVENTS, Replica, STOPPED_RETAINED_EVENTS, SimulatorSettings,
+    Simulators,
 };
 use session_proto::simulator::v1 as pb;
 use session_proto::simulator::v1::market_event::Kind;
@@ -306,6 +307,47 @@ async fn a_slow_subscriber_neither_grows_the_instances_memory_nor_slows_a_fast_o
         let authoritative = get_book(&simulator, id, symbol).await;
         assert_eq!(slow_replica.book(symbol), authoritative.book, "{symbol}");
     }
+}
+
+#[tokio::test]
+async fn a_stopped_instance_keeps_only_the_tail_of_its_window_and_resumes_before_it_reset() {
+    // Arrange: an instance well past the tail a stopped one keeps, and a position before it.
+    let simulator = spawn_simulator().await;
+    let info = start(&simulator, &SYMBOLS, 8, 10_000).await;
+    let id = info.simulator_id.as_str();
+    let mut replica = Replica::new();
+    let mut stream = subscribe(&simulator, id, None).await;
+    read_into(&mut stream, &mut replica, 10).await;
+    drop(stream);
+    let position = replica.position().unwrap();
+    let far = position.sequence + 4 * STOPPED_RETAINED_EVENTS as u64;
+    wait_for_sequence(&simulator, id, far).await;
+    let running = simulator.simulators().stats(id).unwrap();
+
+    // Act
+    simulator.simulators().stop(id).unwrap();
+
+    // Assert: the window shrank to its tail (the memory a closed session leaves behind is
+    // bounded), and a resume from before the tail starts over from a snapshot, never a gap.
+    let stopped = simulator.simulators().stats(id).unwrap();
+    assert!(
+        running.retained_events > STOPPED_RETAINED_EVENTS,
+        "{running:?}"
+    );
+    assert_eq!(
+        stopped.retained_events, STOPPED_RETAINED_EVENTS,
+        "{stopped:?}"
+    );
+    assert!(
+        stopped.retained_bytes < running.retained_bytes,
+        "{stopped:?}"
+    );
+    let mut stream = subscribe(&simulator, id, Some(position)).await;
+    let first = next_event(&mut stream).await;
+    assert_eq!(snapshot_reset(&first), Some(true));
+    replica.apply(&first).unwrap();
+    let (end, _) = drain(&mut stream, &mut replica).await;
+    assert_eq!(end, End::Clean);
 }
 
 #[tokio::test]

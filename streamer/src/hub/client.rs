@@ -4,12 +4,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use session_core::domain::EventId;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::stream::{Cursor, Fill, Read, Stream, UpstreamState};
+use crate::compression::{Gzip, Out};
 use crate::metrics;
 use crate::wire::{self, SnapshotCause};
 
@@ -50,6 +51,8 @@ pub struct Subscription {
     conflations: VecDeque<Instant>,
     /// The emit time of the oldest live event taken and not yet reported [`written`](Self::written).
     unwritten_emit_ns: Option<i64>,
+    /// Set for a gzip response: what it has sent so far (`compression.rs`).
+    gzip: Option<Gzip>,
 }
 
 impl Subscription {
@@ -65,7 +68,18 @@ impl Subscription {
             last_delivered: None,
             conflations: VecDeque::new(),
             unwritten_emit_ns: None,
+            gzip: None,
         }
+    }
+
+    /// Makes every delivery from now on gzip units (once, before the first delivery).
+    pub(crate) fn use_gzip(&mut self) {
+        self.gzip.get_or_insert_default();
+    }
+
+    /// The gzip state of a gzip response, to encode its own frames with.
+    pub(crate) fn gzip(&mut self) -> Option<&mut Gzip> {
+        self.gzip.as_mut()
     }
 
     /// The stream this client reads.
@@ -107,7 +121,7 @@ impl Subscription {
     fn take(&mut self) -> Option<Delivery> {
         let settings = self.stream.settings();
         let mut state = self.stream.lock();
-        let mut out = BytesMut::new();
+        let mut out = Out::new(self.gzip.as_mut());
         if let Position::Pending(start) = self.position {
             let head = state.books.at?;
             let cursor = match start {
@@ -172,6 +186,7 @@ impl Subscription {
             cursor,
             settings.client_queue_bytes,
             settings.max_chunk_bytes,
+            out.encoding(),
         ) {
             Read::Nothing => {}
             Read::Data {
@@ -180,6 +195,7 @@ impl Subscription {
                 events,
                 backlog,
                 emit_ns,
+                crc,
             } => {
                 metrics::delivered(events, bytes.len(), backlog);
                 if self.unwritten_emit_ns.is_none() {
@@ -188,10 +204,7 @@ impl Subscription {
                 if let Some(last) = last {
                     self.last_delivered = Some(last);
                 }
-                if out.is_empty() {
-                    return Some(Delivery::Frames(bytes));
-                }
-                out.extend_from_slice(&bytes);
+                out.read(bytes, crc);
             }
             Read::Stale => {
                 out.extend_from_slice(&wire::reset(state.reset_reason, self.last_delivered).sse);

@@ -103,3 +103,6 @@ impl Hub {
         self.inner.streams.all()
     }
 }
+
+#[cfg(test)]
+mod gzip_tests;

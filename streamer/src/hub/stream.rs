@@ -291,10 +291,17 @@ impl State {
         self.window.cursor_after(from, self.books.at)
     }
 
-    /// Takes what `cursor` has not read yet (see [`Window::read`]).
-    pub(crate) fn read(&self, cursor: &mut Cursor, queue_bytes: u64, max_bytes: usize) -> Read {
+    /// Takes what `cursor` has not read yet, in `encoding` (see [`Window::read`]).
+    pub(crate) fn read(
+        &self,
+        cursor: &mut Cursor,
+        queue_bytes: u64,
+        max_bytes: usize,
+        encoding: crate::compression::Encoding,
+    ) -> Read {
         let epoch = self.books.at.map_or(0, |a| a.epoch);
-        self.window.read(cursor, queue_bytes, max_bytes, epoch)
+        self.window
+            .read(cursor, queue_bytes, max_bytes, epoch, encoding)
     }
 
     /// A snapshot of the head for `cause`, encoded once per head position and cause.
@@ -334,6 +341,7 @@ pub(crate) mod tests {
     };
 
     use super::*;
+    use crate::compression::Encoding;
     use crate::hub::registry::Registry;
     use crate::upstream::UpstreamSettings;
 
@@ -453,7 +461,10 @@ pub(crate) mod tests {
         assert_eq!(state.generation(), before.generation + 1);
         assert_eq!(state.reset_reason, "epoch_changed");
         let mut cursor = before;
-        assert_eq!(state.read(&mut cursor, u64::MAX, usize::MAX), Read::Stale);
+        assert_eq!(
+            state.read(&mut cursor, u64::MAX, usize::MAX, Encoding::Identity),
+            Read::Stale
+        );
     }
 
     #[tokio::test]

@@ -5,11 +5,17 @@
 //!
 //! Clients do not have queues of their own: a client's queue is the part of the window between
 //! its cursor and the head, bounded in bytes.
+//!
+//! An entry is also kept gzip-ready: compressed once, by the first gzip client to read it, as a
+//! unit every gzip client sends as is (`compression.rs`).
 
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 
 use bytes::{Bytes, BytesMut};
 use session_core::domain::EventId;
+
+use crate::compression::{Crc, Encoding, Unit};
 
 /// The first entry of a generation is numbered `ORIGIN`, and its bytes counted from it, so that
 /// a backfill can number the older entries it prepends below it.
@@ -33,6 +39,9 @@ struct Entry {
     offsets: Box<[u32]>,
     /// The encoded SSE frames.
     sse: Bytes,
+    /// The frames as a deflate unit, made by the first gzip client to read the whole entry
+    /// (under the stream's lock, so once); not counted in the window's bytes.
+    deflated: OnceLock<Unit>,
     /// When the simulator emitted the entry's first event (ns since the epoch), for the
     /// delivery lag; 0 for notices and backfilled entries (replays, not live delivery).
     emit_ns: i64,
@@ -86,6 +95,8 @@ pub(crate) enum Read {
         backlog: u64,
         /// When the oldest live event among them was emitted (ns since the epoch), if any.
         emit_ns: Option<i64>,
+        /// Of the plain frames (gzip: to combine into the response's trailer).
+        crc: Crc,
     },
     /// The cursor fell out of the window or its backlog exceeds the client's queue.
     Behind,
@@ -268,6 +279,7 @@ impl Window {
                 last_seq: batch.last,
                 offsets: batch.offsets.into_boxed_slice(),
                 sse: batch.bytes.freeze(),
+                deflated: OnceLock::new(),
                 emit_ns: 0,
             });
         }
@@ -291,6 +303,7 @@ impl Window {
             last_seq,
             offsets,
             sse,
+            deflated: OnceLock::new(),
             emit_ns,
         });
         self.next_index += 1;
@@ -350,13 +363,16 @@ impl Window {
     }
 
     /// Takes what `cursor` has not read yet, up to `max_bytes` (at least one entry), unless the
-    /// backlog exceeds `queue_bytes`; positions are of `epoch`.
+    /// backlog exceeds `queue_bytes`; positions are of `epoch`. With gzip, each entry is its
+    /// shared unit (the tail of one resumed inside is compressed for this read alone); sizes
+    /// and limits stay those of the plain frames.
     pub(crate) fn read(
         &self,
         cursor: &mut Cursor,
         queue_bytes: u64,
         max_bytes: usize,
         epoch: u64,
+        encoding: Encoding,
     ) -> Read {
         if cursor.generation != self.generation {
             return Read::Stale;
@@ -380,6 +396,7 @@ impl Window {
         let mut emit_ns = None;
         let mut events = 0;
         let mut taken = 0;
+        let mut crc = Crc::default();
         let mut parts = Vec::new();
         for entry in self.entries.range(start..) {
             if taken > 0 && taken + entry.sse.len() > max_bytes {
@@ -390,13 +407,25 @@ impl Window {
             } else {
                 0
             };
-            let part = entry.sse.slice(skip..);
+            let plain = entry.sse.slice(skip..);
+            taken += plain.len();
+            let part = match encoding {
+                Encoding::Identity => plain,
+                Encoding::Gzip => {
+                    let unit = if skip == 0 {
+                        entry.deflated.get_or_init(|| Unit::of(&entry.sse))
+                    } else {
+                        &Unit::of(&plain)
+                    };
+                    crc = crc.then(unit.crc);
+                    unit.deflate.clone()
+                }
+            };
             events += entry
                 .offsets
                 .iter()
                 .filter(|&&o| o as usize >= skip)
                 .count() as u64;
-            taken += part.len();
             parts.push(part);
             if emit_ns.is_none() && entry.emit_ns > 0 {
                 emit_ns = Some(entry.emit_ns);
@@ -410,7 +439,7 @@ impl Window {
         let bytes = if parts.len() == 1 {
             parts.pop().unwrap_or_default()
         } else {
-            let mut joined = BytesMut::with_capacity(taken);
+            let mut joined = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
             for part in parts {
                 joined.extend_from_slice(&part);
             }
@@ -422,6 +451,7 @@ impl Window {
             events,
             backlog,
             emit_ns,
+            crc,
         }
     }
 }
@@ -429,6 +459,8 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compression::Gzip;
+    use crate::compression::tests::gunzip;
 
     const EPOCH: u64 = 7;
 
@@ -467,7 +499,7 @@ mod tests {
     /// What a client resuming after `from` is sent, if the window still holds it.
     fn resumed(window: &Window, from: u64) -> Option<String> {
         let mut cursor = window.cursor_after(from, head(20))?;
-        match window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH) {
+        match window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH, Encoding::Identity) {
             Read::Data { bytes, .. } => Some(String::from_utf8(bytes.to_vec()).unwrap()),
             Read::Nothing => Some(String::new()),
             other => panic!("resumed after {from}: {other:?}"),
@@ -496,7 +528,7 @@ mod tests {
         let window = window();
         let mut cursor = window.cursor_after(12, head(20)).unwrap();
 
-        let read = window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH);
+        let read = window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH, Encoding::Identity);
 
         let Read::Data {
             last,
@@ -511,7 +543,7 @@ mod tests {
         assert_eq!(events, 8);
         assert_eq!(backlog, frames(13, 20).len() as u64);
         assert_eq!(
-            window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH),
+            window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH, Encoding::Identity),
             Read::Nothing
         );
     }
@@ -524,7 +556,7 @@ mod tests {
         window.push(batch(13, 14));
 
         let mut cursor = window.cursor_after(11, head(14)).unwrap();
-        let read = window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH);
+        let read = window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH, Encoding::Identity);
 
         let Read::Data {
             bytes,
@@ -543,7 +575,7 @@ mod tests {
 
     fn resumed_after_notice(window: &Window) -> String {
         let mut cursor = window.cursor_after(12, head(14)).unwrap();
-        match window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH) {
+        match window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH, Encoding::Identity) {
             Read::Data { bytes, .. } => String::from_utf8(bytes.to_vec()).unwrap(),
             other => panic!("{other:?}"),
         }
@@ -561,7 +593,7 @@ mod tests {
         assert_eq!(window.size().0, 10);
         assert_eq!(window.oldest_seq(head(15)), 6);
         assert_eq!(
-            window.read(&mut early, u64::MAX, usize::MAX, EPOCH),
+            window.read(&mut early, u64::MAX, usize::MAX, EPOCH, Encoding::Identity),
             Read::Behind
         );
         assert!(window.cursor_after(4, head(15)).is_none());
@@ -574,11 +606,17 @@ mod tests {
         let backlog = frames(11, 20).len() as u64;
 
         assert_eq!(
-            window.read(&mut cursor.clone(), backlog - 1, usize::MAX, EPOCH),
+            window.read(
+                &mut cursor.clone(),
+                backlog - 1,
+                usize::MAX,
+                EPOCH,
+                Encoding::Identity
+            ),
             Read::Behind
         );
         assert!(matches!(
-            window.read(&mut cursor, backlog, usize::MAX, EPOCH),
+            window.read(&mut cursor, backlog, usize::MAX, EPOCH, Encoding::Identity),
             Read::Data { .. }
         ));
     }
@@ -588,8 +626,20 @@ mod tests {
         let window = window();
         let mut cursor = window.cursor_after(10, head(20)).unwrap();
 
-        let first = window.read(&mut cursor, u64::MAX, frames(11, 15).len(), EPOCH);
-        let second = window.read(&mut cursor, u64::MAX, frames(11, 15).len(), EPOCH);
+        let first = window.read(
+            &mut cursor,
+            u64::MAX,
+            frames(11, 15).len(),
+            EPOCH,
+            Encoding::Identity,
+        );
+        let second = window.read(
+            &mut cursor,
+            u64::MAX,
+            frames(11, 15).len(),
+            EPOCH,
+            Encoding::Identity,
+        );
 
         let (Read::Data { last: first, .. }, Read::Data { last: second, .. }) = (first, second)
         else {
@@ -606,7 +656,7 @@ mod tests {
         window.reset();
 
         assert_eq!(
-            window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH),
+            window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH, Encoding::Identity),
             Read::Stale
         );
         assert_eq!(window.size(), (0, 0));
@@ -630,7 +680,9 @@ mod tests {
 
         assert_eq!(window.oldest_seq(head(20)), 7);
         let mut cursor = window.cursor_after(6, head(20)).unwrap();
-        let Read::Data { bytes, .. } = window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH) else {
+        let Read::Data { bytes, .. } =
+            window.read(&mut cursor, u64::MAX, usize::MAX, EPOCH, Encoding::Identity)
+        else {
             panic!("served");
         };
         assert_eq!(bytes, frames(7, 20).as_bytes());
@@ -668,6 +720,66 @@ mod tests {
         assert!(outcome.is_err());
         assert_eq!(window.oldest_seq(head(20)), 11, "nothing prepended");
         assert_eq!(window.fill_for(6, head(20)), Fill::Unavailable);
+    }
+
+    /// Everything a client resuming after `from` reads, in reads of at most `max` bytes, in
+    /// `encoding`: the bytes and the CRC of each read.
+    fn read_all(window: &Window, from: u64, max: usize, encoding: Encoding) -> Vec<(Bytes, Crc)> {
+        let mut cursor = window.cursor_after(from, head(21)).unwrap();
+        let mut reads = Vec::new();
+        while let Read::Data { bytes, crc, .. } =
+            window.read(&mut cursor, u64::MAX, max, EPOCH, encoding)
+        {
+            reads.push((bytes, crc));
+        }
+        reads
+    }
+
+    #[test]
+    fn gzip_reads_from_any_cursor_decode_to_exactly_the_plain_reads() {
+        let mut window = Window::new(100, 1 << 20);
+        window.push(batch(11, 15));
+        window.push_notice(Bytes::from_static(b"event: status\n\n"), head(15));
+        window.push(batch(16, 20));
+        window.push(batch(21, 21));
+        let preamble = b"retry: 1000\n\n";
+        for from in 10..=21 {
+            for max in [1, 12, usize::MAX] {
+                let plain: Vec<u8> = read_all(&window, from, max, Encoding::Identity)
+                    .into_iter()
+                    .flat_map(|(bytes, _)| bytes.to_vec())
+                    .collect();
+                let mut gzip = Gzip::default();
+                let mut stream = gzip.open(preamble).to_vec();
+                for (bytes, crc) in read_all(&window, from, max, Encoding::Gzip) {
+                    gzip.sent(crc);
+                    stream.extend_from_slice(&bytes);
+                }
+                stream.extend_from_slice(&gzip.trailer());
+
+                assert_eq!(
+                    gunzip(&stream),
+                    [preamble.as_slice(), &plain].concat(),
+                    "after {from}, reads of {max}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_entry_is_compressed_once_for_every_gzip_reader() {
+        let window = window();
+        let mut first = window.cursor_after(15, head(20)).unwrap();
+        let mut second = first;
+
+        let reads = [&mut first, &mut second].map(|cursor| {
+            match window.read(cursor, u64::MAX, usize::MAX, EPOCH, Encoding::Gzip) {
+                Read::Data { bytes, .. } => bytes,
+                other => panic!("{other:?}"),
+            }
+        });
+
+        assert_eq!(reads[0].as_ptr(), reads[1].as_ptr(), "the same shared unit");
     }
 
     #[test]

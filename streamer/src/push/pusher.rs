@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 use session_core::domain::{
-    Connection, ConnectionId, EventId, Lease, SessionId, session_lease_name,
+    Compression, Connection, ConnectionId, EventId, Lease, SessionId, session_lease_name,
 };
 use session_core::resilience::{RetryPolicy, retry};
 use session_core::service::StreamService;
@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, instrument, warn};
 
 use super::connections_api::{ConnectionsApi, MAX_FRAME_BYTES, PostError};
+use super::deflate::DeflateCache;
 use super::messages::pack;
 use crate::drain::drained;
 use crate::hub::{Delivery, Hub, Start, Subscription};
@@ -83,9 +84,9 @@ impl PushSettings {
 /// concurrent heartbeat).
 const RECORD_ATTEMPTS: usize = 10;
 
-/// The pushers of a served session's connections; each returns, when drained, the last event
-/// it posted.
-type Pushers = HashMap<ConnectionId, JoinHandle<Option<EventId>>>;
+/// The pushers of a served session's connections, with how each connection's pushes are
+/// encoded; each returns, when drained, the last event it posted.
+type Pushers = HashMap<ConnectionId, (JoinHandle<Option<EventId>>, Compression)>;
 
 /// What a served session's round ends in.
 enum Round {
@@ -243,6 +244,8 @@ impl Inner {
         mut draining: watch::Receiver<bool>,
     ) {
         let mut pushers: Pushers = HashMap::new();
+        // Shared by the session's pushers: a message is deflated once for all its connections.
+        let deflate = Arc::new(DeflateCache::default());
         let mut tick = tokio::time::interval(self.settings.poll);
         let watch = draining.clone();
         loop {
@@ -253,13 +256,15 @@ impl Inner {
                 () = drained(&mut draining) => Round::Drain,
                 round = async {
                     tick.tick().await;
-                    Arc::clone(&self).round(&session, &mut lease, &mut pushers, &watch).await
+                    Arc::clone(&self)
+                        .round(&session, &mut lease, &mut pushers, &deflate, &watch)
+                        .await
                 } => round,
             };
             match round {
                 Round::Continue => {}
                 Round::Drain => {
-                    self.hand_over(&session, &lease, pushers).await;
+                    self.hand_over(&session, &lease, pushers, &deflate).await;
                     return;
                 }
                 Round::Over => return,
@@ -274,6 +279,7 @@ impl Inner {
         session: &SessionId,
         lease: &mut Lease,
         pushers: &mut Pushers,
+        deflate: &Arc<DeflateCache>,
         draining: &watch::Receiver<bool>,
     ) -> Round {
         match self
@@ -285,7 +291,9 @@ impl Inner {
             Err(e) => {
                 metrics::pusher_error("lease_lost");
                 warn!(session_id = %session, error = %e, "session lease lost; another streamer serves it");
-                pushers.values().for_each(JoinHandle::abort);
+                for (task, _) in pushers.values() {
+                    task.abort();
+                }
                 return Round::Over;
             }
         }
@@ -299,7 +307,7 @@ impl Inner {
         };
         // A connection that went has its pusher stopped; a pusher that ended stays until
         // replaced below (it may hold a drain's position).
-        pushers.retain(|id, task| {
+        pushers.retain(|id, (task, _)| {
             let open = connections.iter().any(|c| c.id == *id);
             if !open {
                 task.abort();
@@ -320,7 +328,7 @@ impl Inner {
         for connection in connections {
             if pushers
                 .get(&connection.id)
-                .is_some_and(|task| !task.is_finished())
+                .is_some_and(|(task, _)| !task.is_finished())
             {
                 continue;
             }
@@ -343,14 +351,16 @@ impl Inner {
                     return Round::Continue;
                 }
             };
+            let encoding = (!connection.compression.is_none()).then(|| Arc::clone(deflate));
             let task = tokio::spawn(Arc::clone(&self).push(
                 session.clone(),
                 connection.id.clone(),
                 subscription,
                 from_snapshot,
+                encoding,
                 draining.clone(),
             ));
-            pushers.insert(connection.id, task);
+            pushers.insert(connection.id, (task, connection.compression));
         }
         Round::Continue
     }
@@ -359,11 +369,22 @@ impl Inner {
     /// same time, for every connection at once, lets its pusher finish the message under way,
     /// records in its record the last event it was sent (where the next holder starts), and
     /// advises it to reconnect; then releases the lease.
-    async fn hand_over(&self, session: &SessionId, lease: &Lease, pushers: Pushers) {
+    async fn hand_over(
+        &self,
+        session: &SessionId,
+        lease: &Lease,
+        pushers: Pushers,
+        deflate: &DeflateCache,
+    ) {
         let advice = wire::reconnect("draining", self.settings.retry_ms);
         let messages = pack(&advice.sse, MAX_FRAME_BYTES).map_or_else(|_| Vec::new(), |(m, _)| m);
-        let connections = pushers.into_iter().map(|(connection, task)| {
-            let messages = &messages;
+        let deflated: Vec<Bytes> = messages.iter().map(|m| deflate.deflate(m)).collect();
+        let connections = pushers.into_iter().map(|(connection, (task, compression))| {
+            let messages = if compression.is_none() {
+                &messages
+            } else {
+                &deflated
+            };
             async move {
                 match task.await {
                     Ok(Some(last)) => self.record_position(session, &connection, last).await,
@@ -441,6 +462,7 @@ impl Inner {
         connection: ConnectionId,
         mut subscription: Subscription,
         from_snapshot: bool,
+        deflate: Option<Arc<DeflateCache>>,
         mut draining: watch::Receiver<bool>,
     ) -> Option<EventId> {
         // A connection fed from a snapshot has no position in its record until its client's
@@ -466,6 +488,11 @@ impl Inner {
                 }
             };
             for message in messages {
+                // A connection granted `deflate` is posted the message's raw deflate (binary).
+                let message = match &deflate {
+                    Some(cache) => cache.deflate(&message),
+                    None => message,
+                };
                 match self.post_fairly(&connection, message).await {
                     Ok(()) => {}
                     Err(PostError::Gone) => {

@@ -163,7 +163,8 @@ pub(crate) struct ClientStats {
 /// The clients of one measurement.
 #[derive(Debug)]
 pub(crate) struct Clients {
-    endpoint: Arc<Endpoint>,
+    /// Where clients connect: client `i` to `endpoints[i % len]` (nchan's channels).
+    endpoints: Vec<Arc<Endpoint>>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<ClientStats>>,
@@ -199,10 +200,11 @@ pub(crate) struct Totals {
 }
 
 impl Clients {
-    /// No connections yet.
-    pub(crate) fn new(endpoint: Endpoint) -> anyhow::Result<Self> {
+    /// No connections yet; clients spread over `endpoints` in turn.
+    pub(crate) fn new(endpoints: Vec<Endpoint>) -> anyhow::Result<Self> {
+        ensure!(!endpoints.is_empty(), "no SSE endpoint to connect to");
         Ok(Self {
-            endpoint: Arc::new(endpoint),
+            endpoints: endpoints.into_iter().map(Arc::new).collect(),
             shared: Arc::new(Shared::new()?),
             stop: watch::channel(false).0,
             tasks: Vec::new(),
@@ -230,7 +232,7 @@ impl Clients {
                 let (ready, answer) = oneshot::channel();
                 let shard = self.tasks.len();
                 let task = client(
-                    Arc::clone(&self.endpoint),
+                    Arc::clone(&self.endpoints[shard % self.endpoints.len()]),
                     Arc::clone(&self.shared),
                     shard,
                     ready,
@@ -256,8 +258,8 @@ impl Clients {
             if opened.ok == 0 {
                 bail!(
                     "no SSE connection to http://{}{} succeeded: {}",
-                    self.endpoint.host,
-                    self.endpoint.path,
+                    self.endpoints[0].host,
+                    self.endpoints[0].path,
                     opened.first_error.as_deref().unwrap_or("?")
                 );
             }

@@ -1,10 +1,11 @@
-//! SSE fan-out: the streamer against nginx with the nchan module, on this machine, in the same
-//! run, with the same load client, subscriber counts and payloads.
+//! SSE fan-out: the streamer against nginx with the nchan module and against the floor (the
+//! least a server can do), on this machine, in the same run, with the same load client,
+//! subscriber counts and payloads.
 //!
 //! ```sh
 //! apt-get install -y nginx libnginx-mod-nchan    # once; the bench installs nothing itself
 //! cargo build --release -p session-local         # the local stack the bench runs
-//! cargo bench -p session-tests --bench fanout    # both targets, 1,000 and 10,000 clients
+//! cargo bench -p session-tests --bench fanout    # all three targets, 1,000 and 10,000 clients
 //! # a quick run, or one target:
 //! cargo bench -p session-tests --bench fanout -- --target nchan --subscribers 1000 \
 //!     --rates 100,300 --secs 5
@@ -13,7 +14,8 @@
 //!     --rates 200,200,200,400,400,400 --skip-memory
 //! ```
 //!
-//! Flags (`-- --help`): `--target both|streamer|nchan|tracing`, `--subscribers 1000,10000`, `--rates`
+//! Flags (`-- --help`): `--target both|streamer|nchan|floor|tracing` (`both`: streamer, nchan
+//! and the floor), `--nchan-channels` (4), `--subscribers 1000,10000`, `--rates`
 //! (events/s per stream; by default 100…800 for 1,000 subscribers and 10…80 for 10,000),
 //! `--secs` (measured window, 8), `--warmup-secs` (2), `--batch` (connections opened at once,
 //! 500), `--out` (the Markdown report; default `target/fanout.md`, relative paths from the
@@ -26,18 +28,21 @@
 //! sustained if it is lossless with a p99 under 50 ms. If none was sustained, the lowest rate
 //! is halved up to three times. The source of every stream is a simulator of the local stack
 //! (`target/release/session-local`, a child process on free loopback ports), started through
-//! the REST API at the step's rate; the streamer (embedded in the stack) serves it on its SSE
-//! route, and for nchan a bridge publishes it to nginx (see [`nchan`]). One load client
+//! the REST API at the step's rate for the streamer (embedded in the stack, its SSE route);
+//! nchan's events come from a publisher in the bench that POSTs them to nginx (see [`nchan`]),
+//! the floor's from its own event thread (see [`floor`]). One load client
 //! ([`client`]) in this process opens the SSE connections for both. Children are stopped on
 //! exit, on error, on Ctrl-C and on SIGTERM.
 //!
 //! Layout: [`measure`] (servers, steps, sweep, memory), [`client`] (the load client),
-//! [`stack`] (the local stack and its REST API), [`nchan`] (nginx and the bridge), [`report`]
+//! [`stack`] (the local stack and its REST API), [`nchan`] (nginx and the publisher),
+//! [`floor`] (the floor server), [`report`]
 //! (the tables), [`system`] (file limits, `/proc`, host facts, signals).
 
 #![allow(clippy::print_stdout)] // The report is the point of this program.
 
 mod client;
+mod floor;
 mod measure;
 mod nchan;
 mod otlp;
@@ -58,9 +63,11 @@ use crate::report::Report;
 /// Which servers to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Which {
+    /// The streamer, nginx + nchan and the floor.
     Both,
     Streamer,
     Nchan,
+    Floor,
     /// The streamer without and with tracing, side by side.
     Tracing,
 }
@@ -88,6 +95,10 @@ struct Args {
     /// Warm-up of each step, in seconds (after every client received an event).
     #[arg(long, default_value_t = 2)]
     warmup_secs: u64,
+    /// nchan channels the clients are spread over (each gets every event, from its own
+    /// ordered publisher connection).
+    #[arg(long, default_value_t = 4)]
+    nchan_channels: usize,
     /// Connections opened at once.
     #[arg(long, default_value_t = 500)]
     batch: usize,
@@ -110,6 +121,12 @@ fn main() -> anyhow::Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
         return Ok(());
     }
+    // The floor's server, started by the bench as a child process of its own (its sockets
+    // would otherwise share this process's open-file limit with the clients').
+    if std::env::args().any(|a| a == floor::SERVE_FLAG) {
+        system::raise_file_limit(512)?;
+        return floor::serve();
+    }
     let args = Args::parse();
     if args.subscribers.is_empty() || args.subscribers.contains(&0) {
         bail!("--subscribers needs counts of at least 1");
@@ -122,16 +139,22 @@ fn main() -> anyhow::Result<()> {
         bail!("--rates needs rates of at least 1 event/s");
     }
     let targets = match args.target {
-        Which::Both => vec![Target::Streamer, Target::Nchan],
+        Which::Both => vec![Target::Streamer, Target::Nchan, Target::Floor],
         Which::Streamer => vec![Target::Streamer],
         Which::Nchan => vec![Target::Nchan],
+        Which::Floor => vec![Target::Floor],
         Which::Tracing => vec![Target::Streamer, Target::StreamerTraced],
     };
     let binary = args
         .session_local
         .clone()
         .unwrap_or_else(stack::default_binary);
-    stack::check_binary(&binary)?;
+    if targets
+        .iter()
+        .any(|t| matches!(t, Target::Streamer | Target::StreamerTraced))
+    {
+        stack::check_binary(&binary)?;
+    }
     let install = if targets.contains(&Target::Nchan) {
         Some(nchan::find()?)
     } else {
@@ -222,8 +245,14 @@ impl Bench {
         report: &mut Report,
         nginx_facts: &mut Option<String>,
     ) -> anyhow::Result<()> {
-        let mut servers =
-            Servers::start(target, &self.binary, self.install.as_ref(), self.files).await?;
+        let mut servers = Servers::start(
+            target,
+            &self.binary,
+            self.install.as_ref(),
+            self.files,
+            self.args.nchan_channels,
+        )
+        .await?;
         if let Some(nginx) = servers.nginx() {
             nginx_facts.get_or_insert_with(|| {
                 format!(
@@ -235,7 +264,7 @@ impl Bench {
                 )
             });
         }
-        if !self.args.skip_memory {
+        if !self.args.skip_memory && target != Target::Floor {
             let memory = measure::memory(&mut servers, count, timing).await?;
             eprintln!(
                 "  memory: {:.1} KiB per idle connection ({} connections)",
@@ -310,14 +339,18 @@ impl Bench {
         if let Some(install) = &self.install {
             lines.push(format!(
                 "nginx + nchan: {} with libnginx-mod-nchan {} (Debian packages), configured by \
-                 the bench: {}; SSE location `nchan_subscriber eventsource`, new subscribers \
-                 start at the newest message. A bridge in the bench subscribes to the \
-                 simulator over gRPC, encodes each event with the streamer's encoder (the same \
-                 `data:` JSON) and POSTs it to nchan's publisher location, one request per \
-                 event in order on one keep-alive connection: its hop is in nchan's latency.",
+                 the bench: {}, `reuseport`, `tcp_nodelay`, `sendfile`, \
+                 `nchan_shared_memory_size 512M`; SSE location `nchan_subscriber eventsource`, \
+                 new subscribers start at the newest message. The clients are spread over {} \
+                 channels. A publisher thread in the bench generates the events (book updates \
+                 encoded by the streamer's encoder, the same ~170-byte `data:` JSON, stamped \
+                 with their creation time) and POSTs each to every channel's publisher \
+                 location, in order on one keep-alive connection per channel; its CPU is in \
+                 the server's.",
                 install.nginx_version,
                 install.nchan_version.as_deref().unwrap_or("?"),
-                nginx.unwrap_or("not started")
+                nginx.unwrap_or("not started"),
+                self.args.nchan_channels
             ));
         }
         if self.targets.contains(&Target::Streamer) {
@@ -327,6 +360,15 @@ impl Bench {
                  to the simulator over gRPC itself."
                     .to_owned(),
             );
+        }
+        if self.targets.contains(&Target::Floor) {
+            lines.push(format!(
+                "Floor: a server in the bench, one writer thread per CPU with its own epoll, \
+                 the sockets dealt out in turn; per event one non-blocking `write` of a \
+                 {}-byte SSE message per socket (the rest kept until writable), events \
+                 stamped when generated on a 1 ms tick; a child process of the bench.",
+                floor::MESSAGE_BYTES
+            ));
         }
         if self.targets.contains(&Target::StreamerTraced) {
             lines.push(
@@ -342,7 +384,7 @@ impl Bench {
              a {} s warm-up, then {} s measured. Latency: the client's wall clock on receipt \
              minus the simulator's `emit_ns`. Missing: sequence numbers a client skipped; \
              duplicate: events not above the last sequence. CPU: cores used during the window \
-             (from `/proc`) by the server (nginx's processes and the bridge thread; the whole \
+             (from `/proc`) by the server (nginx and the publisher thread; the floor's process; the whole \
              local stack for the streamer, its simulator included), by the load client, and by \
              everything else on the machine. Rates go up until two steps in a row are not \
              lossless (p99 aside); if none is sustained, the lowest is halved up to {} times.",

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use crate::client::{Clients, Endpoint, Totals};
-use crate::nchan::{self, Bridge, BridgeReport, Install, Nginx};
+use crate::floor::{Floor, FloorStream};
+use crate::nchan::{Install, Nginx, Publisher, PublisherReport};
 use crate::otlp::Sink;
 use crate::stack::{Simulator, Stack};
 use crate::system::{self, CpuSample, CpuUse, Scratch};
@@ -37,8 +38,10 @@ pub(crate) enum Target {
     /// The same, exporting its traces over OTLP at the default sampling (every trace) to a
     /// receiver in this process.
     StreamerTraced,
-    /// nginx with nchan, fed by the bridge.
+    /// nginx with nchan, fed by the bench's publisher.
     Nchan,
+    /// The floor: one write per socket per event from a thread per CPU ([`crate::floor`]).
+    Floor,
 }
 
 impl fmt::Display for Target {
@@ -47,6 +50,7 @@ impl fmt::Display for Target {
             Self::Streamer => "streamer",
             Self::StreamerTraced => "streamer, traced",
             Self::Nchan => "nginx + nchan",
+            Self::Floor => "floor",
         })
     }
 }
@@ -60,25 +64,30 @@ pub(crate) struct Timing {
     pub(crate) batch: usize,
 }
 
-/// The servers of one target, fresh: the local stack (the event source, and the streamer),
-/// and for nchan, nginx. Everything stops when dropped.
+/// The servers of one target, fresh: the local stack (the streamer and its simulator), nginx
+/// (fed by the publisher), or the floor. Everything stops when dropped.
 #[derive(Debug)]
 pub(crate) struct Servers {
     target: Target,
-    // Dropped in this order: nginx, the stack, then their directory.
+    // Dropped in this order: nginx, the floor, the stack, then their directory.
     nginx: Option<Nginx>,
-    stack: Stack,
+    /// Channels nchan's clients are spread over, one publisher connection each.
+    nchan_channels: usize,
+    floor: Option<Floor>,
+    stack: Option<Stack>,
     /// The traced target's collector.
     otlp: Option<Sink>,
     _scratch: Scratch,
 }
 
-/// One stream under measurement: a simulator, and for nchan the bridge that publishes it.
+/// One stream under measurement: the streamer's simulator, nchan's publisher or the floor's
+/// event source, and where clients connect (several URLs: nchan's channels).
 #[derive(Debug)]
 struct Stream {
-    simulator: Simulator,
-    url: String,
-    bridge: Option<Bridge>,
+    simulator: Option<Simulator>,
+    urls: Vec<String>,
+    publisher: Option<Publisher>,
+    _floor: Option<FloorStream>,
 }
 
 impl Servers {
@@ -87,11 +96,13 @@ impl Servers {
         binary: &Path,
         nginx: Option<&Install>,
         files: u64,
+        nchan_channels: usize,
     ) -> anyhow::Result<Self> {
         let scratch = Scratch::new(match target {
             Target::Streamer => "streamer",
             Target::StreamerTraced => "streamer-traced",
             Target::Nchan => "nchan",
+            Target::Floor => "floor",
         })?;
         let otlp = match target {
             Target::StreamerTraced => Some(Sink::start().await?),
@@ -103,26 +114,35 @@ impl Servers {
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
             ]
         });
-        let stack = Stack::start(binary, scratch.path(), &tracing.unwrap_or_default()).await?;
+        let (mut stack, mut floor) = (None, None);
         let nginx = match (target, nginx) {
             (Target::Nchan, Some(install)) => {
                 Some(Nginx::start(install, scratch.path(), files).await?)
             }
             (Target::Nchan, None) => anyhow::bail!("nginx is not installed"),
+            (Target::Floor, _) => {
+                floor = Some(Floor::start()?);
+                None
+            }
             (Target::Streamer | Target::StreamerTraced, _) => {
+                let started =
+                    Stack::start(binary, scratch.path(), &tracing.unwrap_or_default()).await?;
                 anyhow::ensure!(
-                    stack.endpoints().sse.is_some(),
+                    started.endpoints().sse.is_some(),
                     "the local stack ({}) has no `sse` endpoint: this build does not embed \
                      the streamer yet. Rebuild it (`cargo build --release -p session-local`) \
                      once the streamer is in, or run `-- --target nchan`",
                     binary.display()
                 );
+                stack = Some(started);
                 None
             }
         };
         Ok(Self {
             target,
             nginx,
+            nchan_channels: nchan_channels.max(1),
+            floor,
             stack,
             otlp,
             _scratch: scratch,
@@ -140,22 +160,27 @@ impl Servers {
 
     /// Fails if a server has exited.
     fn check_alive(&mut self) -> anyhow::Result<()> {
-        self.stack.check_alive()?;
+        if let Some(stack) = &mut self.stack {
+            stack.check_alive()?;
+        }
         if let Some(nginx) = &mut self.nginx {
             nginx.check_alive()?;
         }
         Ok(())
     }
 
-    /// The server processes: nginx's master and workers, or the stack with the streamer.
+    /// The server processes: nginx's master and workers, the stack with the streamer, or the
+    /// floor's server.
     fn pids(&self) -> Vec<u32> {
-        match &self.nginx {
-            Some(nginx) => {
+        match (&self.nginx, &self.stack, &self.floor) {
+            (Some(nginx), _, _) => {
                 let mut pids = vec![nginx.pid()];
                 pids.extend(system::children(nginx.pid()));
                 pids
             }
-            None => vec![self.stack.pid()],
+            (None, Some(stack), _) => vec![stack.pid()],
+            (None, None, Some(floor)) => vec![floor.pid()],
+            (None, None, None) => Vec::new(),
         }
     }
 
@@ -169,53 +194,71 @@ impl Servers {
         Ok((total, pids.len()))
     }
 
-    /// Starts a simulator at `rate` and says where its SSE clients connect.
+    /// Starts a source of events at `rate` and says where its SSE clients connect.
     async fn open(&self, rate: u32) -> anyhow::Result<Stream> {
-        let simulator = self.stack.start_simulator(rate).await?;
-        let (url, bridge) = match &self.nginx {
-            None => {
-                let sse = self.stack.endpoints().sse.as_deref().unwrap_or_default();
-                let url = format!(
-                    "{}/v1/sessions/{}/stream?simulator_id={}",
-                    sse.trim_end_matches('/'),
-                    self.stack.session_id(),
-                    simulator.id
-                );
-                (url, None)
-            }
-            Some(nginx) => {
-                let grpc = &self.stack.endpoints().simulator_grpc;
-                let instance = nchan::instance_id(grpc, &simulator).await?;
-                let bridge =
-                    Bridge::start(grpc.clone(), instance, nginx.publish_url(&simulator.id))?;
-                (nginx.subscribe_url(&simulator.id), Some(bridge))
-            }
-        };
+        if let Some(nginx) = &self.nginx {
+            // A channel name per stream, so a step never sees the last one's messages.
+            let stream = format!("s{}-{rate}", unix_millis());
+            let channels: Vec<String> = (0..self.nchan_channels)
+                .map(|n| format!("{stream}-{n}"))
+                .collect();
+            let publisher = Publisher::start(
+                channels.iter().map(|c| nginx.publish_url(c)).collect(),
+                rate,
+            )?;
+            return Ok(Stream {
+                simulator: None,
+                urls: channels.iter().map(|c| nginx.subscribe_url(c)).collect(),
+                publisher: Some(publisher),
+                _floor: None,
+            });
+        }
+        if let Some(floor) = &self.floor {
+            return Ok(Stream {
+                simulator: None,
+                urls: vec![floor.url()],
+                publisher: None,
+                _floor: Some(floor.stream(rate)?),
+            });
+        }
+        let stack = self.stack.as_ref().context("no server to measure")?;
+        let simulator = stack.start_simulator(rate).await?;
+        let sse = stack.endpoints().sse.as_deref().unwrap_or_default();
+        let url = format!(
+            "{}/v1/sessions/{}/stream?simulator_id={}",
+            sse.trim_end_matches('/'),
+            stack.session_id(),
+            simulator.id
+        );
         Ok(Stream {
-            simulator,
-            url,
-            bridge,
+            simulator: Some(simulator),
+            urls: vec![url],
+            publisher: None,
+            _floor: None,
         })
     }
 
-    /// Stops the bridge (first, so it does not see the stream end) and the simulator.
-    async fn close(&self, stream: Stream) -> Option<BridgeReport> {
-        let report = match stream.bridge {
-            Some(bridge) => Some(bridge.stop().await),
+    /// Stops the stream's source: the publisher, the simulator, or the floor's events.
+    async fn close(&self, stream: Stream) -> Option<PublisherReport> {
+        let report = match stream.publisher {
+            Some(publisher) => Some(publisher.stop().await),
             None => None,
         };
-        if let Err(e) = self.stack.stop_simulator(&stream.simulator).await {
+        if let (Some(stack), Some(simulator)) = (&self.stack, &stream.simulator)
+            && let Err(e) = stack.stop_simulator(simulator).await
+        {
             eprintln!("  (could not stop the simulator: {e:#})");
         }
         report
     }
 
-    async fn endpoint(&self, stream: &Stream) -> anyhow::Result<Endpoint> {
-        let bearer = match self.target {
-            Target::Streamer | Target::StreamerTraced => Some(self.stack.token().to_owned()),
-            Target::Nchan => None,
-        };
-        Endpoint::new(&stream.url, bearer).await
+    async fn endpoints(&self, stream: &Stream) -> anyhow::Result<Vec<Endpoint>> {
+        let bearer = self.stack.as_ref().map(|stack| stack.token().to_owned());
+        let mut endpoints = Vec::with_capacity(stream.urls.len());
+        for url in &stream.urls {
+            endpoints.push(Endpoint::new(url, bearer.clone()).await?);
+        }
+        Ok(endpoints)
     }
 }
 
@@ -231,7 +274,7 @@ pub(crate) struct Step {
     pub(crate) cpu: CpuUse,
     pub(crate) failed_connects: usize,
     pub(crate) first_connect_error: Option<String>,
-    pub(crate) bridge: Option<BridgeReport>,
+    pub(crate) publisher: Option<PublisherReport>,
     /// Spans the traced streamer exported during the step (`None` untraced).
     pub(crate) spans_exported: Option<u64>,
 }
@@ -297,19 +340,19 @@ impl Step {
                 self.totals.silent - self.failed_connects
             ));
         }
-        if let Some(error) = self.bridge.as_ref().and_then(|b| b.error.as_ref()) {
-            why.push(format!("bridge failed: {error}"));
+        if let Some(error) = self.publisher.as_ref().and_then(|b| b.error.as_ref()) {
+            why.push(format!("publisher failed: {error}"));
         }
         why
     }
 
-    /// CPU used in the window, in cores: the server (for nchan, nginx and the bridge), the load
-    /// client, and everything else on the machine.
+    /// CPU used in the window, in cores: the server (nginx and the publisher for nchan), the
+    /// load client, and everything else on the machine.
     pub(crate) fn cpu_cell(&self) -> String {
         let cpu = &self.cpu;
         format!(
             "{:.2} / {:.2} / {:.2}",
-            cpu.server + cpu.bridge,
+            cpu.server + cpu.publisher,
             cpu.client,
             cpu.other
         )
@@ -336,7 +379,7 @@ pub(crate) async fn step(
     let spans_before = servers.spans_exported();
     let stream = servers.open(rate).await?;
     let measured = async {
-        let mut clients = Clients::new(servers.endpoint(&stream).await?)?;
+        let mut clients = Clients::new(servers.endpoints(&stream).await?)?;
         let opened = clients.open(subscribers, timing.batch).await?;
         clients.wait_started(opened.ok, FIRST_EVENT_TIMEOUT).await;
         tokio::time::sleep(timing.warmup).await;
@@ -351,7 +394,7 @@ pub(crate) async fn step(
         anyhow::Ok((opened, window, cpu, clients.close().await?))
     }
     .await;
-    let bridge = servers.close(stream).await;
+    let publisher = servers.close(stream).await;
     let (opened, window, cpu, totals) = measured.with_context(|| {
         format!(
             "{} with {subscribers} subscribers at {rate} ev/s",
@@ -368,7 +411,7 @@ pub(crate) async fn step(
         cpu,
         failed_connects: opened.failed,
         first_connect_error: opened.first_error,
-        bridge,
+        publisher,
         spans_exported: servers
             .spans_exported()
             .zip(spans_before)
@@ -395,12 +438,17 @@ pub(crate) fn describe(step: &Step) -> String {
         } else {
             why.join(", ")
         }
-    ) + &step.bridge.as_ref().map_or_else(String::new, |b| {
+    ) + &step.publisher.as_ref().map_or_else(String::new, |p| {
         format!(
-            " (bridge: {} published, publish {:.2} ms mean, {:.1} ms max)",
-            b.published,
-            b.mean_publish.as_secs_f64() * 1e3,
-            b.max_publish.as_secs_f64() * 1e3
+            " (publisher: {} events to {} channels, {} publishes, publish {:.2} ms mean, \
+             {:.1} ms max, backlog ≤ {}; CPU {:.2})",
+            p.events,
+            p.channels,
+            p.published,
+            p.mean_publish.as_secs_f64() * 1e3,
+            p.max_publish.as_secs_f64() * 1e3,
+            p.max_backlog,
+            step.cpu.publisher
         )
     })
 }
@@ -435,7 +483,7 @@ pub(crate) async fn memory(
     servers.check_alive()?;
     let stream = servers.open(1).await?;
     let measured = async {
-        let endpoint = servers.endpoint(&stream).await?;
+        let endpoint = servers.endpoints(&stream).await?;
         // The probe brings up the stream's own state (the streamer's upstream, nchan's
         // channel), which is not per connection.
         let mut probe = Clients::new(endpoint.clone())?;
@@ -464,4 +512,10 @@ pub(crate) async fn memory(
     let memory = measured.with_context(|| format!("{} memory with {n} clients", servers.target))?;
     tokio::time::sleep(SETTLE).await;
     Ok(memory)
+}
+
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }

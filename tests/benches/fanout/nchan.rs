@@ -1,11 +1,14 @@
-//! Target B: nginx with the nchan module, configured and started by the bench, and the bridge
-//! that publishes the simulator's events to it.
+//! Target B: nginx with the nchan module, configured and started by the bench, and the
+//! publisher that feeds it.
 //!
-//! The bridge subscribes to the simulator's `MarketData` stream over gRPC, as the streamer
-//! does, encodes every event with the streamer's own encoder (`session_streamer::wire`, so the
-//! `data:` JSON is byte for byte what the streamer sends), and publishes it with one HTTP `POST`
-//! per event, in order, on one keep-alive connection, with `X-EventSource-Event` naming the
-//! SSE event type. It runs on a thread and runtime of its own, away from the load client.
+//! The publisher generates the events itself (no simulator, no gRPC hop, no bridge in the
+//! measured path): at the step's rate, each a book update encoded by the streamer's own encoder
+//! (`session_streamer::wire`, the same ~170-byte `data:` JSON the streamer sends) stamped with
+//! its creation time in `emit_ns`, then one HTTP `POST` per event and channel, in order on one
+//! keep-alive connection per channel, with `X-EventSource-Event` naming the SSE event type. The
+//! clients may be spread over several channels (each gets every event) so that publishing,
+//! which nchan answers only after the channel's fan-out, is parallel. It runs on a thread and
+//! runtime of its own, away from the load client.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
@@ -13,22 +16,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
 use session_proto::simulator::v1 as pb;
-use session_proto::simulator::v1::market_data_client::MarketDataClient;
 use session_proto::simulator::v1::market_event::Kind;
-use session_proto::simulator::v1::simulator_control_client::SimulatorControlClient;
 use session_streamer::book::Books;
-use session_streamer::wire::{self, SnapshotCause};
-use tokio::sync::oneshot;
-use tonic::transport::Endpoint;
+use session_streamer::wire;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::stack::{SEED, SYMBOLS, Simulator};
+use crate::stack::SYMBOLS;
 
-/// The bridge thread's name (its CPU time is told apart from the load client's).
-pub(crate) const BRIDGE_THREAD: &str = "nchan-bridge";
+/// The publisher thread's name (its CPU time is the server's, not the load client's).
+const PUBLISHER_THREAD: &str = "srv-publisher";
 /// What to install when nginx or nchan is missing.
 pub(crate) const INSTALL: &str = "apt-get install -y nginx libnginx-mod-nchan";
 /// Where Debian's package puts the module.
@@ -202,7 +202,7 @@ impl Nginx {
         format!("http://127.0.0.1:{}/sub/{channel}", self.port)
     }
 
-    /// Where the bridge publishes to `channel`.
+    /// Where the publisher publishes to `channel`.
     pub(crate) fn publish_url(&self, channel: &str) -> String {
         format!("http://127.0.0.1:{}/pub/{channel}", self.port)
     }
@@ -244,7 +244,10 @@ impl Drop for Nginx {
 }
 
 /// nginx's configuration: everything in `dir`, nchan loaded, one publisher and one SSE
-/// subscriber location, the channel id taken from the URL.
+/// subscriber location, the channel id taken from the URL; tuned as nchan's and nginx's
+/// documentation advise for many long-lived subscribers: a worker per CPU each with its own
+/// `reuseport` listening socket (without it one worker takes most connections and fans out
+/// alone), `tcp_nodelay`, `sendfile`, and room in shared memory for every message in flight.
 fn config(module: &Path, dir: &Path, port: u16, worker_connections: u64, nofile: u64) -> String {
     let dir = dir.display();
     let module = module.display();
@@ -254,16 +257,24 @@ load_module {module};
 daemon off;
 master_process on;
 worker_processes auto;
+worker_cpu_affinity auto;
 worker_rlimit_nofile {nofile};
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 
 events {{
     worker_connections {worker_connections};
+    use epoll;
+    multi_accept on;
 }}
 
 http {{
     access_log off;
+    sendfile on;
+    tcp_nodelay on;
+    tcp_nopush off;
+    # Shared memory for nchan's messages and channels (default 128 MiB).
+    nchan_shared_memory_size 512M;
     default_type application/octet-stream;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
@@ -277,7 +288,7 @@ http {{
     keepalive_timeout 600s;
 
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port} reuseport backlog=4096;
 
         location ~ ^/pub/([A-Za-z0-9_-]+)$ {{
             nchan_publisher;
@@ -304,71 +315,54 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// The simulator instance behind a service simulator: `Start` again with the service's id as
-/// the idempotency token (as the service itself sends it) returns the running instance.
-pub(crate) async fn instance_id(
-    simulator_grpc: &str,
-    simulator: &Simulator,
-) -> anyhow::Result<String> {
-    let channel = Endpoint::from_shared(simulator_grpc.to_owned())?
-        .connect()
-        .await
-        .context("connecting to the simulator's gRPC endpoint")?;
-    let info = SimulatorControlClient::new(channel)
-        .start(pb::StartRequest {
-            symbols: SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
-            seed: SEED,
-            events_per_second: simulator.events_per_second,
-            client_token: simulator.id.clone(),
-        })
-        .await
-        .context("finding the simulator instance")?
-        .into_inner();
-    Ok(info.simulator_id)
-}
-
-/// What the bridge did.
+/// What the publisher did.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct BridgeReport {
-    /// Events published.
+pub(crate) struct PublisherReport {
+    /// Channels published to (each with its own ordered connection).
+    pub(crate) channels: usize,
+    /// Events generated (each published to every channel).
+    pub(crate) events: u64,
+    /// Publish requests answered.
     pub(crate) published: u64,
     /// Mean time nchan took to answer a publish.
     pub(crate) mean_publish: Duration,
     /// The longest.
     pub(crate) max_publish: Duration,
+    /// The most publishes generated but not yet answered, on one channel.
+    pub(crate) max_backlog: u64,
     /// Why it stopped before it was told to.
     pub(crate) error: Option<String>,
 }
 
-/// A running bridge, stopped by [`Bridge::stop`] or when dropped.
+/// A running publisher, stopped by [`Publisher::stop`] or when dropped.
 #[derive(Debug)]
-pub(crate) struct Bridge {
+pub(crate) struct Publisher {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Option<String>>>,
     counters: Arc<Counters>,
+    channels: usize,
 }
 
-/// What the bridge counts as it goes.
+/// What the publisher counts as it goes.
 #[derive(Debug, Default)]
 struct Counters {
+    events: AtomicU64,
     published: AtomicU64,
     /// Sum and maximum of publish round trips, in nanoseconds.
     publish_nanos: AtomicU64,
     max_publish_nanos: AtomicU64,
+    max_backlog: AtomicU64,
 }
 
-impl Bridge {
-    /// Publishes the events of simulator instance `instance` to `publish_url`.
-    pub(crate) fn start(
-        simulator_grpc: String,
-        instance: String,
-        publish_url: String,
-    ) -> anyhow::Result<Self> {
+impl Publisher {
+    /// Generates `rate` events a second and publishes each to every URL of `publish_urls`.
+    pub(crate) fn start(publish_urls: Vec<String>, rate: u32) -> anyhow::Result<Self> {
         let (stop, stopped) = oneshot::channel::<()>();
         let counters = Arc::new(Counters::default());
         let count = Arc::clone(&counters);
+        let channels = publish_urls.len();
         let thread = std::thread::Builder::new()
-            .name(BRIDGE_THREAD.to_owned())
+            .name(PUBLISHER_THREAD.to_owned())
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -379,7 +373,7 @@ impl Bridge {
                 };
                 runtime.block_on(async move {
                     tokio::select! {
-                        result = publish(&simulator_grpc, instance, &publish_url, &count) => {
+                        result = generate(publish_urls, rate, count) => {
                             result.err().map(|e| format!("{e:#}"))
                         }
                         _ = stopped => None,
@@ -390,11 +384,12 @@ impl Bridge {
             stop: Some(stop),
             thread: Some(thread),
             counters,
+            channels,
         })
     }
 
     /// Stops publishing and says what was published.
-    pub(crate) async fn stop(mut self) -> BridgeReport {
+    pub(crate) async fn stop(mut self) -> PublisherReport {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -402,25 +397,28 @@ impl Bridge {
             Some(thread) => tokio::task::spawn_blocking(move || thread.join())
                 .await
                 .map_or_else(
-                    |e| Some(format!("the bridge thread failed: {e}")),
-                    |joined| joined.unwrap_or_else(|_| Some("the bridge panicked".to_owned())),
+                    |e| Some(format!("the publisher thread failed: {e}")),
+                    |joined| joined.unwrap_or_else(|_| Some("the publisher panicked".to_owned())),
                 ),
             None => None,
         };
-        let published = self.counters.published.load(Ordering::Acquire);
-        let total = self.counters.publish_nanos.load(Ordering::Acquire);
-        BridgeReport {
+        let c = &self.counters;
+        let published = c.published.load(Ordering::Acquire);
+        PublisherReport {
+            channels: self.channels,
+            events: c.events.load(Ordering::Acquire),
             published,
-            mean_publish: Duration::from_nanos(total / published.max(1)),
-            max_publish: Duration::from_nanos(
-                self.counters.max_publish_nanos.load(Ordering::Acquire),
+            mean_publish: Duration::from_nanos(
+                c.publish_nanos.load(Ordering::Acquire) / published.max(1),
             ),
+            max_publish: Duration::from_nanos(c.max_publish_nanos.load(Ordering::Acquire)),
+            max_backlog: c.max_backlog.load(Ordering::Acquire),
             error,
         }
     }
 }
 
-impl Drop for Bridge {
+impl Drop for Publisher {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -428,53 +426,89 @@ impl Drop for Bridge {
     }
 }
 
+/// One event as the streamer would send it: a book update of two levels, encoded by the
+/// streamer's encoder, stamped with its creation time.
+fn event(sequence: u64) -> wire::Frame {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let level = |side: pb::Side, price| pb::LevelUpdate {
+        side: side as i32,
+        price,
+        quantity: 1_250 + (sequence % 97) as i64,
+    };
+    let update = pb::MarketEvent {
+        simulator_id: String::new(),
+        epoch: 1,
+        sequence,
+        emit_time_unix_nanos: now,
+        kind: Some(Kind::Update(pb::BookUpdate {
+            symbol: SYMBOLS[(sequence % SYMBOLS.len() as u64) as usize].to_owned(),
+            levels: vec![
+                level(pb::Side::Bid, 4_321_050 - (sequence % 13) as i64),
+                level(pb::Side::Ask, 4_321_150 + (sequence % 11) as i64),
+            ],
+        })),
+    };
+    wire::event(&update, &Books::default()).unwrap_or_else(|| unreachable!("an update encodes"))
+}
+
+/// Generates the events on a 1 ms tick, each stamped when generated, and hands each to every
+/// channel's publishing task; ends when a channel fails.
+async fn generate(urls: Vec<String>, rate: u32, counters: Arc<Counters>) -> anyhow::Result<()> {
+    let mut channels = tokio::task::JoinSet::new();
+    let mut queues = Vec::with_capacity(urls.len());
+    for url in urls {
+        let (queue, events) = mpsc::unbounded_channel::<wire::Frame>();
+        let backlog = Arc::new(AtomicU64::new(0));
+        queues.push((queue, Arc::clone(&backlog)));
+        channels.spawn(publish(url, events, backlog, Arc::clone(&counters)));
+    }
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sequence = 0_u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            ended = channels.join_next() => {
+                return match ended {
+                    Some(Ok(Err(e))) => Err(e),
+                    Some(Err(e)) => Err(e.into()),
+                    _ => bail!("a publishing task ended"),
+                };
+            }
+        }
+        let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+        while sequence < due {
+            sequence += 1;
+            let frame = event(sequence);
+            counters.events.fetch_add(1, Ordering::Release);
+            for (queue, backlog) in &queues {
+                let waiting = backlog.fetch_add(1, Ordering::AcqRel) + 1;
+                counters.max_backlog.fetch_max(waiting, Ordering::AcqRel);
+                queue.send(frame.clone())?;
+            }
+        }
+    }
+}
+
+/// Publishes one channel's events in order, one `POST` each on one keep-alive connection.
 async fn publish(
-    simulator_grpc: &str,
-    instance: String,
-    publish_url: &str,
-    counters: &Counters,
+    url: String,
+    mut events: mpsc::UnboundedReceiver<wire::Frame>,
+    backlog: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(1)
         .tcp_nodelay(true)
         .build()?;
-    let channel = Endpoint::from_shared(simulator_grpc.to_owned())?
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .context("connecting to the simulator")?;
-    let mut events = MarketDataClient::new(channel)
-        .subscribe(pb::SubscribeRequest {
-            simulator_id: instance,
-            resume_from: None,
-        })
-        .await
-        .context("subscribing to the simulator")?
-        .into_inner();
-    let mut books = Books::default();
-    while let Some(event) = events.message().await.context("reading the simulator")? {
-        let Some(kind) = event.kind.as_ref() else {
-            continue;
-        };
-        books.apply(event.epoch, event.sequence, kind);
-        let frame = match kind {
-            Kind::Snapshot(snapshot) => {
-                let cause = if snapshot.reset {
-                    SnapshotCause::Reset
-                } else {
-                    SnapshotCause::Initial
-                };
-                wire::snapshot(&books, event.emit_time_unix_nanos, cause)
-            }
-            _ => match wire::event(&event, &books) {
-                Some(frame) => frame,
-                None => continue,
-            },
-        };
+    while let Some(frame) = events.recv().await {
         let sent = Instant::now();
         let response = http
-            .post(publish_url)
+            .post(&url)
             .header("X-EventSource-Event", frame.kind.as_str())
             .header("Content-Type", "application/json")
             .body(frame.data)
@@ -490,11 +524,12 @@ async fn publish(
             String::from_utf8_lossy(&answer)
         );
         let took = sent.elapsed().as_nanos() as u64;
+        backlog.fetch_sub(1, Ordering::AcqRel);
         counters.publish_nanos.fetch_add(took, Ordering::Release);
         counters
             .max_publish_nanos
             .fetch_max(took, Ordering::Release);
         counters.published.fetch_add(1, Ordering::Release);
     }
-    bail!("the simulator ended the stream")
+    Ok(())
 }

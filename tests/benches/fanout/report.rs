@@ -25,6 +25,7 @@ impl Report {
         out.push('\n');
         self.steps_table(&mut out);
         self.summary(&mut out, counts, targets);
+        self.side_by_side(&mut out, counts, targets);
         self.tracing_table(&mut out, counts, targets);
         self.memory_table(&mut out, counts, targets);
         if !self.errors.is_empty() {
@@ -94,10 +95,21 @@ impl Report {
                     failure.replace('\n', " ")
                 ));
             }
-            if let Some(bridge) = &step.bridge
-                && let Some(error) = &bridge.error
-            {
-                note.push(format!("the bridge stopped: {error}"));
+            if let Some(publisher) = &step.publisher {
+                note.push(format!(
+                    "publisher: {} events to {} channels, publish {} ms mean, {} ms max, \
+                     backlog ≤ {}, {:.2} cores{}",
+                    group(publisher.events),
+                    publisher.channels,
+                    ms(publisher.mean_publish.as_secs_f64() * 1e3),
+                    ms(publisher.max_publish.as_secs_f64() * 1e3),
+                    publisher.max_backlog,
+                    step.cpu.publisher,
+                    publisher
+                        .error
+                        .as_ref()
+                        .map_or_else(String::new, |e| format!(", stopped: {e}"))
+                ));
             }
             if !note.is_empty() {
                 notes.push(format!(
@@ -182,6 +194,76 @@ impl Report {
                         let met = if sustained { "not measured" } else { "–" };
                         let _ = write!(out, " – | {met} |");
                     }
+                }
+                out.push('\n');
+            }
+        }
+    }
+
+    /// Latency of every target at each rate they all ran (the first step at that rate), and
+    /// the streamer's p99 against nchan's and the floor's.
+    fn side_by_side(&self, out: &mut String, counts: &[usize], targets: &[Target]) {
+        let shown: Vec<Target> = [Target::Streamer, Target::Nchan, Target::Floor]
+            .into_iter()
+            .filter(|t| targets.contains(t))
+            .collect();
+        if shown.len() < 2 || !shown.contains(&Target::Streamer) {
+            return;
+        }
+        out.push_str(
+            "\nSide by side at equal load (the first step of each target at each rate): \
+             delivered events/s, p50 / p99 in ms.\n\n| subscribers | rate (ev/s per stream) |",
+        );
+        for target in &shown {
+            let _ = write!(out, " {target} |");
+        }
+        out.push_str(" streamer p99 / nchan p99 | streamer p99 / floor p99 |\n| ---: | ---: |");
+        for _ in &shown {
+            out.push_str(" --- |");
+        }
+        out.push_str(" ---: | ---: |\n");
+        for &count in counts {
+            let mut rates: Vec<u32> = self
+                .steps
+                .iter()
+                .filter(|s| s.subscribers == count && s.target == Target::Streamer)
+                .map(|s| s.rate)
+                .collect();
+            rates.sort_unstable();
+            rates.dedup();
+            for rate in rates {
+                let step = |target: Target| {
+                    self.steps
+                        .iter()
+                        .find(|s| s.target == target && s.subscribers == count && s.rate == rate)
+                };
+                let _ = write!(
+                    out,
+                    "| {} | {} |",
+                    group(count as u64),
+                    group(u64::from(rate))
+                );
+                for &target in &shown {
+                    let cell = step(target).map_or_else(
+                        || "–".to_owned(),
+                        |s| {
+                            let (p50, p99, _) = s.latency_ms();
+                            format!(
+                                "{} at {} / {}",
+                                group(s.delivered_per_sec().round() as u64),
+                                ms(p50),
+                                ms(p99)
+                            )
+                        },
+                    );
+                    let _ = write!(out, " {cell} |");
+                }
+                let streamer = step(Target::Streamer).map(|s| s.latency_ms().1);
+                for other in [Target::Nchan, Target::Floor] {
+                    let ratio = streamer
+                        .zip(step(other).map(|s| s.latency_ms().1))
+                        .map_or_else(|| "–".to_owned(), |(a, b)| format!("{:.2}×", a / b));
+                    let _ = write!(out, " {ratio} |");
                 }
                 out.push('\n');
             }
@@ -291,6 +373,7 @@ impl Report {
                         "session-local (streamer, simulator, HTTP API)".to_owned()
                     }
                     Target::Nchan => format!("nginx master + {} workers", m.processes - 1),
+                    Target::Floor => "the bench's floor threads".to_owned(),
                 }
             );
         }

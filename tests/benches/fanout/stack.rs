@@ -42,7 +42,6 @@ pub(crate) fn check_binary(binary: &Path) -> anyhow::Result<()> {
 pub(crate) struct Endpoints {
     pub(crate) http_api: String,
     pub(crate) token_url: String,
-    pub(crate) simulator_grpc: String,
     /// The streamer's base URL, once the streamer is part of the stack.
     pub(crate) sse: Option<String>,
 }
@@ -63,7 +62,6 @@ pub(crate) struct Stack {
 pub(crate) struct Simulator {
     /// The service's id (`sim_...`), which the streamer's URL names.
     pub(crate) id: String,
-    pub(crate) events_per_second: u32,
 }
 
 impl Stack {
@@ -110,7 +108,6 @@ impl Stack {
             endpoints: Endpoints {
                 http_api: String::new(),
                 token_url: String::new(),
-                simulator_grpc: String::new(),
                 sse: None,
             },
             http: reqwest::Client::builder()
@@ -153,7 +150,6 @@ impl Stack {
         Ok(Endpoints {
             http_api: field("http_api")?,
             token_url: field("token_url")?,
-            simulator_grpc: field("simulator_grpc")?,
             sse: json["sse"].as_str().map(str::to_owned),
         })
     }
@@ -254,7 +250,6 @@ impl Stack {
                 .as_str()
                 .context("the simulator has no simulator_id")?
                 .to_owned(),
-            events_per_second,
         })
     }
 

@@ -57,15 +57,19 @@ fn stat_ticks(path: &str) -> Option<u64> {
 /// Clock ticks a second in `/proc` (`USER_HZ`, fixed by the kernel's ABI).
 pub(crate) const TICKS_PER_SEC: f64 = 100.0;
 
+/// The name prefix of this process's threads that serve rather than load (their CPU time is
+/// the server's).
+pub(crate) const SERVER_THREAD: &str = "srv-";
+
 /// CPU time used so far by processes, this process's threads and the whole machine.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct CpuSample {
     /// The server processes.
     pub(crate) server: u64,
-    /// This process, but for the nchan bridge's thread.
+    /// This process, but for its server-side threads.
     pub(crate) client: u64,
-    /// The nchan bridge's thread.
-    pub(crate) bridge: u64,
+    /// This process's server-side threads: nchan's publisher.
+    pub(crate) publisher: u64,
     /// Every CPU of the machine, busy.
     pub(crate) machine: u64,
 }
@@ -76,19 +80,19 @@ impl CpuSample {
             .iter()
             .filter_map(|pid| stat_ticks(&format!("/proc/{pid}/stat")))
             .sum();
-        let bridge = std::fs::read_dir("/proc/self/task")
+        let publisher = std::fs::read_dir("/proc/self/task")
             .into_iter()
             .flatten()
             .filter_map(Result::ok)
             .filter(|task| {
                 std::fs::read_to_string(task.path().join("comm"))
-                    .is_ok_and(|comm| comm.trim() == crate::nchan::BRIDGE_THREAD)
+                    .is_ok_and(|comm| comm.starts_with(SERVER_THREAD))
             })
             .filter_map(|task| stat_ticks(&task.path().join("stat").to_string_lossy()))
             .sum();
         let client = stat_ticks("/proc/self/stat")
             .unwrap_or(0)
-            .saturating_sub(bridge);
+            .saturating_sub(publisher);
         // `cpu  user nice system idle iowait irq softirq steal ...`
         let machine = std::fs::read_to_string("/proc/stat")
             .unwrap_or_default()
@@ -106,7 +110,7 @@ impl CpuSample {
         Self {
             server,
             client,
-            bridge,
+            publisher,
             machine,
         }
     }
@@ -116,13 +120,13 @@ impl CpuSample {
         let cores = |a: u64, b: u64| b.saturating_sub(a) as f64 / TICKS_PER_SEC / secs;
         let server = cores(self.server, later.server);
         let client = cores(self.client, later.client);
-        let bridge = cores(self.bridge, later.bridge);
+        let publisher = cores(self.publisher, later.publisher);
         let machine = cores(self.machine, later.machine);
         CpuUse {
             server,
             client,
-            bridge,
-            other: (machine - server - client - bridge).max(0.0),
+            publisher,
+            other: (machine - server - client - publisher).max(0.0),
         }
     }
 }
@@ -132,7 +136,7 @@ impl CpuSample {
 pub(crate) struct CpuUse {
     pub(crate) server: f64,
     pub(crate) client: f64,
-    pub(crate) bridge: f64,
+    pub(crate) publisher: f64,
     /// Everything else on the machine (other processes, the kernel's own threads).
     pub(crate) other: f64,
 }

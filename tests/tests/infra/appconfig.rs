@@ -7,10 +7,10 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
-use session_core::appconfig::{FlagSet, MAINTENANCE_MODE};
+use session_core::appconfig::{FlagSet, MAINTENANCE_MODE, WS_COMPRESSION};
 
-/// The flags the code reads, or reserves (WebSocket compression).
-const FLAGS: [&str; 2] = [MAINTENANCE_MODE, "ws_compression"];
+/// The flags the code reads.
+const FLAGS: [&str; 2] = [MAINTENANCE_MODE, WS_COMPRESSION];
 
 /// The template's hosted flags version, parsed.
 fn hosted_flags(template: &Value) -> Result<Value> {

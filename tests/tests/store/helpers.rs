@@ -72,6 +72,7 @@ impl Harness {
             last_event_id: None,
             quality: ConnectionQuality::default(),
             served_by: None,
+            compression: session_core::domain::Compression::None,
             version: 1,
         }
     }

@@ -21,6 +21,8 @@ mod resume;
 mod runtime_settings;
 mod service;
 mod slow;
+mod sse_compression;
 mod streams;
 mod ticket_keys;
+mod ws_compression;
 mod ws_push;

@@ -7,9 +7,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::schema::TableSpec;
 use super::write::{SCHEMA_VERSION, SCHEMA_VERSION_ATTR};
 use crate::domain::{
-    Connection, ConnectionId, ConnectionQuality, Lease, Metadata, Session, SessionId, SessionName,
-    SessionStatus, Simulator, SimulatorId, SimulatorStatus, StoredResponse, Symbol, Timestamp,
-    UserId,
+    Compression, Connection, ConnectionId, ConnectionQuality, Lease, Metadata, Session, SessionId,
+    SessionName, SessionStatus, Simulator, SimulatorId, SimulatorStatus, StoredResponse, Symbol,
+    Timestamp, UserId,
 };
 use crate::store::StoreError;
 
@@ -342,6 +342,10 @@ pub(super) fn connection_item(c: &Connection) -> Item {
     if let Some(streamer) = &c.served_by {
         item.insert("served_by".to_owned(), s(streamer));
     }
+    // Written only when granted: an item without it (older ones too) means uncompressed.
+    if !c.compression.is_none() {
+        item.insert("compression".to_owned(), s(c.compression.as_str()));
+    }
     item
 }
 
@@ -369,6 +373,12 @@ pub(super) fn connection_from(item: &Item) -> Result<Connection, StoreError> {
         },
         // Items written before the attribute existed have none: nobody seen yet.
         served_by: item.opt_string("served_by").map(str::to_owned),
+        // An optional attribute (no schema_version bump): absent means uncompressed; a name
+        // this build does not know is refused as a corrupt item would be.
+        compression: match item.opt_string("compression") {
+            None => Compression::None,
+            Some(name) => Compression::parse(name).ok_or_else(|| malformed("compression"))?,
+        },
         version: item.number("version")?,
     })
 }
@@ -458,6 +468,31 @@ mod tests {
             Some("ses_01JDQ7Z8X9K3M4N5P6Q7R8S9T0#L0SM9cOFvHcCIhw=")
         );
         assert_eq!(connection_from(&item).ok(), Some(connection));
+    }
+
+    #[test]
+    fn compression_is_an_optional_attribute_and_an_item_without_it_is_uncompressed() {
+        let connection = Connection {
+            compression: Compression::Deflate,
+            ..Connection::sample()
+        };
+        let mut item = connection_item(&connection);
+
+        assert_eq!(item.opt_string("compression"), Some("deflate"));
+        assert_eq!(connection_from(&item).ok(), Some(connection.clone()));
+        assert_eq!(
+            connection_item(&Connection::sample()).opt_string("compression"),
+            None
+        );
+
+        // An item written before the attribute existed: same schema version, uncompressed.
+        item.remove("compression");
+        assert_eq!(
+            connection_from(&item).ok().map(|c| c.compression),
+            Some(Compression::None)
+        );
+        item.insert("compression".to_owned(), s("zstd"));
+        assert!(connection_from(&item).is_err());
     }
 
     #[test]

@@ -97,6 +97,7 @@ async fn served_session(clock: &ManualClock) -> (SharedStore, SessionId) {
         last_event_id: None,
         quality: ConnectionQuality::default(),
         served_by: None,
+        compression: session_core::domain::Compression::None,
         version: 1,
     };
     store.put_connection(&connection, 10).await.unwrap();
