@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use session_core::metrics_catalog::{self, Emitter, Kind, MetricSpec};
 use session_tests::book_replica::Replica;
+use session_tests::sse;
 use session_tests::stream_fixture::{Fixture, read_events};
 
 use crate::ws::{WsClient, ws_url};
@@ -102,7 +103,10 @@ async fn the_streamers_metrics_are_exactly_those_the_registry_declares() {
         s.streamer.push_poll_ms = std::time::Duration::from_millis(100);
     })
     .await;
-    let mut sse = fixture.open().await;
+    // As a browser does, the SSE client takes gzip (so the compressed path is on it too).
+    let mut sse = sse::connect(&fixture.ticket_url().await, &[("accept-encoding", "gzip")])
+        .await
+        .expect("the stream opens");
     let mut replica = Replica::default();
     read_events(&mut sse, &mut replica, 50).await;
     let mut ws = WsClient::open(&ws_url(&fixture, None).await).await;
