@@ -122,6 +122,9 @@ impl Subscription {
         let settings = self.stream.settings();
         let mut state = self.stream.lock();
         let mut out = Out::new(self.gzip.as_mut());
+        // Recorded once the stream's lock is released: every client of the stream takes that
+        // lock on each wake-up, so nothing that can wait for the others belongs under it.
+        let mut delivered = None;
         if let Position::Pending(start) = self.position {
             let head = state.books.at?;
             let cursor = match start {
@@ -197,7 +200,7 @@ impl Subscription {
                 emit_ns,
                 crc,
             } => {
-                metrics::delivered(events, bytes.len(), backlog);
+                delivered = Some((events, bytes.len(), backlog));
                 if self.unwritten_emit_ns.is_none() {
                     self.unwritten_emit_ns = emit_ns;
                 }
@@ -234,6 +237,10 @@ impl Subscription {
                 self.last_delivered = snapshot.id;
                 *cursor = state.head_cursor();
             }
+        }
+        drop(state);
+        if let Some((events, bytes, backlog)) = delivered {
+            metrics::delivered(events, bytes, backlog);
         }
         (!out.is_empty()).then(|| Delivery::Frames(out.freeze()))
     }
