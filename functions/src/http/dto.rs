@@ -268,8 +268,9 @@ pub struct CreateTicket {
     pub transport: TransportBody,
     /// The simulator whose stream to follow; default: the session's newest live simulator.
     pub simulator_id: Option<String>,
-    /// `ws` only: the push encoding asked for (default `none`). The answer's `compression`
-    /// says what was granted.
+    /// The push encoding asked for (default `none`); `ws` only, ignored on an `sse` ticket
+    /// (an SSE stream is gzip when the client's `Accept-Encoding` takes it). The answer's
+    /// `compression` says what was granted.
     pub compression: Option<CompressionBody>,
 }
 
@@ -319,7 +320,8 @@ pub struct ReconnectRequest {
     pub last_event_id: Option<String>,
     /// The simulator whose stream to follow; default: the session's newest live simulator.
     pub simulator_id: Option<String>,
-    /// `ws` only: the push encoding asked for (default `none`), as on a ticket.
+    /// The push encoding asked for (default `none`), as on a ticket: `ws` only, ignored on
+    /// `sse`.
     pub compression: Option<CompressionBody>,
 }
 
