@@ -31,7 +31,7 @@ lock = threading.Lock()
 call_log = os.environ.get("AWS_CALL_LOG")
 APP = re.compile(r"\bapp/(session-[A-Za-z0-9-]+)")
 # Request parameters that name the resource a call acts on.
-NAMING = ("TableName", "IndexName", "SecretId", "NamespaceName", "ServiceName")
+NAMING = ("TableName", "IndexName", "SourceTableName", "TargetTableName", "SecretId", "NamespaceName", "ServiceName")
 
 
 def record(environ, body: bytes) -> None:

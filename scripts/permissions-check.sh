@@ -10,7 +10,8 @@
 # call used are listed. Then the check proves it can fail: with the streamer's GSI1 grant
 # removed, with rest-api's grant of the table's key through DynamoDB removed, with rest-api's
 # grant of the ticket signing key's secret removed, with rest-api's AppConfig reads removed, with
-# the migrations function's table grant removed, and (when the log holds rest-api's Cloud Map
+# the migrations function's table grant removed, with the restore drill's grants on its new table
+# removed (when the log holds the drill's restore), and (when the log holds rest-api's Cloud Map
 # DiscoverInstances, the discovery tests' calls) with rest-api's discovery grant removed, it must
 # report exactly those denials.
 #
@@ -59,6 +60,14 @@ check --mutation rest-api-without-appconfig \
     --expect-denied "rest-api (role RestApiRole): appconfig:StartConfigurationSession on arn:aws:appconfig:eu-west-1:123456789012:application/appconfigapplication0001/environment/appconfigenvironment0001/configuration/flagsprofile0001"
 check --mutation admin-without-table \
     --expect-denied "admin (role MigrationsRole): dynamodb:Scan on arn:aws:dynamodb:eu-west-1:123456789012:table/session-service-prod-sessions"
+# Only a run of the restore drill's tests (tests/tests/store/restore.rs) records its calls.
+if grep -q '"component": "recovery", "service": "dynamodb", "operation": "RestoreTableToPointInTime"' "$calls"; then
+    check --mutation recovery-without-restored-table \
+        --expect-denied "recovery (role TableRecoveryRole): dynamodb:PutItem on arn:aws:dynamodb:eu-west-1:123456789012:table/session-service-prod-sessions-restored" \
+        --expect-denied "recovery (role TableRecoveryRole): dynamodb:DescribeTable on arn:aws:dynamodb:eu-west-1:123456789012:table/session-service-prod-sessions-restored"
+else
+    echo "    (no recovery RestoreTableToPointInTime in $calls: the restore drill's mutation is not checked)"
+fi
 check --mutation rest-api-without-ticket-signing-key \
     --expect-denied "rest-api (role RestApiRole): secretsmanager:GetSecretValue on arn:aws:secretsmanager:eu-west-1:123456789012:secret:session-service/ticket-signing-key-AbCdEf"
 # Only a run of the discovery tests (cloudmap mode against moto) records rest-api's lookups.

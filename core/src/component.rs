@@ -21,17 +21,21 @@ pub enum Component {
     /// The migration runner, `session-admin`, on deploy (`MigrationsFunction`) or by hand
     /// (`admin`).
     Admin,
+    /// `session-admin table restore`, the point-in-time restore drill an operator runs with
+    /// the stack's recovery role (`recovery`).
+    Recovery,
 }
 
 impl Component {
     /// Every component.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::RestApi,
         Self::Authorizer,
         Self::WsAuthorizer,
         Self::WsHandler,
         Self::Streamer,
         Self::Admin,
+        Self::Recovery,
     ];
 
     /// The component's name, as its binary is named (`admin`: `session-admin`).
@@ -43,6 +47,7 @@ impl Component {
             Self::WsHandler => "ws-handler",
             Self::Streamer => "streamer",
             Self::Admin => "admin",
+            Self::Recovery => "recovery",
         }
     }
 

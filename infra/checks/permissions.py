@@ -8,12 +8,16 @@ the component that made it (from the `app/session-<component>` of the SDK's user
 service, the operation and the parameters that name its resources.
 
 The template's SAM resources are translated to CloudFormation (aws-sam-translator, as in
-sam_translate.py), its intrinsics resolved for two deployments (plaintext gRPC, and mutual TLS
-with the client key in Secrets Manager) with a fixed account, region and physical names, and
-each call becomes the IAM requests AWS would authorise, with their concrete ARNs:
+sam_translate.py), its intrinsics resolved for the deployments of VARIANTS (plaintext gRPC,
+mutual TLS with the client key in Secrets Manager, the edge, the cache, and the two table modes
+of a multi-region deployment: the primary's global table and another region's replica) with a
+fixed account, region and physical names, and each call becomes the IAM requests AWS would authorise, with their concrete ARNs:
 
 - a DynamoDB call: `dynamodb:<Operation>` on the table (or `table/<name>/index/<index>`); a
   transaction is authorised per item, as PutItem, UpdateItem, DeleteItem or ConditionCheckItem;
+  a point-in-time restore is RestoreTableToPointInTime on the table and the item actions of
+  RESTORE_TARGET_ACTIONS on its new table, `table/<name>-restored` (the drill names new tables
+  `<table>-<suffix>`), where the calls on the tables the log restored into are held too;
 - implied by it, since the table is encrypted with a customer managed key: `kms:Decrypt`,
   `kms:Encrypt`, `kms:GenerateDataKey` and `kms:DescribeKey` on that key through DynamoDB
   (`kms:ViaService`), against the key's own policy too;
@@ -91,7 +95,11 @@ VARIANTS = {
     },
     "behind CloudFront and AWS WAF": {"EdgeProtection": "cloudfront-waf"},
     "with the ElastiCache cache": {"CacheMode": "elasticache", "StreamerSecurityGroupId": "sg-0f0e0d0c"},
+    # The primary region's stack, and another region's, of a multi-region deployment.
+    "with a global table": {"TableMode": "global", "ReplicaRegions": "us-east-1,ap-southeast-1"},
+    "with another region's replica": {"TableMode": "replica", "ReplicaTableName": f"{STACK}-sessions"},
 }
+TABLES = ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")
 
 # Each component's role: a function's execution role, or the streamer's IRSA role.
 FUNCTIONS = {
@@ -102,7 +110,12 @@ FUNCTIONS = {
     # session-admin, run by the Migrations custom resource on every deploy.
     "admin": "MigrationsFunction",
 }
-ROLES = {"streamer": "StreamerRole"}
+# The streamer's IRSA role, and the role an operator runs the restore drill with
+# (`session-admin table restore`).
+ROLES = {"streamer": "StreamerRole", "recovery": "TableRecoveryRole"}
+# What DynamoDB authorises on a restore's new table (besides RestoreTableToPointInTime on the
+# source): the item writes and reads the restore makes as the caller.
+RESTORE_TARGET_ACTIONS = ["BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Query", "Scan", "UpdateItem"]
 TRANSACT_ACTIONS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -173,7 +186,7 @@ class Stack:
         if resource is None:
             raise Unresolvable(f"Ref {name}")
         kind, props = resource["Type"], resource.get("Properties", {})
-        if kind == "AWS::DynamoDB::Table":
+        if kind in TABLES:
             return self.resolve(props.get("TableName", name))
         if kind == "AWS::Logs::LogGroup":
             return self.resolve(props.get("LogGroupName", name))
@@ -199,6 +212,7 @@ class Stack:
             return f"{ref}-{attribute.lower()}"
         arns = {
             "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{ref}",
+            "AWS::DynamoDB::GlobalTable": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{ref}",
             # As CloudFormation answers it for a log group: with `:*`.
             "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{ref}:*",
             "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{ref}",
@@ -319,29 +333,58 @@ def policies_of(stack: Stack, role: str) -> list[dict]:
     return policies
 
 
-def single(stack: Stack, kind: str) -> str:
-    found = [l for l, r in stack.resources.items() if r["Type"] == kind and stack.exists(l)]
+def single(stack: Stack, kind: str | tuple) -> str:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    found = [l for l, r in stack.resources.items() if r["Type"] in kinds and stack.exists(l)]
     if len(found) != 1:
         raise Unresolvable(f"expected one {kind}, found {found}")
     return found[0]
 
 
-def requests_for(stack: Stack, call: dict) -> list[dict]:
-    """The IAM requests AWS authorises for one recorded call (implied ones included)."""
+def the_table(stack: Stack) -> tuple[str | None, str, str | None]:
+    """The table the stack's components use: its logical id (None when the stack names another
+    region's replica, TableMode replica), ARN, and the stack's key that encrypts it here, if any
+    (a replica made by another region's stack is encrypted with a key of its own, usually
+    DynamoDB's AWS managed key, which needs no grant)."""
+    if not any(stack.exists(l) for l, r in stack.resources.items() if r["Type"] in TABLES):
+        name = stack.parameters.get("ReplicaTableName")
+        if not name:
+            raise Unresolvable("the stack creates no table and names no ReplicaTableName")
+        return None, f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}", None
+    table = single(stack, TABLES)
+    props = stack.resources[table]["Properties"]
+    if stack.resources[table]["Type"] == "AWS::DynamoDB::GlobalTable":
+        replicas = [r for r in stack.resolve(props["Replicas"]) if r["Region"] == REGION]
+        sse = replicas[0].get("SSESpecification", {}) if replicas else {}
+    else:
+        sse = stack.resolve(props.get("SSESpecification", {}))
+    return table, stack.get_att(table, "Arn"), sse.get("KMSMasterKeyId")
+
+
+def requests_for(stack: Stack, call: dict, restored: frozenset = frozenset()) -> list[dict]:
+    """The IAM requests AWS authorises for one recorded call (implied ones included); `restored`
+    names the tables the log's restores made."""
     service, operation, params = call["service"], call["operation"], call["params"]
     source = f"{service}:{operation}"
     if service == "dynamodb":
-        table = single(stack, "AWS::DynamoDB::Table")
-        table_arn = stack.get_att(table, "Arn")
-        if "TransactItems" in params:
+        _, table_arn, key_id = the_table(stack)
+        restored_arn = f"{table_arn}-restored"
+        if operation == "RestoreTableToPointInTime":
+            requests = [request(f"dynamodb:{operation}", table_arn, source)] + [
+                request(f"dynamodb:{a}", restored_arn, f"{source} (on the new table)")
+                for a in RESTORE_TARGET_ACTIONS
+            ]
+        elif params.get("TableName") in restored:
+            resource = restored_arn + (f"/index/{params['IndexName']}" if "IndexName" in params else "")
+            requests = [request(f"dynamodb:{operation}", resource, source)]
+        elif "TransactItems" in params:
             actions = sorted({TRANSACT_ACTIONS[i["kind"]] for i in params["TransactItems"]})
             requests = [request(f"dynamodb:{a}", table_arn, source) for a in actions]
         else:
             resource = table_arn + (f"/index/{params['IndexName']}" if "IndexName" in params else "")
             requests = [request(f"dynamodb:{operation}", resource, source)]
-        sse = stack.resolve(stack.resources[table]["Properties"].get("SSESpecification", {}))
-        if sse.get("KMSMasterKeyId"):
-            key = key_resource(stack, sse["KMSMasterKeyId"])
+        if key_id:
+            key = key_resource(stack, key_id)
             requests += [
                 request(
                     action,
@@ -570,6 +613,10 @@ MUTATIONS = {
     # rest-api's role without the ticket signing key: its read at start must be denied.
     "rest-api-without-ticket-signing-key": lambda component, policies: component == "rest-api"
     and strip_statements(policies, lambda s: s.get("Sid") == "TicketSigningKey"),
+    # The restore drill's role without its grants on the new table: the writes DynamoDB makes
+    # there as the restore, and the drill's wait on it, must be denied.
+    "recovery-without-restored-table": lambda component, policies: component == "recovery"
+    and strip_statements(policies, lambda s: s.get("Sid") == "RestoredTable"),
 }
 
 
@@ -633,6 +680,9 @@ def statement_actions(policies: list[dict]) -> list[tuple[str, str]]:
 def check(template: dict, calls: list[dict], mutation: str | None) -> tuple[list[str], list[str]]:
     """Every denied request and every unused grant, over both deployments."""
     denied, unused_by_variant = [], []
+    restored = frozenset(
+        c["params"].get("TargetTableName") for c in calls if c["operation"] == "RestoreTableToPointInTime"
+    )
     for variant, overrides in VARIANTS.items():
         stack = Stack(template, {**BASE_PARAMETERS, **overrides})
         by_component = {}
@@ -651,7 +701,7 @@ def check(template: dict, calls: list[dict], mutation: str | None) -> tuple[list
             requests = platform_requests(stack, component) + agent_requests(stack, component)
             seen = set()
             for call in by_component.get(component, []):
-                for r in requests_for(stack, call):
+                for r in requests_for(stack, call, restored):
                     key = (r["action"], r["resource"], json.dumps(r["context"], sort_keys=True))
                     if key not in seen:
                         seen.add(key)

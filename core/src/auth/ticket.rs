@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Principal;
 use super::keys::{SigningKey, VerifyKeys};
-use crate::domain::{Compression, SessionId, Ticket, TicketId, Timestamp, Transport, UserId};
+use crate::domain::{
+    Compression, RegionName, SessionId, Ticket, TicketId, Timestamp, Transport, UserId,
+};
 
 const ISSUER: &str = "session-service";
 const AUDIENCE: &str = "session-connect";
@@ -35,6 +37,9 @@ struct Claims {
     jti: String,
     iat: i64,
     exp: i64,
+    /// The region that admits it; absent (single region, older tickets): any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reg: Option<String>,
 }
 
 /// Why a ticket was refused.
@@ -59,12 +64,25 @@ pub enum TicketError {
 pub struct TicketSigner {
     key: SigningKey,
     ttl: Duration,
+    /// The region named in every ticket (`reg`); `None` in a single-region deployment.
+    region: Option<RegionName>,
 }
 
 impl TicketSigner {
     /// A signer with `key`; tickets live for `ttl`.
     pub fn new(key: SigningKey, ttl: Duration) -> Self {
-        Self { key, ttl }
+        Self {
+            key,
+            ttl,
+            region: None,
+        }
+    }
+
+    /// The same, naming `region` (this one, in a multi-region deployment) in every ticket.
+    #[must_use]
+    pub fn in_region(mut self, region: Option<RegionName>) -> Self {
+        self.region = region;
+        self
     }
 
     /// How long tickets live.
@@ -111,6 +129,7 @@ impl TicketSigner {
             transport,
             compression,
             expires_at: now.plus(self.ttl),
+            region: self.region.clone(),
         };
         let claims = Claims {
             iss: ISSUER.to_owned(),
@@ -123,6 +142,7 @@ impl TicketSigner {
             jti: ticket.id.to_string(),
             iat: now.unix_millis() / 1000,
             exp: ticket.expires_at.unix_seconds_ceil(),
+            reg: ticket.region.as_ref().map(ToString::to_string),
         };
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(self.key.kid().to_owned());
@@ -137,12 +157,29 @@ impl TicketSigner {
 #[derive(Debug, Clone)]
 pub struct TicketVerifier {
     keys: VerifyKeys,
+    /// This region, in a multi-region deployment: tickets naming another are not ours.
+    region: Option<RegionName>,
 }
 
 impl TicketVerifier {
     /// A verifier accepting tickets signed by any of `keys`.
     pub fn new(keys: VerifyKeys) -> Self {
-        Self { keys }
+        Self { keys, region: None }
+    }
+
+    /// The same, serving as `region` (this one, in a multi-region deployment).
+    #[must_use]
+    pub fn in_region(mut self, region: Option<RegionName>) -> Self {
+        self.region = region;
+        self
+    }
+
+    /// The region `ticket` names if it is another than this verifier's: such a ticket is
+    /// spent only where it was minted, so the same ticket never admits two connections across
+    /// regions. A ticket naming no region (a rolling upgrade) is this region's.
+    pub fn foreign_region<'a>(&self, ticket: &'a Ticket) -> Option<&'a RegionName> {
+        let mine = self.region.as_ref()?;
+        ticket.region.as_ref().filter(|theirs| *theirs != mine)
     }
 
     /// The keys accepted.
@@ -197,6 +234,11 @@ impl TicketVerifier {
             transport: claims.trn,
             compression: claims.cmp,
             expires_at,
+            region: claims
+                .reg
+                .map(|r| RegionName::parse("reg", &r))
+                .transpose()
+                .map_err(|_| TicketError::Invalid)?,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod duration;
 mod edge;
 mod limits;
 mod rate_limits;
+mod regions;
 mod store;
 mod streaming;
 mod telemetry;
@@ -33,6 +34,7 @@ pub use discovery::{DiscoveryMode, DiscoverySettings};
 pub use edge::EdgeSettings;
 pub use limits::Limits;
 pub use rate_limits::{RateLimitSettings, RateQuota};
+pub use regions::RegionSettings;
 pub use store::{StoreBackend, StoreSettings};
 pub use streaming::StreamingSettings;
 pub use telemetry::{LogFormat, TelemetrySettings};
@@ -124,6 +126,9 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// How the backends' servers are found.
     pub discovery: DiscoverySettings,
+    /// This deployment's region, the primary one, and each region's HTTP API (boxed: the
+    /// settings are held in processes' start-up futures, which clippy keeps under 16 KiB).
+    pub regions: Box<RegionSettings>,
 }
 
 impl Settings {
@@ -181,6 +186,7 @@ impl Settings {
         self.appconfig.validate()?;
         self.cache.validate()?;
         self.discovery.validate()?;
+        self.regions.validate()?;
         self.telemetry.validate()
     }
 }

@@ -33,6 +33,15 @@ fn is_canonical_ulid(text: &str) -> bool {
         && Ulid::from_string(text).is_ok()
 }
 
+/// Splits what follows an id's prefix into its ULID and the region after it, if any
+/// (Crockford's alphabet has no `-`, so the first `-` is where the region starts).
+fn split_region(rest: &str) -> (&str, Option<&str>) {
+    match rest.split_once('-') {
+        Some((ulid, region)) => (ulid, Some(region)),
+        None => (rest, None),
+    }
+}
+
 /// What every id type has: text access, `Display`/`Debug` as the bare id, serde through `parse`.
 macro_rules! id_impls {
     ($name:ident) => {
@@ -72,6 +81,10 @@ macro_rules! id_impls {
 
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        prefixed_id!($(#[$doc])* $name, $prefix, "", false);
+    };
+    // `$regional`: the ULID may be followed by `-<region>` (`$suffix` is its pattern).
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $suffix:literal, $regional:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -84,7 +97,7 @@ macro_rules! prefixed_id {
             /// The ids `parse` accepts, as an ECMA-262 regular expression (the OpenAPI
             /// document's `pattern`).
             pub const PATTERN: &'static str =
-                concat!("^", $prefix, "[0-7][0-9A-HJKMNP-TV-Z]{25}$");
+                concat!("^", $prefix, "[0-7][0-9A-HJKMNP-TV-Z]{25}", $suffix, "$");
 
             /// Mints a new id, later than every id minted before it in this process.
             pub fn generate() -> Self {
@@ -93,14 +106,20 @@ macro_rules! prefixed_id {
 
             /// Parses an id received from a client; `field` names it in the error.
             pub fn parse(field: &str, text: &str) -> Result<Self, ValidationError> {
-                let ulid = text.strip_prefix($prefix).ok_or_else(|| {
+                let rest = text.strip_prefix($prefix).ok_or_else(|| {
                     ValidationError::new(field, format!("must start with {:?}", $prefix))
                 })?;
-                if !is_canonical_ulid(ulid) {
+                let (ulid, region) = split_region(rest);
+                if !is_canonical_ulid(ulid) || (region.is_some() && !$regional) {
                     return Err(ValidationError::new(
                         field,
                         format!("must be {:?} followed by a 26-character ULID", $prefix),
                     ));
+                }
+                if let Some(region) = region {
+                    RegionName::parse(field, region).map_err(|e| {
+                        ValidationError::new(field, format!("region suffix: {}", e.problem))
+                    })?;
                 }
                 Ok(Self(text.to_owned()))
             }
@@ -111,10 +130,32 @@ macro_rules! prefixed_id {
 }
 
 prefixed_id!(
-    /// Names a session.
+    /// Names a session: `ses_<ULID>` (born in the primary region: every session created before
+    /// regions existed) or `ses_<ULID>-<region>` (born in `region`, minted by a multi-region
+    /// deployment). The ULID stays first, so ids still sort by creation time.
     SessionId,
-    "ses_"
+    "ses_",
+    "(?:-[a-z0-9-]{1,24})?",
+    true
 );
+
+impl SessionId {
+    /// Mints a new id born in `region` (`None`: the bare `ses_<ULID>` of a single-region
+    /// deployment, which means the primary region).
+    pub fn generate_in(region: Option<&RegionName>) -> Self {
+        match region {
+            Some(region) => Self(format!("{}{}-{region}", Self::PREFIX, next_ulid())),
+            None => Self::generate(),
+        }
+    }
+
+    /// The region the session was born in, if the id names one (`None`: the primary region).
+    /// Only a hint: after a failover the session item's `home_region` is authoritative.
+    pub fn region(&self) -> Option<RegionName> {
+        let (_, region) = split_region(&self.0[Self::PREFIX.len()..]);
+        region.map(|r| RegionName(r.to_owned()))
+    }
+}
 prefixed_id!(
     /// Names a simulator record of a session (not the backend's instance id).
     SimulatorId,
@@ -152,6 +193,14 @@ external_id!(
     128,
     "letters, digits and . _ @ : | + -",
     |c: char| c.is_ascii_alphanumeric() || "._@:|+-".contains(c)
+);
+external_id!(
+    /// A region of a deployment (`eu-west-1`, `local-a`): 1 to 24 lower-case letters, digits
+    /// and `-`. The suffix of a session id born there, and its `home_region`.
+    RegionName,
+    24,
+    "lower-case letters, digits and -",
+    |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
 );
 external_id!(
     /// An API Gateway WebSocket connection id (base64-like, e.g. `L0SM9cOFvHcCIhw=`).
@@ -197,6 +246,36 @@ mod tests {
         ] {
             assert!(SessionId::parse("session_id", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_session_id_may_name_its_birth_region_and_still_sorts_by_creation() {
+        let region = RegionName::parse("region", "eu-west-1").unwrap();
+        let bare = SessionId::generate();
+        let regional = SessionId::generate_in(Some(&region));
+        assert_eq!(bare.region(), None);
+        assert_eq!(regional.region(), Some(region));
+        assert!(regional.as_str().ends_with("-eu-west-1"), "{regional}");
+        assert!(bare < regional);
+        assert_eq!(
+            SessionId::parse("session_id", regional.as_str()).unwrap(),
+            regional
+        );
+    }
+
+    #[test]
+    fn a_bad_region_suffix_or_a_suffix_on_another_kind_of_id_is_rejected() {
+        let ulid = "01JDXQ9V0M7Y8K2R4T6W8Z0ABC";
+        for bad in [
+            format!("ses_{ulid}-"),
+            format!("ses_{ulid}-EU"),
+            format!("ses_{ulid}-{}", "a".repeat(25)),
+            format!("ses_{ulid}-eu_west"),
+        ] {
+            assert!(SessionId::parse("session_id", &bad).is_err(), "{bad}");
+        }
+        assert!(SimulatorId::parse("simulator_id", &format!("sim_{ulid}-a")).is_err());
+        assert!(SessionId::parse("session_id", &format!("ses_{ulid}-local-a")).is_ok());
     }
 
     #[test]

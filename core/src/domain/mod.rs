@@ -21,7 +21,7 @@ pub mod validation;
 pub use connection::{Connection, ConnectionQuality};
 pub use heartbeat::{AdvicePolicy, Affinity, Heartbeat, ReconnectReason, advice};
 pub use idempotency::{IdempotencyClaim, IdempotencyKey, RequestFingerprint, StoredResponse};
-pub use ids::{ConnectionId, SessionId, SimulatorId, TicketId, UserId};
+pub use ids::{ConnectionId, RegionName, SessionId, SimulatorId, TicketId, UserId};
 pub use lease::{Lease, session_lease_name};
 pub use market::{BookView, EventId, Level, decimal};
 pub use page::{Cursor, Page, PageRequest};

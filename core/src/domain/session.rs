@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::validation::{self, ValidationError};
-use super::{SessionId, Timestamp, TransitionError, UserId};
+use super::{RegionName, SessionId, Timestamp, TransitionError, UserId};
 
 /// Whether a session can still be used. Expiry is not a status: a session past `expires_at`
 /// is treated as absent everywhere, because DynamoDB deletes expired items only lazily.
@@ -160,13 +160,42 @@ pub struct Session {
     pub closed_at: Option<Timestamp>,
     /// Bumped by every change; stores write a change only over the version it was made from.
     pub version: u64,
+    /// The one region where the session's items are written (`docs/multi-region.md`); `None`:
+    /// the deployment's primary region. Items and cache entries written before regions
+    /// existed have none and read as the primary region, epoch 1: no migration is needed.
+    #[serde(default)]
+    pub home_region: Option<RegionName>,
+    /// Grows by one at each failover of the home; stores write a change only while the item's
+    /// home is still the one the change was made under (a fence against the old home).
+    #[serde(default = "first_epoch")]
+    pub home_epoch: u64,
+}
+
+/// The epoch of a home that never moved.
+const fn first_epoch() -> u64 {
+    1
 }
 
 impl Session {
-    /// A new active session of `owner` that lives for `lifetime`.
+    /// A new active session of `owner` that lives for `lifetime`, homed in the primary region
+    /// (the single-region spelling: see [`Session::open_in`]).
     pub fn open(owner: UserId, request: NewSession, now: Timestamp, lifetime: Duration) -> Self {
+        Self::open_in(owner, request, now, lifetime, None)
+    }
+
+    /// The same, born and homed in `region` (`None`: the primary region, with a bare id), at
+    /// epoch 1; the id names the region ([`SessionId::region`]).
+    pub fn open_in(
+        owner: UserId,
+        request: NewSession,
+        now: Timestamp,
+        lifetime: Duration,
+        region: Option<RegionName>,
+    ) -> Self {
         Self {
-            id: SessionId::generate(),
+            id: SessionId::generate_in(region.as_ref()),
+            home_region: region,
+            home_epoch: first_epoch(),
             owner,
             name: request.name,
             metadata: request.metadata,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{SessionId, TicketId, Timestamp, UserId};
+use super::{RegionName, SessionId, TicketId, Timestamp, UserId};
 
 /// The transport a ticket opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,4 +88,7 @@ pub struct Ticket {
     pub compression: Compression,
     /// After this it is refused.
     pub expires_at: Timestamp,
+    /// The region that minted it and alone admits it (claim `reg`, `docs/multi-region.md`);
+    /// `None` (single-region deployments, tickets minted before regions existed): any region.
+    pub region: Option<RegionName>,
 }

@@ -39,6 +39,18 @@ pub struct Problem {
     /// The scope the token lacks, for `insufficient-scope`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The session's home region, for `wrong-region`: send the write there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub home_region: Option<String>,
+    /// The home's epoch, for `wrong-region`: a higher one seen later means a newer home.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub home_epoch: Option<u64>,
+    /// The home region's HTTP API base URL, for `wrong-region` (absent when not configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub home_api: Option<String>,
+    /// The region a ticket was minted for, for `ticket-wrong-region`: connect there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_region: Option<String>,
 }
 
 /// Marks a response as a `maintenance_mode` refusal, so metrics count it as an outcome of its
@@ -173,6 +185,11 @@ impl ApiError {
                 S::SessionClosed { .. } => kind(C::CONFLICT, "session-closed", "Session closed"),
                 S::InvalidState(_) => kind(C::CONFLICT, "invalid-state", "Invalid state"),
                 S::TicketRefused(_) => kind(C::FORBIDDEN, "ticket-refused", "Ticket refused"),
+                S::TicketWrongRegion { .. } => kind(
+                    C::FORBIDDEN,
+                    "ticket-wrong-region",
+                    "Ticket of another region",
+                ),
                 S::TokenRevoked => kind(C::UNAUTHORIZED, "token-revoked", "Token revoked"),
                 S::SimulatorNotRunning { .. } => kind(
                     C::CONFLICT,
@@ -189,6 +206,9 @@ impl ApiError {
                     "simulator-unavailable",
                     "The simulator service is unavailable",
                 ),
+                S::WrongRegion { .. } => {
+                    kind(C::MISDIRECTED_REQUEST, "wrong-region", "Wrong region")
+                }
                 S::NotConfigured { .. } => kind(
                     C::SERVICE_UNAVAILABLE,
                     "not-configured",
@@ -285,6 +305,10 @@ impl ApiError {
             quota: None,
             limit: None,
             scope: None,
+            home_region: None,
+            home_epoch: None,
+            home_api: None,
+            ticket_region: None,
         };
         match self {
             Self::Service(ServiceError::Invalid(e)) => problem.field = Some(e.field.clone()),
@@ -302,6 +326,19 @@ impl ApiError {
             }
             Self::Service(ServiceError::Store(_) | ServiceError::Internal { .. }) => {
                 "the request could not be completed; retry later".clone_into(&mut problem.detail);
+            }
+            Self::Service(ServiceError::WrongRegion {
+                home_region,
+                home_epoch,
+                home_api,
+                ..
+            }) => {
+                problem.home_region = Some(home_region.to_string());
+                problem.home_epoch = Some(*home_epoch);
+                problem.home_api.clone_from(home_api);
+            }
+            Self::Service(ServiceError::TicketWrongRegion { region }) => {
+                problem.ticket_region = Some(region.to_string());
             }
             Self::InsufficientScope(e) => problem.scope = Some(e.needed.clone()),
             Self::TooManyStreams { quota, limit } => {

@@ -81,6 +81,7 @@ impl ConnectAuthorizer {
                 ServiceError::TicketRefused(TicketRefusal::Invalid)
             }
         })?;
+        ours(verifier, &ticket)?;
         if ticket.transport != Transport::Ws {
             return Err(ServiceError::TicketRefused(TicketRefusal::WrongTransport));
         }
@@ -104,6 +105,17 @@ impl ConnectAuthorizer {
             ticket_id: ticket.id,
             compression: ticket.compression,
         })
+    }
+}
+
+/// Refuses a ticket of another region (`TicketWrongRegion`, naming it) before anything is
+/// read or spent: both ticket doors, WebSocket and SSE, ask here.
+pub(super) fn ours(verifier: &TicketVerifier, ticket: &Ticket) -> Result<(), ServiceError> {
+    match verifier.foreign_region(ticket) {
+        Some(region) => Err(ServiceError::TicketWrongRegion {
+            region: region.clone(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -50,9 +50,28 @@ pub enum ServiceError {
     /// A connect ticket was refused.
     #[error("ticket refused: {0}")]
     TicketRefused(#[from] super::connections::TicketRefusal),
+    /// A connect ticket minted by another region: only that region admits it.
+    #[error("the ticket was issued for region {region}; connect there")]
+    TicketWrongRegion {
+        /// The ticket's region.
+        region: crate::domain::RegionName,
+    },
     /// The simulator backend refused or could not be reached.
     #[error("simulator backend: {0}")]
     Backend(#[from] BackendError),
+    /// A write to a session homed in another region (`docs/multi-region.md`): nothing was
+    /// claimed or written here; the client resends it to the home region's API.
+    #[error("session {session} is homed in {home_region}; send writes there")]
+    WrongRegion {
+        /// The session.
+        session: String,
+        /// Its home region.
+        home_region: crate::domain::RegionName,
+        /// The home's epoch as this region knows it (1 when only the id was known).
+        home_epoch: u64,
+        /// The home region's HTTP API base URL, if configured (`regions.apis`).
+        home_api: Option<String>,
+    },
     /// This deployment lacks a setting the operation needs.
     #[error("not configured: {setting}")]
     NotConfigured {

@@ -14,6 +14,7 @@ mod connect_authorizer;
 mod connections;
 mod error;
 mod health;
+mod home;
 mod revocations;
 mod sessions;
 mod simulators;
@@ -63,6 +64,8 @@ pub struct SessionService {
     max_token_life: Duration,
     /// The store's and the simulator service's health, cached per process.
     health: health::HealthProbe,
+    /// This region and the others (`home.rs`): where sessions are born, which writes are ours.
+    regions: crate::config::RegionSettings,
 }
 
 /// What the use cases are built from: a composition root's whole store and backends, of which
@@ -102,14 +105,14 @@ impl ServiceParts {
         backend: Arc<dyn SimulatorBackend>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let ticket_signer = settings
-            .auth
-            .ticket_signing_key()
-            .map(|key| TicketSigner::new(key.clone(), settings.auth.ticket_ttl_secs));
-        let ticket_verifier = settings
-            .auth
-            .ticket_verify_keys()
-            .map(|keys| TicketVerifier::new(keys.clone()));
+        let ticket_signer = settings.auth.ticket_signing_key().map(|key| {
+            TicketSigner::new(key.clone(), settings.auth.ticket_ttl_secs)
+                .in_region(settings.regions.birth_region())
+        });
+        // Tickets are regional (`docs/multi-region.md`): minted and admitted in one region.
+        let ticket_verifier = settings.auth.ticket_verify_keys().map(|keys| {
+            TicketVerifier::new(keys.clone()).in_region(settings.regions.birth_region())
+        });
         let backends = &settings.backends;
         let patience = backends
             .deadline_ms
@@ -190,7 +193,15 @@ impl SessionService {
             settle_after: parts.backend_patience.saturating_mul(2),
             revocations: parts.revocations,
             max_token_life: parts.max_token_life,
+            regions: crate::config::RegionSettings::default(),
         }
+    }
+
+    /// The same, serving as `regions.this` among `regions` (the default: a single region).
+    #[must_use]
+    pub fn with_regions(mut self, regions: crate::config::RegionSettings) -> Self {
+        self.regions = regions;
+        self
     }
 
     /// A service configured by `settings`, over `store` and `backend`.
@@ -201,6 +212,7 @@ impl SessionService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self::new(ServiceParts::from_settings(settings, store, backend, clock))
+            .with_regions((*settings.regions).clone())
     }
 
     /// The health of the store and the simulator service, probed at most once per

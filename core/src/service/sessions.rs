@@ -26,11 +26,12 @@ impl SessionService {
         caller: &Principal,
         request: NewSession,
     ) -> Result<Session, ServiceError> {
-        let session = Session::open(
+        let session = Session::open_in(
             caller.user.clone(),
             request,
             self.clock.now(),
             self.limits.session_lifetime_secs,
+            self.regions.birth_region(),
         );
         tracing::Span::current().record("session_id", tracing::field::display(&session.id));
         self.sessions

@@ -223,6 +223,7 @@ impl StreamService {
                 refused(TicketRefusal::Invalid)
             }
         })?;
+        super::connect_authorizer::ours(verifier, &ticket)?;
         if ticket.transport != Transport::Sse {
             return Err(refused(TicketRefusal::WrongTransport));
         }

@@ -1,5 +1,6 @@
 //! The command line: `session-admin migrate status|up|verify` (docs/operations.md,
-//! "Migrations"). Results go to a writer (stdout), one fact a line, so scripts can grep them;
+//! "Migrations") and `session-admin table restore` (the point-in-time recovery drill,
+//! "Regions and disaster recovery"). Results go to a writer (stdout), one fact a line, so scripts can grep them;
 //! progress goes to stderr.
 
 use std::io::Write;
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 use session_core::store::migrate::{MigrateOptions, RunOutcome};
 
 use super::progress::Progress;
+use super::restore::{self, RestoreRequest};
 
 /// Operations on the session service's DynamoDB table.
 #[derive(Debug, Parser)]
@@ -31,6 +33,30 @@ enum Command {
     /// Data migrations of the table.
     #[command(subcommand)]
     Migrate(Migrate),
+    /// Operations on the table itself.
+    #[command(subcommand)]
+    Table(Table),
+}
+
+#[derive(Debug, Subcommand)]
+enum Table {
+    /// Restores a table from point-in-time recovery into a new table, checks it, and says
+    /// what to deploy to repoint the stack (calls DynamoDB as the `recovery` component).
+    Restore {
+        /// The table to restore (point-in-time recovery on).
+        #[arg(long)]
+        source: String,
+        /// The new table (it must not exist; the recovery role may create
+        /// `<source>-<suffix>` only).
+        #[arg(long)]
+        target: String,
+        /// The moment to restore, RFC 3339 (default: the latest restorable moment).
+        #[arg(long)]
+        at: Option<String>,
+        /// Minutes to wait for the new table to be ACTIVE.
+        #[arg(long, default_value_t = 240, value_parser = clap::value_parser!(u64).range(1..=1440))]
+        wait_minutes: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,9 +99,26 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     if let Some(table) = cli.table {
         settings.table_name = table;
     }
+    let command = match cli.command {
+        Command::Migrate(command) => command,
+        Command::Table(Table::Restore {
+            source,
+            target,
+            at,
+            wait_minutes,
+        }) => {
+            let client = super::recovery_client(&settings, cli.dynamodb_endpoint.as_deref()).await;
+            let request = RestoreRequest {
+                source,
+                target,
+                at,
+                wait: Duration::from_secs(wait_minutes * 60),
+            };
+            return restore_table(&client, &request, out).await;
+        }
+    };
     let table = settings.table_name.clone();
     let store = super::admin_store(&settings, cli.dynamodb_endpoint.as_deref()).await;
-    let Command::Migrate(command) = cli.command;
     match command {
         Migrate::Status => {
             let status = store.migration_status().await.context("reading status")?;
@@ -150,5 +193,34 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `table restore`: the drill, then its facts and the deploy that repoints the stack.
+async fn restore_table(
+    client: &aws_sdk_dynamodb::Client,
+    request: &RestoreRequest,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (source, target) = (&request.source, &request.target);
+    let report = restore::restore(client, request, &mut |step| eprintln!("{step}")).await?;
+    writeln!(
+        out,
+        "table {target}: restored from {source} ({}), ACTIVE, {} items",
+        report.restored_at, report.target_items
+    )?;
+    writeln!(out, "table {source}: {} items now", report.source_items)?;
+    if report.source_items != report.target_items {
+        writeln!(
+            out,
+            "note: the counts differ: expected when {source} was written after the restored \
+             moment"
+        )?;
+    }
+    writeln!(
+        out,
+        "repoint: deploy the stack with TableMode=replica ReplicaTableName={target} \
+         (docs/operations.md, \"Regions and disaster recovery\")"
+    )?;
     Ok(())
 }

@@ -1,15 +1,19 @@
 //! `session-admin`: the table's data migrations (`core/src/store/dynamodb/migrate/`), run from a
 //! terminal (`cli`) or, in Lambda, as the CloudFormation custom resource every deploy runs
-//! (`custom_resource`). Layout: `cli` (commands and their output), `progress` (the progress
-//! bar or plain lines), `custom_resource` (the Lambda handler and its answer to CloudFormation).
+//! (`custom_resource`), and the point-in-time restore drill (`restore`, terminal only). Layout:
+//! `cli` (commands and their output), `progress` (the progress bar or plain lines),
+//! `custom_resource` (the Lambda handler and its answer to CloudFormation), `restore` (the
+//! drill).
 
 pub mod cli;
 pub mod custom_resource;
 mod progress;
+pub mod restore;
 
 use std::sync::Arc;
 
 use session_core::clock::SystemClock;
+use session_core::component::Component;
 use session_core::config::{ConfigError, Settings, StoreSettings};
 use session_core::store::DynamoStore;
 use session_core::store::migrate;
@@ -47,4 +51,16 @@ pub async fn admin_store(settings: &StoreSettings, endpoint: Option<&str>) -> Dy
         None => migrate::admin_client_from_env(settings).await,
     };
     DynamoStore::new(client, &settings.table_name, Arc::new(SystemClock))
+}
+
+/// A client on `settings`' DynamoDB as the `recovery` component (the restore drill, held to
+/// the template's `TableRecoveryRole`): at `endpoint` (dummy credentials) if given, else AWS's.
+pub async fn recovery_client(
+    settings: &StoreSettings,
+    endpoint: Option<&str>,
+) -> aws_sdk_dynamodb::Client {
+    match endpoint {
+        Some(endpoint) => DynamoStore::local_client(endpoint, settings, Some(Component::Recovery)),
+        None => DynamoStore::client_from_env(settings, Component::Recovery).await,
+    }
 }

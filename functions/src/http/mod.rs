@@ -9,6 +9,7 @@ mod caller;
 mod connect;
 pub mod dto;
 pub mod edge;
+mod home;
 mod idempotency;
 mod input;
 mod maintenance;
@@ -33,6 +34,7 @@ use session_core::store::IdempotencyStore;
 use session_core::store::ports::{Port, PortUse};
 
 pub use caller::Caller;
+pub use home::SESSION_HOME;
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 pub use input::MAX_BODY_BYTES;
 pub use problem::{ApiError, Problem};

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{AppendHeaders, IntoResponse as _, Response};
 use session_core::domain::{
     Metadata, NewSession, PageRequest, SessionId, SessionName, SessionStatus,
 };
@@ -10,6 +10,7 @@ use session_core::domain::{
 use super::App;
 use super::caller::Caller;
 use super::dto::{CreateSession, SessionBody, SessionDetailBody, SessionList};
+use super::home;
 use super::idempotency::{self, Post, Reply};
 use super::input;
 use super::problem::{ApiError, Problem};
@@ -87,7 +88,8 @@ pub(super) async fn list(
     get, path = "/v1/sessions/{session_id}", operation_id = "getSession", tag = "sessions",
     params(("session_id" = String, Path, description = "The session's id.")),
     responses(
-        (status = 200, description = "The session", body = SessionDetailBody),
+        (status = 200, description = "The session", body = SessionDetailBody,
+         headers(("X-Session-Home" = String, description = "Multi-region deployments only: the session's home region and epoch (`eu-west-1; epoch=1`); writes go there"))),
     ),
     security(("bearer" = ["sessions:read"]))
 )]
@@ -95,7 +97,7 @@ pub(super) async fn get(
     State(app): State<App>,
     Caller(caller): Caller,
     Path(session_id): Path<String>,
-) -> Result<axum::Json<SessionDetailBody>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = SessionId::parse("session_id", &session_id)?;
     let detail = app.service.session_detail(&caller, &id).await?;
     if detail.session.status == SessionStatus::Closed {
@@ -105,7 +107,12 @@ pub(super) async fn get(
             state: SessionStatus::Closed.as_str(),
         });
     }
-    Ok(axum::Json(SessionDetailBody::from(&detail)))
+    let home = home::header(&app, &detail.session);
+    Ok((
+        AppendHeaders(home),
+        axum::Json(SessionDetailBody::from(&detail)),
+    )
+        .into_response())
 }
 
 /// Closes one of the caller's sessions: stops its simulators, ends its tickets and streams.
@@ -117,6 +124,7 @@ pub(super) async fn get(
     params(("session_id" = String, Path, description = "The session's id.")),
     responses(
         (status = 200, description = "The closed session", body = SessionBody),
+        (status = 421, description = "The session is homed in another region (`wrong-region`): nothing was done; resend to `home_api`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["sessions:write"]))
 )]
@@ -125,6 +133,7 @@ pub(super) async fn close(
     Caller(caller): Caller,
     Path(session_id): Path<String>,
 ) -> Result<axum::Json<SessionBody>, ApiError> {
+    home::check_write(&app, &caller, &session_id).await?;
     let id = SessionId::parse("session_id", &session_id)?;
     let session = app.service.close_session(&caller, &id).await?;
     Ok(axum::Json(SessionBody::from(&session)))

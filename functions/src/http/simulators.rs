@@ -9,6 +9,7 @@ use session_core::domain::{NewSimulator, SessionId, SimulatorId, SimulatorStatus
 use super::App;
 use super::caller::Caller;
 use super::dto::{BookBody, SimulatorBody, StartSimulator};
+use super::home;
 use super::idempotency::{self, Post, Reply};
 use super::input;
 use super::problem::{ApiError, Problem};
@@ -25,6 +26,7 @@ use super::problem::{ApiError, Problem};
         (status = 409, description = "The session is closed (`session-closed`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The simulator service refused the request (`simulator-refused`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Simulators-per-session quota reached", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "The session is homed in another region (`wrong-region`): nothing was done; resend to `home_api`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["sessions:write"]))
 )]
@@ -34,6 +36,7 @@ pub(super) async fn start(
     Path(session_id): Path<String>,
     post: Post,
 ) -> Result<Response, ApiError> {
+    home::check_write(&app, &caller, &session_id).await?;
     idempotency::once(&app, &caller, &post, async {
         let session_id = SessionId::parse("session_id", &session_id)?;
         let request: StartSimulator = input::json(&post.headers, &post.body)?;
@@ -141,6 +144,7 @@ pub(super) async fn book(
     responses(
         (status = 200, description = "Stopped (or had failed)", body = SimulatorBody),
         (status = 202, description = "Stopping", body = SimulatorBody),
+        (status = 421, description = "The session is homed in another region (`wrong-region`): nothing was done; resend to `home_api`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The simulator service refused the request (`simulator-refused`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["sessions:write"]))
@@ -150,6 +154,7 @@ pub(super) async fn stop(
     Caller(caller): Caller,
     Path((session_id, simulator_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    home::check_write(&app, &caller, &session_id).await?;
     let (session_id, simulator_id) = ids(&session_id, &simulator_id)?;
     let simulator = app
         .service

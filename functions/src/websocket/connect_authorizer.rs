@@ -117,7 +117,10 @@ async fn decide(
             ))
         }
         Err(
+            // A ticket of another region is denied as well (API Gateway's 403); its region is
+            // in the log line, since an authorizer's deny carries no body.
             e @ (ServiceError::TicketRefused(_)
+            | ServiceError::TicketWrongRegion { .. }
             | ServiceError::TokenRevoked
             | ServiceError::NotFound { .. }
             | ServiceError::SessionClosed { .. }

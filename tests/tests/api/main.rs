@@ -14,6 +14,7 @@ mod maintenance;
 mod problems;
 mod quotas;
 mod rate_limits;
+mod regions;
 mod retries;
 mod revocation;
 mod runtime_settings;

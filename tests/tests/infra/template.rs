@@ -5,7 +5,7 @@
 use super::*;
 
 #[test]
-fn the_template_declares_the_table_as_table_spec_renders_it() -> Result<()> {
+fn the_template_declares_the_table_and_the_global_table_as_table_spec_renders_them() -> Result<()> {
     // Arrange
     let template = template()?;
     let expected = TableSpec::cloudformation();
@@ -13,23 +13,23 @@ fn the_template_declares_the_table_as_table_spec_renders_it() -> Result<()> {
         .as_object()
         .context("TableSpec::cloudformation() is not an object")?;
 
-    // Act
-    let tables = resources(&template, "AWS::DynamoDB::Table")?;
+    // The standalone table and the global table of TableMode global: the same schema.
+    for kind in ["AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"] {
+        // Act
+        let tables = resources(&template, kind)?;
 
-    // Assert
-    let [(id, table)] = tables.as_slice() else {
-        bail!(
-            "expected exactly one AWS::DynamoDB::Table, found {}",
-            tables.len()
-        );
-    };
-    let properties = &table["Properties"];
-    for (property, value) in expected {
-        assert_eq!(
-            &properties[property], value,
-            "{id}.Properties.{property} differs from TableSpec::cloudformation() \
-             (core/src/store/dynamodb/schema.rs)"
-        );
+        // Assert
+        let [(id, table)] = tables.as_slice() else {
+            bail!("expected exactly one {kind}, found {}", tables.len());
+        };
+        let properties = &table["Properties"];
+        for (property, value) in expected {
+            assert_eq!(
+                &properties[property], value,
+                "{id}.Properties.{property} differs from TableSpec::cloudformation() \
+                 (core/src/store/dynamodb/schema.rs)"
+            );
+        }
     }
     Ok(())
 }

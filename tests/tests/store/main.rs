@@ -17,6 +17,7 @@ mod idempotency;
 mod leases;
 mod migrations;
 mod rate_limits;
+mod restore;
 mod revocations;
 mod sessions;
 mod simulators;
@@ -60,6 +61,7 @@ contract!(
     sessions::a_forged_cursor_position_lists_nothing_of_other_users,
     sessions::the_sessions_quota_counts_open_sessions_and_closing_frees_a_slot,
     sessions::a_stale_writer_cannot_overwrite_a_newer_session,
+    sessions::a_writer_holding_an_old_home_cannot_write_the_session,
     sessions::updating_an_unknown_session_is_not_found,
     sessions::an_expired_session_is_absent_everywhere_and_frees_its_slot,
     simulators::simulators_are_created_listed_and_transitioned,

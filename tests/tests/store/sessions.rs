@@ -1,5 +1,6 @@
 use session_core::domain::{
-    Cursor, Metadata, NewSession, PageRequest, Session, SessionId, SessionName, SessionStatus,
+    Cursor, Metadata, NewSession, PageRequest, RegionName, Session, SessionId, SessionName,
+    SessionStatus,
 };
 use session_core::store::{Quota, StoreError};
 
@@ -166,6 +167,39 @@ pub async fn a_stale_writer_cannot_overwrite_a_newer_session(h: Harness) {
         h.store.get_session(&session.id).await.unwrap(),
         Some(closed)
     );
+}
+
+pub async fn a_writer_holding_an_old_home_cannot_write_the_session(h: Harness) {
+    let region = |name| Some(RegionName::parse("region", name).unwrap());
+    // The session moved to b at epoch 2 (a failover) after writers read it elsewhere.
+    let moved = Session {
+        home_region: region("b"),
+        home_epoch: 2,
+        ..h.session("alice")
+    };
+    h.store.create_session(&moved, 10).await.unwrap();
+
+    for (home_region, home_epoch) in [(None, 1), (region("a"), 1), (region("b"), 1)] {
+        let stale = Session {
+            home_region,
+            home_epoch,
+            ..moved.clone()
+        };
+        let closed = stale.close(h.now()).unwrap();
+        let err = h.store.update_session(&stale, &closed).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { .. }),
+            "{:?}/{home_epoch}: {err:?}",
+            stale.home_region
+        );
+    }
+
+    assert_eq!(
+        h.store.get_session(&moved.id).await.unwrap(),
+        Some(moved.clone())
+    );
+    let closed = moved.close(h.now()).unwrap();
+    h.store.update_session(&moved, &closed).await.unwrap();
 }
 
 pub async fn updating_an_unknown_session_is_not_found(h: Harness) {

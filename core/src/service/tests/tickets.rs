@@ -193,3 +193,108 @@ async fn a_reconnect_predicts_replay_or_says_why_a_snapshot() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_ticket_is_admitted_only_in_the_region_that_minted_it_and_once_there() {
+    use std::sync::Arc;
+
+    use super::{FakeBackend, parts};
+    use crate::auth::keys::{SigningKey, VerifyKeys};
+    use crate::auth::{TicketSigner, TicketVerifier};
+    use crate::clock::ManualClock;
+    use crate::domain::RegionName;
+    use crate::service::{
+        ConnectAuthorizer, ServiceParts, SessionService, StreamCredential, StreamService,
+    };
+    use crate::store::InMemoryStore;
+
+    // Regions a and b over one store (a global table without lag), the same ticket keys.
+    let clock = ManualClock::new(super::START);
+    let store = Arc::new(InMemoryStore::new(Arc::new(clock.clone())));
+    let backend = Arc::new(FakeBackend::new());
+    let key = SigningKey::generate("test-key").unwrap();
+    let keys = VerifyKeys::of(&[&key]).unwrap();
+    let in_region = |name: &str| {
+        let region = Some(RegionName::parse("region", name).unwrap());
+        ServiceParts {
+            ticket_signer: Some(
+                TicketSigner::new(key.clone(), TICKET_TTL).in_region(region.clone()),
+            ),
+            ticket_verifier: Some(TicketVerifier::new(keys.clone()).in_region(region)),
+            ..parts(store.clone(), &clock, backend.clone())
+        }
+    };
+    let a = in_region("a");
+    let service_a = SessionService::new(a.clone());
+    let (authorizer_a, authorizer_b) = (
+        ConnectAuthorizer::new(&a),
+        ConnectAuthorizer::new(&in_region("b")),
+    );
+    let streams_b = StreamService::new(&in_region("b"));
+    let h = Harness::new();
+    let alice = h.caller("alice");
+    let session = service_a
+        .create_session(&alice, crate::domain::NewSession::default())
+        .await
+        .unwrap();
+    let ws = service_a
+        .issue_ticket(&alice, &session.id, Transport::Ws, None)
+        .await
+        .unwrap();
+    let sse = service_a
+        .issue_ticket(&alice, &session.id, Transport::Sse, None)
+        .await
+        .unwrap();
+
+    let in_b = authorizer_b.admit_connect(&ws.token).await;
+    let sse_in_b = streams_b
+        .admit_stream(
+            StreamCredential::Ticket(&sse.token),
+            &session.id,
+            None,
+            None,
+        )
+        .await;
+    let in_a = authorizer_a.admit_connect(&ws.token).await;
+    let again_in_a = authorizer_a.admit_connect(&ws.token).await;
+
+    for refused in [in_b.map(|_| ()), sse_in_b.map(|_| ())] {
+        assert!(
+            matches!(&refused, Err(ServiceError::TicketWrongRegion { region }) if region.as_str() == "a"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(in_a.unwrap().session_id, session.id);
+    assert!(matches!(
+        again_in_a,
+        Err(ServiceError::TicketRefused(TicketRefusal::AlreadyUsed))
+    ));
+}
+
+#[tokio::test]
+async fn a_ticket_without_a_region_is_admitted_by_a_regional_authorizer() {
+    use crate::auth::keys::{SigningKey, VerifyKeys};
+    use crate::auth::{TicketSigner, TicketVerifier};
+    use crate::domain::RegionName;
+    use crate::service::{ConnectAuthorizer, ServiceParts};
+
+    // Minted before the upgrade (no `reg`), presented to an upgraded region.
+    let h = Harness::new();
+    let alice = h.caller("alice");
+    let session = h.session(&alice).await;
+    let key = SigningKey::generate("test-key").unwrap();
+    let (token, _) = TicketSigner::new(key.clone(), TICKET_TTL)
+        .issue(&session.id, &alice, Transport::Ws, h.clock.now())
+        .unwrap();
+    let region = Some(RegionName::parse("region", "b").unwrap());
+    let parts = ServiceParts {
+        ticket_verifier: Some(
+            TicketVerifier::new(VerifyKeys::of(&[&key]).unwrap()).in_region(region),
+        ),
+        ..super::parts(h.store.clone(), &h.clock, h.backend.clone())
+    };
+
+    let admitted = ConnectAuthorizer::new(&parts).admit_connect(&token).await;
+
+    assert_eq!(admitted.unwrap().session_id, session.id);
+}

@@ -7,9 +7,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::schema::TableSpec;
 use super::write::{SCHEMA_VERSION, SCHEMA_VERSION_ATTR};
 use crate::domain::{
-    Compression, Connection, ConnectionId, ConnectionQuality, Lease, Metadata, Session, SessionId,
-    SessionName, SessionStatus, Simulator, SimulatorId, SimulatorStatus, StoredResponse, Symbol,
-    Timestamp, UserId,
+    Compression, Connection, ConnectionId, ConnectionQuality, Lease, Metadata, RegionName, Session,
+    SessionId, SessionName, SessionStatus, Simulator, SimulatorId, SimulatorStatus, StoredResponse,
+    Symbol, Timestamp, UserId,
 };
 use crate::store::StoreError;
 
@@ -203,8 +203,20 @@ pub(super) fn session_item(session: &Session) -> Item {
     if let Some(closed_at) = session.closed_at {
         item.insert("closed_at".to_owned(), ms(closed_at));
     }
+    // A session homed in the primary region of a single-region deployment has neither, as
+    // every item written before regions existed: they read as the primary region, epoch 1.
+    if let Some(region) = &session.home_region {
+        item.insert(HOME_REGION.to_owned(), s(region.as_str()));
+        item.insert(HOME_EPOCH.to_owned(), n(session.home_epoch));
+    }
     item
 }
+
+/// The session item's home region attribute (absent: the primary region).
+pub(super) const HOME_REGION: &str = "home_region";
+
+/// The session item's home epoch attribute (absent: 1).
+pub(super) const HOME_EPOCH: &str = "home_epoch";
 
 pub(super) fn session_from(item: &Item) -> Result<Session, StoreError> {
     schema_version_of(item)?;
@@ -230,6 +242,11 @@ pub(super) fn session_from(item: &Item) -> Result<Session, StoreError> {
             .opt_number("closed_at")?
             .map(Timestamp::from_unix_millis),
         version: item.number("version")?,
+        home_region: item
+            .opt_string(HOME_REGION)
+            .map(|v| parse(HOME_REGION, RegionName::parse(HOME_REGION, v)))
+            .transpose()?,
+        home_epoch: item.opt_number(HOME_EPOCH)?.unwrap_or(1),
     })
 }
 

@@ -69,12 +69,16 @@ impl DynamoStore {
                         key(session_pk(&session.id), SESSION_SK),
                         "SET #status = :closed, #closed_at = :closed_at, #version = :next_version",
                     )
-                    .when("#version = :version AND #status = :active")
                     .bind(":closed", s(SessionStatus::Closed.as_str()))
                     .bind(":closed_at", ms(session.expires_at))
                     .bind(":next_version", n(session.version + 1))
                     .bind(":version", n(session.version))
                     .bind(":active", s(SessionStatus::Active.as_str()));
+                    let close = when_home_unchanged(
+                        close,
+                        "#version = :version AND #status = :active",
+                        session,
+                    );
                     let writes = vec![close, release_session_slot(owner)];
                     if self.transact(writes).await?.is_ok() {
                         released += 1;
@@ -86,6 +90,25 @@ impl DynamoStore {
                 return Ok(released);
             }
         }
+    }
+}
+
+/// `write` under `condition` and (`docs/multi-region.md`) on the item's home still being the
+/// one `session` was read with, so a region the session moved away from (a failover raised
+/// `home_epoch`) cannot write it. An item without `home_region` is homed in the primary region
+/// at epoch 1 (items written before regions existed, and every item of a single-region
+/// deployment): a failover sets the attribute, which fences those writes too.
+fn when_home_unchanged(write: Write, condition: &str, session: &Session) -> Write {
+    match &session.home_region {
+        Some(region) => write
+            .when(&format!(
+                "{condition} AND #home_region = :home_region AND #home_epoch = :home_epoch"
+            ))
+            .bind(":home_region", s(region.as_str()))
+            .bind(":home_epoch", n(session.home_epoch)),
+        None => write.when(&format!(
+            "{condition} AND attribute_not_exists(#home_region)"
+        )),
     }
 }
 
@@ -223,10 +246,13 @@ impl SessionStore for DynamoStore {
         if !remove.is_empty() {
             expression = format!("{expression} REMOVE {}", remove.join(", "));
         }
-        let mut change = Write::update(key(session_pk(&previous.id), SESSION_SK), &expression)
-            .when(&format!("{LIVE} AND #version = :version"))
-            .bind(":now", ms(now))
-            .bind(":version", n(previous.version));
+        let mut change = when_home_unchanged(
+            Write::update(key(session_pk(&previous.id), SESSION_SK), &expression),
+            &format!("{LIVE} AND #version = :version"),
+            previous,
+        )
+        .bind(":now", ms(now))
+        .bind(":version", n(previous.version));
         for (placeholder, value) in values {
             change = change.bind(placeholder, value);
         }

@@ -67,7 +67,13 @@ impl SessionStore for InMemoryStore {
         let now = self.clock.now();
         let mut state = self.lock();
         match state.sessions.get_mut(&previous.id) {
-            Some(stored) if !stored.is_expired(now) && stored.version == previous.version => {
+            // As the DynamoDB adapter: only over the version and the home it was read with.
+            Some(stored)
+                if !stored.is_expired(now)
+                    && stored.version == previous.version
+                    && (&stored.home_region, stored.home_epoch)
+                        == (&previous.home_region, previous.home_epoch) =>
+            {
                 *stored = next.clone();
                 Ok(())
             }

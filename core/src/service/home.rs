@@ -1,0 +1,51 @@
+//! The home region of a session (`docs/multi-region.md`): a write served by a region that is
+//! not the session's home is refused before anything is claimed or written, naming the home;
+//! a read names the home so that a client needing read-your-writes can go there.
+
+use super::{ServiceError, SessionService};
+use crate::auth::Principal;
+use crate::domain::{RegionName, Session, SessionId};
+
+impl SessionService {
+    /// Refuses a write to session `id` unless this region is its home: the item's home if the
+    /// caller's session is readable here, else the region its id was born in (an item not yet
+    /// replicated). Always passes in a single-region deployment, without reading anything.
+    ///
+    /// # Errors
+    /// [`ServiceError::WrongRegion`] naming the home; a store failure.
+    pub async fn check_write_home(
+        &self,
+        caller: &Principal,
+        id: &SessionId,
+    ) -> Result<(), ServiceError> {
+        if !self.regions.is_multi_region() {
+            return Ok(());
+        }
+        let (region, epoch) = match self.sessions.get_session(id).await? {
+            Some(session) if session.owner == caller.user => {
+                (session.home_region, session.home_epoch)
+            }
+            // Someone else's session is as absent as a missing one: only the id speaks.
+            _ => (id.region(), 1),
+        };
+        let home = self.regions.resolve(region.as_ref());
+        if *home == self.regions.this {
+            return Ok(());
+        }
+        Err(ServiceError::WrongRegion {
+            session: id.to_string(),
+            home_region: home.clone(),
+            home_epoch: epoch,
+            home_api: self.regions.api_of(home).map(str::to_owned),
+        })
+    }
+
+    /// `session`'s home region and epoch, for reads to name (`X-Session-Home`); `None` in a
+    /// single-region deployment, whose answers stay as they were.
+    pub fn home_of(&self, session: &Session) -> Option<(RegionName, u64)> {
+        self.regions.is_multi_region().then(|| {
+            let home = self.regions.resolve(session.home_region.as_ref());
+            (home.clone(), session.home_epoch)
+        })
+    }
+}

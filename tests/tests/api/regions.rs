@@ -1,0 +1,208 @@
+//! A session's home region (`docs/multi-region.md`): two REST stacks configured as regions `a`
+//! and `b` over ONE table of moto's DynamoDB (what a global table with no replication lag looks
+//! like). A session is born in `a` and says so in its id; `b` serves its reads naming the home,
+//! and answers its writes `421 wrong-region` naming `a` and its API, changing nothing.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use reqwest::StatusCode;
+use serde_json::json;
+use session_core::auth::keys::{SigningKey, VerifyKeys};
+use session_core::config::{StoreBackend, StoreSettings};
+use session_core::domain::RegionName;
+use session_core::store::DynamoStore;
+use session_tests::moto::Moto;
+use session_tests::test_api::{Answer, TestApi};
+
+const API_A: &str = "https://api.a.example.com";
+const API_B: &str = "https://api.b.example.com";
+
+fn region(name: &str) -> RegionName {
+    RegionName::parse("region", name).unwrap()
+}
+
+/// The local stack as region `this` of the deployment {a (primary), b}, on `table` of moto.
+async fn region_stack(this: &str, table: &str) -> TestApi {
+    region_stack_with_keys(this, table, None).await
+}
+
+/// The same, with the ticket key pair `keys` (shared by regions, as a deployment's are).
+async fn region_stack_with_keys(
+    this: &str,
+    table: &str,
+    keys: Option<(SigningKey, VerifyKeys)>,
+) -> TestApi {
+    let (this, table) = (this.to_owned(), table.to_owned());
+    Box::pin(TestApi::spawn_with(move |s| {
+        if let Some((signing, verify)) = keys {
+            s.auth.set_ticket_keys(Some(signing), Some(verify)).unwrap();
+        }
+        s.store.backend = StoreBackend::Dynamodb;
+        s.store.endpoint = Some(Moto::shared().endpoint().to_owned());
+        s.store.table_name = table;
+        s.regions.this = region(&this);
+        s.regions.primary = Some(region("a"));
+        s.regions.apis = BTreeMap::from([
+            (region("a"), API_A.to_owned()),
+            (region("b"), API_B.to_owned()),
+        ]);
+    }))
+    .await
+}
+
+/// The session item as stored, every attribute.
+async fn session_item(table: &str, session: &str) -> BTreeMap<String, AttributeValue> {
+    let client =
+        DynamoStore::local_client(Moto::shared().endpoint(), &StoreSettings::default(), None);
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("PK", AttributeValue::S(format!("SESSION#{session}")))
+        .key("SK", AttributeValue::S("SESSION".to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("moto answers");
+    out.item.expect("the session item").into_iter().collect()
+}
+
+fn assert_wrong_region(answer: &Answer) {
+    assert_eq!(answer.status, StatusCode::MISDIRECTED_REQUEST, "{answer:?}");
+    assert_eq!(answer.problem(), "wrong-region");
+    assert_eq!(answer.body["home_region"], "a");
+    assert_eq!(answer.body["home_epoch"], 1);
+    assert_eq!(answer.body["home_api"], API_A);
+}
+
+#[tokio::test]
+async fn a_session_born_in_a_is_read_in_b_with_its_home_and_written_only_in_a() {
+    let table = format!("regions-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let a = region_stack("a", &table).await;
+    let b = region_stack("b", &table).await;
+    let (alice_a, alice_b) = (a.user("alice"), b.user("alice"));
+
+    let session = alice_a.create_session().await;
+    assert!(session.ends_with("-a"), "{session}");
+    let path = format!("/v1/sessions/{session}");
+
+    let read = alice_b.get(&path).await;
+    assert_eq!(read.status, StatusCode::OK, "{read:?}");
+    assert_eq!(read.header("x-session-home"), Some("a; epoch=1"));
+    assert_eq!(read.body["session_id"], session.as_str());
+
+    let before = session_item(&table, &session).await;
+    assert_eq!(before["home_region"], AttributeValue::S("a".to_owned()));
+    let close = alice_b.delete(&path).await;
+    assert_wrong_region(&close);
+    let start = alice_b
+        .post_with(
+            &format!("{path}/simulators"),
+            &json!({ "symbols": ["BTC-USD"] }),
+            &[("idempotency-key", "start-in-b")],
+        )
+        .await;
+    assert_wrong_region(&start);
+    assert_eq!(session_item(&table, &session).await, before);
+
+    let closed = alice_a.delete(&path).await;
+    assert_eq!(closed.status, StatusCode::OK, "{closed:?}");
+    assert_eq!(closed.body["status"], "closed");
+    // The key was never claimed in b: the same request in a is a new one, and it runs.
+    let start = alice_a
+        .post_with(
+            &format!("{path}/simulators"),
+            &json!({ "symbols": ["BTC-USD"] }),
+            &[("idempotency-key", "start-in-b")],
+        )
+        .await;
+    assert_eq!(start.problem(), "session-closed", "{start:?}");
+}
+
+#[tokio::test]
+async fn a_write_in_b_to_a_session_b_cannot_read_yet_is_sent_home_by_its_id() {
+    let table = format!("regions-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let b = region_stack("b", &table).await;
+    let unreplicated = format!("ses_{}-a", ulid::Ulid::new());
+
+    let close = b
+        .user("alice")
+        .delete(&format!("/v1/sessions/{unreplicated}"))
+        .await;
+
+    assert_wrong_region(&close);
+    assert!(
+        close.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&unreplicated)
+    );
+}
+
+#[tokio::test]
+async fn a_single_region_deployment_mints_bare_ids_and_names_no_home() {
+    let api = TestApi::spawn().await;
+    let alice = api.user("alice");
+
+    let session = alice.create_session().await;
+    let read = alice.get(&format!("/v1/sessions/{session}")).await;
+
+    assert_eq!(session.len(), "ses_".len() + 26, "{session}");
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.header("x-session-home"), None);
+}
+
+/// The status of a WebSocket handshake to `url` (101 when it connects).
+async fn ws_handshake(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((mut socket, response)) => {
+            let _ = socket.close(None).await;
+            response.status().as_u16()
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("the handshake failed: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_minted_in_a_is_refused_by_b_naming_a_and_admits_one_connection_in_a() {
+    let table = format!("regions-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let key = SigningKey::generate("shared").unwrap();
+    let keys = || Some((key.clone(), VerifyKeys::of(&[&key]).unwrap()));
+    let a = region_stack_with_keys("a", &table, keys()).await;
+    let b = region_stack_with_keys("b", &table, keys()).await;
+    let alice_a = a.user("alice");
+    let session = alice_a.create_session().await;
+    alice_a.start_simulator(&session, &["BTC-USD"]).await;
+    let (_, ws_url) = alice_a.ws_ticket(&session).await;
+    let sse = alice_a
+        .post(
+            &format!("/v1/sessions/{session}/tickets"),
+            &json!({ "transport": "sse" }),
+        )
+        .await;
+    let sse_url = sse.body["url"].as_str().unwrap().to_owned();
+    let (a_ws, b_ws) = (&a.stack.endpoints().ws_api, &b.stack.endpoints().ws_api);
+    let (a_sse, b_sse) = (&a.stack.endpoints().sse, &b.stack.endpoints().sse);
+
+    let ws_in_b = ws_handshake(&ws_url.replacen(a_ws.as_str(), b_ws, 1)).await;
+    let sse_in_b = reqwest::get(sse_url.replacen(a_sse.as_str(), b_sse, 1))
+        .await
+        .unwrap();
+    let (sse_in_b_status, sse_in_b_body) = (
+        sse_in_b.status(),
+        sse_in_b.json::<serde_json::Value>().await.unwrap(),
+    );
+    let ws_in_a = ws_handshake(&ws_url).await;
+    let ws_again_in_a = ws_handshake(&ws_url).await;
+
+    assert_eq!(ws_in_b, 403);
+    assert_eq!(sse_in_b_status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        sse_in_b_body["type"],
+        "urn:session-service:problem:ticket-wrong-region"
+    );
+    assert_eq!(sse_in_b_body["ticket_region"], "a");
+    assert_eq!(ws_in_a, 101);
+    assert_eq!(ws_again_in_a, 403);
+}
