@@ -213,6 +213,7 @@ impl Streamer {
         let upkeep = metrics::upkeep(self.state.metrics.clone());
         let draining_rx = self.state.draining.clone();
         let draining = self.draining;
+        let hub = self.state.hub.clone();
         let following = tokio::spawn(follow(
             self.state.runtime.subscribe(),
             self.state.admission.clone(),
@@ -255,6 +256,8 @@ impl Streamer {
                 info!("draining: refusing new streams, telling clients to reconnect");
                 // Connections see it and end; the value stays readable after the sender goes.
                 draining.send_replace(true);
+                // SSE clients look at the flag when their stream wakes them: wake them all.
+                hub.wake_all();
                 tokio::time::sleep(deadline).await;
             } => {
                 warn!(?deadline, "drain deadline passed; closing the remaining connections");

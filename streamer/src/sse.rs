@@ -28,8 +28,9 @@ use tracing::{Instrument as _, debug, info, warn};
 
 use crate::admission::StreamSlot;
 use crate::compression::{self, Encoding};
-use crate::drain::drained;
+use crate::drain::is_draining;
 use crate::hub::{Delivery, Start, Subscription};
+use crate::metrics;
 use crate::peer::PeerAddr;
 use crate::sse_error::SseError;
 use crate::state::AppState;
@@ -253,19 +254,20 @@ impl Connection {
             }
             return self.subscription.gzip().map(|gzip| gzip.trailer());
         }
+        // The drain wakes every stream (`Hub::wake_all`), so a client sees it on its next
+        // wake-up without a wait of its own.
+        let draining = &self.draining;
+        if is_draining(draining) {
+            return Some(self.drain_advice());
+        }
         tokio::select! {
             biased;
-            () = drained(&mut self.draining) => {
-                self.done = true;
-                let advice = wire::reconnect("draining", self.retry_ms).sse;
-                Some(match self.subscription.gzip() {
-                    Some(gzip) => gzip.plain(&advice),
-                    None => advice,
-                })
-            }
-            delivery = self.subscription.next() => {
+            delivery = self.subscription.next_unless(|| is_draining(draining)) => {
+                let Some(delivery) = delivery else {
+                    return Some(self.drain_advice());
+                };
                 // Handed to the connection's writer now: the delivery lag ends here.
-                self.subscription.written("sse");
+                self.subscription.written(metrics::Transport::Sse);
                 match delivery {
                     Delivery::Frames(bytes) => Some(bytes),
                     Delivery::Last(bytes) => {
@@ -282,6 +284,18 @@ impl Connection {
                 }
                 None => Bytes::from_static(wire::HEARTBEAT),
             }),
+        }
+    }
+}
+
+impl Connection {
+    /// The last frames of a drained stream: reconnect (elsewhere).
+    fn drain_advice(&mut self) -> Bytes {
+        self.done = true;
+        let advice = wire::reconnect("draining", self.retry_ms).sse;
+        match self.subscription.gzip() {
+            Some(gzip) => gzip.plain(&advice),
+            None => advice,
         }
     }
 }

@@ -87,17 +87,20 @@ async fn stream_body(
     chunked: bool,
     write_timeout: Duration,
 ) -> io::Result<bool> {
-    let (mut reader, mut writer) = io.split();
     loop {
+        let mut probe = [0u8; 1];
         let chunk = tokio::select! {
+            // The body first: a client being streamed to is woken for its data, and its socket
+            // is looked at only while there is none (one readiness check fewer per chunk).
+            biased;
             chunk = data.next() => chunk,
             // A client that closes its side (or sends anything) while it is being streamed to
             // is done; without this, an idle stream would notice only at its next heartbeat.
-            _ = reader.read_u8() => return Ok(false),
+            _ = io.peek(&mut probe) => return Ok(false),
         };
         let Some(chunk) = chunk else {
             if chunked {
-                write_parts(&mut writer, [b"0\r\n\r\n"], write_timeout).await?;
+                write_parts(io, [b"0\r\n\r\n"], write_timeout).await?;
             }
             return Ok(chunked);
         };
@@ -112,10 +115,49 @@ async fn stream_body(
                 std::io::Write::write_fmt(&mut cursor, format_args!("{:x}\r\n", chunk.len()))?;
                 cursor.position() as usize
             };
-            write_parts(&mut writer, [&size[..len], &chunk, b"\r\n"], write_timeout).await?;
+            let mut parts = [&size[..len], &chunk[..], b"\r\n"];
+            let written = write_small_now(io, parts)?;
+            advance(&mut parts, written);
+            write_parts(io, parts, write_timeout).await?;
         } else {
-            write_parts(&mut writer, [&chunk], write_timeout).await?;
+            write_parts(io, [&chunk], write_timeout).await?;
         }
+    }
+}
+
+/// Chunks up to this size are copied into one buffer on the stack and written with one `write`.
+const SMALL_WRITE: usize = 1024;
+
+/// Writes what the socket takes now of small `parts` (an event with its chunk framing) with one
+/// `write` of their copy, and says how much it took; larger ones are left to [`write_parts`]'s
+/// `writev`. A `writev` of three slices costs the kernel more than a `write` of one (it copies
+/// and walks the vector), and a chunk of a client at the head is one event of ~200 bytes: the
+/// copy is cheaper than the difference, at the 10,000-client fan-out's rate of writes. Not
+/// async, so the buffer is never part of a connection's future (its idle memory).
+fn write_small_now<const N: usize>(io: &TcpStream, parts: [&[u8]; N]) -> io::Result<usize> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if total > SMALL_WRITE {
+        return Ok(0);
+    }
+    let mut buffer = [0u8; SMALL_WRITE];
+    let mut at = 0;
+    for part in parts {
+        buffer[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    match io.try_write(&buffer[..total]) {
+        Ok(written) => Ok(written),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Drops the first `written` bytes of `parts`.
+fn advance<const N: usize>(parts: &mut [&[u8]; N], mut written: usize) {
+    for part in parts {
+        let taken = written.min(part.len());
+        *part = &part[taken..];
+        written -= taken;
     }
 }
 
@@ -136,17 +178,13 @@ where
         if slices.iter().all(|s| s.is_empty()) {
             return Ok(());
         }
-        let mut written = tokio::time::timeout(timeout, writer.write_vectored(&slices))
+        let written = tokio::time::timeout(timeout, writer.write_vectored(&slices))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"))??;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        for part in &mut parts {
-            let taken = written.min(part.len());
-            *part = &part[taken..];
-            written -= taken;
-        }
+        advance(&mut parts, written);
     }
 }
 

@@ -93,10 +93,10 @@ impl Subscription {
     }
 
     /// Records the delivery lag of what was taken since the last call, now that its caller
-    /// has written it to the client (`transport`: `sse` or `websocket`). One observation per
+    /// has written it to the client. One observation per
     /// write, for its oldest event: per event would cost a clock read and a histogram sample
     /// for each of up to hundreds of thousands of events a second.
-    pub fn written(&mut self, transport: &'static str) {
+    pub fn written(&mut self, transport: metrics::Transport) {
         if let Some(emit_ns) = self.unwritten_emit_ns.take() {
             metrics::delivery_lag(transport, emit_ns);
         }
@@ -104,15 +104,28 @@ impl Subscription {
 
     /// The next frames for this client, waiting until there are some. Cancel-safe.
     pub async fn next(&mut self) -> Delivery {
+        match self.next_unless(|| false).await {
+            Some(delivery) => delivery,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// [`Self::next`], or `None` once `stop` holds when the stream wakes this client. For a
+    /// condition every client waits on besides its data (the drain), which would otherwise be
+    /// a second wait of its own, registered and dropped on every delivery of every client.
+    pub(crate) async fn next_unless(&mut self, stop: impl Fn() -> bool) -> Option<Delivery> {
         loop {
             if matches!(self.position, Position::Done) {
                 return std::future::pending().await;
             }
             if let Some(delivery) = self.take() {
-                return delivery;
+                return Some(delivery);
             }
             if self.changed.changed().await.is_err() {
                 return std::future::pending().await;
+            }
+            if stop() {
+                return None;
             }
         }
     }

@@ -102,6 +102,13 @@ impl Hub {
     pub fn streams(&self) -> Vec<Arc<Stream>> {
         self.inner.streams.all()
     }
+
+    /// Wakes every client of every stream, so that each looks at why (the drain).
+    pub(crate) fn wake_all(&self) {
+        for stream in self.inner.streams.all() {
+            stream.wake();
+        }
+    }
 }
 
 #[cfg(test)]

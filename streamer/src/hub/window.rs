@@ -397,7 +397,10 @@ impl Window {
         let mut events = 0;
         let mut taken = 0;
         let mut crc = Crc::default();
-        let mut parts = Vec::new();
+        // The first part alone is what most reads are (a client at the head): no copy, no
+        // allocation; a read of several entries joins them.
+        let mut first = Bytes::new();
+        let mut joined = BytesMut::new();
         for entry in self.entries.range(start..) {
             if taken > 0 && taken + entry.sse.len() > max_bytes {
                 break;
@@ -426,7 +429,14 @@ impl Window {
                 .iter()
                 .filter(|&&o| o as usize >= skip)
                 .count() as u64;
-            parts.push(part);
+            if first.is_empty() && joined.is_empty() {
+                first = part;
+            } else {
+                if joined.is_empty() {
+                    joined.extend_from_slice(&first);
+                }
+                joined.extend_from_slice(&part);
+            }
             if emit_ns.is_none() && entry.emit_ns > 0 {
                 emit_ns = Some(entry.emit_ns);
             }
@@ -436,13 +446,9 @@ impl Window {
             cursor.index = entry.index + 1;
             cursor.skip = 0;
         }
-        let bytes = if parts.len() == 1 {
-            parts.pop().unwrap_or_default()
+        let bytes = if joined.is_empty() {
+            first
         } else {
-            let mut joined = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-            for part in parts {
-                joined.extend_from_slice(&part);
-            }
             joined.freeze()
         };
         Read::Data {

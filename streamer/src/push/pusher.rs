@@ -513,7 +513,7 @@ impl Inner {
                 }
             }
             // Every message of the batch is posted: the delivery lag ends here.
-            subscription.written("websocket");
+            subscription.written(metrics::Transport::WebSocket);
             if last {
                 let _ = self.api.delete(connection.as_str()).await;
                 return None;
