@@ -209,6 +209,8 @@ pub async fn handle(
     };
     let (url, stack_id, request_id, logical_id) = common;
     let (status, reason) = match (&request, migrate) {
+        (Request::Create(r), true) if is_replica(&r.resource_properties) => replica_answer(),
+        (Request::Update(r), true) if is_replica(&r.resource_properties) => replica_answer(),
         (_, true) => migrate_up(store, run).await,
         (Request::Update(_), false) => (
             Status::Success,
@@ -231,6 +233,21 @@ pub async fn handle(
     response.logical_resource_id.clone_from(logical_id);
     responder.put(url, &response).await?;
     Ok(response)
+}
+
+/// Whether the stack is another region's replica of a global table (`Migrate: "false"`, set by
+/// the template in `TableMode=replica`): the primary region's stack migrates the table, once.
+/// Two regions migrating one global table would each take the migrations' lease in their own
+/// replica (a conditional write sees only its region), and run every step twice at once.
+fn is_replica(properties: &serde_json::Value) -> bool {
+    properties.get("Migrate").and_then(serde_json::Value::as_str) == Some("false")
+}
+
+fn replica_answer() -> (Status, String) {
+    (
+        Status::Success,
+        "a replica region's stack: the primary region's stack migrates the global table".to_owned(),
+    )
 }
 
 /// Whether an `Update` moves back to an earlier function version: CloudFormation rolling back

@@ -62,6 +62,20 @@ impl ResponseBucket {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// [`Self::event`] with `properties` added to its `ResourceProperties`.
+    fn event_with(
+        &self,
+        file: &str,
+        table: &str,
+        properties: Value,
+    ) -> custom_resource::Request {
+        let mut event = serde_json::to_value(self.event(file, table)).unwrap();
+        for (name, value) in properties.as_object().unwrap() {
+            event["ResourceProperties"][name] = value.clone();
+        }
+        serde_json::from_value(event).unwrap()
+    }
+
     /// The one answer received.
     async fn answer(&mut self) -> Received {
         let answer = self.received.recv().await.expect("an answer");
@@ -124,6 +138,35 @@ async fn create_migrates_the_table_and_answers_success_with_a_stable_physical_id
     assert_eq!(m.pending_items().await, 0, "migrated");
     assert_eq!(updated["Status"], "SUCCESS", "{updated}");
     assert_eq!(updated["PhysicalResourceId"], physical.as_str(), "kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_regions_stack_answers_success_and_leaves_the_migrating_to_the_primary() {
+    let m = Migrating::new().await;
+    m.session_with_old_connections("erin", 2).await;
+    let pending = m.pending_items().await;
+    let mut bucket = ResponseBucket::start().await;
+    let store = store_on(&m.table).await;
+    let responder = custom_resource::Responder::new().unwrap();
+
+    for file in [
+        "cloudformation-migrations-create.json",
+        "cloudformation-migrations-update.json",
+    ] {
+        let event = bucket.event_with(file, &m.table, serde_json::json!({"Migrate": "false"}));
+        custom_resource::handle(&store, &responder, event, &run())
+            .await
+            .unwrap();
+        let (_, answer) = bucket.answer().await;
+
+        assert_eq!(answer["Status"], "SUCCESS", "{file}: {answer}");
+        assert!(
+            answer["Reason"].as_str().unwrap().contains("primary region"),
+            "{file}: {answer}"
+        );
+    }
+    assert!(pending > 0);
+    assert_eq!(m.pending_items().await, pending, "nothing migrated here");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
