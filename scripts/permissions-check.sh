@@ -11,7 +11,8 @@
 # removed, with rest-api's grant of the table's key through DynamoDB removed, with rest-api's
 # grant of the ticket signing key's secret removed, with rest-api's AppConfig reads removed, with
 # the migrations function's table grant removed, with the restore drill's grants on its new table
-# removed (when the log holds the drill's restore), and (when the log holds rest-api's Cloud Map
+# removed (when the log holds the drill's restore), with the recovery role's failover grant
+# removed (when the log holds the failover's writes), and (when the log holds rest-api's Cloud Map
 # DiscoverInstances, the discovery tests' calls) with rest-api's discovery grant removed, it must
 # report exactly those denials.
 #
@@ -67,6 +68,13 @@ if grep -q '"component": "recovery", "service": "dynamodb", "operation": "Restor
         --expect-denied "recovery (role TableRecoveryRole): dynamodb:DescribeTable on arn:aws:dynamodb:eu-west-1:123456789012:table/session-service-prod-sessions-restored"
 else
     echo "    (no recovery RestoreTableToPointInTime in $calls: the restore drill's mutation is not checked)"
+fi
+# Only a run of the region failover's tests (tests/tests/store/failover.rs) records its writes.
+if grep -q '"component": "recovery", "service": "dynamodb", "operation": "UpdateItem"' "$calls"; then
+    check --mutation recovery-without-failover \
+        --expect-denied "recovery (role TableRecoveryRole): dynamodb:UpdateItem on arn:aws:dynamodb:eu-west-1:123456789012:table/session-service-prod-sessions"
+else
+    echo "    (no recovery UpdateItem in $calls: the region failover's mutation is not checked)"
 fi
 check --mutation rest-api-without-ticket-signing-key \
     --expect-denied "rest-api (role RestApiRole): secretsmanager:GetSecretValue on arn:aws:secretsmanager:eu-west-1:123456789012:secret:session-service/ticket-signing-key-AbCdEf"

@@ -617,6 +617,10 @@ MUTATIONS = {
     # there as the restore, and the drill's wait on it, must be denied.
     "recovery-without-restored-table": lambda component, policies: component == "recovery"
     and strip_statements(policies, lambda s: s.get("Sid") == "RestoredTable"),
+    # The recovery role without its failover grant: the failover's take-over of a session's
+    # home (an UpdateItem on the table) must be denied.
+    "recovery-without-failover": lambda component, policies: component == "recovery"
+    and strip_statements(policies, lambda s: s.get("Sid") == "RegionFailover"),
 }
 
 

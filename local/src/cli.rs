@@ -107,6 +107,21 @@ pub struct StackArgs {
     /// application and environment, re-read on each request (default: built-in, every flag off).
     #[arg(long, value_name = "DIR")]
     pub appconfig_dir: Option<PathBuf>,
+    /// Run N regional stacks (local-a, local-b, …) over a replicating in-memory store; region i
+    /// listens on each port plus 100 × i, and the endpoints file lists them under `regions`.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one,
+          conflicts_with = "dynamodb_endpoint")]
+    pub regions: usize,
+    /// How long a write made in one region takes to reach the others (with --regions).
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub replication_lag_ms: u64,
+}
+
+impl StackArgs {
+    /// The replication lag `--replication-lag-ms` sets.
+    pub fn replication_lag(&self) -> Duration {
+        Duration::from_millis(self.replication_lag_ms)
+    }
 }
 
 /// What `session-local` does instead of running the stack.
@@ -330,6 +345,23 @@ mod tests {
         let bad =
             parse::<StackArgs>("session-local", "--dynamodb-endpoint localhost:5000").unwrap_err();
         assert!(bad.to_string().contains("--dynamodb-endpoint"));
+    }
+
+    #[test]
+    fn one_region_unless_told_otherwise_and_several_only_in_memory() {
+        let default: StackArgs = parse("session-local", "").unwrap();
+        assert_eq!(default.regions, 1);
+        assert_eq!(default.replication_lag(), Duration::from_millis(200));
+        let two: StackArgs = parse("session-local", "--regions 2 --replication-lag-ms 50").unwrap();
+        assert_eq!((two.regions, two.replication_lag_ms), (2, 50));
+        let zero = parse::<StackArgs>("session-local", "--regions 0").unwrap_err();
+        assert!(zero.to_string().contains("--regions"), "{zero}");
+        let moto = parse::<StackArgs>(
+            "session-local",
+            "--regions 2 --dynamodb-endpoint http://127.0.0.1:5000",
+        )
+        .unwrap_err();
+        assert!(moto.to_string().contains("--regions"), "{moto}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! future resolves, with a bounded drain, and the handle of a spawned server; `cli` the flags of
 //! the binaries. `http_api` and `ws_api` emulate API Gateway's HTTP and WebSocket APIs (the
 //! latter with its `@connections` API) in front of the functions; `web` serves the page that
-//! uses them from a browser; `stack` runs all of it; `ticket_keys` makes connect-ticket keys.
+//! uses them from a browser; `stack` runs all of it, `regions` several of it as regions; `ticket_keys` makes connect-ticket keys.
 
 pub mod appconfig;
 pub mod auth;
@@ -16,6 +16,7 @@ pub mod cli;
 pub mod cloudmap;
 pub mod faults;
 pub mod http_api;
+pub mod regions;
 mod server;
 pub mod simulator;
 pub mod stack;

@@ -88,6 +88,12 @@ pub struct StackSettings {
     /// Whether the embedded streamer pushes to WebSocket connections (off when streamers run
     /// as processes of their own, as in the handover tests).
     pub push: bool,
+    /// The in-memory store every component shares, instead of a fresh one (a region's replica
+    /// in `--regions N`: `crate::regions`); ignored on DynamoDB.
+    pub store: Option<SharedStore>,
+    /// More dev-only routes for the HTTP API, beside `/_local/faults` (`--regions N`'s
+    /// `/_local/regions` on the first region).
+    pub routes: Option<Router>,
 }
 
 impl StackSettings {
@@ -113,6 +119,8 @@ impl StackSettings {
             ws: WsApiSettings::default(),
             endpoints_file: None,
             push: true,
+            store: None,
+            routes: None,
         }
     }
 
@@ -273,6 +281,8 @@ impl Stack {
             ws,
             endpoints_file,
             push,
+            store,
+            routes,
         } = settings;
 
         let auth = AuthServer::new(AuthSettings {
@@ -367,7 +377,7 @@ impl Stack {
             ..service.clone()
         });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let stores = Stores::of(&service, clock.clone()).await?;
+        let stores = Stores::of(&service, store, clock.clone()).await?;
         let backend = wiring::simulator_backend(&service)?;
         let parts_of = |settings: &Settings, component| {
             ServiceParts::from_settings(
@@ -440,7 +450,7 @@ impl Stack {
         let listener = bind(http_api).await?;
         let http_addr = local_addr(&listener, http_api)?;
         let base = format!("http://{http_addr}");
-        let extra = Router::new()
+        let mut extra = Router::new()
             .route(tokens::PATH, post(tokens::mint))
             .route(tokens::JWKS_PATH, get(tokens::jwks))
             .with_state(Arc::clone(&auth_service))
@@ -449,6 +459,9 @@ impl Stack {
                     .route(faults::PATH, post(faults::inject).get(faults::list))
                     .with_state(Arc::clone(&fleet)),
             );
+        if let Some(routes) = routes {
+            extra = extra.merge(routes);
+        }
         let (http_stop, stopped) = oneshot::channel::<()>();
         let http_task = tokio::spawn(api.serve(listener, extra, async move {
             let _ = stopped.await;
@@ -650,12 +663,17 @@ struct Stores(
 );
 
 impl Stores {
-    /// The stores of `settings`; for DynamoDB, the table is created if missing. A local
+    /// The stores of `settings` (in memory: `given`, if any); for DynamoDB, the table is created if missing. A local
     /// endpoint gets fixed dummy credentials unless the environment has AWS credentials.
-    async fn of(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StackError> {
+    async fn of(
+        settings: &Settings,
+        given: Option<SharedStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StackError> {
         let store = &settings.store;
         if store.backend == StoreBackend::Memory {
-            let shared: SharedStore = Arc::new(InMemoryStore::new(clock.clone()));
+            let shared: SharedStore =
+                given.unwrap_or_else(|| Arc::new(InMemoryStore::new(clock.clone())));
             let cached = session_core::cache::wrap(shared.clone(), &settings.cache, clock);
             return Ok(Self(
                 Component::ALL.map(|c| (c, shared.clone())).into(),
@@ -737,7 +755,7 @@ fn ephemeral_ticket_keys(service: &mut Settings) -> Result<(), StackError> {
 }
 
 /// Writes `endpoints` so a reader never sees a half-written file: to a sibling, then renamed.
-fn write_endpoints(path: &Path, endpoints: &Endpoints) -> Result<(), StackError> {
+pub(crate) fn write_endpoints(path: &Path, endpoints: &impl Serialize) -> Result<(), StackError> {
     let error = |source| StackError::EndpointsFile {
         path: path.to_owned(),
         source,

@@ -61,3 +61,19 @@ pub async fn send(socket: &mut Socket, frame: &Value) {
         .await
         .expect("the frame is sent");
 }
+
+/// The status a WebSocket API answers a handshake to `url` with (101 when it connects; the
+/// connection is closed at once).
+///
+/// # Panics
+/// The handshake failed other than with an HTTP answer (nothing listening, a broken stream).
+pub async fn handshake_status(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((mut socket, response)) => {
+            let _ = socket.close(None).await;
+            response.status().as_u16()
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("the handshake failed: {e}"),
+    }
+}

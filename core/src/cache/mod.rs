@@ -46,12 +46,12 @@ use crate::clock::Clock;
 use crate::config::CacheSettings;
 use crate::domain::{
     Connection, ConnectionId, EventId, IdempotencyClaim, IdempotencyKey, Lease, Page, PageRequest,
-    RequestFingerprint, Revocation, Session, SessionId, Simulator, SimulatorId, StoredResponse,
-    TicketId, Timestamp, UserId,
+    RegionName, RequestFingerprint, Revocation, Session, SessionId, Simulator, SimulatorId,
+    StoredResponse, TicketId, Timestamp, UserId,
 };
 use crate::store::{
-    ConnectionStore, IdempotencyStore, LeaseStore, RateLimitStore, RevocationStore, SessionStore,
-    SharedStore, SimulatorQuotas, SimulatorStore, StoreError, TicketStore,
+    ConnectionStore, HomeMove, IdempotencyStore, LeaseStore, RateLimitStore, RevocationStore,
+    SessionStore, SharedStore, SimulatorQuotas, SimulatorStore, StoreError, Takeover, TicketStore,
 };
 
 /// `store` behind the cache `settings` describe, or `store` itself when `cache.enabled` is off.
@@ -146,6 +146,26 @@ impl SessionStore for CachedStore {
             Some(Value::Session(next.clone()))
         })
         .await
+    }
+
+    async fn sessions_homed_in(
+        &self,
+        region: &RegionName,
+        primary: &RegionName,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError> {
+        self.inner.sessions_homed_in(region, primary, page).await
+    }
+
+    async fn take_over_home(
+        &self,
+        id: &SessionId,
+        step: &HomeMove<'_>,
+    ) -> Result<Takeover, StoreError> {
+        let result = self.inner.take_over_home(id, step).await;
+        // The home and the simulators changed (or may have): both entries are dropped.
+        self.tiers.wrote(&value::simulators(id), None).await;
+        self.wrote(&value::session(id), result, |_| None).await
     }
 }
 

@@ -10,22 +10,26 @@
 
 mod dynamodb;
 mod error;
+mod failover;
 mod memory;
 pub mod ports;
+mod replicated;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use dynamodb::{DynamoStore, TableSpec, create_table, migrate};
+pub use dynamodb::{DynamoStore, Fence, TableSpec, create_table, migrate};
 pub use error::{Quota, StoreError};
+pub use failover::{HomeMove, REGION_FAILOVER_REASON, Takeover};
 pub use memory::InMemoryStore;
+pub use replicated::{RegionalReplica, Replication};
 
 use crate::domain::{
     Connection, ConnectionId, EventId, IdempotencyClaim, IdempotencyKey, Lease, Page, PageRequest,
-    RequestFingerprint, Revocation, Session, SessionId, Simulator, SimulatorId, StoredResponse,
-    TicketId, Timestamp, UserId,
+    RegionName, RequestFingerprint, Revocation, Session, SessionId, Simulator, SimulatorId,
+    StoredResponse, TicketId, Timestamp, UserId,
 };
 
 /// Sessions: create under the owner's quota, read, list by owner, change.
@@ -47,6 +51,26 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Replaces `previous` with `next` if the stored session is still at `previous.version`;
     /// closing releases the owner's quota slot in the same write.
     async fn update_session(&self, previous: &Session, next: &Session) -> Result<(), StoreError>;
+
+    /// The unexpired sessions homed in `region` (items without `home_region` are homed in
+    /// `primary`), for a failover of that region (`docs/multi-region.md`); pages in no
+    /// particular order, resumed after the cursor's session.
+    async fn sessions_homed_in(
+        &self,
+        region: &RegionName,
+        primary: &RegionName,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError>;
+
+    /// Moves the session's home as `step` says, by one write conditional on the home (and
+    /// epoch) it starts from, and fails its starting or running simulators
+    /// ([`REGION_FAILOVER_REASON`]). Idempotent: a session already at `step.to` is
+    /// [`Takeover::AlreadyMoved`]; one found elsewhere is [`Takeover::Conflict`], not an error.
+    async fn take_over_home(
+        &self,
+        id: &SessionId,
+        step: &HomeMove<'_>,
+    ) -> Result<Takeover, StoreError>;
 }
 
 /// The limits a new simulator is admitted under.

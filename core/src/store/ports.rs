@@ -16,6 +16,8 @@ pub const PUT_ITEM: &str = "dynamodb:PutItem";
 pub const UPDATE_ITEM: &str = "dynamodb:UpdateItem";
 /// `dynamodb:DeleteItem` (also for a `Delete` inside `TransactWriteItems`).
 pub const DELETE_ITEM: &str = "dynamodb:DeleteItem";
+/// `dynamodb:Scan` (only a failover's listing of sessions by home region).
+pub const SCAN: &str = "dynamodb:Scan";
 
 /// A store port: one trait of [`crate::store`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,15 +1,20 @@
 //! The command line: `session-admin migrate status|up|verify` (docs/operations.md,
-//! "Migrations") and `session-admin table restore` (the point-in-time recovery drill,
-//! "Regions and disaster recovery"). Results go to a writer (stdout), one fact a line, so scripts can grep them;
+//! "Migrations"), `session-admin table restore` (the point-in-time recovery drill,
+//! "Regions and disaster recovery") and `session-admin region failover` (same section). Results go to a writer (stdout), one fact a line, so scripts can grep them;
 //! progress goes to stderr.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use session_core::clock::SystemClock;
+use session_core::config::Settings;
+use session_core::store::DynamoStore;
 use session_core::store::migrate::{MigrateOptions, RunOutcome};
 
+use super::failover::{self, FailoverRequest};
 use super::progress::Progress;
 use super::restore::{self, RestoreRequest};
 
@@ -36,6 +41,30 @@ enum Command {
     /// Operations on the table itself.
     #[command(subcommand)]
     Table(Table),
+    /// Operations on the deployment's regions.
+    #[command(subcommand)]
+    Region(Region),
+}
+
+#[derive(Debug, Subcommand)]
+enum Region {
+    /// Fences region `--from` and moves the home of its sessions to `--to`, failing their
+    /// simulators (calls DynamoDB as the `recovery` component). Idempotent; exits 1 if a
+    /// session is homed in neither region.
+    Failover {
+        /// The region the sessions leave.
+        #[arg(long)]
+        from: String,
+        /// The region taking them over.
+        #[arg(long)]
+        to: String,
+        /// `all` (every session homed in `--from`), or session ids, comma-separated.
+        #[arg(long, default_value = "all")]
+        sessions: String,
+        /// List the sessions that would move; write nothing (not even the fence).
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +144,28 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 wait: Duration::from_secs(wait_minutes * 60),
             };
             return restore_table(&client, &request, out).await;
+        }
+        Command::Region(Region::Failover {
+            from,
+            to,
+            sessions,
+            dry_run,
+        }) => {
+            let primary = Settings::load(None)
+                .context("reading the settings")?
+                .regions
+                .primary()
+                .clone();
+            let client = super::recovery_client(&settings, cli.dynamodb_endpoint.as_deref()).await;
+            let store = DynamoStore::new(client, &settings.table_name, Arc::new(SystemClock));
+            let request = FailoverRequest {
+                from,
+                to,
+                sessions,
+                dry_run,
+            };
+            failover::failover(&store, &request, &primary, out).await?;
+            return Ok(());
         }
     };
     let table = settings.table_name.clone();

@@ -240,7 +240,10 @@ pub async fn handle(
 /// Two regions migrating one global table would each take the migrations' lease in their own
 /// replica (a conditional write sees only its region), and run every step twice at once.
 fn is_replica(properties: &serde_json::Value) -> bool {
-    properties.get("Migrate").and_then(serde_json::Value::as_str) == Some("false")
+    properties
+        .get("Migrate")
+        .and_then(serde_json::Value::as_str)
+        == Some("false")
 }
 
 fn replica_answer() -> (Status, String) {

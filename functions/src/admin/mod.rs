@@ -3,10 +3,11 @@
 //! (`custom_resource`), and the point-in-time restore drill (`restore`, terminal only). Layout:
 //! `cli` (commands and their output), `progress` (the progress bar or plain lines),
 //! `custom_resource` (the Lambda handler and its answer to CloudFormation), `restore` (the
-//! drill).
+//! drill), `failover` (moving sessions' home region, terminal only).
 
 pub mod cli;
 pub mod custom_resource;
+pub mod failover;
 mod progress;
 pub mod restore;
 

@@ -1,9 +1,12 @@
 //! The whole session service on this machine: `cargo run --profile local -p session-local`.
 
+use std::fmt::Write as _;
+
 use anyhow::Context;
 use clap::Parser as _;
 use session_core::config::{LogFormat, Settings, StoreBackend, TelemetrySettings};
 use session_local::cli::{StackArgs, StackCommand};
+use session_local::regions::Regions;
 use session_local::shutdown_signal;
 use session_local::stack::{Stack, StackSettings};
 use session_streamer::StreamerSettings;
@@ -27,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         "session-local",
     )
     .context("setting up logs")?;
+    let (regions, lag) = (args.regions, args.replication_lag());
     let mut service = Settings::load(args.config.as_deref()).context("reading settings")?;
     let streamer = StreamerSettings::load(args.config.as_deref())
         .context("reading the streamer's settings")?;
@@ -37,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(table) = args.table {
         service.store.table_name = table;
     }
-    let stack = Stack::start(StackSettings {
+    let settings = StackSettings {
         http_api: args.http_api,
         ws_api: args.ws_api,
         sse: args.sse,
@@ -52,9 +56,13 @@ async fn main() -> anyhow::Result<()> {
         endpoints_file: args.endpoints_file,
         streamer,
         ..StackSettings::local(service)
-    })
-    .await
-    .context("starting the local stack")?;
+    };
+    if regions > 1 {
+        return Box::pin(run_regions(settings, regions, lag)).await;
+    }
+    let stack = Stack::start(settings)
+        .await
+        .context("starting the local stack")?;
 
     let endpoints = stack.endpoints();
     let token = stack.token("dev-user");
@@ -77,5 +85,42 @@ async fn main() -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("stopping");
     stack.shutdown().await.context("stopping")?;
+    Ok(())
+}
+
+/// `--regions N`: the regional stacks, until Ctrl-C or SIGTERM.
+async fn run_regions(
+    settings: StackSettings,
+    count: usize,
+    lag: std::time::Duration,
+) -> anyhow::Result<()> {
+    let regions = Regions::start(settings, count, lag)
+        .await
+        .context("starting the regional stacks")?;
+    let mut banner = format!(
+        "\nsession-local is ready: {count} regions, replication lag {lag:?}, primary local-a\n"
+    );
+    for region in regions.endpoints() {
+        let _ = write!(
+            banner,
+            "  {name}\n    web page      {web}\n    HTTP API      {http}\n    WebSocket API {ws}?ticket=...\n    SSE streamer  {sse}\n    dev tokens    POST {tokens} {{\"sub\": \"alice\"}}\n",
+            name = region.name,
+            web = region.web,
+            http = region.http_api,
+            ws = region.ws_api,
+            sse = region.sse,
+            tokens = region.token_url,
+        );
+    }
+    let _ = writeln!(
+        banner,
+        "  outages       POST {http}/_local/regions/{{name}}/fail (or /restore), name not local-a",
+        http = regions.endpoints()[0].http_api,
+    );
+    eprintln!("{banner}");
+
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    regions.shutdown().await.context("stopping")?;
     Ok(())
 }

@@ -152,18 +152,6 @@ async fn a_single_region_deployment_mints_bare_ids_and_names_no_home() {
     assert_eq!(read.header("x-session-home"), None);
 }
 
-/// The status of a WebSocket handshake to `url` (101 when it connects).
-async fn ws_handshake(url: &str) -> u16 {
-    match tokio_tungstenite::connect_async(url).await {
-        Ok((mut socket, response)) => {
-            let _ = socket.close(None).await;
-            response.status().as_u16()
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(e) => panic!("the handshake failed: {e}"),
-    }
-}
-
 #[tokio::test]
 async fn a_ticket_minted_in_a_is_refused_by_b_naming_a_and_admits_one_connection_in_a() {
     let table = format!("regions-{}", ulid::Ulid::new().to_string().to_lowercase());
@@ -185,7 +173,8 @@ async fn a_ticket_minted_in_a_is_refused_by_b_naming_a_and_admits_one_connection
     let (a_ws, b_ws) = (&a.stack.endpoints().ws_api, &b.stack.endpoints().ws_api);
     let (a_sse, b_sse) = (&a.stack.endpoints().sse, &b.stack.endpoints().sse);
 
-    let ws_in_b = ws_handshake(&ws_url.replacen(a_ws.as_str(), b_ws, 1)).await;
+    let ws_in_b =
+        session_tests::ws::handshake_status(&ws_url.replacen(a_ws.as_str(), b_ws, 1)).await;
     let sse_in_b = reqwest::get(sse_url.replacen(a_sse.as_str(), b_sse, 1))
         .await
         .unwrap();
@@ -193,8 +182,8 @@ async fn a_ticket_minted_in_a_is_refused_by_b_naming_a_and_admits_one_connection
         sse_in_b.status(),
         sse_in_b.json::<serde_json::Value>().await.unwrap(),
     );
-    let ws_in_a = ws_handshake(&ws_url).await;
-    let ws_again_in_a = ws_handshake(&ws_url).await;
+    let ws_in_a = session_tests::ws::handshake_status(&ws_url).await;
+    let ws_again_in_a = session_tests::ws::handshake_status(&ws_url).await;
 
     assert_eq!(ws_in_b, 403);
     assert_eq!(sse_in_b_status, StatusCode::FORBIDDEN);

@@ -59,18 +59,6 @@ async fn ticket_url(user: &User, session: &str, transport: &str) -> String {
     answer.body["url"].as_str().unwrap().to_owned()
 }
 
-/// The status the WebSocket API answers a handshake to `url` with (101 when it connects).
-async fn ws_handshake(url: &str) -> u16 {
-    match tokio_tungstenite::connect_async(url).await {
-        Ok((mut socket, response)) => {
-            let _ = socket.close(None).await;
-            response.status().as_u16()
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(e) => panic!("the handshake failed: {e}"),
-    }
-}
-
 /// The status of an SSE request to `url` and its problem type, if refused.
 async fn sse_connect(url: &str, last_event_id: Option<&str>) -> (u16, Option<String>) {
     let mut request = reqwest::Client::new().get(url);
@@ -147,7 +135,11 @@ async fn a_token_revoked_by_its_id_is_refused_at_every_door_within_the_bound_and
         refused.header("www-authenticate"),
         Some(r#"Bearer error="invalid_token", error_description="The token is revoked""#)
     );
-    assert_eq!(ws_handshake(&stolen_ws).await, 403, "WebSocket $connect");
+    assert_eq!(
+        session_tests::ws::handshake_status(&stolen_ws).await,
+        403,
+        "WebSocket $connect"
+    );
     assert_eq!(
         sse_connect(&stolen_sse, None).await,
         (401, Some(TOKEN_REVOKED.to_owned())),
@@ -156,7 +148,7 @@ async fn a_token_revoked_by_its_id_is_refused_at_every_door_within_the_bound_and
 
     // Another token of the same user, and another user, are not affected.
     assert_eq!(other.get("/v1/sessions").await.status, StatusCode::OK);
-    assert_eq!(ws_handshake(&other_ws).await, 101);
+    assert_eq!(session_tests::ws::handshake_status(&other_ws).await, 101);
     assert_eq!(sse_connect(&other_sse, None).await.0, 200);
     assert_eq!(alice.get("/v1/sessions").await.status, StatusCode::OK);
 }
@@ -209,7 +201,11 @@ async fn a_revoked_subject_is_refused_at_every_door_even_a_resumed_stream_and_ot
         );
         assert_eq!(answer.problem(), "token-revoked", "{what}");
     }
-    assert_eq!(ws_handshake(&ws).await, 403, "WebSocket $connect");
+    assert_eq!(
+        session_tests::ws::handshake_status(&ws).await,
+        403,
+        "WebSocket $connect"
+    );
     assert_eq!(
         sse_connect(&sse, Some(&streamed)).await,
         (401, Some(TOKEN_REVOKED.to_owned())),
@@ -217,5 +213,5 @@ async fn a_revoked_subject_is_refused_at_every_door_even_a_resumed_stream_and_ot
     );
 
     assert_eq!(alice.get("/v1/sessions").await.status, StatusCode::OK);
-    assert_eq!(ws_handshake(&alices_ws).await, 101);
+    assert_eq!(session_tests::ws::handshake_status(&alices_ws).await, 101);
 }

@@ -63,12 +63,7 @@ impl ResponseBucket {
     }
 
     /// [`Self::event`] with `properties` added to its `ResourceProperties`.
-    fn event_with(
-        &self,
-        file: &str,
-        table: &str,
-        properties: Value,
-    ) -> custom_resource::Request {
+    fn event_with(&self, file: &str, table: &str, properties: &Value) -> custom_resource::Request {
         let mut event = serde_json::to_value(self.event(file, table)).unwrap();
         for (name, value) in properties.as_object().unwrap() {
             event["ResourceProperties"][name] = value.clone();
@@ -153,7 +148,7 @@ async fn a_replica_regions_stack_answers_success_and_leaves_the_migrating_to_the
         "cloudformation-migrations-create.json",
         "cloudformation-migrations-update.json",
     ] {
-        let event = bucket.event_with(file, &m.table, serde_json::json!({"Migrate": "false"}));
+        let event = bucket.event_with(file, &m.table, &serde_json::json!({"Migrate": "false"}));
         custom_resource::handle(&store, &responder, event, &run())
             .await
             .unwrap();
@@ -161,7 +156,10 @@ async fn a_replica_regions_stack_answers_success_and_leaves_the_migrating_to_the
 
         assert_eq!(answer["Status"], "SUCCESS", "{file}: {answer}");
         assert!(
-            answer["Reason"].as_str().unwrap().contains("primary region"),
+            answer["Reason"]
+                .as_str()
+                .unwrap()
+                .contains("primary region"),
             "{file}: {answer}"
         );
     }

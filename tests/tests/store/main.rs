@@ -12,7 +12,9 @@ mod connections;
 mod custom_resource;
 mod discovery;
 mod event_budget;
+mod failover;
 mod helpers;
+mod home_failover;
 mod idempotency;
 mod leases;
 mod migrations;
@@ -64,6 +66,9 @@ contract!(
     sessions::a_writer_holding_an_old_home_cannot_write_the_session,
     sessions::updating_an_unknown_session_is_not_found,
     sessions::an_expired_session_is_absent_everywhere_and_frees_its_slot,
+    home_failover::sessions_homed_in_a_region_are_listed_and_unmarked_ones_are_the_primarys,
+    home_failover::taking_over_a_home_moves_it_once_fails_its_simulators_and_fences_the_old_home,
+    home_failover::a_session_without_a_home_region_is_taken_over_from_the_primary_at_epoch_one,
     simulators::simulators_are_created_listed_and_transitioned,
     simulators::the_simulators_quota_counts_only_unfinished_ones,
     simulators::a_closed_or_expired_session_takes_no_simulators,

@@ -2,7 +2,7 @@
 //! `SESSION`), listed by owner through GSI1; the owner's open-session count is the quota item
 //! (`OWNER#<user>` / `QUOTA`), changed in the same transaction as the session it counts.
 
-use crate::store::ports::{GET_ITEM, MethodActions, PUT_ITEM, QUERY, UPDATE_ITEM};
+use crate::store::ports::{GET_ITEM, MethodActions, PUT_ITEM, QUERY, SCAN, UPDATE_ITEM};
 use async_trait::async_trait;
 
 use super::item::{
@@ -10,8 +10,13 @@ use super::item::{
 };
 use super::write::{Write, classify};
 use super::{DynamoStore, LIVE, TableSpec, applied};
-use crate::domain::{Page, PageRequest, Session, SessionId, SessionStatus, UserId};
-use crate::store::{Quota, SessionStore, StoreError};
+use crate::domain::{
+    Page, PageRequest, RegionName, Session, SessionId, SessionStatus, SimulatorStatus, UserId,
+};
+use crate::store::failover::found;
+use crate::store::{
+    HomeMove, Quota, REGION_FAILOVER_REASON, SessionStore, SimulatorStore, StoreError, Takeover,
+};
 
 impl DynamoStore {
     /// The owner's sessions (expired ones included) with ids below `before`, newest first.
@@ -112,6 +117,53 @@ fn when_home_unchanged(write: Write, condition: &str, session: &Session) -> Writ
     }
 }
 
+impl DynamoStore {
+    /// Fails the session's starting and running simulators ([`REGION_FAILOVER_REASON`]), each
+    /// by its own conditional write (which releases its quota slot and event budget): the
+    /// simulator transitions put whole items and settle the session's counters in their own
+    /// transactions, so they cannot join the home's write. Run before that write, while the
+    /// session is still homed where the simulators ran, so a re-run after a crash fails what
+    /// was left and never a simulator the new home started. Returns how many it failed.
+    async fn fail_simulators_for_failover(&self, id: &SessionId) -> Result<usize, StoreError> {
+        let mut failed = 0;
+        for simulator in self.list_simulators(id).await? {
+            let mut current = Some(simulator);
+            // A simulator changing under us (a backend callback) is re-read once.
+            for _ in 0..2 {
+                let Some(simulator) = current.take() else {
+                    break;
+                };
+                if !matches!(
+                    simulator.status,
+                    SimulatorStatus::Starting | SimulatorStatus::Running
+                ) {
+                    break;
+                }
+                let reason = Some(REGION_FAILOVER_REASON.to_owned());
+                let Ok(next) =
+                    simulator.transition(SimulatorStatus::Failed, reason, self.clock.now())
+                else {
+                    break;
+                };
+                match self.update_simulator(&simulator, &next).await {
+                    Ok(()) => failed += 1,
+                    Err(StoreError::Conflict { .. }) => {
+                        current = self.get_simulator(id, &simulator.id).await?;
+                    }
+                    Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    /// The session as stored now, unless gone or expired.
+    async fn live_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        SessionStore::get_session(self, id).await
+    }
+}
+
 /// Frees one of the owner's open-session slots.
 fn release_session_slot(owner: &UserId) -> Write {
     Write::update(
@@ -132,6 +184,10 @@ pub(super) const IAM_ACTIONS: &[MethodActions] = &[
     ("list_sessions", &[QUERY]),
     // A failed condition reads the item to tell gone from conflict.
     ("update_session", &[UPDATE_ITEM, GET_ITEM]),
+    // A failover (rare, an operator's): a filtered scan of the whole table.
+    ("sessions_homed_in", &[SCAN]),
+    // Reads the home, fails the simulators (`update_simulator`'s actions), moves the home.
+    ("take_over_home", &[GET_ITEM, QUERY, PUT_ITEM, UPDATE_ITEM]),
 ];
 
 #[async_trait]
@@ -275,5 +331,94 @@ impl SessionStore for DynamoStore {
                 key(session_pk(&previous.id), SESSION_SK),
             )
             .await)
+    }
+
+    async fn sessions_homed_in(
+        &self,
+        region: &RegionName,
+        primary: &RegionName,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError> {
+        // A Scan with a filter: only a failover (a disaster-recovery operation, run by an
+        // operator, rarely) lists sessions by home, which no index is worth keeping for.
+        // Paginated: each call reads until its page is full, resuming after the cursor's item.
+        let now = self.clock.now();
+        let wanted = page.limit as usize + 1;
+        let home = if region == primary {
+            "(#home_region = :region OR attribute_not_exists(#home_region))"
+        } else {
+            "#home_region = :region"
+        };
+        let mut start = page
+            .cursor
+            .as_ref()
+            .map(|c| key(session_pk(c.last_id()), SESSION_SK));
+        let mut items = Vec::with_capacity(wanted);
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(self.table.as_ref())
+                .filter_expression(format!("#SK = :session AND {home}"))
+                .expression_attribute_names("#SK", TableSpec::SK)
+                .expression_attribute_names("#home_region", super::item::HOME_REGION)
+                .expression_attribute_values(":session", s(SESSION_SK))
+                .expression_attribute_values(":region", s(region.as_str()))
+                .set_exclusive_start_key(start.take())
+                .limit(500)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                let session = session_from(&item)?;
+                if !session.is_expired(now) {
+                    items.push(session);
+                }
+            }
+            start = out.last_evaluated_key;
+            if items.len() >= wanted || start.is_none() {
+                break;
+            }
+        }
+        items.truncate(wanted);
+        Ok(Page::from_overfetch(items, page.limit))
+    }
+
+    async fn take_over_home(
+        &self,
+        id: &SessionId,
+        step: &HomeMove<'_>,
+    ) -> Result<Takeover, StoreError> {
+        let stored = self.live_session(id).await?;
+        if !stored.as_ref().is_some_and(|s| step.starts_at(s)) {
+            return Ok(found(step, stored.as_ref()));
+        }
+        let failed_simulators = self.fail_simulators_for_failover(id).await?;
+        // An item without `home_region` is homed in the primary region at epoch 1. (DynamoDB
+        // refuses redundant parentheses, so the single-case condition has none.)
+        let home = "#home_region = :from AND #home_epoch = :epoch";
+        let condition = if step.from == step.primary && step.epoch == 1 {
+            format!("attribute_exists(#PK) AND (({home}) OR attribute_not_exists(#home_region))")
+        } else {
+            format!("attribute_exists(#PK) AND {home}")
+        };
+        let epoch = step.epoch + 1;
+        let take = Write::update(
+            key(session_pk(id), SESSION_SK),
+            "SET #home_region = :to, #home_epoch = :next_epoch, #version = #version + :one",
+        )
+        .when(&condition)
+        .bind(":to", s(step.to.as_str()))
+        .bind(":next_epoch", n(epoch))
+        .bind(":one", n(1))
+        .bind(":from", s(step.from.as_str()))
+        .bind(":epoch", n(step.epoch));
+        if applied(self.write(take).await)? {
+            return Ok(Takeover::Moved {
+                epoch,
+                failed_simulators,
+            });
+        }
+        Ok(found(step, self.live_session(id).await?.as_ref()))
     }
 }

@@ -4,8 +4,11 @@
 use async_trait::async_trait;
 
 use super::{InMemoryStore, conflict};
-use crate::domain::{Cursor, Page, PageRequest, Session, SessionId, UserId};
-use crate::store::{Quota, SessionStore, StoreError};
+use crate::domain::{
+    Cursor, Page, PageRequest, RegionName, Session, SessionId, SimulatorStatus, UserId,
+};
+use crate::store::failover::found;
+use crate::store::{HomeMove, Quota, REGION_FAILOVER_REASON, SessionStore, StoreError, Takeover};
 
 #[async_trait]
 impl SessionStore for InMemoryStore {
@@ -83,5 +86,66 @@ impl SessionStore for InMemoryStore {
                 id: previous.id.to_string(),
             }),
         }
+    }
+
+    async fn sessions_homed_in(
+        &self,
+        region: &RegionName,
+        primary: &RegionName,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, StoreError> {
+        let now = self.clock.now();
+        let state = self.lock();
+        let lower = page.cursor.as_ref().map(Cursor::last_id);
+        let items: Vec<Session> = state
+            .sessions
+            .values()
+            .filter(|s| lower.is_none_or(|last| &s.id > last))
+            .filter(|s| !s.is_expired(now) && s.home_region.as_ref().unwrap_or(primary) == region)
+            .take(page.limit as usize + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(items, page.limit))
+    }
+
+    async fn take_over_home(
+        &self,
+        id: &SessionId,
+        step: &HomeMove<'_>,
+    ) -> Result<Takeover, StoreError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let stored = state.sessions.get(id).filter(|s| !s.is_expired(now));
+        if !stored.is_some_and(|s| step.starts_at(s)) {
+            return Ok(found(step, stored));
+        }
+        // One lock: the move and the simulators' failing are one atomic change here.
+        let session = state.sessions.get_mut(id).expect("present: checked above");
+        session.home_region = Some(step.to.clone());
+        session.home_epoch = step.epoch + 1;
+        session.version += 1;
+        let epoch = session.home_epoch;
+        let mut failed_simulators = 0;
+        for simulator in state
+            .simulators
+            .get_mut(id)
+            .into_iter()
+            .flat_map(|s| s.values_mut())
+        {
+            if matches!(
+                simulator.status,
+                SimulatorStatus::Starting | SimulatorStatus::Running
+            ) {
+                let reason = Some(REGION_FAILOVER_REASON.to_owned());
+                if let Ok(next) = simulator.transition(SimulatorStatus::Failed, reason, now) {
+                    *simulator = next;
+                    failed_simulators += 1;
+                }
+            }
+        }
+        Ok(Takeover::Moved {
+            epoch,
+            failed_simulators,
+        })
     }
 }

@@ -1,0 +1,62 @@
+//! The fence of a region a failover takes sessions from (`docs/multi-region.md`, "Failover of
+//! a session's home"): one item, `REGION#<name>` / `FENCE`, written once and kept until the
+//! region is reconciled. Only `session-admin region failover` writes it, as the `recovery`
+//! component.
+
+use super::DynamoStore;
+use super::item::{ItemExt as _, key, ms, s};
+use super::write::{Write, WriteError};
+use crate::domain::{RegionName, Timestamp};
+use crate::store::StoreError;
+
+/// The sort key of a region's fence item.
+const FENCE_SK: &str = "FENCE";
+
+/// The fence as the failover found or set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// This call set it.
+    Set {
+        /// When.
+        at: Timestamp,
+    },
+    /// An earlier failover had set it (re-runs are idempotent).
+    Already {
+        /// When it was set.
+        at: Timestamp,
+        /// The region the failover that set it moved sessions to.
+        by: String,
+    },
+}
+
+impl DynamoStore {
+    /// Marks `region` fenced by a failover to `by`, unless it is fenced already.
+    ///
+    /// # Errors
+    /// The store's, or a fence item that cannot be read.
+    pub async fn fence_region(
+        &self,
+        region: &RegionName,
+        by: &RegionName,
+    ) -> Result<Fence, StoreError> {
+        let at = self.clock.now();
+        let pk = format!("REGION#{region}");
+        let mut item = key(pk.clone(), FENCE_SK);
+        item.insert("fenced_at".to_owned(), ms(at));
+        item.insert("fenced_by".to_owned(), s(by.as_str()));
+        match self
+            .write(Write::put(item).when("attribute_not_exists(#PK)"))
+            .await
+        {
+            Ok(_) => Ok(Fence::Set { at }),
+            Err(WriteError::Store(e)) => Err(e),
+            Err(WriteError::ConditionFailed) => {
+                let found = self.get(key(pk, FENCE_SK)).await?.unwrap_or_default();
+                Ok(Fence::Already {
+                    at: Timestamp::from_unix_millis(found.number("fenced_at")?),
+                    by: found.string("fenced_by")?.to_owned(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The local stack with two regions (`session-local --regions 2`, in process): `local-a` (the
+//! primary) and `local-b`, each with its own APIs, over a replicating in-memory store
+//! (`docs/multi-region.md`, "The local stack, multi-region").
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use session_core::config::Settings;
+use session_local::regions::Regions;
+use session_local::stack::StackSettings;
+
+/// Long enough that a read sent right after a write is surely early, even on a busy machine.
+const LAG: Duration = Duration::from_millis(1_000);
+
+/// How long a replicated write may take to show before the test gives up.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+async fn two_regions(endpoints_file: Option<std::path::PathBuf>) -> Regions {
+    let mut service = Settings::default();
+    service.backends.retry_base_ms = Duration::from_millis(5);
+    let settings = StackSettings {
+        endpoints_file,
+        ..StackSettings::ephemeral(service)
+    };
+    Regions::start(settings, 2, LAG)
+        .await
+        .expect("two regions start")
+}
+
+/// One answer: status, the `X-Session-Home` header, the body as JSON.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    home: Option<String>,
+    body: Value,
+}
+
+/// `alice` in region `index`, with a token of that region's auth service.
+struct Alice {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Alice {
+    async fn in_region(regions: &Regions, index: usize) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: regions.endpoints()[index].http_api.clone(),
+            token: regions
+                .token(index, "alice")
+                .await
+                .expect("the region runs"),
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(30));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the HTTP API answers");
+        let status = response.status();
+        let home = response
+            .headers()
+            .get("x-session-home")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.json().await.unwrap_or(Value::Null);
+        Answer { status, home, body }
+    }
+
+    async fn create_session(&self) -> String {
+        let created = self
+            .send(Method::POST, "/v1/sessions", Some(json!({})))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        created.body["session_id"]
+            .as_str()
+            .expect("an id")
+            .to_owned()
+    }
+
+    /// Reads `session` until `done` holds of the answer, within [`PATIENCE`].
+    async fn read_until(&self, session: &str, done: impl Fn(&Answer) -> bool) -> Answer {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let read = self
+                .send(Method::GET, &format!("/v1/sessions/{session}"), None)
+                .await;
+            if done(&read) {
+                return read;
+            }
+            assert!(Instant::now() < deadline, "never replicated: {read:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_born_in_local_a_is_read_in_local_b_after_the_lag_and_written_only_in_local_a() {
+    let file = std::env::temp_dir().join(format!("regions-{}.json", ulid::Ulid::new()));
+    let regions = two_regions(Some(file.clone())).await;
+    let a = Alice::in_region(&regions, 0).await;
+    let b = Alice::in_region(&regions, 1).await;
+
+    let session = a.create_session().await;
+    assert!(session.ends_with("-local-a"), "{session}");
+    let path = format!("/v1/sessions/{session}");
+    let early = b.send(Method::GET, &path, None).await;
+    assert_eq!(
+        early.status,
+        StatusCode::NOT_FOUND,
+        "before the lag: {early:?}"
+    );
+    let read = b.read_until(&session, |r| r.status == StatusCode::OK).await;
+    assert_eq!(read.home.as_deref(), Some("local-a; epoch=1"));
+    assert_eq!(read.body["status"], "active");
+
+    let close_in_b = b.send(Method::DELETE, &path, None).await;
+    assert_eq!(
+        close_in_b.status,
+        StatusCode::MISDIRECTED_REQUEST,
+        "{close_in_b:?}"
+    );
+    assert_eq!(close_in_b.body["home_region"], "local-a");
+    assert_eq!(close_in_b.body["home_api"], a.base.as_str());
+
+    let close_in_a = a.send(Method::DELETE, &path, None).await;
+    assert_eq!(close_in_a.status, StatusCode::OK, "{close_in_a:?}");
+    // A closed session reads as deleted, in B too once the close has replicated.
+    let closed = |r: &Answer| r.body["type"] == "urn:session-service:problem:deleted";
+    assert!(closed(&a.send(Method::GET, &path, None).await));
+    let replicated = b.read_until(&session, closed).await;
+    assert_eq!(replicated.status, StatusCode::NOT_FOUND);
+    assert_eq!(regions.replication().diverged(), 0);
+
+    let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let listed: Vec<&str> = written["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["local-a", "local-b"]);
+    assert_eq!(written["http_api"], written["regions"][0]["http_api"]);
+    assert_eq!(written["regions"][1]["http_api"], b.base.as_str());
+    let _ = std::fs::remove_file(&file);
+    regions.shutdown().await.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_acknowledged_in_local_a_during_a_partition_reaches_local_b_once_it_heals() {
+    let regions = two_regions(None).await;
+    let a = Alice::in_region(&regions, 0).await;
+    let b = Alice::in_region(&regions, 1).await;
+    regions.replication().partition(true);
+
+    let session = a.create_session().await;
+    tokio::time::sleep(LAG * 2).await;
+    let held = b
+        .send(Method::GET, &format!("/v1/sessions/{session}"), None)
+        .await;
+    assert_eq!(held.status, StatusCode::NOT_FOUND, "{held:?}");
+    assert_eq!(regions.replication().pending(), 1);
+
+    regions.replication().partition(false);
+    let healed = b.read_until(&session, |r| r.status == StatusCode::OK).await;
+    assert_eq!(healed.home.as_deref(), Some("local-a; epoch=1"));
+    assert_eq!(regions.replication().pending(), 0);
+    regions.shutdown().await.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_region_refuses_connections_and_once_restored_has_every_write_made_meanwhile() {
+    let regions = two_regions(None).await;
+    let a = Alice::in_region(&regions, 0).await;
+    let outage = |region: &str, action: &str| {
+        let url = format!("{}/_local/regions/{region}/{action}", a.base);
+        let http = a.http.clone();
+        async move {
+            http.post(url)
+                .send()
+                .await
+                .expect("local-a answers")
+                .status()
+        }
+    };
+
+    assert_eq!(outage("local-b", "fail").await, StatusCode::OK);
+    let refused = reqwest::get(format!("{}/v1/sessions", regions.endpoints()[1].http_api)).await;
+    assert!(
+        refused.is_err_and(|e| e.is_connect()),
+        "local-b still listens"
+    );
+    let session = a.create_session().await;
+    tokio::time::sleep(LAG * 2).await;
+    assert_eq!(
+        regions.replication().pending(),
+        1,
+        "held while local-b is down"
+    );
+
+    assert_eq!(outage("local-b", "restore").await, StatusCode::OK);
+    // A restored region has a new auth service: a token of its own.
+    let b = Alice::in_region(&regions, 1).await;
+    let read = b.read_until(&session, |r| r.status == StatusCode::OK).await;
+    assert_eq!(read.home.as_deref(), Some("local-a; epoch=1"));
+
+    assert_eq!(outage("local-a", "fail").await, StatusCode::BAD_REQUEST);
+    assert_eq!(outage("local-z", "fail").await, StatusCode::BAD_REQUEST);
+    assert_eq!(outage("local-b", "explode").await, StatusCode::BAD_REQUEST);
+    regions.shutdown().await.expect("a clean stop");
+}

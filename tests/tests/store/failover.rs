@@ -1,0 +1,233 @@
+//! `session-admin region failover` (the real binary) against moto's DynamoDB, with two REST
+//! stacks configured as regions `a` (primary) and `b` over one table (a global table with no
+//! replication lag): the sessions born in `a` move to `b` at epoch 2 with their simulators
+//! failed, `a` refuses their writes naming `b`, `b` takes them; a re-run moves nothing, and a
+//! failover to the region itself is refused before anything is written. The command calls
+//! DynamoDB as the `recovery` component, so the permission check holds its calls to the
+//! template's `TableRecoveryRole`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use reqwest::StatusCode;
+use session_core::clock::SystemClock;
+use session_core::config::{StoreBackend, StoreSettings};
+use session_core::domain::{RegionName, SessionId, SimulatorId, SimulatorStatus};
+use session_core::store::{DynamoStore, REGION_FAILOVER_REASON, SimulatorStore as _};
+use session_tests::moto::Moto;
+use session_tests::test_api::TestApi;
+
+const API_A: &str = "https://api.a.example.com";
+const API_B: &str = "https://api.b.example.com";
+
+fn region(name: &str) -> RegionName {
+    RegionName::parse("region", name).unwrap()
+}
+
+/// The local stack as region `this` of the deployment {a (primary), b}, on `table` of moto.
+/// Without the read cache: a region's cached copy from before a failover would answer a write
+/// `409` (the epoch fence still refuses it) until it lapses (`cache.ttl_ms`), and this test is
+/// about the answer after.
+async fn region_stack(this: &str, table: &str) -> TestApi {
+    let (this, table) = (this.to_owned(), table.to_owned());
+    Box::pin(TestApi::spawn_with(move |s| {
+        s.store.backend = StoreBackend::Dynamodb;
+        s.store.endpoint = Some(Moto::shared().endpoint().to_owned());
+        s.store.table_name = table;
+        s.cache.enabled = false;
+        s.regions.this = region(&this);
+        s.regions.primary = Some(region("a"));
+        s.regions.apis = BTreeMap::from([
+            (region("a"), API_A.to_owned()),
+            (region("b"), API_B.to_owned()),
+        ]);
+    }))
+    .await
+}
+
+/// Runs `session-admin --table <table> region failover <args>` on moto's server.
+fn failover(table: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_session-admin-process"))
+        .args([
+            "--dynamodb-endpoint",
+            Moto::shared().endpoint(),
+            "--table",
+            table,
+            "region",
+            "failover",
+        ])
+        .args(args)
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stdout_of(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "session-admin failed: {}\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The tests' own client (no component: the command's calls are the only `recovery` ones).
+fn client() -> Client {
+    DynamoStore::local_client(Moto::shared().endpoint(), &StoreSettings::default(), None)
+}
+
+/// Every item of `table`, keyed by `PK`/`SK`.
+async fn items(table: &str) -> HashMap<(String, String), HashMap<String, AttributeValue>> {
+    let mut pages = client()
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send();
+    let mut items = HashMap::new();
+    while let Some(item) = pages.next().await {
+        let item = item.unwrap();
+        let key = |name: &str| item[name].as_s().unwrap().clone();
+        items.insert((key("PK"), key("SK")), item);
+    }
+    items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_moves_as_sessions_to_b_fails_their_simulators_and_a_sends_their_writes_to_b() {
+    // Arrange: two sessions born in a, one with a running simulator.
+    let table = format!("failover-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let a = region_stack("a", &table).await;
+    let b = region_stack("b", &table).await;
+    let (alice_a, alice_b) = (a.user("alice"), b.user("alice"));
+    let busy = alice_a.create_session().await;
+    let idle = alice_a.create_session().await;
+    let simulator = alice_a.start_simulator(&busy, &["BTC-USD"]).await;
+
+    // A dry run lists them and writes nothing.
+    let before = items(&table).await;
+    let dry = stdout_of(&failover(
+        &table,
+        &["--from", "a", "--to", "b", "--dry-run"],
+    ));
+    assert!(
+        dry.contains(&format!("would move {busy} a→b epoch 2")),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("dry run a→b: 2 would move, 0 already"),
+        "{dry}"
+    );
+    assert_eq!(items(&table).await, before);
+
+    // Act
+    let stdout = stdout_of(&failover(&table, &["--from", "a", "--to", "b"]));
+
+    // Assert: each session homed in b at epoch 2, the simulator failed, a fence on a.
+    assert!(stdout.contains("fenced a at "), "{stdout}");
+    assert!(
+        stdout.contains(&format!("moved {busy} a→b epoch 2 (1 simulators failed)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("moved {idle} a→b epoch 2 (0 simulators failed)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "failover a→b: 2 moved, 0 already, 0 conflicts, 0 gone, 1 simulators failed in "
+        ),
+        "{stdout}"
+    );
+    let stored = items(&table).await;
+    for session in [&busy, &idle] {
+        let item = &stored[&(format!("SESSION#{session}"), "SESSION".to_owned())];
+        assert_eq!(item["home_region"], AttributeValue::S("b".to_owned()));
+        assert_eq!(item["home_epoch"], AttributeValue::N("2".to_owned()));
+    }
+    let fence = &stored[&("REGION#a".to_owned(), "FENCE".to_owned())];
+    assert_eq!(fence["fenced_by"], AttributeValue::S("b".to_owned()));
+    let busy_id = SessionId::parse("session", &busy).unwrap();
+    let simulator_id = SimulatorId::parse("simulator", &simulator).unwrap();
+    let store = DynamoStore::new(client(), &table, Arc::new(SystemClock));
+    let failed = store
+        .get_simulator(&busy_id, &simulator_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.status, SimulatorStatus::Failed);
+    assert_eq!(failed.reason.as_deref(), Some(REGION_FAILOVER_REASON));
+
+    // a answers writes 421 naming b; b writes.
+    let path = format!("/v1/sessions/{busy}");
+    let in_a = alice_a.delete(&path).await;
+    assert_eq!(in_a.status, StatusCode::MISDIRECTED_REQUEST, "{in_a:?}");
+    assert_eq!(in_a.body["home_region"], "b");
+    assert_eq!(in_a.body["home_epoch"], 2);
+    assert_eq!(in_a.body["home_api"], API_B);
+    let in_b = alice_b.delete(&path).await;
+    assert_eq!(in_b.status, StatusCode::OK, "{in_b:?}");
+    assert_eq!(in_b.body["status"], "closed");
+
+    // A re-run moves nothing: none is homed in a any more, and named ones are already in b.
+    let again = stdout_of(&failover(&table, &["--from", "a", "--to", "b"]));
+    assert!(again.contains("fenced a already at "), "{again}");
+    assert!(
+        again.contains("failover a→b: 0 moved, 0 already, 0 conflicts"),
+        "{again}"
+    );
+    let named = format!("{busy},{idle}");
+    let again = stdout_of(&failover(
+        &table,
+        &["--from", "a", "--to", "b", "--sessions", &named],
+    ));
+    assert!(
+        again.contains(&format!("already {busy} in b epoch 2")),
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!("already {idle} in b epoch 2")),
+        "{again}"
+    );
+    assert!(
+        again.contains("failover a→b: 0 moved, 2 already, 0 conflicts"),
+        "{again}"
+    );
+
+    // A session another failover moved elsewhere is a conflict: named, and the exit is 1.
+    let conflict = failover(&table, &["--from", "a", "--to", "c", "--sessions", &idle]);
+    assert!(!conflict.status.success());
+    let stdout = String::from_utf8_lossy(&conflict.stdout);
+    assert!(
+        stdout.contains(&format!("conflict {idle} homed in b epoch 2")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_the_region_itself_or_to_a_malformed_region_is_refused_and_writes_nothing() {
+    let table = format!("failover-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let a = region_stack("a", &table).await;
+    a.user("alice").create_session().await;
+    let before = items(&table).await;
+
+    let same = failover(&table, &["--from", "a", "--to", "a"]);
+    let malformed = failover(&table, &["--from", "a", "--to", "EU_WEST"]);
+
+    for (output, expected) in [
+        (&same, "--from and --to are both \"a\""),
+        (&malformed, "--to \"EU_WEST\" is not a region name"),
+    ] {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    assert_eq!(items(&table).await, before);
+}
