@@ -42,12 +42,21 @@ pub fn table(figures: &Figures, command: &str) -> String {
     if !figures.memory.is_empty() {
         let _ = writeln!(
             out,
-            "\n| after wave | at s | resident MiB |\n| ---: | ---: | ---: |"
+            "\n| after wave | at s | resident MiB | streamer streams | their windows MiB |\n| ---: | ---: | ---: | ---: | ---: |"
         );
         for sample in &figures.memory {
+            let (streams, windows) = sample.streamer.map_or_else(
+                || ("–".to_owned(), "–".to_owned()),
+                |held| {
+                    (
+                        held.streams.to_string(),
+                        format!("{:.1}", mib(held.window_bytes)),
+                    )
+                },
+            );
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {:.1} |",
+                "| {} | {:.0} | {:.1} | {streams} | {windows} |",
                 sample.wave,
                 sample.at_secs,
                 mib(sample.resident_bytes)
@@ -226,14 +235,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::stats::Recorder;
+    use crate::stats::{Recorder, StreamerHeld};
 
     #[test]
     fn the_table_has_a_row_per_kind_and_the_plot_is_one_svg_element() {
         let recorder = Recorder::new();
         recorder.success(Kind::SseEvents, Duration::from_millis(4));
         recorder.error(Kind::WsConnect, "http-429");
-        recorder.memory(1, 64 << 20);
+        recorder.memory(1, 64 << 20, None);
+        recorder.memory(
+            2,
+            65 << 20,
+            Some(StreamerHeld {
+                streams: 4,
+                window_bytes: 3 << 19,
+            }),
+        );
         let figures = recorder.figures();
 
         let table = table(&figures, "session-load --endpoints e.json");
@@ -243,7 +260,8 @@ mod tests {
             assert!(table.contains(&format!("| {} |", kind.name())), "{table}");
         }
         assert!(table.contains("http-429: 1"), "{table}");
-        assert!(table.contains("| 1 | 0 | 64.0 |"), "{table}");
+        assert!(table.contains("| 1 | 0 | 64.0 | – | – |"), "{table}");
+        assert!(table.contains("| 2 | 0 | 65.0 | 4 | 1.5 |"), "{table}");
         assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 4, "{svg}");
     }

@@ -24,7 +24,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use url::Url;
 
 use crate::cli::{LoadArgs, Mode};
-use crate::stats::{Figures, Kind, Recorder, Tracker, class};
+use crate::stats::{Figures, Kind, Recorder, StreamerHeld, Tracker, class};
 
 /// How long a failed connect waits before the next try.
 const RETRY: Duration = Duration::from_secs(1);
@@ -289,23 +289,22 @@ async fn steady(
     Ok(())
 }
 
-/// The churn soak: waves of sessions and clients, resident memory read before the first and
-/// after each (once it settled), until the duration leaves no room for another wave.
+/// The churn soak: waves of sessions and clients, resident memory (and what the streamer
+/// still holds) read before the first and after each (once it settled), until the duration
+/// leaves no room for another wave.
 async fn churn(
     args: &LoadArgs,
     context: &Context,
     connected: &Arc<AtomicUsize>,
 ) -> Result<(), LoadError> {
-    context.recorder.memory(0, resident(args, context).await?);
+    record_memory(args, context, 0).await?;
     let mut wave = 1;
     loop {
         let streams = Streams::open(args, context, connected).await?;
         tokio::time::sleep(args.wave).await;
         streams.close(context).await;
         tokio::time::sleep(args.settle).await;
-        context
-            .recorder
-            .memory(wave, resident(args, context).await?);
+        record_memory(args, context, wave).await?;
         wave += 1;
         let next = context.recorder.elapsed() + args.wave + args.settle;
         if next > args.duration {
@@ -314,46 +313,70 @@ async fn churn(
     }
 }
 
-/// The resident memory of the process under load: `/proc/<pid>/status` (`VmRSS`), or the
-/// streamer's `process_resident_memory_bytes`.
-async fn resident(args: &LoadArgs, context: &Context) -> Result<u64, LoadError> {
-    if let Some(pid) = args.memory_pid {
-        let path = format!("/proc/{pid}/status");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| LoadError::Memory(format!("{path}: {e}")))?;
-        return text
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map(|kib| kib * 1024)
-            .ok_or_else(|| LoadError::Memory(format!("no VmRSS line in {path}")));
-    }
-    let base = context
-        .endpoints
-        .sse
-        .as_ref()
-        .ok_or_else(|| LoadError::Memory("no sse endpoint".to_owned()))?;
-    let url = base
-        .join("metrics")
-        .map_err(|e| LoadError::Memory(e.to_string()))?;
+/// Records the resident memory after `wave`, with the streamer's streams and window bytes
+/// when its `/metrics` answers (they tell live state from memory the allocator keeps).
+async fn record_memory(args: &LoadArgs, context: &Context, wave: usize) -> Result<(), LoadError> {
+    let metrics = match &context.endpoints.sse {
+        Some(_) => Some(streamer_metrics(context).await),
+        None => None,
+    };
+    let resident = match args.memory_pid {
+        Some(pid) => vm_rss(pid)?,
+        None => match &metrics {
+            Some(Ok(text)) => gauge(text, "process_resident_memory_bytes").ok_or_else(|| {
+                LoadError::Memory("no process_resident_memory_bytes in /metrics".to_owned())
+            })?,
+            Some(Err(e)) => return Err(LoadError::Memory(e.clone())),
+            None => return Err(LoadError::Memory("no sse endpoint".to_owned())),
+        },
+    };
+    let held = metrics.and_then(Result::ok).and_then(|text| {
+        Some(StreamerHeld {
+            streams: gauge(&text, "streamer_streams")?,
+            window_bytes: gauge(&text, "streamer_window_bytes")?,
+        })
+    });
+    context.recorder.memory(wave, resident, held);
+    Ok(())
+}
+
+/// `VmRSS` of process `pid`, in bytes, from `/proc/<pid>/status`.
+fn vm_rss(pid: u32) -> Result<u64, LoadError> {
+    let path = format!("/proc/{pid}/status");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| LoadError::Memory(format!("{path}: {e}")))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| LoadError::Memory(format!("no VmRSS line in {path}")))
+}
+
+/// The streamer's `/metrics` text.
+async fn streamer_metrics(context: &Context) -> Result<String, String> {
+    let base = context.endpoints.sse.as_ref().ok_or("no sse endpoint")?;
+    let url = base.join("metrics").map_err(|e| e.to_string())?;
     let response = api::send(&context.clients.http, &Method::GET, &url, &[], None)
         .await
-        .map_err(|e| LoadError::Memory(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let body = api::body(response, &Method::GET, &url)
         .await
-        .map_err(|e| LoadError::Memory(e.to_string()))?;
-    let text = String::from_utf8_lossy(&body);
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of an unlabelled gauge in a Prometheus text exposition.
+fn gauge(text: &str, name: &str) -> Option<u64> {
     text.lines()
-        .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse::<f64>().ok())
-        .map(|bytes| bytes as u64)
-        .ok_or_else(|| LoadError::Memory(format!("no process_resident_memory_bytes at {url}")))
+        .map(|value| value as u64)
 }
 
 /// One control cycle after another, each operation on its slot of the shared rate: create a
@@ -775,4 +798,18 @@ async fn ws_client(mut client: Client) {
         }
     }
     recorder.sequence(Kind::WsEvents, tracker.gaps, tracker.duplicates);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gauge;
+
+    #[test]
+    fn a_gauge_is_read_by_its_exact_name_not_a_longer_one() {
+        let text = "# TYPE streamer_streams gauge\nstreamer_streams_total 9\nstreamer_streams 4\nstreamer_window_bytes 1.5e6\n";
+
+        assert_eq!(gauge(text, "streamer_streams"), Some(4));
+        assert_eq!(gauge(text, "streamer_window_bytes"), Some(1_500_000));
+        assert_eq!(gauge(text, "streamer_connections"), None);
+    }
 }

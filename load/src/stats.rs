@@ -123,6 +123,18 @@ pub struct MemorySample {
     pub at_secs: f64,
     /// Resident bytes.
     pub resident_bytes: u64,
+    /// What the streamer still held then, when its `/metrics` could be read.
+    pub streamer: Option<StreamerHeld>,
+}
+
+/// What the streamer holds, from its `/metrics`: the streams still registered (a closed one
+/// lingers) and the bytes of their replay windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamerHeld {
+    /// `streamer_streams`.
+    pub streams: u64,
+    /// `streamer_window_bytes`.
+    pub window_bytes: u64,
 }
 
 /// Everything a run measured.
@@ -231,14 +243,15 @@ impl Recorder {
         });
     }
 
-    /// Resident memory after `wave`.
-    pub fn memory(&self, wave: usize, resident_bytes: u64) {
+    /// Resident memory after `wave`, and what the streamer held then.
+    pub fn memory(&self, wave: usize, resident_bytes: u64, streamer: Option<StreamerHeld>) {
         let at_secs = self.elapsed().as_secs_f64();
         self.with(|figures, _| {
             figures.memory.push(MemorySample {
                 wave,
                 at_secs,
                 resident_bytes,
+                streamer,
             });
         });
     }

@@ -124,6 +124,65 @@ async fn a_short_run_against_the_local_stack_reports_every_row_without_errors_ga
     stack.shutdown().await.expect("a clean stop");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churn_soak_reads_memory_after_each_wave_once_the_streamer_holds_nothing_of_it() {
+    let dir = scratch("churn");
+    let endpoints = dir.join("endpoints.json");
+    let mut settings = StackSettings {
+        endpoints_file: Some(endpoints.clone()),
+        ..StackSettings::ephemeral(Settings::default())
+    };
+    // A closed stream goes about two lingers after its simulator stopped: 2 s here, well inside
+    // the 5 s settle. At most one stopped simulator kept, of the three the waves stop.
+    settings.streamer.linger_secs = Duration::from_secs(1);
+    settings.simulators.max_stopped_instances = 1;
+    let stack = Stack::start(settings)
+        .await
+        .expect("the local stack starts");
+    let (report, plot) = (dir.join("churn.md"), dir.join("churn.svg"));
+    // The stack runs in this process: its resident memory is this process's.
+    let pid = std::process::id().to_string();
+
+    let output = load(&[
+        "--endpoints",
+        endpoints.to_str().unwrap(),
+        "--mode=churn",
+        "--duration=20s",
+        "--wave=1s",
+        "--settle=5s",
+        "--sessions=1",
+        "--sse=2",
+        "--ws=1",
+        "--memory-pid",
+        &pid,
+        "--report",
+        report.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ])
+    .await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let table = text(&report);
+    // A row per wave after the one before the first: resident memory, and the streamer
+    // holding no stream and no window once the wave settled.
+    let waves: Vec<Vec<&str>> = table
+        .lines()
+        .skip_while(|line| !line.starts_with("| after wave |"))
+        .skip(2)
+        .map(|line| line.split('|').map(str::trim).skip(1).collect())
+        .collect();
+    assert!(waves.len() >= 3, "{table}");
+    for cells in &waves[1..] {
+        assert!(cells[2].parse::<f64>().unwrap() > 0.0, "{table}");
+        assert_eq!((cells[3], cells[4]), ("0", "0.0"), "{table}");
+    }
+    // Every wave stopped its simulator; the registry kept only the newest.
+    assert_eq!(stack.simulator().simulators().counts(), (1, 1));
+    stack.shutdown().await.expect("a clean stop");
+}
+
 #[tokio::test]
 async fn a_bad_endpoints_file_is_refused_naming_the_file_and_the_key() {
     let dir = scratch("bad");

@@ -162,10 +162,10 @@ struct Shared {
 
 /// Keeps only the last [`STOPPED_RETAINED_EVENTS`] of a stopped instance's window, copied out
 /// of the encode buffers they were sliced from (so those are freed), and drops the encode
-/// buffer. The registry keeps stopped instances (for `Get`, `List` and `Stop`'s idempotency)
-/// until `max_instances`; with its whole window each kept up to `retained_events` events (some
-/// 10 MB at 100,000), which the churn soak saw as resident memory growing by every wave of
-/// sessions closed (docs/load/churn.md). A subscriber resuming before the tail gets a snapshot
+/// buffer. The registry keeps stopped instances (for `Get`, `List` and `Stop`'s idempotency),
+/// at most `max_stopped_instances` of them; with its whole window each kept up to
+/// `retained_events` events (some 10 MB at 100,000), which the churn soak saw as resident
+/// memory growing by every wave of sessions closed (docs/load/churn.md). A subscriber resuming before the tail gets a snapshot
 /// marked reset, as for any resume outside the window.
 fn release_window(shared: &mut Shared) {
     let skip = shared.window.len().saturating_sub(STOPPED_RETAINED_EVENTS);

@@ -46,6 +46,10 @@ pub struct SimulatorSettings {
     pub instance: InstanceSettings,
     /// Most instances running at once; stopped ones beyond this are forgotten, oldest first.
     pub max_instances: usize,
+    /// Most stopped instances kept (for `Get`, `List` and `Stop`'s idempotency); beyond it the
+    /// oldest stopped one is forgotten as another stops, so a server whose instances come and
+    /// go holds a bounded number of them.
+    pub max_stopped_instances: usize,
     /// Faults armed at start-up.
     pub faults: FaultConfig,
 }
@@ -55,6 +59,7 @@ impl Default for SimulatorSettings {
         Self {
             instance: InstanceSettings::default(),
             max_instances: 256,
+            max_stopped_instances: 64,
             faults: FaultConfig::default(),
         }
     }
@@ -194,24 +199,55 @@ impl Simulators {
     /// first, so memory stays bounded however many instances come and go.
     fn forget_oldest_stopped(registry: &mut Registry, max: usize) {
         while registry.instances.len() >= max {
-            let Some((&serial, instance)) = registry.instances.iter().find(|(_, i)| i.is_stopped())
-            else {
+            if !Self::forget_one_stopped(registry) {
                 break;
-            };
-            let id = instance.id().to_owned();
-            registry.instances.remove(&serial);
-            registry.serials.remove(&id);
-            registry.tokens.retain(|_, v| *v != id);
-            registry.start_traces.remove(&id);
+            }
         }
     }
 
-    /// Stops an instance; stopping a stopped one returns it as it is.
+    /// Forgets the oldest stopped instance, if there is one.
+    fn forget_one_stopped(registry: &mut Registry) -> bool {
+        let Some((&serial, instance)) = registry.instances.iter().find(|(_, i)| i.is_stopped())
+        else {
+            return false;
+        };
+        let id = instance.id().to_owned();
+        registry.instances.remove(&serial);
+        registry.serials.remove(&id);
+        registry.tokens.retain(|_, v| *v != id);
+        registry.start_traces.remove(&id);
+        true
+    }
+
+    /// Stops an instance; stopping a stopped one returns it as it is. Beyond
+    /// `max_stopped_instances` stopped ones, the oldest is forgotten.
     ///
     /// # Errors
     /// Unknown or empty id.
     pub fn stop(&self, id: &str) -> Result<pb::SimulatorInfo, SimulatorError> {
-        Ok(self.instance(id)?.stop("stopped by request"))
+        let info = self.instance(id)?.stop("stopped by request");
+        let mut registry = lock(&self.registry);
+        while registry
+            .instances
+            .values()
+            .filter(|i| i.is_stopped())
+            .count()
+            > self.settings.max_stopped_instances
+        {
+            Self::forget_one_stopped(&mut registry);
+        }
+        Ok(info)
+    }
+
+    /// How many instances the registry holds, and how many of them are stopped.
+    pub fn counts(&self) -> (usize, usize) {
+        let registry = lock(&self.registry);
+        let stopped = registry
+            .instances
+            .values()
+            .filter(|i| i.is_stopped())
+            .count();
+        (registry.instances.len(), stopped)
     }
 
     /// Stops every instance (on shutdown), which ends every stream cleanly.

@@ -663,3 +663,53 @@ async fn shutdown_ends_open_streams_with_the_final_status() {
         Some(Kind::Status(pb::StatusChange { state, .. })) if state == pb::SimulatorState::Stopped as i32
     ));
 }
+
+#[tokio::test]
+async fn a_server_whose_instances_come_and_go_keeps_only_the_newest_stopped_ones() {
+    // Arrange: at most two stopped instances kept.
+    let simulator = spawn_simulator_with(SimulatorSettings {
+        max_stopped_instances: 2,
+        ..SimulatorSettings::default()
+    })
+    .await;
+    let mut client = simulator.control_client();
+    let running = start(&simulator, &["BTC-USD"], 1, 100).await;
+
+    // Act: five sessions' simulators started and stopped, one after the other.
+    let mut stopped = Vec::new();
+    for seed in 0..5 {
+        let info = start(&simulator, &["BTC-USD"], seed, 100).await;
+        client
+            .stop(pb::StopRequest {
+                simulator_id: info.simulator_id.clone(),
+            })
+            .await
+            .unwrap();
+        stopped.push(info.simulator_id);
+    }
+
+    // Assert: the running one and the two newest stopped ones are kept, the older ones gone.
+    assert_eq!(simulator.simulators().counts(), (3, 2));
+    for (i, id) in stopped.iter().enumerate() {
+        let got = client
+            .get(pb::GetRequest {
+                simulator_id: id.clone(),
+            })
+            .await;
+        match got {
+            Ok(info) => assert!(i >= 3, "{id} kept: {:?}", info.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::NotFound, "{id}");
+                assert!(i < 3, "{id} forgotten too early");
+            }
+        }
+    }
+    let info = client
+        .get(pb::GetRequest {
+            simulator_id: running.simulator_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.state, i32::from(pb::SimulatorState::Running));
+}

@@ -18,7 +18,7 @@ use tonic::Code;
 use tracing::{Instrument as _, info, warn};
 
 use super::coalesce::Coalescer;
-use super::linger::{IdleSince, wait_or_idle};
+use super::linger::{IDLE_CHECK_EVERY, IdleSince, linger_out, wait_or_idle};
 use super::registry::Registry;
 use super::stream::{Stream, UpstreamState};
 use crate::metrics;
@@ -83,8 +83,7 @@ pub(crate) async fn run(upstream: Upstream, registry: Arc<Registry>, stream: Arc
                     UpstreamState::Ended(reason.clone()),
                     Some(wire::stream_status("ended", &reason)),
                 );
-                let linger = stream.settings().linger;
-                while !wait_or_idle(&registry, &stream, linger).await {}
+                linger_out(&registry, &stream).await;
                 return;
             }
             End::Broken(reason) => {
@@ -124,7 +123,7 @@ async fn follow(
     let settings = upstream.settings();
     let mut head: Option<EventId> = head;
     let mut wake = Coalescer::new(settings.coalesce);
-    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+    let mut idle_check = tokio::time::interval(IDLE_CHECK_EVERY);
     let mut idle = IdleSince::default();
     let mut batch = Vec::with_capacity(64);
     // Moved on by every message only: the idle checks in between must not restart it.

@@ -30,6 +30,25 @@ pub(crate) async fn idle_for_linger(registry: &Registry, stream: &Arc<Stream>) -
     stream.clients() == 0 && registry.remove_if_idle(stream)
 }
 
+/// How often a stream's feed looks whether the stream still has clients.
+pub(crate) const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Waits until the stream has had no client for its linger time (counted from its last client,
+/// or from now if it has none), then removes it: the end of a stream whose upstream is over.
+/// Checked every [`IDLE_CHECK_EVERY`] rather than by sleeping the linger and then the linger
+/// again, which kept an ended stream (its window, its books) for twice the linger.
+pub(crate) async fn linger_out(registry: &Registry, stream: &Arc<Stream>) {
+    let mut idle = IdleSince::default();
+    let mut every = tokio::time::interval(IDLE_CHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if idle.check(registry, stream) {
+            return;
+        }
+    }
+}
+
 /// Since when a stream that keeps being read has had no client, checked now and then by its
 /// feed (reading goes on while the stream lingers: a client that comes back finds it live).
 #[derive(Debug, Default)]
@@ -88,6 +107,42 @@ mod tests {
         assert!(!waiting.await.unwrap(), "a client is back: kept");
         assert_eq!(registry.all().len(), 1);
         drop(back);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_stream_without_clients_is_removed_one_linger_later_not_two() {
+        let registry = Arc::new(Registry::default());
+        let stream = stream_in(&registry, "sim");
+        let lingering = tokio::spawn({
+            let (registry, stream) = (Arc::clone(&registry), Arc::clone(&stream));
+            async move { linger_out(&registry, &stream).await }
+        });
+
+        tokio::time::sleep(LINGER.saturating_sub(Duration::from_millis(1))).await;
+        assert_eq!(registry.all().len(), 1, "removed before the linger");
+        tokio::time::sleep(IDLE_CHECK_EVERY + Duration::from_millis(1)).await;
+
+        assert!(lingering.is_finished(), "still kept past the linger");
+        assert!(registry.all().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_stream_is_kept_while_a_client_reads_it_and_a_linger_after() {
+        let registry = Arc::new(Registry::default());
+        let stream = stream_in(&registry, "sim");
+        let client = Subscription::new(Arc::clone(&stream), Start::Snapshot);
+        let lingering = tokio::spawn({
+            let (registry, stream) = (Arc::clone(&registry), Arc::clone(&stream));
+            async move { linger_out(&registry, &stream).await }
+        });
+
+        tokio::time::sleep(LINGER * 3).await;
+        assert_eq!(registry.all().len(), 1, "a client reads it: kept");
+        drop(client);
+        tokio::time::sleep(LINGER + IDLE_CHECK_EVERY * 2).await;
+
+        assert!(lingering.is_finished());
+        assert!(registry.all().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
