@@ -188,7 +188,9 @@ fn heartbeat(period: Duration) -> Interval {
 /// A streaming response with the headers proxies need to pass events through at once, in
 /// `encoding`; `negotiated`: whether the coding depends on `Accept-Encoding` (caches must vary).
 fn response(connection: Connection, encoding: Encoding, negotiated: bool) -> Response {
-    let body = Body::from_stream(stream::unfold(connection, |mut c| async move {
+    // Boxed: `unfold` moves its state into each item's future and back out, and a connection
+    // is a few hundred bytes, copied twice per delivery to each of thousands of clients.
+    let body = Body::from_stream(stream::unfold(Box::new(connection), |mut c| async move {
         let bytes = c.next().await?;
         Some((Ok::<_, Infallible>(bytes), c))
     }));
