@@ -134,7 +134,13 @@ fn app_with_flags(
 /// A backend URL is invalid.
 pub async fn live_rest_api(settings: &Settings) -> Result<axum::Router, WiringError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = store::from_settings(&settings.store, clock.clone(), Component::RestApi).await;
+    let store = store::from_settings(
+        &settings.store,
+        &settings.regions,
+        clock.clone(),
+        Component::RestApi,
+    )
+    .await;
     let store = session_core::cache::wrap(store, &settings.cache, clock.clone());
     Ok(live_rest_router(
         settings,
@@ -151,7 +157,8 @@ pub async fn live_rest_api(settings: &Settings) -> Result<axum::Router, WiringEr
 /// A backend URL is invalid.
 async fn parts(settings: &Settings, component: Component) -> Result<ServiceParts, WiringError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = store::from_settings(&settings.store, clock.clone(), component).await;
+    let store =
+        store::from_settings(&settings.store, &settings.regions, clock.clone(), component).await;
     Ok(ServiceParts::from_settings(
         settings,
         store,

@@ -5,19 +5,25 @@
 //! Every region knows itself (`regions.this`), the primary (`local-a`) and every region's HTTP
 //! API (`regions.apis`, named in `421 wrong-region` answers). The first region takes the ports
 //! of the settings it is given; region `i` takes each port plus `100 × i` (8080, 8180, …), or
-//! free ports where the given port is 0.
+//! free ports where the given port is 0. One identity provider serves every region (the first
+//! region's keys, behind each region's own auth service): a token is valid everywhere, as a
+//! global identity provider's would be; tickets stay regional (each region has its own keys).
 //!
-//! The first region's HTTP API also serves `POST /_local/regions/{name}/fail` and `/restore`
-//! for the others: a failed region's stack stops (its listeners refuse connections, its streams
-//! end) and its replication is held; restored, it starts again on the same ports over the same
-//! replica (a new auth service and ticket keys: tokens and tickets of before are void) and the
-//! held writes drain to and from it.
+//! Every region's HTTP API serves `POST /_local/regions/{name}/fail`, `/restore` and
+//! `/failover?to=<region>`, for any region, itself included: a single region serving them
+//! could not be failed, and the operator's tools outlive any one region. A failed region's
+//! stack stops (its listeners refuse connections, its streams end) and its replication is held;
+//! restored, it starts again on the same ports over the same replica (new ticket keys: tickets
+//! of before are void; tokens stay valid) and the held writes drain to and from it. `failover`
+//! runs the takeover of `session-admin region failover` (`session_core::service::HomeFailover`)
+//! on the target region's replica; the fence is the outage itself, so it is refused for a
+//! region that runs.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -27,11 +33,14 @@ use serde_json::{Value, json};
 use session_core::clock::{Clock, SystemClock};
 use session_core::config::{RegionSettings, StoreBackend, invalid};
 use session_core::domain::RegionName;
+use session_core::service::{HomeFailover, HomeFailoverError};
 use session_core::store::Replication;
 use tokio::sync::Mutex;
 
+use crate::auth::{AuthService, AuthSettings};
+use crate::server::ServerError;
 use crate::stack::{Endpoints, Stack, StackError, StackSettings, write_endpoints};
-use crate::tokens::bad_request;
+use crate::tokens::{self, bad_request};
 
 /// The replication lag `--replication-lag-ms` defaults to.
 pub const DEFAULT_LAG: Duration = Duration::from_millis(200);
@@ -55,7 +64,8 @@ pub struct RegionEndpoints {
     pub sse: String,
     /// Its web page.
     pub web: String,
-    /// Where to mint dev tokens for this region (each region has its own auth service).
+    /// Where to mint dev tokens (each region has its own auth service, all of one identity
+    /// provider: a token minted here is valid in every region).
     pub token_url: String,
 }
 
@@ -70,18 +80,19 @@ struct RegionsFile<'a> {
 /// N running regional stacks and the replication between their stores.
 #[derive(Debug)]
 pub struct Regions {
-    first: Stack,
     control: Arc<Control>,
     endpoints: Vec<RegionEndpoints>,
+    /// The identity provider every region's auth service serves.
+    identity: Arc<AuthService>,
 }
 
-/// What `/_local/regions/{name}/{fail,restore}` acts on: the regions after the first.
+/// What `/_local/regions/{name}/…` acts on: every region.
 #[derive(Debug)]
 struct Control {
     replication: Replication,
-    names: Vec<String>,
-    /// Region `i + 1`: its stack (`None` while failed) and the settings to start it again.
-    others: Mutex<Vec<(Option<Stack>, StackSettings)>>,
+    names: Vec<RegionName>,
+    /// Region `i`: its stack (`None` while failed) and the settings to start it again.
+    stacks: Mutex<Vec<(Option<Stack>, StackSettings)>>,
 }
 
 impl Regions {
@@ -126,49 +137,54 @@ impl Regions {
             .zip(&per_region)
             .map(|(name, s)| (name.clone(), format!("http://{}", s.http_api)))
             .collect();
+        let identity = Arc::new(
+            AuthService::new(AuthSettings {
+                audience: settings.service.auth.token_audience.clone(),
+                ..AuthSettings::default()
+            })
+            .map_err(|e| StackError::Server(ServerError::Settings(e.to_string())))?,
+        );
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let replication = Replication::new(count, lag, &clock);
-        for (i, (s, name)) in per_region.iter_mut().zip(&names).enumerate() {
+        let control = Arc::new(Control {
+            replication,
+            names: names.clone(),
+            stacks: Mutex::default(),
+        });
+        let mut stacks = Vec::with_capacity(count);
+        for (i, (mut s, name)) in per_region.into_iter().zip(&names).enumerate() {
             *s.service.regions = RegionSettings {
                 this: name.clone(),
                 primary: Some(names[0].clone()),
                 apis: apis.clone(),
             };
-            s.store = Some(Arc::new(replication.region(i)));
+            s.store = Some(Arc::new(control.replication.region(i)));
             s.endpoints_file = None;
-        }
-        let control = Arc::new(Control {
-            replication,
-            names: names.iter().map(ToString::to_string).collect(),
-            others: Mutex::default(),
-        });
-        // The others first: the first region's API serves the routes that fail them.
-        let mut first_settings = per_region.remove(0);
-        let mut others = Vec::with_capacity(count - 1);
-        for s in per_region {
+            s.identity = Some(Arc::clone(&identity));
+            s.routes = Some(control.routes(i));
             let stack = Stack::start(s.clone()).await?;
             let pinned = pinned(s, stack.endpoints());
-            others.push((Some(stack), pinned));
+            stacks.push((Some(stack), pinned));
         }
-        first_settings.routes = Some(control.routes());
-        let first = Stack::start(first_settings).await?;
-        let endpoints = std::iter::once(&first)
-            .chain(others.iter().filter_map(|(stack, _)| stack.as_ref()))
+        let endpoints = stacks
+            .iter()
+            .filter_map(|(stack, _)| stack.as_ref())
             .zip(&names)
             .map(|(stack, name)| RegionEndpoints::of(name, stack.endpoints()))
             .collect::<Vec<_>>();
-        *control.others.lock().await = others;
         if let Some(path) = &settings.endpoints_file {
+            let first = stacks[0].0.as_ref().map(Stack::endpoints);
             let file = RegionsFile {
-                first: first.endpoints(),
+                first: first.unwrap_or_else(|| unreachable!("every region was just started")),
                 regions: &endpoints,
             };
             write_endpoints(path, &file)?;
         }
+        *control.stacks.lock().await = stacks;
         Ok(Self {
-            first,
             control,
             endpoints,
+            identity,
         })
     }
 
@@ -182,16 +198,11 @@ impl Regions {
         &self.control.replication
     }
 
-    /// A dev token for `subject` from region `index`'s auth service, valid for an hour; `None`
-    /// while that region is failed.
-    pub async fn token(&self, index: usize, subject: &str) -> Option<String> {
-        match index {
-            0 => Some(self.first.token(subject)),
-            i => self.control.others.lock().await[i - 1]
-                .0
-                .as_ref()
-                .map(|stack| stack.token(subject)),
-        }
+    /// A dev token for `subject`, valid for an hour in every region.
+    pub fn token(&self, subject: &str) -> String {
+        self.identity
+            .issue(subject, &tokens::DEFAULT_SCOPES, Duration::from_secs(3600))
+            .unwrap_or_else(|e| panic!("the local auth service signs tokens: {e}"))
     }
 
     /// Stops every region.
@@ -199,9 +210,8 @@ impl Regions {
     /// # Errors
     /// A part failed while running.
     pub async fn shutdown(self) -> Result<(), StackError> {
-        self.first.shutdown().await?;
-        let others = std::mem::take(&mut *self.control.others.lock().await);
-        for (stack, _) in others {
+        let stacks = std::mem::take(&mut *self.control.stacks.lock().await);
+        for (stack, _) in stacks {
             if let Some(stack) = stack {
                 stack.shutdown().await?;
             }
@@ -223,79 +233,182 @@ impl RegionEndpoints {
     }
 }
 
-/// The route that fails and restores regions.
+/// The route that fails, restores and fails over regions.
 pub const OUTAGE_PATH: &str = "/_local/regions/{name}/{action}";
 
+/// What one region's HTTP API acts with: every region, and which one it is.
+#[derive(Debug, Clone)]
+struct Serving {
+    control: Arc<Control>,
+    index: usize,
+}
+
+/// `?to=` of `/failover`.
+#[derive(Debug, serde::Deserialize)]
+struct FailoverQuery {
+    to: Option<String>,
+}
+
 impl Control {
-    fn routes(self: &Arc<Self>) -> Router {
+    /// The routes region `index`'s HTTP API serves.
+    fn routes(self: &Arc<Self>, index: usize) -> Router {
         Router::new()
             .route(OUTAGE_PATH, post(outage))
-            .with_state(Arc::clone(self))
+            .with_state(Serving {
+                control: Arc::clone(self),
+                index,
+            })
     }
 
-    /// Takes region `name` down (`fail`: its listeners close, its replication is held) or
-    /// brings it back on the same ports over the same replica (`restore`).
-    async fn apply(&self, name: &str, fail: bool) -> Result<Value, OutageError> {
-        let index = self
-            .names
+    fn index(&self, name: &str) -> Result<usize, OutageError> {
+        self.names
             .iter()
-            .position(|n| n == name)
-            .ok_or_else(|| OutageError::Unknown(self.names.join(", ")))?;
-        let Some(other) = index.checked_sub(1) else {
-            return Err(OutageError::First);
+            .position(|n| n.as_str() == name)
+            .ok_or_else(|| OutageError::Unknown(self.names_list()))
+    }
+
+    fn names_list(&self) -> String {
+        self.names
+            .iter()
+            .map(RegionName::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Takes region `index` down: its replication is held and its stack stops. The region
+    /// serving the request (`serving`) cannot wait for its own stop, which drains that very
+    /// request: its stop runs after the answer (`Ok(false)`: still stopping).
+    async fn fail(&self, index: usize, serving: usize) -> Result<bool, OutageError> {
+        let stack = self.stacks.lock().await[index].0.take();
+        self.replication.isolate(index, true);
+        let Some(stack) = stack else {
+            return Ok(true);
         };
-        let mut others = self.others.lock().await;
-        let (stack, settings) = &mut others[other];
-        if fail {
-            self.replication.isolate(index, true);
-            if let Some(stack) = stack.take() {
-                stack.shutdown().await.map_err(OutageError::Stack)?;
-            }
-        } else {
-            if stack.is_none() {
-                *stack = Some(
-                    Stack::start(settings.clone())
-                        .await
-                        .map_err(OutageError::Stack)?,
-                );
-            }
-            self.replication.isolate(index, false);
+        if index == serving {
+            tokio::spawn(async move {
+                if let Err(e) = stack.shutdown().await {
+                    tracing::error!(error = %e, "a failed region stopped with an error");
+                }
+            });
+            return Ok(false);
         }
-        Ok(json!({ "region": name, "failed": fail }))
+        stack.shutdown().await.map_err(OutageError::Stack)?;
+        Ok(true)
+    }
+
+    /// Brings region `index` back on the same ports over the same replica.
+    async fn restore(&self, index: usize) -> Result<(), OutageError> {
+        let mut stacks = self.stacks.lock().await;
+        let (stack, settings) = &mut stacks[index];
+        if stack.is_none() {
+            *stack = Some(
+                Stack::start(settings.clone())
+                    .await
+                    .map_err(OutageError::Stack)?,
+            );
+        }
+        self.replication.isolate(index, false);
+        Ok(())
+    }
+
+    /// Moves the home of every session homed in region `from` to region `to`, on `to`'s
+    /// replica, as `session-admin region failover` does; `from` must be failed (its fence).
+    async fn failover(&self, from: usize, to: usize) -> Result<Value, OutageError> {
+        if from == to {
+            return Err(OutageError::SameRegion);
+        }
+        if self.stacks.lock().await[from].0.is_some() {
+            return Err(OutageError::Running(self.names[from].to_string()));
+        }
+        let store = self.replication.region(to);
+        let mut report = Vec::new();
+        let summary = HomeFailover {
+            store: &store,
+            from: &self.names[from],
+            to: &self.names[to],
+            primary: &self.names[0],
+            dry_run: false,
+        }
+        .run(None, &mut report)
+        .await
+        .map_err(OutageError::Takeover)?;
+        let report = String::from_utf8_lossy(&report);
+        Ok(json!({
+            "from": self.names[from].as_str(),
+            "to": self.names[to].as_str(),
+            "summary": summary,
+            "report": report.lines().collect::<Vec<_>>(),
+        }))
     }
 }
 
-/// Why a region could not be failed or restored.
+/// Why a region could not be failed, restored or failed over.
 #[derive(Debug, thiserror::Error)]
 enum OutageError {
     #[error("name: must be one of {0}")]
     Unknown(String),
-    #[error("the first region serves /_local and cannot be failed: fail another")]
-    First,
+    #[error("action: must be fail, restore or failover, not {0:?}")]
+    Action(String),
+    #[error("to: required by failover (the region taking the sessions over)")]
+    NoTarget,
+    #[error("to: must be another region than the one failed over")]
+    SameRegion,
+    #[error("{0} runs: fail it first (its outage is the local stack's fence)")]
+    Running(String),
     #[error(transparent)]
     Stack(StackError),
+    #[error(transparent)]
+    Takeover(HomeFailoverError),
 }
 
-/// `POST /_local/regions/{name}/fail` and `/restore`.
+/// `POST /_local/regions/{name}/fail`, `/restore` and `/failover?to=<region>`.
 async fn outage(
-    State(control): State<Arc<Control>>,
+    State(serving): State<Serving>,
     Path((name, action)): Path<(String, String)>,
+    Query(query): Query<FailoverQuery>,
 ) -> Response {
-    let fail = match action.as_str() {
-        "fail" => true,
-        "restore" => false,
-        other => return bad_request(&format!("action: must be fail or restore, not {other:?}")),
+    let control = &serving.control;
+    let done = async {
+        let index = control.index(&name)?;
+        match action.as_str() {
+            "fail" => {
+                let stopped = control.fail(index, serving.index).await?;
+                let status = if stopped {
+                    StatusCode::OK
+                } else {
+                    StatusCode::ACCEPTED
+                };
+                Ok((
+                    status,
+                    json!({ "region": name, "failed": true, "stopped": stopped }),
+                ))
+            }
+            "restore" => {
+                control.restore(index).await?;
+                Ok((StatusCode::OK, json!({ "region": name, "failed": false })))
+            }
+            "failover" => {
+                let to = control.index(query.to.as_deref().ok_or(OutageError::NoTarget)?)?;
+                Ok((StatusCode::OK, control.failover(index, to).await?))
+            }
+            other => Err(OutageError::Action(other.to_owned())),
+        }
     };
-    match control.apply(&name, fail).await {
-        Ok(state) => Json(state).into_response(),
-        Err(e @ OutageError::Stack(_)) => {
-            tracing::error!(error = %e, region = name, fail, "cannot fail or restore a region");
+    match done.await {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(e @ (OutageError::Stack(_) | OutageError::Takeover(_))) => {
+            tracing::error!(error = %e, region = name, action, "a region's outage step failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Json(json!({ "message": e.to_string() })),
             )
                 .into_response()
         }
+        Err(e @ OutageError::Running(_)) => (
+            StatusCode::CONFLICT,
+            Json(json!({ "message": e.to_string() })),
+        )
+            .into_response(),
         Err(e) => bad_request(&e.to_string()),
     }
 }

@@ -25,7 +25,9 @@ use session_core::config::{ConfigError, DiscoveryMode, Settings, StoreBackend};
 use session_core::service::{
     ConnectAuthorizer, ConnectionService, ServiceParts, SessionService, StreamService,
 };
-use session_core::store::{DynamoStore, InMemoryStore, SharedStore, StoreError, create_table};
+use session_core::store::{
+    DynamoStore, HomeFence, InMemoryStore, SharedStore, StoreError, create_table,
+};
 use session_functions::wiring::{self, WiringError};
 use session_streamer::StreamerSettings;
 use tokio::net::TcpListener;
@@ -92,8 +94,12 @@ pub struct StackSettings {
     /// in `--regions N`: `crate::regions`); ignored on DynamoDB.
     pub store: Option<SharedStore>,
     /// More dev-only routes for the HTTP API, beside `/_local/faults` (`--regions N`'s
-    /// `/_local/regions` on the first region).
+    /// `/_local/regions` on every region).
     pub routes: Option<Router>,
+    /// The identity provider (its signing keys) this stack's auth service serves, instead of
+    /// a fresh one: `--regions N` shares the first region's, so a token is valid in every
+    /// region (tickets stay regional: each stack has its own ticket keys).
+    pub identity: Option<Arc<AuthService>>,
 }
 
 impl StackSettings {
@@ -121,6 +127,7 @@ impl StackSettings {
             push: true,
             store: None,
             routes: None,
+            identity: None,
         }
     }
 
@@ -283,13 +290,17 @@ impl Stack {
             push,
             store,
             routes,
+            identity,
         } = settings;
 
-        let auth = AuthServer::new(AuthSettings {
-            audience: service.auth.token_audience.clone(),
-            ..AuthSettings::default()
-        })
-        .map_err(|e| ServerError::Settings(e.to_string()))?
+        let auth = match identity {
+            Some(identity) => AuthServer::from_service(identity),
+            None => AuthServer::new(AuthSettings {
+                audience: service.auth.token_audience.clone(),
+                ..AuthSettings::default()
+            })
+            .map_err(|e| ServerError::Settings(e.to_string()))?,
+        }
         .spawn_on(bind(auth).await?)?;
         let mut servers = Vec::with_capacity(simulator_servers.max(1));
         for i in 0..simulator_servers.max(1) {
@@ -698,8 +709,14 @@ impl Stores {
         let stores: HashMap<_, _> = clients
             .into_iter()
             .map(|(component, client)| {
-                let store: SharedStore =
-                    Arc::new(DynamoStore::new(client, &store.table_name, clock.clone()));
+                // Fenced to this region's sessions, as `store::from_settings` does; the
+                // recovery component's failover writes from outside the home, unfenced.
+                let fence = (component != Component::Recovery)
+                    .then(|| HomeFence::from_settings(&settings.regions))
+                    .flatten();
+                let store: SharedStore = Arc::new(
+                    DynamoStore::new(client, &store.table_name, clock.clone()).fenced_by(fence),
+                );
                 (component, store)
             })
             .collect();

@@ -69,7 +69,13 @@ impl StreamerParts {
         streamer: StreamerSettings,
     ) -> Result<Self, StreamerError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = store::from_settings(&settings.store, clock.clone(), Component::Streamer).await;
+        let store = store::from_settings(
+            &settings.store,
+            &settings.regions,
+            clock.clone(),
+            Component::Streamer,
+        )
+        .await;
         let backend: Arc<dyn SimulatorBackend> = match discovery::watch_from_settings(
             &settings,
             Backend::Simulator,

@@ -36,7 +36,7 @@ struct Answer {
     body: Value,
 }
 
-/// `alice` in region `index`, with a token of that region's auth service.
+/// `alice` in region `index`, with a token of the regions' one identity provider.
 struct Alice {
     http: reqwest::Client,
     base: String,
@@ -44,14 +44,11 @@ struct Alice {
 }
 
 impl Alice {
-    async fn in_region(regions: &Regions, index: usize) -> Self {
+    fn in_region(regions: &Regions, index: usize) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: regions.endpoints()[index].http_api.clone(),
-            token: regions
-                .token(index, "alice")
-                .await
-                .expect("the region runs"),
+            token: regions.token("alice"),
         }
     }
 
@@ -106,8 +103,8 @@ impl Alice {
 async fn a_session_born_in_local_a_is_read_in_local_b_after_the_lag_and_written_only_in_local_a() {
     let file = std::env::temp_dir().join(format!("regions-{}.json", ulid::Ulid::new()));
     let regions = two_regions(Some(file.clone())).await;
-    let a = Alice::in_region(&regions, 0).await;
-    let b = Alice::in_region(&regions, 1).await;
+    let a = Alice::in_region(&regions, 0);
+    let b = Alice::in_region(&regions, 1);
 
     let session = a.create_session().await;
     assert!(session.ends_with("-local-a"), "{session}");
@@ -157,8 +154,8 @@ async fn a_session_born_in_local_a_is_read_in_local_b_after_the_lag_and_written_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_acknowledged_in_local_a_during_a_partition_reaches_local_b_once_it_heals() {
     let regions = two_regions(None).await;
-    let a = Alice::in_region(&regions, 0).await;
-    let b = Alice::in_region(&regions, 1).await;
+    let a = Alice::in_region(&regions, 0);
+    let b = Alice::in_region(&regions, 1);
     regions.replication().partition(true);
 
     let session = a.create_session().await;
@@ -179,7 +176,7 @@ async fn a_write_acknowledged_in_local_a_during_a_partition_reaches_local_b_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_region_refuses_connections_and_once_restored_has_every_write_made_meanwhile() {
     let regions = two_regions(None).await;
-    let a = Alice::in_region(&regions, 0).await;
+    let a = Alice::in_region(&regions, 0);
     let outage = |region: &str, action: &str| {
         let url = format!("{}/_local/regions/{region}/{action}", a.base);
         let http = a.http.clone();
@@ -207,13 +204,54 @@ async fn a_failed_region_refuses_connections_and_once_restored_has_every_write_m
     );
 
     assert_eq!(outage("local-b", "restore").await, StatusCode::OK);
-    // A restored region has a new auth service: a token of its own.
-    let b = Alice::in_region(&regions, 1).await;
+    // Tokens outlive an outage: one identity provider serves every region.
+    let b = Alice::in_region(&regions, 1);
     let read = b.read_until(&session, |r| r.status == StatusCode::OK).await;
     assert_eq!(read.home.as_deref(), Some("local-a; epoch=1"));
 
-    assert_eq!(outage("local-a", "fail").await, StatusCode::BAD_REQUEST);
     assert_eq!(outage("local-z", "fail").await, StatusCode::BAD_REQUEST);
     assert_eq!(outage("local-b", "explode").await, StatusCode::BAD_REQUEST);
+    assert_eq!(outage("local-b", "failover").await, StatusCode::BAD_REQUEST);
+    // Its outage is a region's fence: a running region is not failed over.
+    assert_eq!(
+        outage("local-b", "failover?to=local-a").await,
+        StatusCode::CONFLICT
+    );
+    // A region fails itself too: it answers first, then stops.
+    assert_eq!(outage("local-a", "fail").await, StatusCode::ACCEPTED);
+    let deadline = Instant::now() + PATIENCE;
+    while reqwest::get(format!("{}/v1/sessions", a.base))
+        .await
+        .is_ok()
+    {
+        assert!(Instant::now() < deadline, "local-a still listens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    regions.shutdown().await.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_minted_by_local_as_token_url_is_accepted_by_local_bs_api() {
+    let regions = two_regions(None).await;
+    let http = reqwest::Client::new();
+    let minted: Value = http
+        .post(&regions.endpoints()[0].token_url)
+        .json(&json!({ "sub": "alice" }))
+        .send()
+        .await
+        .expect("local-a mints")
+        .json()
+        .await
+        .expect("a token response");
+    let token = minted["token"].as_str().expect("a token");
+
+    let listed = http
+        .get(format!("{}/v1/sessions", regions.endpoints()[1].http_api))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("local-b answers");
+
+    assert_eq!(listed.status(), StatusCode::OK);
     regions.shutdown().await.expect("a clean stop");
 }

@@ -144,6 +144,18 @@ impl From<StoreError> for ServiceError {
             StoreError::QuotaExceeded { quota, limit } => Self::QuotaExceeded { quota, limit },
             StoreError::SessionNotActive { id } => Self::SessionClosed { id },
             StoreError::NotFound { entity, id } => Self::NotFound { entity, id },
+            // The store's fence (a write racing a failover, or one the edge did not check):
+            // the store knows no API URLs, so the answer names the region only.
+            StoreError::NotHome {
+                id,
+                home_region,
+                home_epoch,
+            } => Self::WrongRegion {
+                session: id,
+                home_region,
+                home_epoch,
+                home_api: None,
+            },
             other => Self::Store(other),
         }
     }

@@ -76,6 +76,17 @@ pub enum StoreError {
         /// Its limit.
         limit: u32,
     },
+    /// The session is homed in another region, whose item this region may not write
+    /// (`docs/multi-region.md`); nothing was written.
+    #[error("session {id} is homed in {home_region}")]
+    NotHome {
+        /// The session's id.
+        id: String,
+        /// Its home region.
+        home_region: crate::domain::RegionName,
+        /// Its home's epoch.
+        home_epoch: u64,
+    },
     /// The ticket was consumed before.
     #[error("ticket already used")]
     TicketAlreadyUsed,

@@ -20,7 +20,7 @@ mod tickets;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::StoreError;
+use super::{HomeFence, StoreError};
 use crate::clock::Clock;
 use crate::domain::{
     Connection, ConnectionId, EventId, IdempotencyKey, Lease, RequestFingerprint, Session,
@@ -81,11 +81,13 @@ impl State {
     }
 
     /// The sum of `events_per_second` of `owner`'s simulators that are not stopped or failed,
-    /// in sessions that are active and unexpired (what the event budget counts).
-    fn owner_event_rate(&self, owner: &UserId, now: Timestamp) -> u64 {
+    /// in sessions that are active, unexpired and homed in `home`'s region if given (what the
+    /// event budget counts: per region in a multi-region deployment).
+    fn owner_event_rate(&self, owner: &UserId, now: Timestamp, home: Option<&HomeFence>) -> u64 {
         self.sessions
             .values()
             .filter(|s| &s.owner == owner && s.is_usable(now))
+            .filter(|s| home.is_none_or(|f| f.is_home(s.home_region.as_ref())))
             .filter_map(|s| self.simulators.get(&s.id))
             .flat_map(BTreeMap::values)
             .filter(|sim| !sim.status.is_terminal())
@@ -109,6 +111,8 @@ impl State {
 pub struct InMemoryStore {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
+    /// In a multi-region deployment, the region whose sessions alone this store writes.
+    home: Option<HomeFence>,
 }
 
 impl InMemoryStore {
@@ -117,7 +121,32 @@ impl InMemoryStore {
         Self {
             state: Arc::default(),
             clock,
+            home: None,
         }
+    }
+
+    /// The store writing only sessions homed in `fence`'s region, as the DynamoDB adapter's
+    /// conditions do (`None`: single-region, no check).
+    #[must_use]
+    pub fn fenced_by(mut self, fence: Option<HomeFence>) -> Self {
+        self.home = fence;
+        self
+    }
+
+    /// [`StoreError::NotHome`] if session `id` is stored and homed in another region than this
+    /// fenced store's: its item (and what counts on it) is written by its home only.
+    fn check_home(&self, state: &State, id: &SessionId) -> Result<(), StoreError> {
+        let (Some(fence), Some(session)) = (&self.home, state.sessions.get(id)) else {
+            return Ok(());
+        };
+        if fence.is_home(session.home_region.as_ref()) {
+            return Ok(());
+        }
+        Err(StoreError::NotHome {
+            id: id.to_string(),
+            home_region: fence.resolve(session.home_region.as_ref()).clone(),
+            home_epoch: session.home_epoch,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -11,6 +11,7 @@
 mod dynamodb;
 mod error;
 mod failover;
+mod home_fence;
 mod memory;
 pub mod ports;
 mod replicated;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 pub use dynamodb::{DynamoStore, Fence, TableSpec, create_table, migrate};
 pub use error::{Quota, StoreError};
 pub use failover::{HomeMove, REGION_FAILOVER_REASON, Takeover};
+pub use home_fence::HomeFence;
 pub use memory::InMemoryStore;
 pub use replicated::{RegionalReplica, Replication};
 
@@ -324,16 +326,21 @@ pub type SharedStore = Arc<dyn Store>;
 
 /// The store `settings` name: in memory, or the DynamoDB table (at `settings.endpoint` if set,
 /// else where the environment's AWS configuration points).
+///
+/// Its session-item writes are fenced to sessions homed in this region when `regions`
+/// describe a multi-region deployment ([`HomeFence`]).
 pub async fn from_settings(
     settings: &crate::config::StoreSettings,
+    regions: &crate::config::RegionSettings,
     clock: Arc<dyn crate::clock::Clock>,
     component: crate::component::Component,
 ) -> SharedStore {
+    let fence = HomeFence::from_settings(regions);
     match settings.backend {
-        crate::config::StoreBackend::Memory => Arc::new(InMemoryStore::new(clock)),
+        crate::config::StoreBackend::Memory => Arc::new(InMemoryStore::new(clock).fenced_by(fence)),
         crate::config::StoreBackend::Dynamodb => {
             let client = DynamoStore::client_from_env(settings, component).await;
-            Arc::new(DynamoStore::new(client, &settings.table_name, clock))
+            Arc::new(DynamoStore::new(client, &settings.table_name, clock).fenced_by(fence))
         }
     }
 }

@@ -32,9 +32,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{
-    ConnectionStore, HomeMove, IdempotencyStore, InMemoryStore, LeaseStore, RateLimitStore,
-    RevocationStore, SessionStore, SimulatorQuotas, SimulatorStore, StoreError, Takeover,
-    TicketStore,
+    ConnectionStore, HomeFence, HomeMove, IdempotencyStore, InMemoryStore, LeaseStore,
+    RateLimitStore, RevocationStore, SessionStore, SimulatorQuotas, SimulatorStore, StoreError,
+    Takeover, TicketStore,
 };
 use crate::clock::Clock;
 use crate::domain::{
@@ -256,6 +256,16 @@ pub struct RegionalReplica {
 }
 
 impl RegionalReplica {
+    /// This region's store fenced to the sessions homed in it ([`HomeFence`]), as a regional
+    /// deployment's store is: its own writes to a session homed elsewhere are refused, and its
+    /// quotas count only the sessions homed here. Replayed writes are never fenced: they were
+    /// checked in the region that made them.
+    #[must_use]
+    pub fn fenced_by(mut self, fence: Option<HomeFence>) -> Self {
+        self.replica = self.replica.clone().fenced_by(fence);
+        self
+    }
+
     /// Which region this is (0-based).
     pub fn index(&self) -> usize {
         self.index
@@ -668,6 +678,120 @@ mod tests {
         assert_eq!(regions.pending(), 0);
         assert_eq!(a.get_session(&s.id).await.unwrap(), Some(closed_in_a));
         assert_eq!(b.get_session(&s.id).await.unwrap(), Some(closed_in_b));
+    }
+
+    fn region(name: &str) -> RegionName {
+        RegionName::parse("region", name).unwrap()
+    }
+
+    /// Regions `a` (the primary) and `b`, each store fenced as its deployment's is.
+    fn fenced_regions() -> (Replication, RegionalReplica, RegionalReplica) {
+        let regions = replication();
+        let fenced = |index: usize, this: &str| {
+            let settings = crate::config::RegionSettings {
+                this: region(this),
+                primary: Some(region("a")),
+                apis: ["a", "b"]
+                    .map(|r| (region(r), format!("https://{r}.example")))
+                    .into(),
+            };
+            regions
+                .region(index)
+                .fenced_by(HomeFence::from_settings(&settings))
+        };
+        let (a, b) = (fenced(0, "a"), fenced(1, "b"));
+        (regions, a, b)
+    }
+
+    fn homed_in(home: &str) -> Session {
+        Session {
+            home_region: Some(region(home)),
+            ..session()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sessions_quota_is_per_region_so_a_user_at_the_quota_in_one_can_create_in_another()
+    {
+        let (_regions, a, b) = fenced_regions();
+        a.create_session(&homed_in("a"), 1).await.unwrap();
+        tokio::time::sleep(LAG).await;
+        settle().await;
+
+        // b reads a's session, and does not count it against the quota.
+        let in_b = homed_in("b");
+        b.create_session(&in_b, 1).await.unwrap();
+        let full = a.create_session(&homed_in("a"), 1).await;
+        assert!(
+            matches!(full, Err(StoreError::QuotaExceeded { limit: 1, .. })),
+            "{full:?}"
+        );
+        let full = b.create_session(&homed_in("b"), 1).await;
+        assert!(
+            matches!(full, Err(StoreError::QuotaExceeded { .. })),
+            "{full:?}"
+        );
+        tokio::time::sleep(LAG).await;
+        settle().await;
+        let listed = a
+            .list_sessions(
+                &in_b.owner,
+                &PageRequest {
+                    limit: 10,
+                    cursor: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            listed.items.len(),
+            2,
+            "one per region: N regions hold N x the quota"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idempotency_key_retried_in_another_region_is_new_within_the_lag_and_not_after() {
+        let (regions, a, b) = fenced_regions();
+        let owner = UserId::parse("sub", "alice").unwrap();
+        let key = |k: &str| IdempotencyKey::parse("Idempotency-Key", k).unwrap();
+        let body = RequestFingerprint::of(&[b"POST /v1/sessions", b"{}"]);
+        let ttl = Duration::from_secs(86_400);
+        let claim = async |store: &RegionalReplica, k: &str| {
+            store
+                .claim_idempotency(&owner, &key(k), &body, ttl)
+                .await
+                .unwrap()
+        };
+        let created = StoredResponse {
+            status: 201,
+            headers: vec![("Location".to_owned(), "/v1/sessions/ses_1".to_owned())],
+            body: "{}".to_owned(),
+        };
+
+        // Within the lag: b has not seen a's claim, so the retry is a new request (the
+        // documented duplicate).
+        assert_eq!(claim(&a, "early").await, IdempotencyClaim::Claimed);
+        assert_eq!(claim(&b, "early").await, IdempotencyClaim::Claimed);
+
+        // After the lag: a finished request is replayed, a running one is in progress (409).
+        assert_eq!(claim(&a, "done").await, IdempotencyClaim::Claimed);
+        a.complete_idempotency(&owner, &key("done"), &body, &created)
+            .await
+            .unwrap();
+        assert_eq!(claim(&a, "pending").await, IdempotencyClaim::Claimed);
+        tokio::time::sleep(LAG).await;
+        settle().await;
+        assert_eq!(
+            claim(&b, "done").await,
+            IdempotencyClaim::Completed(created)
+        );
+        assert_eq!(claim(&b, "pending").await, IdempotencyClaim::InProgress);
+        // The two claims of "early" met on each other's replica, each found held there: both
+        // regions keep their own (the duplicate is a second session, not a lost write).
+        assert_eq!(claim(&a, "early").await, IdempotencyClaim::InProgress);
+        assert_eq!(claim(&b, "early").await, IdempotencyClaim::InProgress);
+        assert_eq!(regions.diverged(), 0);
     }
 
     #[tokio::test(start_paused = true)]

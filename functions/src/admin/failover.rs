@@ -2,23 +2,16 @@
 //! another (`docs/multi-region.md`, "Failover of a session's home"; the runbook is
 //! docs/operations.md, "Regions and disaster recovery"). It fences the old region
 //! (`REGION#<from>`), then takes each session over by one write conditional on its home and
-//! epoch, failing its simulators, a bounded number at a time. Every step is idempotent: a
+//! epoch, failing its simulators, a bounded number at a time (`session_core::service::
+//! HomeFailover`, which the local stack runs too). Every step is idempotent: a
 //! re-run moves what is left and reports the rest as already moved. It calls DynamoDB as the
 //! `recovery` component, whose grants are the template's `TableRecoveryRole`.
 
 use std::io::Write;
-use std::time::Instant;
 
-use futures_util::StreamExt as _;
-use session_core::domain::{PageRequest, RegionName, Session, SessionId};
-use session_core::store::{DynamoStore, Fence, HomeMove, SessionStore as _, StoreError, Takeover};
-
-/// Sessions taken over at the same time: enough to move thousands in seconds, few enough
-/// not to throttle a table that is taking a region's traffic.
-const PARALLEL: usize = 16;
-
-/// Sessions listed per page of the scan for the old region's sessions.
-const PAGE: u32 = 100;
+use session_core::domain::{RegionName, SessionId};
+use session_core::service::{FailoverSummary, HomeFailover, HomeFailoverError};
+use session_core::store::{DynamoStore, Fence, StoreError};
 
 /// What to fail over.
 #[derive(Debug, Clone)]
@@ -58,21 +51,9 @@ pub enum FailoverError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The counts a run prints last.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
-    /// Sessions moved by this run.
-    pub moved: usize,
-    /// Sessions an earlier run had moved.
-    pub already: usize,
-    /// Sessions homed elsewhere.
-    pub conflicts: usize,
-    /// Sessions gone or expired meanwhile.
-    pub gone: usize,
-    /// Simulators failed.
-    pub failed_simulators: usize,
+    /// The takeover stopped (the store or the output failed).
+    #[error(transparent)]
+    Takeover(#[from] HomeFailoverError),
 }
 
 /// The region named by `flag`'s `value`.
@@ -107,8 +88,7 @@ pub async fn failover(
     request: &FailoverRequest,
     primary: &RegionName,
     out: &mut dyn Write,
-) -> anyhow::Result<Summary> {
-    let started = Instant::now();
+) -> anyhow::Result<FailoverSummary> {
     let from = region("--from", &request.from)?;
     let to = region("--to", &request.to)?;
     if from == to {
@@ -130,158 +110,19 @@ pub async fn failover(
             }
         }
     }
-    let run = Mover {
+    let summary = HomeFailover {
         store,
         from: &from,
         to: &to,
         primary,
         dry_run: request.dry_run,
-    };
-    let mut summary = Summary::default();
-    if let Some(ids) = wanted {
-        let mut sessions = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(session) = store.get_session(&id).await? {
-                sessions.push(session);
-            } else {
-                summary.gone += 1;
-                writeln!(out, "gone {id}")?;
-            }
-        }
-        run.batch(sessions, &mut summary, out).await?;
-    } else {
-        // Page by page: a region's sessions are never all held at once. The scan resumes
-        // after the last session listed, which a takeover changes but never deletes.
-        let mut page = PageRequest {
-            limit: PAGE,
-            cursor: None,
-        };
-        loop {
-            let found = store.sessions_homed_in(&from, primary, &page).await?;
-            run.batch(found.items, &mut summary, out).await?;
-            let Some(cursor) = found.next_cursor else {
-                break;
-            };
-            page.cursor = Some(cursor);
-        }
     }
-
-    let Summary {
-        moved,
-        already,
-        conflicts,
-        gone,
-        failed_simulators,
-    } = summary;
-    let elapsed = started.elapsed().as_millis();
-    if request.dry_run {
-        writeln!(
-            out,
-            "dry run {from}→{to}: {moved} would move, {already} already, {conflicts} conflicts, \
-             {gone} gone; nothing written in {elapsed} ms"
-        )?;
-        return Ok(summary);
-    }
-    writeln!(
-        out,
-        "failover {from}→{to}: {moved} moved, {already} already, {conflicts} conflicts, \
-         {gone} gone, {failed_simulators} simulators failed in {elapsed} ms"
-    )?;
-    if conflicts > 0 {
-        return Err(FailoverError::Conflicts(conflicts).into());
+    .run(wanted, out)
+    .await?;
+    if !request.dry_run && summary.conflicts > 0 {
+        return Err(FailoverError::Conflicts(summary.conflicts).into());
     }
     Ok(summary)
-}
-
-/// One failover's regions and store.
-struct Mover<'a> {
-    store: &'a DynamoStore,
-    from: &'a RegionName,
-    to: &'a RegionName,
-    primary: &'a RegionName,
-    dry_run: bool,
-}
-
-impl Mover<'_> {
-    /// Takes `sessions` over, [`PARALLEL`] at a time (or, in a dry run, says what would be
-    /// done), a line each to `out`, counting in `summary`.
-    async fn batch(
-        &self,
-        sessions: Vec<Session>,
-        summary: &mut Summary,
-        out: &mut dyn Write,
-    ) -> anyhow::Result<()> {
-        let (from, to, primary) = (self.from, self.to, self.primary);
-        let mut takeovers = futures_util::stream::iter(sessions)
-            .map(|session| async move {
-                let step = HomeMove {
-                    from,
-                    epoch: session.home_epoch,
-                    to,
-                    primary,
-                };
-                let outcome = if self.dry_run {
-                    Ok(would(&step, &session))
-                } else {
-                    self.store.take_over_home(&session.id, &step).await
-                };
-                (session.id, outcome)
-            })
-            .buffer_unordered(PARALLEL);
-        while let Some((id, outcome)) = takeovers.next().await {
-            match outcome? {
-                Takeover::Moved {
-                    epoch,
-                    failed_simulators,
-                } => {
-                    summary.moved += 1;
-                    summary.failed_simulators += failed_simulators;
-                    if self.dry_run {
-                        writeln!(out, "would move {id} {from}→{to} epoch {epoch}")?;
-                    } else {
-                        writeln!(
-                            out,
-                            "moved {id} {from}→{to} epoch {epoch} \
-                             ({failed_simulators} simulators failed)"
-                        )?;
-                    }
-                }
-                Takeover::AlreadyMoved { epoch } => {
-                    summary.already += 1;
-                    writeln!(out, "already {id} in {to} epoch {epoch}")?;
-                }
-                Takeover::Conflict { region, epoch } => {
-                    summary.conflicts += 1;
-                    let region = region.as_ref().unwrap_or(primary);
-                    writeln!(out, "conflict {id} homed in {region} epoch {epoch}")?;
-                }
-                Takeover::Gone => {
-                    summary.gone += 1;
-                    writeln!(out, "gone {id}")?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What taking `session` over would do, as read now (a dry run).
-fn would(step: &HomeMove<'_>, session: &Session) -> Takeover {
-    if step.starts_at(session) {
-        Takeover::Moved {
-            epoch: step.epoch + 1,
-            failed_simulators: 0,
-        }
-    } else if step.ended_at(session) {
-        Takeover::AlreadyMoved {
-            epoch: session.home_epoch,
-        }
-    } else {
-        Takeover::Conflict {
-            region: session.home_region.clone(),
-            epoch: session.home_epoch,
-        }
-    }
 }
 
 #[cfg(test)]

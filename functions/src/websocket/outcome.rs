@@ -107,6 +107,10 @@ impl WsError {
             ServiceError::QuotaExceeded { .. } => Self::ConnectQuota,
             ServiceError::SessionClosed { .. } => Self::ConnectDenied("session closed"),
             ServiceError::NotFound { .. } => Self::ConnectDenied("session gone"),
+            // Counted on the session item, a connection is recorded by the session's home only.
+            ServiceError::WrongRegion { .. } => {
+                Self::ConnectDenied("session homed in another region")
+            }
             e => Self::ConnectFailed(e),
         }
     }

@@ -114,7 +114,7 @@ async fn run_regions(
     }
     let _ = writeln!(
         banner,
-        "  outages       POST {http}/_local/regions/{{name}}/fail (or /restore), name not local-a",
+        "  outages       POST {http}/_local/regions/{{name}}/fail (or /restore, /failover?to=<region>), on any region's HTTP API",
         http = regions.endpoints()[0].http_api,
     );
     eprintln!("{banner}");

@@ -195,3 +195,23 @@ async fn a_ticket_minted_in_a_is_refused_by_b_naming_a_and_admits_one_connection
     assert_eq!(ws_in_a, 101);
     assert_eq!(ws_again_in_a, 403);
 }
+
+#[tokio::test]
+async fn a_websocket_opened_in_b_for_a_session_homed_in_a_is_refused_and_counts_nothing() {
+    let table = format!("regions-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let a = region_stack("a", &table).await;
+    let b = region_stack("b", &table).await;
+    let session = a.user("alice").create_session().await;
+
+    // Tickets are not writes: b issues one for its own stream of a's session.
+    let (_, ws_url) = b.user("alice").ws_ticket(&session).await;
+    let in_b = session_tests::ws::handshake_status(&ws_url).await;
+
+    // The connection would be counted on the session item, which only a writes.
+    assert_eq!(in_b, 403);
+    let item = session_item(&table, &session).await;
+    let counted = item.get("connections").and_then(|n| n.as_n().ok());
+    assert!(counted.is_none_or(|n| n == "0"), "{item:?}");
+    let (_, ws_url) = a.user("alice").ws_ticket(&session).await;
+    assert_eq!(session_tests::ws::handshake_status(&ws_url).await, 101);
+}

@@ -101,6 +101,7 @@ impl Table {
         let harness = Harness {
             store,
             clock: self.clock.clone(),
+            in_region: None,
         };
         (harness, reads)
     }
@@ -445,9 +446,21 @@ pub fn behind_the_cache(h: Harness) -> Harness {
         &in_process(Duration::from_secs(60)),
         Arc::new(h.clock.clone()),
     ));
+    // Each region's store sits behind its own cache, as each region's functions do.
+    let clock = h.clock.clone();
+    let in_region = h.in_region.map(|inner| -> crate::helpers::InRegion {
+        Arc::new(move |fence| {
+            Arc::new(CachedStore::new(
+                inner(fence),
+                &in_process(Duration::from_secs(60)),
+                Arc::new(clock.clone()),
+            ))
+        })
+    });
     Harness {
         store,
         clock: h.clock,
+        in_region,
     }
 }
 
@@ -463,6 +476,7 @@ async fn with_the_cache_disabled_every_read_goes_to_dynamodb() {
     let h = Harness {
         store,
         clock: table.clock.clone(),
+        in_region: None,
     };
     let session = h.session("alice");
     h.store.create_session(&session, 10).await.unwrap();

@@ -9,23 +9,37 @@ use session_core::domain::{
     Connection, ConnectionId, ConnectionQuality, NewSession, NewSimulator, Session, Simulator,
     Timestamp, UserId,
 };
-use session_core::store::{DynamoStore, InMemoryStore, SharedStore, SimulatorQuotas, create_table};
+use session_core::store::{
+    DynamoStore, HomeFence, InMemoryStore, SharedStore, SimulatorQuotas, create_table,
+};
 use session_tests::moto::Moto;
 
 /// Sessions made by [`Harness::session`] live this long.
 pub const LIFETIME: Duration = Duration::from_secs(3600);
 
+/// Another store over the same data, fenced to the sessions homed in a region (`HomeFence`).
+pub type InRegion = Arc<dyn Fn(Option<HomeFence>) -> SharedStore + Send + Sync>;
+
 /// A store under test and the clock it reads.
 pub struct Harness {
     pub store: SharedStore,
     pub clock: ManualClock,
+    /// Builds the adapter under test over the same data as a region's store (cases about the
+    /// home fence); `None` where a harness has no such adapter.
+    pub in_region: Option<InRegion>,
 }
 
 impl Harness {
     pub fn in_memory() -> Self {
         let clock = ManualClock::at_system_time();
-        let store = Arc::new(InMemoryStore::new(Arc::new(clock.clone())));
-        Self { store, clock }
+        let memory = InMemoryStore::new(Arc::new(clock.clone()));
+        let store = Arc::new(memory.clone());
+        let in_region: InRegion = Arc::new(move |fence| Arc::new(memory.clone().fenced_by(fence)));
+        Self {
+            store,
+            clock,
+            in_region: Some(in_region),
+        }
     }
 
     /// A DynamoDB store on a fresh table of the shared moto server.
@@ -37,8 +51,14 @@ impl Harness {
             .await
             .unwrap_or_else(|e| panic!("creating {table} on {}: {e:?}", moto.endpoint()));
         let clock = ManualClock::at_system_time();
-        let store = Arc::new(DynamoStore::new(client, &table, Arc::new(clock.clone())));
-        Self { store, clock }
+        let dynamo = DynamoStore::new(client, &table, Arc::new(clock.clone()));
+        let store = Arc::new(dynamo.clone());
+        let in_region: InRegion = Arc::new(move |fence| Arc::new(dynamo.clone().fenced_by(fence)));
+        Self {
+            store,
+            clock,
+            in_region: Some(in_region),
+        }
     }
 
     pub fn now(&self) -> Timestamp {

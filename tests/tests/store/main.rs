@@ -15,6 +15,7 @@ mod event_budget;
 mod failover;
 mod helpers;
 mod home_failover;
+mod home_fence;
 mod idempotency;
 mod leases;
 mod migrations;
@@ -69,6 +70,8 @@ contract!(
     home_failover::sessions_homed_in_a_region_are_listed_and_unmarked_ones_are_the_primarys,
     home_failover::taking_over_a_home_moves_it_once_fails_its_simulators_and_fences_the_old_home,
     home_failover::a_session_without_a_home_region_is_taken_over_from_the_primary_at_epoch_one,
+    home_fence::a_region_that_is_not_the_home_cannot_write_the_session_until_the_home_moves_there,
+    home_fence::a_session_without_a_home_region_is_written_by_the_primary_only,
     simulators::simulators_are_created_listed_and_transitioned,
     simulators::the_simulators_quota_counts_only_unfinished_ones,
     simulators::a_closed_or_expired_session_takes_no_simulators,

@@ -57,6 +57,7 @@ impl Migrating {
         let harness = Harness {
             store: store.clone(),
             clock,
+            in_region: None,
         };
         Self {
             harness,

@@ -148,6 +148,7 @@ async fn restore_copies_every_item_into_a_new_table_the_stack_reads_and_says_how
     let harness = Harness {
         store: source.store_on(&source.table, &clock),
         clock: clock.clone(),
+        in_region: None,
     };
     let mut sessions = Vec::new();
     for owner in ["alice", "bob", "carol"] {

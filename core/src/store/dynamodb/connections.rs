@@ -65,16 +65,21 @@ impl DynamoStore {
         ))
         .when("#version = :version")
         .bind(":version", n(c.version));
-        let release = Write::update(
-            key(session_pk(&c.session_id), SESSION_SK),
-            "SET #connections = #connections - :one",
-        )
-        .when("attribute_exists(#PK) AND #connections > :zero")
-        .bind(":one", n(1))
-        .bind(":zero", n(0));
+        let release = self.homed_here(
+            Write::update(
+                key(session_pk(&c.session_id), SESSION_SK),
+                "SET #connections = #connections - :one",
+            )
+            .when("attribute_exists(#PK) AND #connections > :zero")
+            .bind(":one", n(1))
+            .bind(":zero", n(0)),
+        );
         match self.transact(vec![delete.clone(), release]).await? {
             Ok(()) => Ok(true),
             Err(c) if c.failed.first() == Some(&true) => Ok(false),
+            // Homed elsewhere: the record stays (its slot is counted there) until the home
+            // purges it once expired.
+            Err(_) if let Some(elsewhere) = self.not_home(&c.session_id).await? => Err(elsewhere),
             // The session item is gone (or its counter already zero): the record alone goes.
             Err(_) => applied(self.write(delete).await),
         }
@@ -107,19 +112,21 @@ impl ConnectionStore for DynamoStore {
             let now = self.clock.now();
             let writes = vec![
                 Write::put(connection_item(connection)).when("attribute_not_exists(#PK)"),
-                Write::update(
-                    key(session_pk(&connection.session_id), SESSION_SK),
-                    "SET #connections = if_not_exists(#connections, :zero) + :one",
-                )
-                .when(
-                    "#status = :active AND #expires_at > :now \
+                self.homed_here(
+                    Write::update(
+                        key(session_pk(&connection.session_id), SESSION_SK),
+                        "SET #connections = if_not_exists(#connections, :zero) + :one",
+                    )
+                    .when(
+                        "#status = :active AND #expires_at > :now \
                      AND (attribute_not_exists(#connections) OR #connections < :max)",
-                )
-                .bind(":active", s(SessionStatus::Active.as_str()))
-                .bind(":now", ms(now))
-                .bind(":zero", n(0))
-                .bind(":one", n(1))
-                .bind(":max", n(max_per_session)),
+                    )
+                    .bind(":active", s(SessionStatus::Active.as_str()))
+                    .bind(":now", ms(now))
+                    .bind(":zero", n(0))
+                    .bind(":one", n(1))
+                    .bind(":max", n(max_per_session)),
+                ),
             ];
             match self.transact(writes).await? {
                 Ok(()) => return Ok(()),
@@ -128,6 +135,9 @@ impl ConnectionStore for DynamoStore {
                         entity: "connection",
                         id: connection.id.to_string(),
                     });
+                }
+                Err(_) if let Some(elsewhere) = self.not_home(&connection.session_id).await? => {
+                    return Err(elsewhere);
                 }
                 Err(_) if !self.session_usable(&connection.session_id).await? => {
                     return Err(StoreError::SessionNotActive {

@@ -84,23 +84,25 @@ impl DynamoStore {
         };
         // At most three tries: each cancellation moves to a smaller release, never back.
         for _ in 0..3 {
-            let session = if level == Release::Slot {
-                Write::update(
-                    session_key.clone(),
-                    "SET #active_simulators = #active_simulators - :one",
-                )
-                .when("#active_simulators > :zero")
-            } else {
-                Write::update(
-                    session_key.clone(),
-                    "SET #active_simulators = #active_simulators - :one, \
+            let session = self.homed_here(
+                if level == Release::Slot {
+                    Write::update(
+                        session_key.clone(),
+                        "SET #active_simulators = #active_simulators - :one",
+                    )
+                    .when("#active_simulators > :zero")
+                } else {
+                    Write::update(
+                        session_key.clone(),
+                        "SET #active_simulators = #active_simulators - :one, \
                      #event_rate = #event_rate - :rate",
-                )
-                .when("#active_simulators > :zero AND #event_rate >= :rate")
-                .bind(":rate", n(rate))
-            }
-            .bind(":one", n(1))
-            .bind(":zero", n(0));
+                    )
+                    .when("#active_simulators > :zero AND #event_rate >= :rate")
+                    .bind(":rate", n(rate))
+                }
+                .bind(":one", n(1))
+                .bind(":zero", n(0)),
+            );
             let mut writes = vec![change.clone(), session];
             if let (Release::All, Some(owner)) = (level, &owner) {
                 writes.push(release(owner, u64::from(rate)));
@@ -147,15 +149,18 @@ impl DynamoStore {
                 continue;
             }
             let rate: u64 = entry.number("event_rate")?;
-            let session = Write::update(
-                key(entry.string(TableSpec::PK)?, SESSION_SK),
-                "SET #event_rate = :zero",
-            )
-            .when("#event_rate = :rate AND (#status <> :active OR #expires_at <= :now)")
-            .bind(":zero", n(0))
-            .bind(":rate", n(rate))
-            .bind(":active", s(SessionStatus::Active.as_str()))
-            .bind(":now", ms(now));
+            // A session homed elsewhere is retired by its home (the fence refuses it here).
+            let session = self.homed_here(
+                Write::update(
+                    key(entry.string(TableSpec::PK)?, SESSION_SK),
+                    "SET #event_rate = :zero",
+                )
+                .when("#event_rate = :rate AND (#status <> :active OR #expires_at <= :now)")
+                .bind(":zero", n(0))
+                .bind(":rate", n(rate))
+                .bind(":active", s(SessionStatus::Active.as_str()))
+                .bind(":now", ms(now)),
+            );
             if self
                 .transact(vec![session, release(owner, rate)])
                 .await?

@@ -16,6 +16,7 @@
 mod connections;
 mod event_budget;
 mod fence;
+mod home;
 mod iam;
 mod idempotency;
 mod item;
@@ -45,6 +46,7 @@ use crate::clock::Clock;
 use crate::component::Component;
 use crate::config::StoreSettings;
 use crate::domain::SessionId;
+use crate::store::HomeFence;
 
 /// A store in one DynamoDB table.
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct DynamoStore {
     client: Client,
     table: Arc<str>,
     clock: Arc<dyn Clock>,
+    /// In a multi-region deployment, the region whose sessions alone this store writes.
+    home: Option<HomeFence>,
 }
 
 /// The SDK's timeouts from the settings: without them a hung connection holds a call until
@@ -85,7 +89,16 @@ impl DynamoStore {
             client,
             table: table.into(),
             clock,
+            home: None,
         }
+    }
+
+    /// The store writing only sessions homed in `fence`'s region (`None`: single-region, no
+    /// condition added).
+    #[must_use]
+    pub fn fenced_by(mut self, fence: Option<HomeFence>) -> Self {
+        self.home = fence;
+        self
     }
 
     /// A client from the environment's AWS configuration, pointed at `settings.endpoint` if

@@ -79,11 +79,11 @@ impl DynamoStore {
                     .bind(":next_version", n(session.version + 1))
                     .bind(":version", n(session.version))
                     .bind(":active", s(SessionStatus::Active.as_str()));
-                    let close = when_home_unchanged(
+                    let close = self.homed_here(when_home_unchanged(
                         close,
                         "#version = :version AND #status = :active",
                         session,
-                    );
+                    ));
                     let writes = vec![close, release_session_slot(owner)];
                     if self.transact(writes).await?.is_ok() {
                         released += 1;
@@ -125,8 +125,10 @@ impl DynamoStore {
     /// session is still homed where the simulators ran, so a re-run after a crash fails what
     /// was left and never a simulator the new home started. Returns how many it failed.
     async fn fail_simulators_for_failover(&self, id: &SessionId) -> Result<usize, StoreError> {
+        // The takeover is the one write a region other than the home makes: unfenced.
+        let store = self.clone().fenced_by(None);
         let mut failed = 0;
-        for simulator in self.list_simulators(id).await? {
+        for simulator in store.list_simulators(id).await? {
             let mut current = Some(simulator);
             // A simulator changing under us (a backend callback) is re-read once.
             for _ in 0..2 {
@@ -145,10 +147,10 @@ impl DynamoStore {
                 else {
                     break;
                 };
-                match self.update_simulator(&simulator, &next).await {
+                match store.update_simulator(&simulator, &next).await {
                     Ok(()) => failed += 1,
                     Err(StoreError::Conflict { .. }) => {
-                        current = self.get_simulator(id, &simulator.id).await?;
+                        current = store.get_simulator(id, &simulator.id).await?;
                     }
                     Err(StoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
@@ -302,13 +304,14 @@ impl SessionStore for DynamoStore {
         if !remove.is_empty() {
             expression = format!("{expression} REMOVE {}", remove.join(", "));
         }
-        let mut change = when_home_unchanged(
-            Write::update(key(session_pk(&previous.id), SESSION_SK), &expression),
-            &format!("{LIVE} AND #version = :version"),
-            previous,
-        )
-        .bind(":now", ms(now))
-        .bind(":version", n(previous.version));
+        let mut change = self
+            .homed_here(when_home_unchanged(
+                Write::update(key(session_pk(&previous.id), SESSION_SK), &expression),
+                &format!("{LIVE} AND #version = :version"),
+                previous,
+            ))
+            .bind(":now", ms(now))
+            .bind(":version", n(previous.version));
         for (placeholder, value) in values {
             change = change.bind(placeholder, value);
         }
@@ -323,6 +326,9 @@ impl SessionStore for DynamoStore {
         };
         if applied {
             return Ok(());
+        }
+        if let Some(elsewhere) = self.not_home(&previous.id).await? {
+            return Err(elsewhere);
         }
         Err(self
             .missing_or_conflict(

@@ -49,9 +49,10 @@ impl SimulatorStore for DynamoStore {
         }
         for attempt in 0..2 {
             let now = self.clock.now();
-            let writes = vec![
+            let writes =
+                vec![
                 Write::put(simulator_item(simulator)).when("attribute_not_exists(#PK)"),
-                Write::update(
+                self.homed_here(Write::update(
                     key(session_pk(&simulator.session_id), SESSION_SK),
                     "SET #active_simulators = if_not_exists(#active_simulators, :zero) + :one, \
                      #event_rate = if_not_exists(#event_rate, :zero) + :rate",
@@ -65,7 +66,7 @@ impl SimulatorStore for DynamoStore {
                 .bind(":zero", n(0))
                 .bind(":one", n(1))
                 .bind(":rate", n(rate))
-                .bind(":max", n(max_active)),
+                .bind(":max", n(max_active))),
                 event_budget::claim(owner, rate, budget),
             ];
             match self.transact(writes).await? {
@@ -77,6 +78,9 @@ impl SimulatorStore for DynamoStore {
                     });
                 }
                 Err(c) if c.at(1) || !c.at(2) => {
+                    if let Some(elsewhere) = self.not_home(&simulator.session_id).await? {
+                        return Err(elsewhere);
+                    }
                     if !self.session_usable(&simulator.session_id).await? {
                         return Err(StoreError::SessionNotActive {
                             id: simulator.session_id.to_string(),
@@ -135,13 +139,18 @@ impl SimulatorStore for DynamoStore {
             .when(&format!("{LIVE} AND #version = :version"))
             .bind(":now", ms(now))
             .bind(":version", n(previous.version));
-        let applied = if !previous.status.is_terminal() && next.status.is_terminal() {
+        let finishes = !previous.status.is_terminal() && next.status.is_terminal();
+        let applied = if finishes {
             self.finish_simulator(change, previous).await?
         } else {
             applied(self.write(change).await)?
         };
         if applied {
             return Ok(());
+        }
+        // Finishing writes the session's counters, which only its home may change.
+        if finishes && let Some(elsewhere) = self.not_home(&previous.session_id).await? {
+            return Err(elsewhere);
         }
         let sim_key = key(
             session_pk(&previous.session_id),

@@ -156,6 +156,16 @@ impl Write {
         self
     }
 
+    /// Adds `condition` to the write's condition with `AND` (the existing one must have no
+    /// top-level `OR`: DynamoDB refuses the parentheses that would make it safe when redundant).
+    pub(super) fn and_when(mut self, condition: &str) -> Self {
+        self.condition = Some(match self.condition.take() {
+            Some(existing) => format!("{existing} AND {condition}"),
+            None => condition.to_owned(),
+        });
+        self
+    }
+
     /// Binds `:name` to `value`.
     pub(super) fn bind(mut self, name: &str, value: AttributeValue) -> Self {
         self.values.insert(name.to_owned(), value);

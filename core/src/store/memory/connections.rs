@@ -16,6 +16,7 @@ impl ConnectionStore for InMemoryStore {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut state = self.lock();
+        self.check_home(&state, &connection.session_id)?;
         state.usable_session(&connection.session_id, now)?;
         let session = connection.session_id.clone();
         let key = (session.clone(), connection.id.clone());
@@ -96,10 +97,14 @@ impl ConnectionStore for InMemoryStore {
         id: &ConnectionId,
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
-        let removed = self
-            .lock()
+        let mut state = self.lock();
+        if state
             .connections
-            .remove(&(session.clone(), id.clone()));
+            .contains_key(&(session.clone(), id.clone()))
+        {
+            self.check_home(&state, session)?;
+        }
+        let removed = state.connections.remove(&(session.clone(), id.clone()));
         Ok(removed.is_some_and(|c| !c.is_expired(now)))
     }
 

@@ -1,5 +1,5 @@
 //! The in-memory adapter of [`SessionStore`]: sessions by id; the open-sessions quota counts
-//! the owner's usable ones.
+//! the owner's usable ones (those homed in this region, when the store is fenced).
 
 use async_trait::async_trait;
 
@@ -21,10 +21,14 @@ impl SessionStore for InMemoryStore {
                 id: session.id.to_string(),
             });
         }
+        // Per region in a multi-region deployment (`docs/multi-region.md`, "Quotas across
+        // regions"): only the sessions homed here count, replicated ones from elsewhere do not.
+        let home = self.home.as_ref();
         let open = state
             .sessions
             .values()
             .filter(|s| s.owner == session.owner && s.is_usable(now))
+            .filter(|s| home.is_none_or(|f| f.is_home(s.home_region.as_ref())))
             .count();
         if open >= max_open as usize {
             return Err(StoreError::QuotaExceeded {
@@ -69,6 +73,7 @@ impl SessionStore for InMemoryStore {
     async fn update_session(&self, previous: &Session, next: &Session) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut state = self.lock();
+        self.check_home(&state, &previous.id)?;
         match state.sessions.get_mut(&previous.id) {
             // As the DynamoDB adapter: only over the version and the home it was read with.
             Some(stored)

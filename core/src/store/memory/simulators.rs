@@ -19,9 +19,10 @@ impl SimulatorStore for InMemoryStore {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut state = self.lock();
+        self.check_home(&state, &simulator.session_id)?;
         state.usable_session(&simulator.session_id, now)?;
         let budget = quotas.max_events_per_second;
-        let used = state.owner_event_rate(owner, now);
+        let used = state.owner_event_rate(owner, now, self.home.as_ref());
         let max_active = quotas.max_active;
         let of_session = state
             .simulators
@@ -88,6 +89,10 @@ impl SimulatorStore for InMemoryStore {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut state = self.lock();
+        // Finishing releases counts on the session, which only its home may change.
+        if !previous.status.is_terminal() && next.status.is_terminal() {
+            self.check_home(&state, &previous.session_id)?;
+        }
         let stored = state
             .simulators
             .get_mut(&previous.session_id)

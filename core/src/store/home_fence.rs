@@ -1,0 +1,83 @@
+//! Which region a store writes from (`docs/multi-region.md`): in a multi-region deployment every
+//! write to a session item is conditional on the session being homed in this region, so a
+//! region that is not the home cannot change the session or its counters, whatever path the
+//! write takes. A single-region deployment has no fence and adds no condition.
+
+use crate::config::RegionSettings;
+use crate::domain::RegionName;
+
+/// This region and the primary one, for the stores' home conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeFence {
+    this: RegionName,
+    primary: RegionName,
+}
+
+impl HomeFence {
+    /// The fence of a deployment described by `regions`: `None` when it is single-region.
+    pub fn from_settings(regions: &RegionSettings) -> Option<Self> {
+        regions.is_multi_region().then(|| Self {
+            this: regions.this.clone(),
+            primary: regions.primary().clone(),
+        })
+    }
+
+    /// This region.
+    pub fn this(&self) -> &RegionName {
+        &self.this
+    }
+
+    /// Whether this is the primary region, home of the sessions whose item names no home.
+    pub fn is_primary(&self) -> bool {
+        self.this == self.primary
+    }
+
+    /// The home a session's item records (`None`: the primary region).
+    pub fn resolve<'a>(&'a self, home: Option<&'a RegionName>) -> &'a RegionName {
+        home.unwrap_or(&self.primary)
+    }
+
+    /// Whether a session whose item records `home` (`None`: the primary) is homed here.
+    pub fn is_home(&self, home: Option<&RegionName>) -> bool {
+        *self.resolve(home) == self.this
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(name: &str) -> RegionName {
+        RegionName::parse("region", name).unwrap()
+    }
+
+    fn regions(this: &str, primary: Option<&str>, apis: &[&str]) -> RegionSettings {
+        RegionSettings {
+            this: region(this),
+            primary: primary.map(region),
+            apis: apis
+                .iter()
+                .map(|r| (region(r), format!("https://{r}.example")))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_single_region_deployment_has_no_fence() {
+        assert_eq!(HomeFence::from_settings(&regions("a", None, &[])), None);
+        assert_eq!(
+            HomeFence::from_settings(&regions("a", Some("a"), &["a"])),
+            None
+        );
+    }
+
+    #[test]
+    fn the_primary_is_home_to_bare_sessions_and_a_secondary_only_to_its_own() {
+        let primary = HomeFence::from_settings(&regions("a", None, &["a", "b"])).unwrap();
+        let secondary = HomeFence::from_settings(&regions("b", Some("a"), &[])).unwrap();
+        assert!(primary.is_primary() && !secondary.is_primary());
+        assert!(primary.is_home(None) && primary.is_home(Some(&region("a"))));
+        assert!(!primary.is_home(Some(&region("b"))));
+        assert!(!secondary.is_home(None) && secondary.is_home(Some(&region("b"))));
+    }
+}

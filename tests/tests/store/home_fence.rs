@@ -1,0 +1,159 @@
+//! The home fence of session-item writes (`docs/multi-region.md`, "every conditional write
+//! names its region"): a store of a region that is not the session's home changes neither the
+//! session nor what counts on it (simulators, connections), whatever the write, until a
+//! failover moves the home there.
+
+use session_core::config::RegionSettings;
+use session_core::domain::{RegionName, Session, SimulatorStatus};
+use session_core::store::{HomeFence, HomeMove, SharedStore, StoreError, Takeover};
+
+use crate::helpers::{Harness, LIFETIME, quotas};
+
+fn region(name: &str) -> RegionName {
+    RegionName::parse("region", name).unwrap()
+}
+
+/// The store of region `this` of a deployment of regions `a` (the primary) and `b`.
+fn store_of(h: &Harness, this: &str) -> SharedStore {
+    let regions = RegionSettings {
+        this: region(this),
+        primary: Some(region("a")),
+        apis: ["a", "b"]
+            .map(|r| (region(r), format!("https://{r}.example")))
+            .into(),
+    };
+    let fence = HomeFence::from_settings(&regions);
+    assert!(fence.is_some(), "two regions are a multi-region deployment");
+    (h.in_region
+        .as_ref()
+        .expect("the adapter can be built per region"))(fence)
+}
+
+/// Whether `result` is the refusal naming `home` as the session's home.
+fn homed_in<T: std::fmt::Debug>(result: Result<T, StoreError>, home: &str) {
+    match result {
+        Err(StoreError::NotHome { home_region, .. }) => assert_eq!(home_region.as_str(), home),
+        other => panic!("expected the session to be homed in {home}: {other:?}"),
+    }
+}
+
+pub async fn a_region_that_is_not_the_home_cannot_write_the_session_until_the_home_moves_there(
+    h: Harness,
+) {
+    let (a, b) = (store_of(&h, "a"), store_of(&h, "b"));
+    let session = Session {
+        home_region: Some(region("a")),
+        ..h.session("alice")
+    };
+    a.create_session(&session, 10).await.unwrap();
+    let running = h.simulator(&session);
+    a.create_simulator(&running, &session.owner, quotas(2))
+        .await
+        .unwrap();
+    let in_a = h.connection(&session, "conn-in-a", LIFETIME);
+    a.put_connection(&in_a, 2).await.unwrap();
+
+    // Act: every kind of session-item write, from b.
+    let started_in_b = h.simulator(&session);
+    homed_in(
+        b.create_simulator(&started_in_b, &session.owner, quotas(2))
+            .await,
+        "a",
+    );
+    let connected_in_b = h.connection(&session, "conn-in-b", LIFETIME);
+    homed_in(b.put_connection(&connected_in_b, 2).await, "a");
+    let failed = running
+        .transition(SimulatorStatus::Failed, Some("b".to_owned()), h.now())
+        .unwrap();
+    homed_in(b.update_simulator(&running, &failed).await, "a");
+    homed_in(b.delete_connection(&session.id, &in_a.id).await, "a");
+    homed_in(
+        b.update_session(&session, &session.close(h.now()).unwrap())
+            .await,
+        "a",
+    );
+
+    // Assert: nothing changed, and the counters still hold one slot each: the home fills
+    // the second and is refused the third.
+    assert_eq!(
+        a.get_session(&session.id).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        a.list_simulators(&session.id).await.unwrap(),
+        vec![running.clone()]
+    );
+    assert_eq!(
+        a.list_connections(&session.id).await.unwrap(),
+        vec![in_a.clone()]
+    );
+    a.create_simulator(&h.simulator(&session), &session.owner, quotas(2))
+        .await
+        .unwrap();
+    let full = a
+        .create_simulator(&h.simulator(&session), &session.owner, quotas(2))
+        .await;
+    assert!(
+        matches!(full, Err(StoreError::QuotaExceeded { .. })),
+        "{full:?}"
+    );
+    a.put_connection(&h.connection(&session, "conn-2", LIFETIME), 2)
+        .await
+        .unwrap();
+    let full = a
+        .put_connection(&h.connection(&session, "conn-3", LIFETIME), 2)
+        .await;
+    assert!(
+        matches!(full, Err(StoreError::QuotaExceeded { .. })),
+        "{full:?}"
+    );
+
+    // Once the home moved to b, b writes it and a is fenced out.
+    let (from, to, primary) = (region("a"), region("b"), region("a"));
+    let step = HomeMove {
+        from: &from,
+        epoch: 1,
+        to: &to,
+        primary: &primary,
+    };
+    // Taken over by b's own store: the move and the failing of a's simulators are the writes
+    // the fence lets through.
+    let moved = b.take_over_home(&session.id, &step).await.unwrap();
+    assert!(
+        matches!(
+            moved,
+            Takeover::Moved {
+                epoch: 2,
+                failed_simulators: 2
+            }
+        ),
+        "{moved:?}"
+    );
+    b.create_simulator(&started_in_b, &session.owner, quotas(3))
+        .await
+        .unwrap();
+    b.put_connection(&connected_in_b, 4).await.unwrap();
+    homed_in(
+        a.put_connection(&h.connection(&session, "conn-late", LIFETIME), 9)
+            .await,
+        "b",
+    );
+}
+
+pub async fn a_session_without_a_home_region_is_written_by_the_primary_only(h: Harness) {
+    let (a, b) = (store_of(&h, "a"), store_of(&h, "b"));
+    let session = h.session("alice");
+    assert_eq!(session.home_region, None, "a bare session is the primary's");
+    a.create_session(&session, 10).await.unwrap();
+
+    homed_in(
+        b.put_connection(&h.connection(&session, "conn-b", LIFETIME), 2)
+            .await,
+        "a",
+    );
+    a.put_connection(&h.connection(&session, "conn-a", LIFETIME), 2)
+        .await
+        .unwrap();
+    let closed = session.close(h.now()).unwrap();
+    a.update_session(&session, &closed).await.unwrap();
+}
