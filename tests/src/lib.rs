@@ -11,6 +11,7 @@ pub mod contract;
 pub mod golden;
 pub mod jwt;
 pub mod moto;
+pub mod regions;
 pub mod slow_connections;
 pub mod sse;
 pub mod stream_fixture;

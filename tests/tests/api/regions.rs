@@ -9,22 +9,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::StatusCode;
 use serde_json::json;
 use session_core::auth::keys::{SigningKey, VerifyKeys};
-use session_core::config::{StoreBackend, StoreSettings};
-use session_core::domain::RegionName;
+use session_core::config::StoreSettings;
 use session_core::store::DynamoStore;
 use session_tests::moto::Moto;
+use session_tests::regions::{self, API_A};
 use session_tests::test_api::{Answer, TestApi};
-
-const API_A: &str = "https://api.a.example.com";
-const API_B: &str = "https://api.b.example.com";
-
-fn region(name: &str) -> RegionName {
-    RegionName::parse("region", name).unwrap()
-}
 
 /// The local stack as region `this` of the deployment {a (primary), b}, on `table` of moto.
 async fn region_stack(this: &str, table: &str) -> TestApi {
-    region_stack_with_keys(this, table, None).await
+    regions::region_stack(this, table, |_| {}).await
 }
 
 /// The same, with the ticket key pair `keys` (shared by regions, as a deployment's are).
@@ -33,21 +26,11 @@ async fn region_stack_with_keys(
     table: &str,
     keys: Option<(SigningKey, VerifyKeys)>,
 ) -> TestApi {
-    let (this, table) = (this.to_owned(), table.to_owned());
-    Box::pin(TestApi::spawn_with(move |s| {
+    regions::region_stack(this, table, move |s| {
         if let Some((signing, verify)) = keys {
             s.auth.set_ticket_keys(Some(signing), Some(verify)).unwrap();
         }
-        s.store.backend = StoreBackend::Dynamodb;
-        s.store.endpoint = Some(Moto::shared().endpoint().to_owned());
-        s.store.table_name = table;
-        s.regions.this = region(&this);
-        s.regions.primary = Some(region("a"));
-        s.regions.apis = BTreeMap::from([
-            (region("a"), API_A.to_owned()),
-            (region("b"), API_B.to_owned()),
-        ]);
-    }))
+    })
     .await
 }
 

@@ -6,7 +6,7 @@
 //! DynamoDB as the `recovery` component, so the permission check holds its calls to the
 //! template's `TableRecoveryRole`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
@@ -14,38 +14,19 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::StatusCode;
 use session_core::clock::SystemClock;
-use session_core::config::{StoreBackend, StoreSettings};
-use session_core::domain::{RegionName, SessionId, SimulatorId, SimulatorStatus};
+use session_core::config::StoreSettings;
+use session_core::domain::{SessionId, SimulatorId, SimulatorStatus};
 use session_core::store::{DynamoStore, REGION_FAILOVER_REASON, SimulatorStore as _};
 use session_tests::moto::Moto;
+use session_tests::regions::{self, API_B};
 use session_tests::test_api::TestApi;
-
-const API_A: &str = "https://api.a.example.com";
-const API_B: &str = "https://api.b.example.com";
-
-fn region(name: &str) -> RegionName {
-    RegionName::parse("region", name).unwrap()
-}
 
 /// The local stack as region `this` of the deployment {a (primary), b}, on `table` of moto.
 /// Without the read cache: a region's cached copy from before a failover would answer a write
 /// `409` (the epoch fence still refuses it) until it lapses (`cache.ttl_ms`), and this test is
 /// about the answer after.
 async fn region_stack(this: &str, table: &str) -> TestApi {
-    let (this, table) = (this.to_owned(), table.to_owned());
-    Box::pin(TestApi::spawn_with(move |s| {
-        s.store.backend = StoreBackend::Dynamodb;
-        s.store.endpoint = Some(Moto::shared().endpoint().to_owned());
-        s.store.table_name = table;
-        s.cache.enabled = false;
-        s.regions.this = region(&this);
-        s.regions.primary = Some(region("a"));
-        s.regions.apis = BTreeMap::from([
-            (region("a"), API_A.to_owned()),
-            (region("b"), API_B.to_owned()),
-        ]);
-    }))
-    .await
+    regions::region_stack(this, table, |s| s.cache.enabled = false).await
 }
 
 /// Runs `session-admin --table <table> region failover <args>` on moto's server.
@@ -84,20 +65,7 @@ fn client() -> Client {
 
 /// Every item of `table`, keyed by `PK`/`SK`.
 async fn items(table: &str) -> HashMap<(String, String), HashMap<String, AttributeValue>> {
-    let mut pages = client()
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .into_paginator()
-        .items()
-        .send();
-    let mut items = HashMap::new();
-    while let Some(item) = pages.next().await {
-        let item = item.unwrap();
-        let key = |name: &str| item[name].as_s().unwrap().clone();
-        items.insert((key("PK"), key("SK")), item);
-    }
-    items
+    crate::helpers::table_items(&client(), table).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

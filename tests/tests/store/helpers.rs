@@ -110,3 +110,27 @@ pub fn quotas(max_active: u32) -> SimulatorQuotas {
 pub fn user(name: &str) -> UserId {
     UserId::parse("sub", name).unwrap()
 }
+
+/// Every item of `table`, keyed by `PK`/`SK`, read by a consistent scan through `client`.
+pub async fn table_items(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> std::collections::HashMap<
+    (String, String),
+    std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+> {
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send();
+    let mut items = std::collections::HashMap::new();
+    while let Some(item) = pages.next().await {
+        let item = item.unwrap();
+        let key = |name: &str| item[name].as_s().unwrap().clone();
+        items.insert((key("PK"), key("SK")), item);
+    }
+    items
+}

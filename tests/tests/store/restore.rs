@@ -60,21 +60,7 @@ impl Source {
         &self,
         table: &str,
     ) -> HashMap<(String, String), HashMap<String, AttributeValue>> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut items = HashMap::new();
-        while let Some(item) = pages.next().await {
-            let item = item.unwrap();
-            let key = |name: &str| item[name].as_s().unwrap().clone();
-            items.insert((key("PK"), key("SK")), item);
-        }
-        items
+        crate::helpers::table_items(&self.client, table).await
     }
 
     /// `table`'s time-to-live attribute, whether point-in-time recovery is on and whether it is
