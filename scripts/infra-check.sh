@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks the infrastructure code offline: the SAM template (infra/template.yaml), the Kustomize
-# overlays of the streamer (infra/k8s/overlays/{dev,prod}), its Dockerfile, the backends'
-# internal load balancers (infra/k8s/backends) and the OpenTelemetry collector
-# (infra/k8s/observability).
+# overlays of the streamer (infra/k8s/overlays/{dev,prod} and the regional prod-<region>), its
+# Dockerfile, the backends' internal load balancers (infra/k8s/backends) and the OpenTelemetry
+# collector (infra/k8s/observability).
 #
 #   1. cfn-lint on the template: no finding at all.
 #   2. cfn-lint with the serverless rules (cfn-lint-serverless): no finding; the few that do not
@@ -138,15 +138,28 @@ refused() {
 }
 
 mkdir -p "$work/k8s"
-for overlay in dev prod; do
+# prod-<region>: the streamer clusters of a multi-region deployment (components/regions).
+for overlay in dev prod prod-eu-west-1 prod-us-east-1; do
     step "kubectl kustomize infra/k8s/overlays/$overlay | schema and consistency checks"
     kubectl kustomize "infra/k8s/overlays/$overlay" >"$work/k8s/$overlay.yaml" ||
         fail "kubectl kustomize infra/k8s/overlays/$overlay failed"
     digest=()
-    [ "$overlay" = prod ] && digest=(--require-digest)
+    case $overlay in prod*) digest=(--require-digest) ;; esac
     python infra/checks/k8s_check.py "${digest[@]}" "$work/k8s/$overlay.yaml" || fail "overlay $overlay does not validate"
     done_step "overlay $overlay: valid"
 done
+
+# A region's streamer cluster is of that region throughout: a copy of another region's overlay
+# with a value left behind must be refused.
+step "broken copies of a regional render are refused"
+sed 's/region: us-east-1/region: eu-west-1/' "$work/k8s/prod-us-east-1.yaml" >"$work/region-secret-store.yaml"
+refused "a SecretStore of another region than AWS_REGION" \
+    "reads Secrets Manager in eu-west-1, not AWS_REGION=us-east-1" "$work/region-secret-store.yaml"
+sed 's/SESSION_REGIONS__THIS: us-east-1/SESSION_REGIONS__THIS: eu-west-1/' "$work/k8s/prod-us-east-1.yaml" \
+    >"$work/region-this.yaml"
+refused "SESSION_REGIONS__THIS another region than AWS_REGION" \
+    "SESSION_REGIONS__THIS=eu-west-1 is not AWS_REGION=us-east-1" "$work/region-this.yaml"
+done_step "regional copies: refused"
 
 # The CRD schemas are strict and prod runs only a pinned image: broken copies of the prod render
 # must be refused, for the reason given.

@@ -18,6 +18,13 @@
 //   WebSocket  {"type":"events","events":[{"id","event","data"}]} from the push,
 //              {"type":"heartbeat_ack",...} or {"type":"error",...} answering our messages.
 //
+// Regions (docs/multi-region.md, "What a client does when its region fails"): the config names
+// the region that served the page and every region. When the stream breaks and the region's API
+// does not answer, the page reads the session in the next region until `X-Session-Home` names a
+// live one, restarts the simulator the failover failed there (one restart between all of the
+// session's clients: the Idempotency-Key is derived from the failed simulator's id), and resumes
+// there from its last event id: the old epoch is gone, so the stream starts with a `reset`.
+//
 // Positions come from the event ids, never from `epoch` in the JSON: epochs are 64-bit numbers
 // and JSON.parse rounds any integer above 2^53 to a double, so `data.epoch` may not be the
 // epoch (the id, a string, is exact).
@@ -27,12 +34,17 @@ const STATUS_POLL_MS = 5000; // simulator status refresh over REST
 const LEVELS_SHOWN = 10;
 const TRADES_SHOWN = 20;
 const NOTICES_KEPT = 60;
+const FAILOVER_BACKOFF_MS = [50, 1000]; // first and longest wait between reads of the session
+const PROBE_MS = 500; // after an SSE error, how long before asking whether the region answers
 
 const $ = (id) => document.getElementById(id);
 
 /** Everything the page knows; rendered by render(). */
 const state = {
   config: null,
+  region: null, // the name of the region the page talks to (the config's, until a failover)
+  sessionHome: null, // `X-Session-Home` of the last read of the session
+  failingOver: false,
   token: null,
   sessionId: null,
   simulatorId: null,
@@ -80,15 +92,24 @@ class ApiError extends Error {
  * call is a user action and starts a trace of its own (W3C Trace Context): the authorizer, the
  * function and the backends continue it, and the page shows its id.
  */
-async function api(method, path, body, { idempotent = false } = {}) {
+async function api(method, path, body, options) {
+  return (await call(currentRegion(), method, path, body, options)).data;
+}
+
+/**
+ * `api` in `region` (an entry of the config's `regions`): the answer's body and the session's
+ * home (`X-Session-Home`, multi-region only). A region that does not answer throws a TypeError
+ * (fetch's network failure), an error answer an ApiError.
+ */
+async function call(region, method, path, body, { idempotent = false, key = null } = {}) {
   const trace = newTraceparent();
   state.stats.traceId = trace.traceId;
   const headers = { authorization: `Bearer ${state.token}`, traceparent: trace.header };
   if (body !== undefined) headers['content-type'] = 'application/json';
   // A retried click must not create a second session or simulator.
-  if (idempotent) headers['idempotency-key'] = randomKey();
+  if (idempotent || key) headers['idempotency-key'] = key ?? randomKey();
   const started = performance.now();
-  const response = await fetch(`${state.config.http_api}${path}`, {
+  const response = await fetch(`${region.http_api}${path}`, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -97,7 +118,24 @@ async function api(method, path, body, { idempotent = false } = {}) {
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
   if (!response.ok) throw new ApiError(response.status, data);
-  return data;
+  const home = response.headers.get('x-session-home');
+  if (home) state.sessionHome = home;
+  return { data, home };
+}
+
+/** The region the page talks to now. */
+function currentRegion() {
+  return state.config.regions.find((region) => region.name === state.region) ?? state.config;
+}
+
+/** The region `X-Session-Home` names (`local-b; epoch=2`). */
+function homeName(header) {
+  return header ? header.split(';')[0].trim() : null;
+}
+
+/** Whether `error` says the region did not answer at all (not an answer of the API). */
+function unreachable(error) {
+  return !(error instanceof ApiError);
 }
 
 function randomKey() {
@@ -120,7 +158,7 @@ function newTraceparent() {
 
 async function getToken() {
   const subject = $('subject').value.trim() || 'web-user';
-  const response = await fetch(state.config.token_url, {
+  const response = await fetch(currentRegion().token_url, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ sub: subject }),
@@ -152,7 +190,11 @@ async function startSimulator() {
   state.simulatorId = simulator.simulator_id;
   showSimulator(simulator);
   notice('info', `Simulator ${simulator.simulator_id} started for ${symbols.join(', ')} at ${rate}/s`);
-  // A ticket needs a running simulator: wait for it (bounded).
+  await untilRunning(simulator);
+}
+
+/** A ticket needs a running simulator: waits for `simulator` to leave `starting` (bounded). */
+async function untilRunning(simulator) {
   for (let i = 0; i < 40 && simulator.status === 'starting'; i += 1) {
     await sleep(250);
     Object.assign(simulator, await api('GET', simulatorPath()));
@@ -170,10 +212,14 @@ function showSimulator(simulator) {
     : simulator.status;
 }
 
-/** Keeps the simulator's REST status fresh; its timing is the API round trip shown. */
+/**
+ * Keeps the simulator's REST status and the session's home fresh; its timing is the API round
+ * trip shown.
+ */
 async function pollStatus() {
-  if (state.token && state.sessionId && state.simulatorId) {
+  if (state.token && state.sessionId && state.simulatorId && !state.failingOver) {
     try {
+      await api('GET', `/v1/sessions/${state.sessionId}`);
       showSimulator(await api('GET', simulatorPath()));
     } catch (error) {
       $('simulator-status').textContent = `unknown (${error.message})`;
@@ -224,7 +270,11 @@ async function openStream(transport, resumeFrom, why) {
   } catch (error) {
     if (generation !== state.generation) return;
     notice('failure', `${why}: no ticket (${error.message})`);
-    retryLater(transport, `${why} (retry)`);
+    if (unreachable(error) && state.config.regions.length > 1) {
+      failOver(transport);
+    } else {
+      retryLater(transport, `${why} (retry)`);
+    }
     return;
   }
   if (generation !== state.generation) return; // superseded while we waited
@@ -259,6 +309,7 @@ function closeConnection() {
 function openSse(url, generation) {
   const source = new EventSource(url);
   let lostAt = null;
+  let probing = false;
   const current = () => generation === state.generation;
   for (const type of ['snapshot', 'delta', 'trade', 'status', 'reset', 'reconnect']) {
     source.addEventListener(type, (event) => {
@@ -281,9 +332,16 @@ function openSse(url, generation) {
   source.onerror = () => {
     if (!current()) return;
     if (source.readyState === EventSource.CONNECTING) {
-      // The browser retries after the stream's `retry:`; nothing to do but say so.
+      // The browser retries after the stream's `retry:`, forever if the streamer is gone: if
+      // the region's API does not answer either, the region is down and the page fails over.
       lostAt = lastEventId();
       setStreamState('resuming');
+      if (!probing) {
+        probing = true;
+        probeRegion(current).finally(() => {
+          probing = false;
+        });
+      }
     } else {
       // Refused (ticket chain over, streamer gone): a fresh ticket from the reconnect endpoint.
       source.close();
@@ -292,6 +350,109 @@ function openSse(url, generation) {
     }
   };
   return { kind: 'sse', close: () => source.close() };
+}
+
+/**
+ * After `PROBE_MS`, fails over if the stream is still down (`current` and not open again) and the
+ * region's API does not answer.
+ */
+async function probeRegion(current) {
+  await sleep(PROBE_MS);
+  const down = () => current() && $('stream-state').dataset.state !== 'open';
+  if (!down() || state.config.regions.length < 2) return;
+  try {
+    await api('GET', `/v1/sessions/${state.sessionId}`);
+  } catch (error) {
+    if (down() && unreachable(error)) failOver(state.transport);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failover: the documented client path (docs/multi-region.md)
+
+/**
+ * The page's region does not answer: (1) read the session in the next region (wrapping round,
+ * skipping the failed one), with backoff, until `X-Session-Home` names a live region; (2) start
+ * the simulator again there if the failover failed it (`region_failover`), with the same spec and
+ * an Idempotency-Key derived from the failed one's id; (3) resume there from the last event id:
+ * the stream starts with a `reset`, then a snapshot of the new epoch.
+ */
+async function failOver(transport) {
+  closeConnection();
+  const generation = state.generation;
+  const current = () => generation === state.generation;
+  const failed = state.region;
+  state.failingOver = true;
+  setStreamState('failing over');
+  notice('failure', `Region ${failed} does not answer: failing over`);
+  let delay = FAILOVER_BACKOFF_MS[0];
+  const backoff = async () => {
+    await sleep(delay);
+    delay = Math.min(FAILOVER_BACKOFF_MS[1], delay * 2);
+  };
+  try {
+    await followHome(transport, current, failed, backoff);
+  } finally {
+    if (current()) state.failingOver = false;
+  }
+}
+
+/** `failOver`'s steps, from the region `failed`. */
+async function followHome(transport, current, failed, backoff) {
+  const { regions } = state.config;
+  const path = `/v1/sessions/${state.sessionId}`;
+  let index = regions.findIndex((region) => region.name === failed);
+  let read = null;
+  let home = null;
+  while (current()) {
+    index = (index + 1) % regions.length;
+    if (regions[index].name === failed) continue;
+    try {
+      read = await call(regions[index], 'GET', path);
+      home = regions.find((region) => region.name === homeName(read.home) && region.name !== failed);
+      if (home) break;
+    } catch (error) {
+      // That region is down too, or still refuses: the next one, after the backoff.
+    }
+    await backoff();
+  }
+  if (!current()) return;
+  state.region = home.name;
+  showEndpoints();
+  notice('info', `Session ${state.sessionId} is homed in ${home.name} now (${read.home}): following it`);
+  render();
+  try {
+    const failedOver = (read.data.simulators ?? []).find(
+      (simulator) => simulator.status === 'failed' && simulator.reason === 'region_failover',
+    );
+    if (failedOver) await restartSimulator(failedOver, current, backoff);
+  } catch (error) {
+    notice('failure', `Failover: the simulator could not start in ${home.name} (${error.message})`);
+  }
+  if (current()) await openStream(transport, lastEventId(), `failover to ${home.name}`);
+}
+
+/** Starts the simulator `failed` again in the new home; `409` and `421` are retried. */
+async function restartSimulator(failed, current, backoff) {
+  const path = `/v1/sessions/${state.sessionId}/simulators`;
+  // The failed one's spec; not its seed, a 64-bit number JSON.parse may have rounded.
+  const spec = { symbols: failed.symbols, events_per_second: failed.events_per_second };
+  const key = `restart-${failed.simulator_id}`;
+  while (current()) {
+    try {
+      // 409: another client's identical request is pending; 421: this region's read cache
+      // still names the old home.
+      const simulator = await api('POST', path, spec, { key });
+      state.simulatorId = simulator.simulator_id;
+      showSimulator(simulator);
+      notice('info', `Simulator ${simulator.simulator_id} started in ${state.region} (the failover failed ${failed.simulator_id})`);
+      await untilRunning(simulator);
+      return;
+    } catch (error) {
+      if (!unreachable(error) && error.status !== 409 && error.status !== 421) throw error;
+    }
+    await backoff();
+  }
 }
 
 /** WebSocket tickets ask for compressed pushes where the browser can inflate them. */
@@ -601,6 +762,8 @@ function render() {
   $('advice').textContent = stats.advice ?? 'none';
   $('stream-status').textContent = stats.streamStatus ?? 'none yet';
   $('trace-id').textContent = stats.traceId ?? '—';
+  $('region').textContent = state.region ?? '—';
+  $('session-home').textContent = state.sessionHome ?? '—';
   renderHealth();
   renderBooks();
   renderTrades();
@@ -784,8 +947,8 @@ function action(id, run) {
 async function main() {
   const response = await fetch('config.json');
   state.config = await response.json();
-  const { http_api: http, ws_api: ws, sse } = state.config;
-  $('endpoints').textContent = `page ${location.origin} · HTTP API ${http} · WebSocket API ${ws} · streamer ${sse}`;
+  state.region = state.config.region;
+  showEndpoints();
   action('get-token', getToken);
   action('create-session', createSession);
   action('start-simulator', startSimulator);
@@ -815,6 +978,15 @@ async function main() {
   }
   pollStatus();
   render();
+}
+
+/** The endpoints of the region the page talks to, and the others it would fail over to. */
+function showEndpoints() {
+  const { http_api: http, ws_api: ws, sse } = currentRegion();
+  const others = state.config.regions.filter((region) => region.name !== state.region);
+  $('endpoints').textContent =
+    `page ${location.origin} · HTTP API ${http} · WebSocket API ${ws} · streamer ${sse}` +
+    (others.length ? ` · fails over to ${others.map((region) => region.name).join(', ')}` : '');
 }
 
 function selectedTransport() {

@@ -24,6 +24,8 @@ Usage: python k8s_check.py [--require-digest] [--backends | --collector] RENDERE
   consistently on $uri, buffering is off and the read timeout outlasts the heartbeats, and the
   NetworkPolicy admits the Gateway's nginx pods; the ticket keys: public keys only, a file from
   a Secret that an ExternalSecret fills through a SecretStore acting as the pod's ServiceAccount.
+  One region throughout: AWS_REGION's @connections endpoint and SecretStore, and with
+  SESSION_REGIONS__THIS (overlays/prod-<region>) the same region, named in regions.apis.
   The AppConfig agent: a native sidecar on localhost at the port of SESSION_APPCONFIG__BASE_URL,
   for the streamer's application and environment, pinned to an exact release, locked down. The
   streamer's SESSION_DISCOVERY__MODE is static, cloudmap or dns, and in dns mode names the
@@ -519,6 +521,7 @@ def consistency(objects: list[dict], failures: Failures) -> None:
         print(f"    backend TLS: {len(tls_files)} files from Secret volumes, https:// backends")
 
     ticket_keys(by_kind, spec, container, data, failures)
+    region(by_kind, data, failures)
     appconfig_agent(spec, container, config, failures)
     streamer_discovery(data, failures)
 
@@ -676,6 +679,34 @@ def ticket_keys(by_kind: dict, spec: dict, container: dict, data: dict, failures
             f"{spec.get('serviceAccountName')} (whose IRSA role may read the keys)",
         )
     print(f"    ticket keys: {path} from Secret {secret}, filled by {name_of(external)}")
+
+
+def region(by_kind: dict, data: dict, failures: Failures) -> None:
+    """One region throughout (overlays/prod-<region> patch each of these): the SDK signs the
+    @connections calls for AWS_REGION, the ticket keys come from that region's Secrets Manager, and
+    the streamer admits the tickets of SESSION_REGIONS__THIS only, which regions.apis must name."""
+    aws_region = data.get("AWS_REGION", "")
+    connections = data.get("SESSION_STREAMER__CONNECTIONS_URL", "")
+    failures.check(
+        f".execute-api.{aws_region}." in connections,
+        f"SESSION_STREAMER__CONNECTIONS_URL={connections} is not in AWS_REGION={aws_region}",
+    )
+    for store in by_kind.get("SecretStore", []):
+        store_region = store["spec"]["provider"].get("aws", {}).get("region")
+        failures.check(
+            store_region == aws_region,
+            f"{name_of(store)} reads Secrets Manager in {store_region}, not AWS_REGION={aws_region}",
+        )
+    this = data.get("SESSION_REGIONS__THIS")
+    if this is None:
+        return
+    prefix = "SESSION_REGIONS__APIS__"
+    apis = sorted(key.removeprefix(prefix).lower() for key in data if key.startswith(prefix))
+    failures.check(this == aws_region, f"SESSION_REGIONS__THIS={this} is not AWS_REGION={aws_region}")
+    failures.check(this in apis, f"SESSION_REGIONS__APIS__* names {apis}, not this region {this}")
+    primary = data.get("SESSION_REGIONS__PRIMARY", this)
+    failures.check(primary in apis, f"SESSION_REGIONS__PRIMARY={primary} has no SESSION_REGIONS__APIS__* entry")
+    print(f"    region {this} (primary {primary}, regions {apis}): AWS_REGION, @connections and ticket keys agree")
 
 
 # The SSE edge (Gateway, HTTPRoute and NGINX Gateway Fabric's policies; infra/k8s/base).

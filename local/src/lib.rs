@@ -16,6 +16,7 @@ pub mod cli;
 pub mod cloudmap;
 pub mod faults;
 pub mod http_api;
+mod region_endpoints;
 pub mod regions;
 mod server;
 pub mod simulator;

@@ -5,9 +5,12 @@
 //! Every region knows itself (`regions.this`), the primary (`local-a`) and every region's HTTP
 //! API (`regions.apis`, named in `421 wrong-region` answers). The first region takes the ports
 //! of the settings it is given; region `i` takes each port plus `100 × i` (8080, 8180, …), or
-//! free ports where the given port is 0. One identity provider serves every region (the first
-//! region's keys, behind each region's own auth service): a token is valid everywhere, as a
-//! global identity provider's would be; tickets stay regional (each region has its own keys).
+//! free ports where the given port is 0. Every region's web page is told of every region (to
+//! fail over to) and may call every region's APIs (each allows every page's origin), so the
+//! ports a page names are fixed before any region starts. One identity provider serves every
+//! region (the first region's keys, behind each region's own auth service): a token is valid
+//! everywhere, as a global identity provider's would be; tickets stay regional (each region has
+//! its own keys).
 //!
 //! Every region's HTTP API serves `POST /_local/regions/{name}/fail`, `/restore` and
 //! `/failover?to=<region>`, for any region, itself included: a single region serving them
@@ -51,23 +54,7 @@ pub fn region_name(index: usize) -> String {
     crate::faults::zone(index + 1)
 }
 
-/// Where to reach one region; an entry of the endpoints file's `regions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RegionEndpoints {
-    /// The region (`local-a`).
-    pub name: String,
-    /// Its HTTP API's base URL.
-    pub http_api: String,
-    /// Its WebSocket API.
-    pub ws_api: String,
-    /// Its streamer's base URL.
-    pub sse: String,
-    /// Its web page.
-    pub web: String,
-    /// Where to mint dev tokens (each region has its own auth service, all of one identity
-    /// provider: a token minted here is valid in every region).
-    pub token_url: String,
-}
+pub use crate::region_endpoints::RegionEndpoints;
 
 /// The endpoints file of a multi-region stack: the first region's keys, and every region.
 #[derive(Debug, Serialize)]
@@ -128,9 +115,26 @@ impl Regions {
             .collect::<Result<Vec<_>, _>>()?;
         let mut per_region: Vec<StackSettings> =
             (0..count).map(|i| offset(&settings, i)).collect::<Vec<_>>();
-        // Every region names every region's HTTP API, so each must be known before any starts.
+        // Every region names every region's HTTP API, and every region's page knows every
+        // region (and may call its APIs: CORS), so each must be known before any starts.
         for s in &mut per_region {
             s.http_api = reserve(s.http_api)?;
+            s.ws_api = reserve(s.ws_api)?;
+            s.sse = reserve(s.sse)?;
+            s.web = reserve(s.web)?;
+        }
+        let planned = names
+            .iter()
+            .zip(&per_region)
+            .map(|(name, s)| RegionEndpoints::planned(name.as_str(), s))
+            .collect::<Vec<_>>();
+        let page_origins = per_region
+            .iter()
+            .flat_map(|s| crate::web::origins(s.web))
+            .collect::<Vec<_>>();
+        for s in &mut per_region {
+            s.regions.clone_from(&planned);
+            allow_origins(s, &page_origins);
         }
         let apis: std::collections::BTreeMap<_, _> = names
             .iter()
@@ -170,7 +174,7 @@ impl Regions {
             .iter()
             .filter_map(|(stack, _)| stack.as_ref())
             .zip(&names)
-            .map(|(stack, name)| RegionEndpoints::of(name, stack.endpoints()))
+            .map(|(stack, name)| RegionEndpoints::of(name.as_str(), stack.endpoints()))
             .collect::<Vec<_>>();
         if let Some(path) = &settings.endpoints_file {
             let first = stacks[0].0.as_ref().map(Stack::endpoints);
@@ -221,14 +225,17 @@ impl Regions {
 }
 
 impl RegionEndpoints {
-    fn of(name: &RegionName, endpoints: &Endpoints) -> Self {
+    /// Region `name`'s entry before it starts, from its fixed (or reserved) addresses, as
+    /// [`Stack`] names them once bound.
+    fn planned(name: &str, settings: &StackSettings) -> Self {
+        let http_api = format!("http://{}", settings.http_api);
         Self {
-            name: name.to_string(),
-            http_api: endpoints.http_api.clone(),
-            ws_api: endpoints.ws_api.clone(),
-            sse: endpoints.sse.clone(),
-            web: endpoints.web.clone(),
-            token_url: endpoints.token_url.clone(),
+            name: name.to_owned(),
+            token_url: format!("{http_api}{}", tokens::PATH),
+            http_api,
+            ws_api: format!("ws://{}/{}", settings.ws_api, crate::ws_api::STAGE),
+            sse: format!("http://{}", settings.sse),
+            web: format!("http://{}", settings.web),
         }
     }
 }
@@ -410,6 +417,23 @@ async fn outage(
         )
             .into_response(),
         Err(e) => bad_request(&e.to_string()),
+    }
+}
+
+/// Lets every page of `origins` call `settings`' APIs: the HTTP API (CORS), the WebSocket API
+/// (its `Origin` check) and the streamer (CORS), as each stack does for its own page.
+fn allow_origins(settings: &mut StackSettings, origins: &[String]) {
+    let lists = [
+        &mut settings.http.cors.allow_origins,
+        &mut settings.service.websocket.allowed_origins,
+        &mut settings.streamer.cors_origins,
+    ];
+    for list in lists {
+        for origin in origins {
+            if !list.contains(origin) {
+                list.push(origin.clone());
+            }
+        }
     }
 }
 

@@ -40,6 +40,7 @@ use crate::auth::{AuthServer, AuthService, AuthSettings};
 use crate::cloudmap::{CloudMapApi, Registrar, Registry};
 use crate::faults::{self, Fleet};
 use crate::http_api::{HttpApi, HttpApiSettings, RouteError, RouteTable};
+use crate::region_endpoints::RegionEndpoints;
 use crate::server::ServerError;
 use crate::simulator::{SimulatorServer, SimulatorSettings, SimulatorView};
 use crate::tokens;
@@ -100,6 +101,9 @@ pub struct StackSettings {
     /// a fresh one: `--regions N` shares the first region's, so a token is valid in every
     /// region (tickets stay regional: each stack has its own ticket keys).
     pub identity: Option<Arc<AuthService>>,
+    /// Every region's endpoints, for the web page to fail over to (`--regions N`); empty: this
+    /// stack's own, under `service.regions.this`.
+    pub regions: Vec<RegionEndpoints>,
 }
 
 impl StackSettings {
@@ -128,6 +132,7 @@ impl StackSettings {
             store: None,
             routes: None,
             identity: None,
+            regions: Vec::new(),
         }
     }
 
@@ -257,6 +262,20 @@ pub struct Stack {
     _appconfig: AppConfigAgent,
 }
 
+impl RegionEndpoints {
+    /// Region `name`'s entry, from its stack's endpoints.
+    pub(crate) fn of(name: &str, endpoints: &Endpoints) -> Self {
+        Self {
+            name: name.to_owned(),
+            http_api: endpoints.http_api.clone(),
+            ws_api: endpoints.ws_api.clone(),
+            sse: endpoints.sse.clone(),
+            web: endpoints.web.clone(),
+            token_url: endpoints.token_url.clone(),
+        }
+    }
+}
+
 impl Stack {
     /// Starts every part and returns once all of them accept connections.
     ///
@@ -291,7 +310,9 @@ impl Stack {
             store,
             routes,
             identity,
+            regions,
         } = settings;
+        let region = service.regions.this.to_string();
 
         let auth = match identity {
             Some(identity) => AuthServer::from_service(identity),
@@ -503,6 +524,12 @@ impl Stack {
             ws_api: endpoints.ws_api.clone(),
             sse: endpoints.sse.clone(),
             faults_url: Some(endpoints.faults_url.clone()),
+            regions: if regions.is_empty() {
+                vec![RegionEndpoints::of(&region, &endpoints)]
+            } else {
+                regions
+            },
+            region,
         };
         let (web_stop, web_stopped) = oneshot::channel::<()>();
         let web_task = tokio::spawn(async move {

@@ -1,7 +1,8 @@
 //! The local stack's web page, served from its own origin as a CloudFront distribution would
 //! serve it in AWS: `web/index.html`, `web/app.js` and `web/style.css`, embedded in the binary
 //! (nothing is read at run time, nothing is built), and `/config.json`, which tells the page
-//! where the HTTP API, the WebSocket API and the streamer are, so it works on any ports.
+//! where the HTTP API, the WebSocket API and the streamer are, so it works on any ports, and
+//! which region served it among every region (`--regions N`), so it can follow a failover.
 //!
 //! The page's origin differs from the APIs', so its calls are cross-origin: the HTTP API
 //! emulator and the streamer allow [`origins`] (CORS), as the deployed APIs allow the
@@ -16,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use tokio::net::TcpListener;
+
+use crate::region_endpoints::RegionEndpoints;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -37,6 +40,11 @@ pub struct WebConfig {
     /// this is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub faults_url: Option<String>,
+    /// The region that serves the page (and whose APIs the keys above name).
+    pub region: String,
+    /// Every region, this one included: where the page fails over to when its region does
+    /// not answer (`docs/multi-region.md`, "What a client does when its region fails").
+    pub regions: Vec<RegionEndpoints>,
 }
 
 /// The origins a browser sends for a page served at `addr`: the address itself and, on the
@@ -53,13 +61,23 @@ pub fn origins(addr: SocketAddr) -> Vec<String> {
 pub fn router(config: &WebConfig) -> Router {
     let config_json =
         serde_json::to_string_pretty(config).unwrap_or_else(|_| unreachable!("strings serialise"));
-    // Where the page may connect: the APIs' origins, nothing else (as a CloudFront response
-    // headers policy would say).
-    let connect_src = [&config.http_api, &config.sse, &config.ws_api]
-        .into_iter()
-        .map(|url| origin_of(url))
-        .collect::<Vec<_>>()
-        .join(" ");
+    // Where the page may connect: the APIs' origins, every region's, nothing else (as a
+    // CloudFront response headers policy would say).
+    let mut connect_src = Vec::new();
+    let regions = config
+        .regions
+        .iter()
+        .map(|r| [&r.http_api, &r.sse, &r.ws_api]);
+    for url in std::iter::once([&config.http_api, &config.sse, &config.ws_api])
+        .chain(regions)
+        .flatten()
+    {
+        let origin = origin_of(url);
+        if !connect_src.contains(&origin) {
+            connect_src.push(origin);
+        }
+    }
+    let connect_src = connect_src.join(" ");
     let policy = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
          connect-src 'self' {connect_src}; base-uri 'none'; form-action 'none'; \
@@ -150,6 +168,17 @@ mod tests {
 
     use super::*;
 
+    fn region(name: &str, port: u16) -> RegionEndpoints {
+        RegionEndpoints {
+            name: name.into(),
+            http_api: format!("http://127.0.0.1:{port}"),
+            ws_api: format!("ws://127.0.0.1:{}/local", port + 1),
+            sse: format!("http://127.0.0.1:{}", port + 10),
+            web: format!("http://127.0.0.1:{}", port - 10),
+            token_url: format!("http://127.0.0.1:{port}/_local/tokens"),
+        }
+    }
+
     fn config() -> WebConfig {
         WebConfig {
             http_api: "http://127.0.0.1:8080".into(),
@@ -157,11 +186,20 @@ mod tests {
             faults_url: Some("http://127.0.0.1:8080/_local/faults".into()),
             ws_api: "ws://127.0.0.1:8081/local".into(),
             sse: "http://127.0.0.1:8090".into(),
+            region: "local-a".into(),
+            regions: vec![region("local-a", 8080), region("local-b", 8180)],
         }
     }
 
     async fn get(path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-        let response = router(&config())
+        get_from(&config(), path).await
+    }
+
+    async fn get_from(
+        config: &WebConfig,
+        path: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let response = router(config)
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -185,7 +223,11 @@ mod tests {
         );
         let policy = headers["content-security-policy"].to_str().unwrap();
         assert!(
-            policy.contains("connect-src 'self' http://127.0.0.1:8080 http://127.0.0.1:8090 ws://127.0.0.1:8081;"),
+            policy.contains(
+                "connect-src 'self' http://127.0.0.1:8080 http://127.0.0.1:8090 \
+                 ws://127.0.0.1:8081 http://127.0.0.1:8180 http://127.0.0.1:8190 \
+                 ws://127.0.0.1:8181;"
+            ),
             "{policy}"
         );
         assert_eq!(
@@ -210,6 +252,33 @@ mod tests {
         assert_eq!(config["ws_api"], "ws://127.0.0.1:8081/local");
         assert_eq!(config["sse"], "http://127.0.0.1:8090");
         assert_eq!(config["faults_url"], "http://127.0.0.1:8080/_local/faults");
+        assert_eq!(config["region"], "local-a");
+        assert_eq!(config["regions"][1]["name"], "local-b");
+        assert_eq!(config["regions"][1]["http_api"], "http://127.0.0.1:8180");
+        assert_eq!(
+            config["regions"][1]["token_url"],
+            "http://127.0.0.1:8180/_local/tokens"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_single_region_page_connects_to_its_own_apis_only() {
+        let single = WebConfig {
+            regions: vec![region("local", 8080)],
+            region: "local".into(),
+            ..config()
+        };
+
+        let (_, headers, _) = get_from(&single, "/").await;
+
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.contains(
+                "connect-src 'self' http://127.0.0.1:8080 http://127.0.0.1:8090 \
+                 ws://127.0.0.1:8081;"
+            ),
+            "{policy}"
+        );
     }
 
     #[test]

@@ -185,6 +185,8 @@ for (const book of document.querySelectorAll('.book')) {
 const error = document.getElementById('error');
 return {
   ready: !document.getElementById('get-token').disabled,
+  region: text('region'),
+  home: text('session-home'),
   state: text('stream-state'),
   transport: text('transport-name'),
   stream_url: text('stream-url'),

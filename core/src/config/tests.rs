@@ -389,3 +389,29 @@ fn appconfig_is_off_by_default_and_its_errors_name_the_setting() {
     let err = with("[appconfig]\nflags_profile = \"a/b\"").unwrap_err();
     assert!(err.to_string().contains("appconfig.flags_profile"), "{err}");
 }
+
+#[test]
+#[allow(clippy::result_large_err)] // `Jail`'s closure returns figment's error
+fn the_regions_of_a_deployment_come_from_two_environment_variables() {
+    // As infra/template.yaml sets them on every function (parameters RegionsPrimary and
+    // RegionsApis): a map cannot take its keys from a list of CloudFormation parameters.
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("AWS_REGION", "us-east-1");
+        jail.set_env("SESSION_REGIONS__PRIMARY", "eu-west-1");
+        jail.set_env(
+            "SESSION_REGIONS__APIS",
+            r#"{eu-west-1="https://api.eu-west-1.example.com", us-east-1="https://api.us-east-1.example.com"}"#,
+        );
+        let settings = Settings::load(None).expect("valid settings");
+        let regions = &settings.regions;
+        assert_eq!(regions.this.as_str(), "us-east-1");
+        assert_eq!(regions.primary().as_str(), "eu-west-1");
+        assert!(regions.is_multi_region());
+        let eu = crate::domain::RegionName::parse("r", "eu-west-1").unwrap();
+        assert_eq!(
+            regions.api_of(&eu),
+            Some("https://api.eu-west-1.example.com")
+        );
+        Ok(())
+    });
+}

@@ -58,7 +58,7 @@ impl Default for CorsConfiguration {
                 "traceparent",
                 "tracestate",
             ]),
-            expose_headers: words(&["location"]),
+            expose_headers: words(&["location", "x-session-home"]),
             max_age: Some(Duration::from_secs(600)),
         }
     }
@@ -259,7 +259,10 @@ mod tests {
 
         let h = response.headers();
         assert_eq!(h["access-control-allow-origin"], "*");
-        assert_eq!(h["access-control-expose-headers"], "location");
+        assert_eq!(
+            h["access-control-expose-headers"],
+            "location,x-session-home"
+        );
         assert!(h.get("access-control-allow-credentials").is_none());
     }
 
@@ -430,7 +433,10 @@ mod tests {
 
             assert_eq!(open.status(), StatusCode::OK);
             assert_eq!(open.headers()["access-control-allow-origin"], PAGE);
-            assert_eq!(open.headers()["access-control-expose-headers"], "location");
+            assert_eq!(
+                open.headers()["access-control-expose-headers"],
+                "location,x-session-home"
+            );
             assert_eq!(refused.status(), StatusCode::FORBIDDEN);
             assert_eq!(refused.headers()["access-control-allow-origin"], PAGE);
             assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);

@@ -8,7 +8,8 @@
 //! its IRSA role and the streamer's OTLP endpoint; the AppConfig resources against the flags the
 //! code reads, and the Migrations custom resource ahead of everything that takes traffic; service
 //! discovery (Cloud Map, the simulators' registration, the headless Services) and the
-//! ElastiCache option against the `discovery.*` and `cache.*` settings.
+//! ElastiCache option against the `discovery.*` and `cache.*` settings; and the streamer's
+//! settings in each overlay of `infra/k8s/overlays`, the regional ones naming their region.
 //!
 //! The template uses CloudFormation's short-form tags (`!Ref`, `!Sub`, `!If`). `serde_yaml_ng`
 //! keeps an unknown tag as a tagged value instead of failing, so the file parses as it is and the
@@ -62,5 +63,6 @@ mod appconfig;
 mod collector;
 mod discovery;
 mod iam;
+mod overlays;
 mod settings_schema;
 mod template;
