@@ -263,3 +263,27 @@ pub async fn type_into(page: &Client, id: &str, text: &str) -> Result<()> {
     field.send_keys(text).await?;
     Ok(())
 }
+
+/// What a person does first on the page: a token for `subject`, a session, and a simulator at
+/// `rate` events/s, each waited for until the page shows it.
+///
+/// # Errors
+/// A step the page does not show in time.
+pub async fn start_simulator_as(page: &Client, subject: &str, rate: u32) -> Result<()> {
+    type_into(page, "subject", subject).await?;
+    click(page, "get-token").await?;
+    let token = format!("for {subject}");
+    until(page, "a token", |now| now.text("token").starts_with(&token)).await?;
+    click(page, "create-session").await?;
+    until(page, "a session", |now| {
+        now.text("session").starts_with("ses_")
+    })
+    .await?;
+    type_into(page, "rate", &rate.to_string()).await?;
+    click(page, "start-simulator").await?;
+    until(page, "a running simulator", |now| {
+        now.text("simulator") == "running"
+    })
+    .await?;
+    Ok(())
+}

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use session_core::config::Settings;
 use session_local::stack::{Stack, StackSettings};
 use session_tests::appconfig_dir::AppConfigDir;
-use session_tests::browser::{Chromedriver, Shown, click, type_into, until};
+use session_tests::browser::{Chromedriver, Shown, click, start_simulator_as, until};
 
 async fn stack() -> Stack {
     stack_with_flags(None).await
@@ -66,23 +66,7 @@ async fn walk_through(page: &Client, stack: &Stack) -> Result<()> {
     })
     .await?;
 
-    type_into(page, "subject", "alice").await?;
-    click(page, "get-token").await?;
-    until(page, "a token", |now| {
-        now.text("token").starts_with("for alice")
-    })
-    .await?;
-    click(page, "create-session").await?;
-    until(page, "a session", |now| {
-        now.text("session").starts_with("ses_")
-    })
-    .await?;
-    type_into(page, "rate", "40").await?;
-    click(page, "start-simulator").await?;
-    until(page, "a running simulator", |now| {
-        now.text("simulator") == "running"
-    })
-    .await?;
+    start_simulator_as(page, "alice", 40).await?;
 
     // SSE (the default transport): books and trades arrive.
     click(page, "connect").await?;

@@ -18,7 +18,7 @@ use serde_json::Value;
 use session_core::config::Settings;
 use session_local::regions::Regions;
 use session_local::stack::StackSettings;
-use session_tests::browser::{Chromedriver, Shown, click, type_into, until};
+use session_tests::browser::{Chromedriver, Shown, click, start_simulator_as, until};
 
 /// The replication lag between the regions.
 const LAG: Duration = Duration::from_millis(200);
@@ -52,23 +52,7 @@ async fn fail_over_under_the_page(page: &Client, regions: &Regions) -> Result<()
     let ready = until(page, "the config read", |now| now.value["ready"] == true).await?;
     ensure!(ready.text("region") == "local-a", "{ready:#?}");
 
-    type_into(page, "subject", "alice").await?;
-    click(page, "get-token").await?;
-    until(page, "a token", |now| {
-        now.text("token").starts_with("for alice")
-    })
-    .await?;
-    click(page, "create-session").await?;
-    until(page, "a session", |now| {
-        now.text("session").starts_with("ses_")
-    })
-    .await?;
-    type_into(page, "rate", "40").await?;
-    click(page, "start-simulator").await?;
-    until(page, "a running simulator", |now| {
-        now.text("simulator") == "running"
-    })
-    .await?;
+    start_simulator_as(page, "alice", 40).await?;
     click(page, "connect").await?;
     // The home comes from `X-Session-Home`, which the API exposes to the page (CORS).
     let before = until(page, "a stream from local-a, homed there", |now| {
