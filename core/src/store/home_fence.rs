@@ -22,6 +22,12 @@ impl HomeFence {
         })
     }
 
+    /// The fence of region `this` in a deployment whose primary region is `primary` (a
+    /// failover writes as the region it takes sessions from).
+    pub fn new(this: RegionName, primary: RegionName) -> Self {
+        Self { this, primary }
+    }
+
     /// This region.
     pub fn this(&self) -> &RegionName {
         &self.this

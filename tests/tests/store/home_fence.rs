@@ -9,12 +9,12 @@ use session_core::store::{HomeFence, HomeMove, SharedStore, StoreError, Takeover
 
 use crate::helpers::{Harness, LIFETIME, quotas};
 
-fn region(name: &str) -> RegionName {
+pub fn region(name: &str) -> RegionName {
     RegionName::parse("region", name).unwrap()
 }
 
 /// The store of region `this` of a deployment of regions `a` (the primary) and `b`.
-fn store_of(h: &Harness, this: &str) -> SharedStore {
+pub fn store_of(h: &Harness, this: &str) -> SharedStore {
     let regions = RegionSettings {
         this: region(this),
         primary: Some(region("a")),

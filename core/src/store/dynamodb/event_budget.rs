@@ -20,17 +20,18 @@
 //! counter (its rate left both with the retirement).
 
 use super::item::{
-    ItemExt as _, QUOTA_SK, SESSION_SK, key, ms, n, owner_pk, s, session_from, session_pk,
+    Item, ItemExt as _, SESSION_SK, key, ms, n, owner_pk, s, session_from, session_pk,
 };
 use super::write::Write;
 use super::{DynamoStore, TableSpec, every_page};
 use crate::domain::{SessionStatus, Simulator, UserId};
 use crate::store::StoreError;
 
-/// Adds `rate` to the owner's counter if the sum stays within `budget` (`rate <= budget`).
-pub(super) fn claim(owner: &UserId, rate: u32, budget: u32) -> Write {
+/// Adds `rate` to the owner's counter (`counters`, this region's) if the sum stays within
+/// `budget` (`rate <= budget`).
+pub(super) fn claim(counters: Item, rate: u32, budget: u32) -> Write {
     Write::update(
-        key(owner_pk(owner), QUOTA_SK),
+        counters,
         "SET #event_rate = if_not_exists(#event_rate, :zero) + :rate",
     )
     .when("attribute_not_exists(#event_rate) OR #event_rate <= :room")
@@ -39,14 +40,11 @@ pub(super) fn claim(owner: &UserId, rate: u32, budget: u32) -> Write {
     .bind(":room", n(budget - rate))
 }
 
-/// Subtracts `rate` from the owner's counter.
-fn release(owner: &UserId, rate: u64) -> Write {
-    Write::update(
-        key(owner_pk(owner), QUOTA_SK),
-        "SET #event_rate = #event_rate - :rate",
-    )
-    .when("#event_rate >= :rate")
-    .bind(":rate", n(rate))
+/// Subtracts `rate` from the owner's counter (`counters`).
+fn release(counters: Item, rate: u64) -> Write {
+    Write::update(counters, "SET #event_rate = #event_rate - :rate")
+        .when("#event_rate >= :rate")
+        .bind(":rate", n(rate))
 }
 
 /// What a simulator's terminal transition releases besides its own change.
@@ -105,7 +103,7 @@ impl DynamoStore {
             );
             let mut writes = vec![change.clone(), session];
             if let (Release::All, Some(owner)) = (level, &owner) {
-                writes.push(release(owner, u64::from(rate)));
+                writes.push(release(self.counters_key(owner), u64::from(rate)));
             }
             level = match self.transact(writes).await? {
                 Ok(()) => return Ok(true),
@@ -162,7 +160,7 @@ impl DynamoStore {
                 .bind(":now", ms(now)),
             );
             if self
-                .transact(vec![session, release(owner, rate)])
+                .transact(vec![session, release(self.counters_key(owner), rate)])
                 .await?
                 .is_ok()
             {

@@ -4,10 +4,10 @@
 //! region. Without a fence (single-region) nothing is added.
 
 use super::DynamoStore;
-use super::item::{SESSION_SK, key, s, session_from, session_pk};
+use super::item::{Item, SESSION_SK, counters_key, key, s, session_from, session_pk};
 use super::write::Write;
-use crate::domain::SessionId;
-use crate::store::StoreError;
+use crate::domain::{SessionId, UserId};
+use crate::store::{HomeFence, StoreError};
 
 impl DynamoStore {
     /// `write` (to a session item) made conditional on the session being homed here: its
@@ -24,6 +24,17 @@ impl DynamoStore {
         write
             .and_when(condition)
             .bind(":this_region", s(fence.this().as_str()))
+    }
+
+    /// The key of `owner`'s counters in this region: suffixed by the region in a region other
+    /// than the primary, the unsuffixed item otherwise (see [`counters_key`]).
+    pub(super) fn counters_key(&self, owner: &UserId) -> Item {
+        let region = self
+            .home
+            .as_ref()
+            .filter(|fence| !fence.is_primary())
+            .map(HomeFence::this);
+        counters_key(owner, region)
     }
 
     /// After a fenced session-item write failed: [`StoreError::NotHome`] if the session (as

@@ -47,6 +47,28 @@ pub(super) fn owner_pk(owner: &UserId) -> String {
 
 pub(super) const SESSION_SK: &str = "SESSION";
 pub(super) const QUOTA_SK: &str = "QUOTA";
+
+/// The key of the owner's counters (open sessions, event budget) kept by `region`
+/// (`docs/multi-region.md`, "Quotas across regions"): `OWNER#u` / `QUOTA#<region>`, or
+/// `OWNER#u` / `QUOTA` when `region` is `None`: a single-region deployment and the primary
+/// region of a multi-region one, whose counters exist from before regions (no migration).
+/// The region goes in the sort key rather than the partition key: the owner's items stay in
+/// one partition and every existing key is unchanged, so nothing needs migrating.
+pub(super) fn counters_key(owner: &UserId, region: Option<&RegionName>) -> Item {
+    match region {
+        Some(region) => key(owner_pk(owner), format!("{QUOTA_SK}#{region}")),
+        None => key(owner_pk(owner), QUOTA_SK),
+    }
+}
+
+/// The region whose own counters a session homed in `home` uses (`None`: the unsuffixed ones
+/// of the primary region).
+pub(super) fn counters_region<'a>(
+    home: &'a RegionName,
+    primary: &RegionName,
+) -> Option<&'a RegionName> {
+    (home != primary).then_some(home)
+}
 pub(super) const SIM_PREFIX: &str = "SIM#";
 pub(super) const CONN_PREFIX: &str = "CONN#";
 

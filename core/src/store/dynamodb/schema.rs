@@ -8,7 +8,7 @@
 //! | session | `SESSION#<session_id>` | `SESSION` | `OWNER#<user>` / `<session_id>` |
 //! | simulator | `SESSION#<session_id>` | `SIM#<simulator_id>` | |
 //! | connection | `SESSION#<session_id>` | `CONN#<connection_id>` | `WSCONN#<shard>` / `<session_id>#<connection_id>` |
-//! | open-session counter | `OWNER#<user>` | `QUOTA` | |
+//! | owner's counters | `OWNER#<user>` | `QUOTA` (`QUOTA#<region>` outside the primary region) | |
 //! | consumed ticket | `TICKET#<jti>` | `TICKET` | |
 //! | idempotency key | `IDEM#<user>` | `KEY#<key>` | |
 //! | lease | `LEASE#<name>` | `LEASE` | |

@@ -1,12 +1,14 @@
 //! The DynamoDB adapter of [`SessionStore`]: one item per session (`SESSION#<id>` /
 //! `SESSION`), listed by owner through GSI1; the owner's open-session count is the quota item
-//! (`OWNER#<user>` / `QUOTA`), changed in the same transaction as the session it counts.
+//! (`OWNER#<user>` / `QUOTA`, or `QUOTA#<region>` in a region other than the primary: see
+//! `item::counters_key`), changed in the same transaction as the session it counts.
 
 use crate::store::ports::{GET_ITEM, MethodActions, PUT_ITEM, QUERY, SCAN, UPDATE_ITEM};
 use async_trait::async_trait;
 
 use super::item::{
-    QUOTA_SK, SESSION_SK, key, ms, n, owner_pk, s, session_from, session_item, session_pk,
+    Item, SESSION_SK, counters_key, counters_region, key, ms, n, owner_pk, s, session_from,
+    session_item, session_pk,
 };
 use super::write::{Write, classify};
 use super::{DynamoStore, LIVE, TableSpec, applied};
@@ -15,7 +17,8 @@ use crate::domain::{
 };
 use crate::store::failover::found;
 use crate::store::{
-    HomeMove, Quota, REGION_FAILOVER_REASON, SessionStore, SimulatorStore, StoreError, Takeover,
+    HomeFence, HomeMove, Quota, REGION_FAILOVER_REASON, SessionStore, SimulatorStore, StoreError,
+    Takeover,
 };
 
 impl DynamoStore {
@@ -84,7 +87,7 @@ impl DynamoStore {
                         "#version = :version AND #status = :active",
                         session,
                     ));
-                    let writes = vec![close, release_session_slot(owner)];
+                    let writes = vec![close, release_session_slot(self.counters_key(owner))];
                     if self.transact(writes).await?.is_ok() {
                         released += 1;
                     }
@@ -124,9 +127,17 @@ impl DynamoStore {
     /// transactions, so they cannot join the home's write. Run before that write, while the
     /// session is still homed where the simulators ran, so a re-run after a crash fails what
     /// was left and never a simulator the new home started. Returns how many it failed.
-    async fn fail_simulators_for_failover(&self, id: &SessionId) -> Result<usize, StoreError> {
-        // The takeover is the one write a region other than the home makes: unfenced.
-        let store = self.clone().fenced_by(None);
+    async fn fail_simulators_for_failover(
+        &self,
+        id: &SessionId,
+        from: &RegionName,
+        primary: &RegionName,
+    ) -> Result<usize, StoreError> {
+        // The takeover is the one write a region other than the home makes: it writes as the
+        // old home, whose counters the simulators' releases must reach.
+        let store = self
+            .clone()
+            .fenced_by(Some(HomeFence::new(from.clone(), primary.clone())));
         let mut failed = 0;
         for simulator in store.list_simulators(id).await? {
             let mut current = Some(simulator);
@@ -166,15 +177,12 @@ impl DynamoStore {
     }
 }
 
-/// Frees one of the owner's open-session slots.
-fn release_session_slot(owner: &UserId) -> Write {
-    Write::update(
-        key(owner_pk(owner), QUOTA_SK),
-        "SET #open_sessions = #open_sessions - :one",
-    )
-    .when("#open_sessions > :zero")
-    .bind(":one", n(1))
-    .bind(":zero", n(0))
+/// Frees one of the owner's open-session slots (`counters`: the key of the region's counters).
+fn release_session_slot(counters: Item) -> Write {
+    Write::update(counters, "SET #open_sessions = #open_sessions - :one")
+        .when("#open_sessions > :zero")
+        .bind(":one", n(1))
+        .bind(":zero", n(0))
 }
 
 /// The DynamoDB actions of each method of [`SessionStore`] here (checked against the calls in this
@@ -199,7 +207,7 @@ impl SessionStore for DynamoStore {
             let writes = vec![
                 Write::put(session_item(session)).when("attribute_not_exists(#PK)"),
                 Write::update(
-                    key(owner_pk(&session.owner), QUOTA_SK),
+                    self.counters_key(&session.owner),
                     "SET #open_sessions = if_not_exists(#open_sessions, :zero) + :one",
                 )
                 .when("attribute_not_exists(#open_sessions) OR #open_sessions < :max")
@@ -318,9 +326,14 @@ impl SessionStore for DynamoStore {
         let releases_slot =
             previous.status == SessionStatus::Active && next.status != SessionStatus::Active;
         let applied = if releases_slot {
-            self.transact(vec![change, release_session_slot(&previous.owner)])
-                .await?
-                .is_ok()
+            let release = release_session_slot(self.counters_key(&previous.owner));
+            match self.transact(vec![change.clone(), release]).await? {
+                Ok(()) => true,
+                // This region's counter has no slot to free (the session counts elsewhere, e.g.
+                // in an unfenced store's view of a moved session): the close still applies.
+                Err(c) if !c.at(0) && c.at(1) => applied(self.write(change).await)?,
+                Err(_) => false,
+            }
         } else {
             applied(self.write(change).await)?
         };
@@ -395,11 +408,12 @@ impl SessionStore for DynamoStore {
         id: &SessionId,
         step: &HomeMove<'_>,
     ) -> Result<Takeover, StoreError> {
-        let stored = self.live_session(id).await?;
-        if !stored.as_ref().is_some_and(|s| step.starts_at(s)) {
-            return Ok(found(step, stored.as_ref()));
-        }
-        let failed_simulators = self.fail_simulators_for_failover(id).await?;
+        let Some(mut stored) = self.live_session(id).await?.filter(|s| step.starts_at(s)) else {
+            return Ok(found(step, self.live_session(id).await?.as_ref()));
+        };
+        let failed_simulators = self
+            .fail_simulators_for_failover(id, step.from, step.primary)
+            .await?;
         // An item without `home_region` is homed in the primary region at epoch 1. (DynamoDB
         // refuses redundant parentheses, so the single-case condition has none.)
         let home = "#home_region = :from AND #home_epoch = :epoch";
@@ -409,21 +423,63 @@ impl SessionStore for DynamoStore {
             format!("attribute_exists(#PK) AND {home}")
         };
         let epoch = step.epoch + 1;
-        let take = Write::update(
-            key(session_pk(id), SESSION_SK),
-            "SET #home_region = :to, #home_epoch = :next_epoch, #version = #version + :one",
-        )
-        .when(&condition)
-        .bind(":to", s(step.to.as_str()))
-        .bind(":next_epoch", n(epoch))
-        .bind(":one", n(1))
-        .bind(":from", s(step.from.as_str()))
-        .bind(":epoch", n(step.epoch));
-        if applied(self.write(take).await)? {
-            return Ok(Takeover::Moved {
-                epoch,
-                failed_simulators,
-            });
+        // An open session's slot moves with it, in the move's transaction: minus on the old
+        // home's counters, plus on the new home's, unconditionally (a failover is never refused
+        // for quota). The status is part of the condition so a close racing the move cannot
+        // release the slot twice. Three tries: the session changed (re-read), or the old
+        // counter had nothing to give (moved without the minus).
+        let mut release_old = true;
+        for _ in 0..3 {
+            let active = stored.status == SessionStatus::Active;
+            let status = if active {
+                "#status = :active"
+            } else {
+                "#status <> :active"
+            };
+            let take = Write::update(
+                key(session_pk(id), SESSION_SK),
+                "SET #home_region = :to, #home_epoch = :next_epoch, #version = #version + :one",
+            )
+            .when(&format!("{condition} AND {status}"))
+            .bind(":to", s(step.to.as_str()))
+            .bind(":next_epoch", n(epoch))
+            .bind(":one", n(1))
+            .bind(":from", s(step.from.as_str()))
+            .bind(":epoch", n(step.epoch))
+            .bind(":active", s(SessionStatus::Active.as_str()));
+            let mut writes = vec![take];
+            if active {
+                let owner = &stored.owner;
+                if release_old {
+                    writes.push(release_session_slot(counters_key(
+                        owner,
+                        counters_region(step.from, step.primary),
+                    )));
+                }
+                writes.push(
+                    Write::update(
+                        counters_key(owner, counters_region(step.to, step.primary)),
+                        "SET #open_sessions = if_not_exists(#open_sessions, :zero) + :one",
+                    )
+                    .bind(":zero", n(0))
+                    .bind(":one", n(1)),
+                );
+            }
+            match self.transact(writes).await? {
+                Ok(()) => {
+                    return Ok(Takeover::Moved {
+                        epoch,
+                        failed_simulators,
+                    });
+                }
+                Err(c) if c.at(0) => {
+                    match self.live_session(id).await?.filter(|s| step.starts_at(s)) {
+                        Some(now) => stored = now,
+                        None => break,
+                    }
+                }
+                Err(_) => release_old = false,
+            }
         }
         Ok(found(step, self.live_session(id).await?.as_ref()))
     }

@@ -67,7 +67,7 @@ impl SimulatorStore for DynamoStore {
                 .bind(":one", n(1))
                 .bind(":rate", n(rate))
                 .bind(":max", n(max_active))),
-                event_budget::claim(owner, rate, budget),
+                event_budget::claim(self.counters_key(owner), rate, budget),
             ];
             match self.transact(writes).await? {
                 Ok(()) => return Ok(()),
