@@ -4,7 +4,7 @@
 //! failover moves the home there.
 
 use session_core::config::RegionSettings;
-use session_core::domain::{RegionName, Session, SimulatorStatus};
+use session_core::domain::{RegionName, Session, SessionId, SimulatorStatus};
 use session_core::store::{HomeFence, HomeMove, SharedStore, StoreError, Takeover};
 
 use crate::helpers::{Harness, LIFETIME, quotas};
@@ -30,6 +30,18 @@ pub fn store_of(h: &Harness, this: &str) -> SharedStore {
 }
 
 /// Whether `result` is the refusal naming `home` as the session's home.
+/// `store` takes session `id` over from its first home, `a` (the primary), to `b`.
+pub async fn take_over_from_a_to_b(store: &SharedStore, id: &SessionId) -> Takeover {
+    let (from, to, primary) = (region("a"), region("b"), region("a"));
+    let step = HomeMove {
+        from: &from,
+        epoch: 1,
+        to: &to,
+        primary: &primary,
+    };
+    store.take_over_home(id, &step).await.unwrap()
+}
+
 fn homed_in<T: std::fmt::Debug>(result: Result<T, StoreError>, home: &str) {
     match result {
         Err(StoreError::NotHome { home_region, .. }) => assert_eq!(home_region.as_str(), home),
@@ -109,16 +121,9 @@ pub async fn a_region_that_is_not_the_home_cannot_write_the_session_until_the_ho
     );
 
     // Once the home moved to b, b writes it and a is fenced out.
-    let (from, to, primary) = (region("a"), region("b"), region("a"));
-    let step = HomeMove {
-        from: &from,
-        epoch: 1,
-        to: &to,
-        primary: &primary,
-    };
     // Taken over by b's own store: the move and the failing of a's simulators are the writes
     // the fence lets through.
-    let moved = b.take_over_home(&session.id, &step).await.unwrap();
+    let moved = take_over_from_a_to_b(&b, &session.id).await;
     assert!(
         matches!(
             moved,

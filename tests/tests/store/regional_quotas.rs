@@ -3,10 +3,10 @@
 //! create in another, and a session taken over on failover moves its share of the counters.
 
 use session_core::domain::{Session, SessionStatus};
-use session_core::store::{HomeMove, StoreError, Takeover};
+use session_core::store::{StoreError, Takeover};
 
 use crate::helpers::Harness;
-use crate::home_fence::{region, store_of};
+use crate::home_fence::{region, store_of, take_over_from_a_to_b};
 
 /// A session of `owner` homed in `home`.
 fn homed(h: &Harness, owner: &str, home: &str) -> Session {
@@ -38,14 +38,7 @@ pub async fn a_session_taken_over_counts_in_its_new_home_and_no_longer_in_the_ol
     let (a, b) = (store_of(&h, "a"), store_of(&h, "b"));
     let session = homed(&h, "alice", "a");
     a.create_session(&session, 1).await.unwrap();
-    let (from, to, primary) = (region("a"), region("b"), region("a"));
-    let step = HomeMove {
-        from: &from,
-        epoch: 1,
-        to: &to,
-        primary: &primary,
-    };
-    let moved = b.take_over_home(&session.id, &step).await.unwrap();
+    let moved = take_over_from_a_to_b(&b, &session.id).await;
     assert!(
         matches!(moved, Takeover::Moved { epoch: 2, .. }),
         "{moved:?}"
