@@ -24,6 +24,7 @@ mod peer;
 pub mod push;
 pub mod runtime;
 pub mod settings;
+mod socket;
 mod sse;
 mod sse_error;
 mod state;

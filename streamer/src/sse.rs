@@ -7,7 +7,8 @@
 //! A client that accepts gzip gets a gzip response built from units shared by every such
 //! client (`compression.rs`), when `streamer.sse_compression` is on.
 
-use std::convert::Infallible;
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -29,7 +30,8 @@ use tracing::{Instrument as _, debug, info, warn};
 use crate::admission::StreamSlot;
 use crate::compression::{self, Encoding};
 use crate::drain::is_draining;
-use crate::hub::{Delivery, Start, Subscription};
+use crate::http1::{self, DirectSocket};
+use crate::hub::{Delivery, Lane, Start, Subscription};
 use crate::metrics;
 use crate::peer::PeerAddr;
 use crate::sse_error::SseError;
@@ -55,6 +57,7 @@ pub(crate) async fn stream(
     Path(session_id): Path<String>,
     Query(query): Query<StreamQuery>,
     Extension(peer): Extension<PeerAddr>,
+    direct: Option<Extension<DirectSocket>>,
     headers: HeaderMap,
 ) -> Result<Response, SseError> {
     if *app.draining.borrow() {
@@ -156,8 +159,16 @@ pub(crate) async fn stream(
         subscription.use_gzip();
         crate::metrics::sse_compressed_response();
     }
+    // A plain response is written by the stream's writers while its client is at the head.
+    let direct = direct
+        .filter(|_| encoding == Encoding::Identity)
+        .map(|Extension(socket)| Direct {
+            lane: Arc::default(),
+            socket,
+        });
     let connection = Connection {
         subscription,
+        direct,
         heartbeat: heartbeat(tunables.streamer.heartbeat_secs),
         draining: app.draining.clone(),
         retry_ms: tunables.streamer.retry_ms,
@@ -192,7 +203,7 @@ fn response(connection: Connection, encoding: Encoding, negotiated: bool) -> Res
     // is a few hundred bytes, copied twice per delivery to each of thousands of clients.
     let body = Body::from_stream(stream::unfold(Box::new(connection), |mut c| async move {
         let bytes = c.next().await?;
-        Some((Ok::<_, Infallible>(bytes), c))
+        Some((bytes, c))
     }));
     let mut response = body.into_response();
     let headers = response.headers_mut();
@@ -223,10 +234,19 @@ struct Release {
     grace: Duration,
 }
 
+/// A response's lane among the stream's writers, and the socket they write to.
+#[derive(Debug)]
+struct Direct {
+    lane: Arc<Lane>,
+    socket: DirectSocket,
+}
+
 /// One open SSE response.
 #[derive(Debug)]
 struct Connection {
     subscription: Subscription,
+    /// `None`: every write is the connection's own (gzip, HTTP/1.0).
+    direct: Option<Direct>,
     heartbeat: Interval,
     draining: watch::Receiver<bool>,
     retry_ms: u64,
@@ -242,51 +262,83 @@ struct Connection {
 }
 
 impl Connection {
-    /// The next chunk of the response in its coding; `None` ends it.
-    async fn next(&mut self) -> Option<Bytes> {
+    /// The next chunk of the response in its coding; `None` ends it, an error ends the
+    /// connection (the rest of a chunk a stream writer began could not be written).
+    async fn next(&mut self) -> Option<io::Result<Bytes>> {
         if let Some(preamble) = self.preamble.take() {
-            return Some(match self.subscription.gzip() {
+            return Some(Ok(match self.subscription.gzip() {
                 Some(gzip) => gzip.open(&preamble),
                 None => preamble,
-            });
+            }));
         }
         if self.done {
             if std::mem::replace(&mut self.finished, true) {
                 return None;
             }
-            return self.subscription.gzip().map(|gzip| gzip.trailer());
+            return self.subscription.gzip().map(|gzip| Ok(gzip.trailer()));
         }
-        // The drain wakes every stream (`Hub::wake_all`), so a client sees it on its next
-        // wake-up without a wait of its own.
+        loop {
+            // The drain wakes every stream (`Hub::wake_all`) and gives every parked lane back,
+            // so a client sees it on its next wake-up without a wait of its own.
+            if is_draining(&self.draining) {
+                return Some(Ok(self.drain_advice()));
+            }
+            let Some(direct) = &self.direct else {
+                break;
+            };
+            if !self
+                .subscription
+                .park(&direct.lane, direct.socket.socket.socket())
+            {
+                break;
+            }
+            // Parked: the stream's writers deliver; this task wakes for its heartbeat, or when
+            // a writer gives the lane back (a socket that did not take a whole chunk, a client
+            // behind or stale, the drain).
+            let heartbeat = tokio::select! {
+                biased;
+                () = direct.lane.given_back() => false,
+                _ = self.heartbeat.tick() => true,
+            };
+            if let Some(rest) = self.subscription.take_back(&direct.lane) {
+                let mut socket = direct.socket.socket.clone();
+                let timeout = direct.socket.write_timeout;
+                if let Err(e) = http1::write_all(&mut socket, &rest, timeout).await {
+                    self.done = true;
+                    self.finished = true;
+                    return Some(Err(e));
+                }
+            }
+            if heartbeat {
+                return Some(Ok(Bytes::from_static(wire::HEARTBEAT)));
+            }
+        }
         let draining = &self.draining;
-        if is_draining(draining) {
-            return Some(self.drain_advice());
-        }
-        tokio::select! {
+        Some(Ok(tokio::select! {
             biased;
             delivery = self.subscription.next_unless(|| is_draining(draining)) => {
                 let Some(delivery) = delivery else {
-                    return Some(self.drain_advice());
+                    return Some(Ok(self.drain_advice()));
                 };
                 // Handed to the connection's writer now: the delivery lag ends here.
                 self.subscription.written(metrics::Transport::Sse);
                 match delivery {
-                    Delivery::Frames(bytes) => Some(bytes),
+                    Delivery::Frames(bytes) => bytes,
                     Delivery::Last(bytes) => {
                         self.done = true;
-                        Some(bytes)
+                        bytes
                     }
                 }
             }
-            _ = self.heartbeat.tick() => Some(match self.subscription.gzip() {
+            _ = self.heartbeat.tick() => match self.subscription.gzip() {
                 Some(gzip) => {
                     let unit = compression::heartbeat();
                     gzip.sent(unit.crc);
                     unit.deflate.clone()
                 }
                 None => Bytes::from_static(wire::HEARTBEAT),
-            }),
-        }
+            },
+        }))
     }
 }
 
@@ -305,6 +357,10 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         let _span = self.span.enter();
+        if let Some(direct) = &self.direct {
+            // Before its socket closes, and for the last event the writers wrote.
+            self.subscription.take_back(&direct.lane);
+        }
         let last = self.subscription.last_delivered();
         debug!(?last, "stream closed");
         let (Some(release), Some(last)) = (self.release.take(), last) else {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version};
 use tokio::io::AsyncReadExt as _;
-use tokio::net::TcpStream;
+
+use crate::socket::SharedStream;
 use tokio::time::Instant;
 
 /// Longest request head accepted.
@@ -35,7 +36,7 @@ pub(super) enum Head {
 /// trickles bytes gains no time. A later one may start within `IDLE` and is then due within
 /// `header` of its first byte.
 pub(super) async fn read_head(
-    io: &mut TcpStream,
+    io: &mut SharedStream,
     pending: &mut Vec<u8>,
     first: bool,
     header: Duration,

@@ -37,8 +37,21 @@ use crate::admission::{Admission, ConnectionSlot};
 use crate::drain::drained;
 use crate::metrics;
 use crate::peer::PeerAddr;
+use crate::socket::SharedStream;
 use head::{Head, parse, read_head, wants_keep_alive};
+pub(crate) use response::{chunk, write_all};
 use response::{full_answer, refuse, write_response, write_simple};
+
+/// A streaming response's socket, lent to the handler (a request extension): the stream
+/// writers of the hub write its chunks to it while its client is at the head. Present on
+/// HTTP/1.1 requests other than `HEAD` (their bodies are chunked, as the writers frame them).
+#[derive(Debug, Clone)]
+pub(crate) struct DirectSocket {
+    /// The connection's socket.
+    pub socket: SharedStream,
+    /// How long a write may make no progress (`streamer.write_timeout_ms`).
+    pub write_timeout: Duration,
+}
 
 /// How long a connection may take over its request head and over a write.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +99,7 @@ pub(crate) async fn serve(
                 let Some(slot) = admission.accept() else {
                     // Past the cap and its probe places: the ready-made answer, no routing.
                     connections.spawn(async move {
+                        let io = SharedStream::new(io);
                         let _ = refuse(io, full_answer(), timeouts.write).await;
                     });
                     continue;
@@ -113,7 +127,7 @@ pub(crate) async fn serve(
 
 /// One connection: requests one after the other (keep-alive), until either side closes.
 async fn connection(
-    mut io: TcpStream,
+    io: TcpStream,
     peer: SocketAddr,
     mut slot: ConnectionSlot,
     router: Router,
@@ -121,6 +135,7 @@ async fn connection(
     timeouts: Timeouts,
 ) -> io::Result<()> {
     io.set_nodelay(true)?;
+    let mut io = SharedStream::new(io);
     let mut pending = Vec::new();
     let mut first = true;
     loop {
@@ -161,6 +176,12 @@ async fn connection(
         let keep_alive = wants_keep_alive(&request);
         let head_only = request.method() == Method::HEAD;
         let version = request.version();
+        if version == axum::http::Version::HTTP_11 && !head_only {
+            request.extensions_mut().insert(DirectSocket {
+                socket: io.clone(),
+                write_timeout: timeouts.write,
+            });
+        }
         let response = router
             .clone()
             .oneshot(request)

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
 use axum::http::{Response, StatusCode, Version};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+use crate::socket::SharedStream;
 
 /// After an error answer, how long the client's remaining bytes are read and discarded.
 const LINGER: Duration = Duration::from_secs(1);
@@ -20,7 +22,7 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// Writes a response; `false` if it ended the connection's usefulness (a streaming body that
 /// did not finish cleanly).
 pub(super) async fn write_response(
-    io: &mut TcpStream,
+    io: &mut SharedStream,
     response: Response<Body>,
     keep_alive: bool,
     head_only: bool,
@@ -82,7 +84,7 @@ pub(super) async fn write_response(
 /// Writes a streaming body until it ends (`true`) or the client goes (`false`): as chunks, or,
 /// for an HTTP/1.0 client, as raw bytes delimited by the end of the connection.
 async fn stream_body(
-    io: &mut TcpStream,
+    io: &mut SharedStream,
     mut data: axum::body::BodyDataStream,
     chunked: bool,
     write_timeout: Duration,
@@ -104,17 +106,12 @@ async fn stream_body(
             }
             return Ok(chunked);
         };
-        let chunk: Bytes = chunk.map_err(io::Error::other)?;
+        let chunk: Bytes = chunk.map_err(into_io)?;
         if chunk.is_empty() {
             continue;
         }
         if chunked {
-            let mut size = [0u8; 20];
-            let len = {
-                let mut cursor = io::Cursor::new(&mut size[..]);
-                std::io::Write::write_fmt(&mut cursor, format_args!("{:x}\r\n", chunk.len()))?;
-                cursor.position() as usize
-            };
+            let (size, len) = size_line(chunk.len());
             let mut parts = [&size[..len], &chunk[..], b"\r\n"];
             let written = write_small_now(io, parts)?;
             advance(&mut parts, written);
@@ -123,6 +120,54 @@ async fn stream_body(
             write_parts(io, [&chunk], write_timeout).await?;
         }
     }
+}
+
+/// The line that opens a chunk of `len` bytes (`{len:x}\r\n`), on the stack: the buffer and
+/// its used length.
+fn size_line(len: usize) -> ([u8; 20], usize) {
+    let mut size = [0u8; 20];
+    let mut cursor = io::Cursor::new(&mut size[..]);
+    // 16 hex digits and CRLF fit in 20 bytes: cannot fail.
+    let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{len:x}\r\n"));
+    let used = cursor.position() as usize;
+    (size, used)
+}
+
+/// `data` framed as one chunk of a chunked response, for a stream writer that writes the same
+/// chunk to many clients (framed once).
+pub(crate) fn chunk(data: &[u8]) -> Bytes {
+    let (size, len) = size_line(data.len());
+    let mut framed = BytesMut::with_capacity(len + data.len() + 2);
+    framed.extend_from_slice(&size[..len]);
+    framed.extend_from_slice(data);
+    framed.extend_from_slice(b"\r\n");
+    framed.freeze()
+}
+
+/// A body's error as the I/O error it carries (a stream writer's unfinished write), so that its
+/// kind (a write timeout) is counted as such.
+fn into_io(error: axum::Error) -> io::Error {
+    let mut error = error.into_inner();
+    loop {
+        error = match error.downcast::<io::Error>() {
+            Ok(e) => return *e,
+            // The body wraps a stream's error in its own.
+            Err(e) => match e.downcast::<axum::Error>() {
+                Ok(wrapped) => wrapped.into_inner(),
+                Err(e) => return io::Error::other(e),
+            },
+        };
+    }
+}
+
+/// Writes all of `bytes` to a streaming response's socket, outside its body (the rest of a
+/// chunk a stream writer began), within `timeout` of no progress.
+pub(crate) async fn write_all(
+    io: &mut SharedStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    write_parts(io, [bytes], timeout).await
 }
 
 /// Chunks up to this size are copied into one buffer on the stack and written with one `write`.
@@ -190,7 +235,7 @@ where
 
 /// A bodiless answer to a request the streamer cannot take, then the connection closes.
 pub(super) async fn write_simple(
-    io: &mut TcpStream,
+    io: &mut SharedStream,
     status: StatusCode,
     timeout: Duration,
 ) -> io::Result<()> {
@@ -231,7 +276,11 @@ pub(super) fn full_answer() -> &'static [u8] {
 }
 
 /// Writes `answer` on a connection that is not served, then closes it.
-pub(super) async fn refuse(mut io: TcpStream, answer: &[u8], timeout: Duration) -> io::Result<()> {
+pub(super) async fn refuse(
+    mut io: SharedStream,
+    answer: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
     write_parts(&mut io, [answer], timeout).await?;
     linger(&mut io).await;
     Ok(())
@@ -241,7 +290,7 @@ pub(super) async fn refuse(mut io: TcpStream, answer: &[u8], timeout: Duration) 
 /// bytes (the rest of a head too large, a request not read at all) sends a reset, which can
 /// destroy the answer before the client reads it; so the write side is shut and what the
 /// client still sends is read and dropped, for a moment and a few bytes at most.
-async fn linger(io: &mut TcpStream) {
+async fn linger(io: &mut SharedStream) {
     let _ = io.shutdown().await;
     let mut sink = [0u8; 2048];
     let _ = tokio::time::timeout(LINGER, async {

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use session_core::domain::EventId;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::lanes::Lane;
 use super::stream::{Cursor, Fill, Read, Stream, UpstreamState};
 use crate::compression::{Gzip, Out};
 use crate::metrics;
@@ -128,6 +130,40 @@ impl Subscription {
                 return None;
             }
         }
+    }
+
+    /// Parks this client's `lane` with `socket` on the stream's writers if it is at the head
+    /// with nothing else to do (`lanes.rs`); `false` if not (then [`next`](Self::next) as
+    /// usual). Not for gzip responses. Until [`take_back`](Self::take_back), the writers own
+    /// the socket's writes and the cursor.
+    pub(crate) fn park(&mut self, lane: &Arc<Lane>, socket: &Arc<TcpStream>) -> bool {
+        let Position::Reading(cursor) = self.position else {
+            return false;
+        };
+        if self.gzip.is_some() {
+            return false;
+        }
+        super::writers::start(&self.stream);
+        let member = lane.park(socket, cursor, self.last_delivered);
+        let added = {
+            let mut state = self.stream.lock();
+            state.at_head(cursor) && state.lanes.add(member)
+        };
+        if !added {
+            lane.take_back();
+        }
+        added
+    }
+
+    /// Takes `lane` back from the stream's writers, with where they left the client; the part
+    /// of a chunk they could not write, for the caller to write before anything else.
+    pub(crate) fn take_back(&mut self, lane: &Lane) -> Option<Bytes> {
+        let taken = lane.take_back()?;
+        self.position = Position::Reading(taken.cursor);
+        if taken.last.is_some() {
+            self.last_delivered = taken.last;
+        }
+        taken.rest
     }
 
     /// Takes what is ready, without waiting.

@@ -4,7 +4,8 @@
 //! Layout: [`settings`](HubSettings); `registry` (streams by key); `stream` (a stream's books
 //! and state) over `window` (the pure window and cursor logic); `client` (a subscription's
 //! reads, conflation); `feed` (the task that follows the upstream, with `coalesce` for
-//! wake-ups and `linger` for idle streams); `backfill` (fetches just before the window). The
+//! wake-ups and `linger` for idle streams); `lanes` (clients at the head, whose sockets
+//! the stream writes to itself) with `writers` (its writer tasks, one per core); `backfill` (fetches just before the window). The
 //! hub drives the [`Upstream`] (the gRPC source); nothing below calls back up into the hub.
 //!
 //! A stream is created by its first client and dropped by its feed once it has had no client
@@ -15,15 +16,18 @@ mod backfill;
 mod client;
 mod coalesce;
 mod feed;
+mod lanes;
 mod linger;
 mod registry;
 mod settings;
 mod stream;
 mod window;
+mod writers;
 
 use std::sync::Arc;
 
 pub use client::{Delivery, Start, Subscription};
+pub(crate) use lanes::Lane;
 pub use settings::HubSettings;
 /// Streams and events for the unit tests of other modules (the pusher's).
 #[cfg(test)]
@@ -103,13 +107,16 @@ impl Hub {
         self.inner.streams.all()
     }
 
-    /// Wakes every client of every stream, so that each looks at why (the drain).
+    /// Wakes every client of every stream, parked ones included, so that each looks at why
+    /// (the drain).
     pub(crate) fn wake_all(&self) {
         for stream in self.inner.streams.all() {
-            stream.wake();
+            stream.release();
         }
     }
 }
 
 #[cfg(test)]
 mod gzip_tests;
+#[cfg(test)]
+mod lanes_tests;

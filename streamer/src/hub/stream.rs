@@ -14,6 +14,7 @@ use session_core::domain::EventId;
 use session_proto::simulator::v1::{MarketEvent, market_event};
 use tokio::sync::watch;
 
+use super::lanes::Lanes;
 use super::settings::HubSettings;
 use super::window::{Batch, Window};
 pub(crate) use super::window::{Cursor, Fill, Read};
@@ -53,6 +54,8 @@ pub(crate) struct State {
     snapshots: Vec<CachedSnapshot>,
     pub upstream: UpstreamState,
     resubscribe_fresh: bool,
+    /// The clients at the head that the stream's writers write to (`lanes.rs`).
+    pub lanes: Lanes,
 }
 
 /// A stream of one simulator, shared by its clients and fed by its feed task (`feed.rs`).
@@ -83,6 +86,7 @@ impl Stream {
                 snapshots: Vec::new(),
                 upstream: UpstreamState::Connecting,
                 resubscribe_fresh: false,
+                lanes: Lanes::default(),
             }),
             changed: watch::Sender::new(0),
             clients: AtomicUsize::new(0),
@@ -99,6 +103,12 @@ impl Stream {
     /// Wakes every waiting client.
     pub(crate) fn wake(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Wakes every client, parked ones included, and parks none from now on (the drain).
+    pub(crate) fn release(&self) {
+        self.lock().lanes.release();
+        self.wake();
     }
 
     pub(crate) fn watch(&self) -> watch::Receiver<u64> {
@@ -284,6 +294,12 @@ impl State {
     /// A cursor just after the head.
     pub(crate) fn head_cursor(&self) -> Cursor {
         self.window.head_cursor()
+    }
+
+    /// Whether `cursor` is at the head: nothing to read.
+    pub(crate) fn at_head(&self, cursor: Cursor) -> bool {
+        let head = self.window.head_cursor();
+        cursor.generation == head.generation && cursor.index == head.index
     }
 
     /// A cursor at the event after `from` if the window still holds it; `None` otherwise.
