@@ -335,6 +335,7 @@ impl Control {
             to: &self.names[to],
             primary: &self.names[0],
             dry_run: false,
+            late_since: None,
         }
         .run(None, &mut report)
         .await

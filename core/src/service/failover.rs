@@ -33,6 +33,11 @@ pub struct HomeFailover<'a> {
     pub primary: &'a RegionName,
     /// List what would move; write nothing.
     pub dry_run: bool,
+    /// A reconcile (`session-admin region reconcile`): `from` was fenced at this instant, so
+    /// every session found homed there is a write it acknowledged before its failure that
+    /// replicated after the takeover. Each gets a line saying so, with its state, before it is
+    /// taken over again.
+    pub late_since: Option<crate::domain::Timestamp>,
 }
 
 /// The counts a run ends with.
@@ -138,6 +143,20 @@ impl HomeFailover<'_> {
         out: &mut W,
     ) -> Result<(), HomeFailoverError> {
         let (from, to, primary) = (self.from, self.to, self.primary);
+        if let Some(since) = self.late_since {
+            for session in &sessions {
+                writeln!(
+                    out,
+                    "late {} homed in {from} epoch {}: status {}, version {}; what {to} wrote \
+                     to it since {} was overwritten",
+                    session.id,
+                    session.home_epoch,
+                    session.status.as_str(),
+                    session.version,
+                    since.to_rfc3339()
+                )?;
+            }
+        }
         let mut takeovers = futures_util::stream::iter(sessions)
             .map(|session| async move {
                 let step = HomeMove {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use dynamodb::{DynamoStore, Fence, TableSpec, create_table, migrate};
+pub use dynamodb::{DynamoStore, Fence, Fenced, TableSpec, create_table, migrate};
 pub use error::{Quota, StoreError};
 pub use failover::{HomeMove, REGION_FAILOVER_REASON, Takeover};
 pub use home_fence::HomeFence;

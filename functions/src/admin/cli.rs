@@ -1,6 +1,7 @@
 //! The command line: `session-admin migrate status|up|verify` (docs/operations.md,
 //! "Migrations"), `session-admin table restore` (the point-in-time recovery drill,
-//! "Regions and disaster recovery") and `session-admin region failover` (same section). Results go to a writer (stdout), one fact a line, so scripts can grep them;
+//! "Regions and disaster recovery") and `session-admin region failover|reconcile` (same
+//! section). Results go to a writer (stdout), one fact a line, so scripts can grep them;
 //! progress goes to stderr.
 
 use std::io::Write;
@@ -14,7 +15,7 @@ use session_core::config::Settings;
 use session_core::store::DynamoStore;
 use session_core::store::migrate::{MigrateOptions, RunOutcome};
 
-use super::failover::{self, FailoverRequest};
+use super::failover::{self, FailoverRequest, ReconcileRequest};
 use super::progress::Progress;
 use super::restore::{self, RestoreRequest};
 
@@ -62,6 +63,21 @@ enum Region {
         #[arg(long, default_value = "all")]
         sessions: String,
         /// List the sessions that would move; write nothing (not even the fence).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The failback's first step: lists each session homed again in the fenced `--region` (a
+    /// write it acknowledged before its failure that replicated after the takeover) and takes
+    /// it over again into `--into`; the region stays fenced. Exits 1 if the region is not
+    /// fenced for `--into`, or a session is homed elsewhere.
+    Reconcile {
+        /// The region a failover fenced, back now.
+        #[arg(long)]
+        region: String,
+        /// The region its sessions were moved to.
+        #[arg(long)]
+        into: String,
+        /// List the late writes; write nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -145,12 +161,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             };
             return restore_table(&client, &request, out).await;
         }
-        Command::Region(Region::Failover {
-            from,
-            to,
-            sessions,
-            dry_run,
-        }) => {
+        Command::Region(region) => {
             let primary = Settings::load(None)
                 .context("reading the settings")?
                 .regions
@@ -158,13 +169,34 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 .clone();
             let client = super::recovery_client(&settings, cli.dynamodb_endpoint.as_deref()).await;
             let store = DynamoStore::new(client, &settings.table_name, Arc::new(SystemClock));
-            let request = FailoverRequest {
-                from,
-                to,
-                sessions,
-                dry_run,
-            };
-            failover::failover(&store, &request, &primary, out).await?;
+            match region {
+                Region::Failover {
+                    from,
+                    to,
+                    sessions,
+                    dry_run,
+                } => {
+                    let request = FailoverRequest {
+                        from,
+                        to,
+                        sessions,
+                        dry_run,
+                    };
+                    failover::failover(&store, &request, &primary, out).await?;
+                }
+                Region::Reconcile {
+                    region,
+                    into,
+                    dry_run,
+                } => {
+                    let request = ReconcileRequest {
+                        region,
+                        into,
+                        dry_run,
+                    };
+                    failover::reconcile(&store, &request, &primary, out).await?;
+                }
+            }
             return Ok(());
         }
     };

@@ -6,12 +6,17 @@
 //! HomeFailover`, which the local stack runs too). Every step is idempotent: a
 //! re-run moves what is left and reports the rest as already moved. It calls DynamoDB as the
 //! `recovery` component, whose grants are the template's `TableRecoveryRole`.
+//!
+//! `session-admin region reconcile` is the failback's first step: once the fenced region is
+//! back and its writes made before the failure have replicated, each session homed there again
+//! is such a late write (last-writer-wins put it over the takeover): listed for review, then
+//! taken over again by the same takeover.
 
 use std::io::Write;
 
 use session_core::domain::{RegionName, SessionId};
 use session_core::service::{FailoverSummary, HomeFailover, HomeFailoverError};
-use session_core::store::{DynamoStore, Fence, StoreError};
+use session_core::store::{DynamoStore, Fence, Fenced, StoreError};
 
 /// What to fail over.
 #[derive(Debug, Clone)]
@@ -48,6 +53,22 @@ pub enum FailoverError {
     /// Some sessions were found homed elsewhere than both regions (listed above it).
     #[error("{0} sessions are homed neither in the source nor in the target region (listed above)")]
     Conflicts(usize),
+    /// `reconcile` of a region no failover fenced.
+    #[error(
+        "region {0:?} is not fenced (no REGION#{0} item): no failover took its sessions, so \
+         there is nothing to reconcile"
+    )]
+    NotFenced(String),
+    /// `reconcile` into another region than the one the failover moved the sessions to.
+    #[error("region {region:?} was failed over to {by:?}, not {into:?}: reconcile into {by:?}")]
+    FencedByAnother {
+        /// The fenced region.
+        region: String,
+        /// Where its failover moved the sessions.
+        by: String,
+        /// What `--into` said.
+        into: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -116,9 +137,80 @@ pub async fn failover(
         to: &to,
         primary,
         dry_run: request.dry_run,
+        late_since: None,
     }
     .run(wanted, out)
     .await?;
+    if !request.dry_run && summary.conflicts > 0 {
+        return Err(FailoverError::Conflicts(summary.conflicts).into());
+    }
+    Ok(summary)
+}
+
+/// What to reconcile.
+#[derive(Debug, Clone)]
+pub struct ReconcileRequest {
+    /// The region a failover fenced, back now (`--region`).
+    pub region: String,
+    /// The region its sessions were moved to (`--into`).
+    pub into: String,
+    /// List the late writes; write nothing.
+    pub dry_run: bool,
+}
+
+/// Reconciles a fenced region with the region its sessions were moved to: lists each session
+/// homed in `region` again (a write `region` acknowledged before its failure that replicated
+/// after the takeover) with its state, then takes it over again into `into`. The late write's
+/// content stays (it was acknowledged); a write `into` made to the same session between the
+/// takeover and the late write's arrival was overwritten by it, which the lines say, for a
+/// person to compare with a point-in-time restore. The region stays fenced.
+///
+/// # Errors
+/// A [`FailoverError`]: bad arguments or a region not fenced for `into` (nothing written), the
+/// store's failure, or conflicts.
+pub async fn reconcile(
+    store: &DynamoStore,
+    request: &ReconcileRequest,
+    primary: &RegionName,
+    out: &mut dyn Write,
+) -> anyhow::Result<FailoverSummary> {
+    let region_name = region("--region", &request.region)?;
+    let into = region("--into", &request.into)?;
+    if region_name == into {
+        return Err(FailoverError::SameRegion(into.to_string()).into());
+    }
+    let Some(Fenced { at, by }) = store.region_fence(&region_name).await? else {
+        return Err(FailoverError::NotFenced(region_name.to_string()).into());
+    };
+    if by != into.as_str() {
+        return Err(FailoverError::FencedByAnother {
+            region: region_name.to_string(),
+            by,
+            into: into.to_string(),
+        }
+        .into());
+    }
+    writeln!(
+        out,
+        "fenced {region_name} at {} (by {into})",
+        at.to_rfc3339()
+    )?;
+    let summary = HomeFailover {
+        store,
+        from: &region_name,
+        to: &into,
+        primary,
+        dry_run: request.dry_run,
+        late_since: Some(at),
+    }
+    .run(None, out)
+    .await?;
+    let count = summary.moved + summary.conflicts;
+    writeln!(
+        out,
+        "reconcile {region_name}→{into}: {count} late writes; {region_name} stays fenced \
+         (delete REGION#{region_name} / FENCE to let it take writes again)"
+    )?;
     if !request.dry_run && summary.conflicts > 0 {
         return Err(FailoverError::Conflicts(summary.conflicts).into());
     }

@@ -29,7 +29,30 @@ pub enum Fence {
     },
 }
 
+/// A region's fence as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fenced {
+    /// When the failover set it.
+    pub at: Timestamp,
+    /// The region that failover moved the sessions to.
+    pub by: String,
+}
+
 impl DynamoStore {
+    /// The fence of `region`, if a failover set one.
+    ///
+    /// # Errors
+    /// The store's, or a fence item that cannot be read.
+    pub async fn region_fence(&self, region: &RegionName) -> Result<Option<Fenced>, StoreError> {
+        let Some(found) = self.get(key(format!("REGION#{region}"), FENCE_SK)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Fenced {
+            at: Timestamp::from_unix_millis(found.number("fenced_at")?),
+            by: found.string("fenced_by")?.to_owned(),
+        }))
+    }
+
     /// Marks `region` fenced by a failover to `by`, unless it is fenced already.
     ///
     /// # Errors
@@ -50,13 +73,14 @@ impl DynamoStore {
         {
             Ok(_) => Ok(Fence::Set { at }),
             Err(WriteError::Store(e)) => Err(e),
-            Err(WriteError::ConditionFailed) => {
-                let found = self.get(key(pk, FENCE_SK)).await?.unwrap_or_default();
-                Ok(Fence::Already {
-                    at: Timestamp::from_unix_millis(found.number("fenced_at")?),
-                    by: found.string("fenced_by")?.to_owned(),
-                })
-            }
+            Err(WriteError::ConditionFailed) => match self.region_fence(region).await? {
+                Some(Fenced { at, by }) => Ok(Fence::Already { at, by }),
+                // Set and gone between the two calls: only a person deletes a fence.
+                None => Err(StoreError::Conflict {
+                    entity: "region fence",
+                    id: region.to_string(),
+                }),
+            },
         }
     }
 }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 
-pub use self::fence::Fence;
+pub use self::fence::{Fence, Fenced};
 pub(super) use self::iam::iam_actions;
 use self::item::{ItemExt as _, SESSION_SK, key, s, session_from, session_pk};
 pub use self::schema::{TableSpec, create_table};
