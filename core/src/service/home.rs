@@ -40,6 +40,13 @@ impl SessionService {
         })
     }
 
+    /// This region, for an idempotent write's answer to name (`Idempotency-Region`: the region
+    /// that holds the key's claim, where a retry is never a new request); `None` in a
+    /// single-region deployment.
+    pub fn answering_region(&self) -> Option<&RegionName> {
+        self.regions.is_multi_region().then_some(&self.regions.this)
+    }
+
     /// `session`'s home region and epoch, for reads to name (`X-Session-Home`); `None` in a
     /// single-region deployment, whose answers stay as they were.
     pub fn home_of(&self, session: &Session) -> Option<(RegionName, u64)> {

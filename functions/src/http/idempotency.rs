@@ -19,6 +19,10 @@ use super::{App, input};
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set on a response replayed for a retry.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// In a multi-region deployment, on the answer to a request with a key: the region that
+/// answered, which holds the key's claim. A retry sent elsewhere within the replication lag is
+/// a new request (`docs/multi-region.md`, "Idempotency across regions").
+pub const IDEMPOTENCY_REGION: HeaderName = HeaderName::from_static("idempotency-region");
 
 /// How long a completed request's response is kept for its retries.
 const KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
@@ -159,7 +163,9 @@ where
         .await
         .map_err(session_core::service::ServiceError::from)?
     {
-        IdempotencyClaim::Completed(stored) => return Ok(to_response(&stored, true)),
+        IdempotencyClaim::Completed(stored) => {
+            return Ok(answered_here(app, to_response(&stored, true)));
+        }
         IdempotencyClaim::InProgress => return Err(ApiError::IdempotencyInProgress),
         IdempotencyClaim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
         IdempotencyClaim::Claimed => {}
@@ -174,7 +180,7 @@ where
             {
                 tracing::warn!(error = %e, "could not record an idempotent response");
             }
-            Ok(to_response(&stored, false))
+            Ok(answered_here(app, to_response(&stored, false)))
         }
         Err(e) => {
             if let Err(abandon) = store
@@ -186,4 +192,13 @@ where
             Err(e)
         }
     }
+}
+
+/// `response` naming this region in [`IDEMPOTENCY_REGION`], in a multi-region deployment.
+fn answered_here(app: &App, mut response: Response) -> Response {
+    let region = app.service.answering_region();
+    if let Some(value) = region.and_then(|r| HeaderValue::from_str(r.as_str()).ok()) {
+        response.headers_mut().insert(IDEMPOTENCY_REGION, value);
+    }
+    response
 }

@@ -192,6 +192,32 @@ fn add_shared(path: &str, operation: &mut Operation, is_post: bool) {
     rate_limited(&mut operation.responses.responses, secured);
     if is_post {
         key_conflict(&mut operation.responses.responses);
+        answering_region(&mut operation.responses.responses);
+    }
+}
+
+/// Every POST's successful answers: `Idempotency-Region`, in a multi-region deployment.
+fn answering_region(answers: &mut std::collections::BTreeMap<String, RefOr<Response>>) {
+    for (status, answer) in answers.iter_mut() {
+        let RefOr::T(answer) = answer else {
+            continue;
+        };
+        if status.starts_with('2') {
+            answer.headers.insert(
+                "Idempotency-Region".to_owned(),
+                utoipa::openapi::HeaderBuilder::new()
+                    .schema(
+                        utoipa::openapi::ObjectBuilder::new()
+                            .schema_type(utoipa::openapi::Type::String),
+                    )
+                    .description(Some(
+                        "Multi-region deployments only, on the answer to a request with an \
+                         `Idempotency-Key`: the region that answered, which holds the key's \
+                         claim; retries sent there are never new requests",
+                    ))
+                    .build(),
+            );
+        }
     }
 }
 

@@ -58,7 +58,7 @@ impl Default for CorsConfiguration {
                 "traceparent",
                 "tracestate",
             ]),
-            expose_headers: words(&["location", "x-session-home"]),
+            expose_headers: words(&["location", "x-session-home", "idempotency-region"]),
             max_age: Some(Duration::from_secs(600)),
         }
     }

@@ -133,6 +133,31 @@ async fn a_single_region_deployment_mints_bare_ids_and_names_no_home() {
     assert_eq!(session.len(), "ses_".len() + 26, "{session}");
     assert_eq!(read.status, StatusCode::OK);
     assert_eq!(read.header("x-session-home"), None);
+    let keyed = alice
+        .post_with("/v1/sessions", &json!({}), &[("idempotency-key", "k-1")])
+        .await;
+    assert_eq!(keyed.status, StatusCode::CREATED, "{keyed:?}");
+    assert_eq!(keyed.header("idempotency-region"), None);
+}
+
+#[tokio::test]
+async fn an_idempotent_write_names_the_region_that_answered_it_and_holds_its_key() {
+    let table = format!("regions-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let b = region_stack("b", &table).await;
+    let alice = b.user("alice");
+    let key = [("idempotency-key", "create-in-b")];
+
+    let first = alice.post_with("/v1/sessions", &json!({}), &key).await;
+    let retry = alice.post_with("/v1/sessions", &json!({}), &key).await;
+    let unkeyed = alice.post("/v1/sessions", &json!({})).await;
+
+    assert_eq!(first.status, StatusCode::CREATED, "{first:?}");
+    assert_eq!(first.header("idempotency-region"), Some("b"));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.header("idempotency-region"), Some("b"));
+    assert_eq!(retry.body, first.body);
+    assert_eq!(unkeyed.status, StatusCode::CREATED, "{unkeyed:?}");
+    assert_eq!(unkeyed.header("idempotency-region"), None);
 }
 
 #[tokio::test]
