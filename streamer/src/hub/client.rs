@@ -10,8 +10,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::lanes::Lane;
+use super::lanes::{Lane, Writer};
 use super::stream::{Cursor, Fill, Read, Stream, UpstreamState};
+use super::writers;
 use crate::compression::{Gzip, Out};
 use crate::metrics;
 use crate::wire::{self, SnapshotCause};
@@ -143,16 +144,26 @@ impl Subscription {
         if self.gzip.is_some() {
             return false;
         }
-        super::writers::start(&self.stream);
         let member = lane.park(socket, cursor, self.last_delivered);
         let added = {
             let mut state = self.stream.lock();
-            state.at_head(cursor) && state.lanes.add(member)
+            if state.at_head(cursor) {
+                state.lanes.add(member, writers::count())
+            } else {
+                None
+            }
         };
-        if !added {
-            lane.take_back();
+        match added {
+            None => {
+                lane.take_back();
+                false
+            }
+            Some(Writer::Running) => true,
+            Some(Writer::Start(share)) => {
+                writers::start(&self.stream, share);
+                true
+            }
         }
-        added
     }
 
     /// Takes `lane` back from the stream's writers, with where they left the client; the part

@@ -91,10 +91,21 @@ pub(crate) struct Member {
     turn: u64,
 }
 
+/// After a park: whether a share's writer is to be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    /// It runs already.
+    Running,
+    /// Start the writer of this share.
+    Start(usize),
+}
+
 /// The parked lanes of a stream, one share per writer (under the stream's lock).
 #[derive(Debug, Default)]
 pub(crate) struct Lanes {
     shares: Vec<Vec<Member>>,
+    /// Whether each share's writer runs (a share is empty while its writer writes to it).
+    started: Vec<bool>,
     next: usize,
     /// Set by the drain: nothing parks any more, and every writer gives its lanes back.
     released: bool,
@@ -126,26 +137,27 @@ impl Lane {
 }
 
 impl Lanes {
-    /// Adds `member` to a writer's share; `false` once the stream is released (or before its
-    /// writers are started).
-    pub(crate) fn add(&mut self, member: Member) -> bool {
-        if self.released || self.shares.is_empty() {
-            return false;
+    /// Adds `member` to a writer's share, out of `writers` (the runtime's worker threads, fixed
+    /// at the first add); `None` once the stream is released. Else whether that share's writer
+    /// is to be started now: a share's writer starts with its first member, so a stream of one
+    /// client has one writer.
+    pub(crate) fn add(&mut self, member: Member, writers: usize) -> Option<Writer> {
+        if self.released {
+            return None;
+        }
+        if self.shares.is_empty() {
+            self.shares.resize_with(writers.max(1), Vec::new);
+            self.started.resize(self.shares.len(), false);
         }
         let share = self.next % self.shares.len();
         self.next = self.next.wrapping_add(1);
         self.shares[share].push(member);
-        true
-    }
-
-    /// Makes room for `writers` shares unless there are some: whether the writers are to be
-    /// started (once per stream).
-    pub(crate) fn start(&mut self, writers: usize) -> bool {
-        if !self.shares.is_empty() {
-            return false;
-        }
-        self.shares.resize_with(writers.max(1), Vec::new);
-        true
+        let start = !std::mem::replace(&mut self.started[share], true);
+        Some(if start {
+            Writer::Start(share)
+        } else {
+            Writer::Running
+        })
     }
 
     /// The members of writer `share`, taken out while it writes to them (the stream's lock is
@@ -161,6 +173,12 @@ impl Lanes {
             members.append(parked_meanwhile);
             *parked_meanwhile = members;
         }
+    }
+
+    /// How many of the stream's writers run.
+    #[cfg(test)]
+    pub(crate) fn writers(&self) -> usize {
+        self.started.iter().filter(|started| **started).count()
     }
 
     /// Parks nothing from now on, and has every writer give its lanes back (the drain).

@@ -187,3 +187,27 @@ async fn the_drain_gives_every_lane_back_and_parks_none_after() {
     client.take_back(&lane);
     assert!(!client.park(&lane, &server), "released: no park");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_starts_a_writer_per_share_as_its_shares_get_lanes_up_to_one_per_worker() {
+    let stream = stream("sim");
+    stream.publish(&[snapshot(1, 10)]);
+    let mut parked = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..3 {
+        let mut client = Subscription::new(Arc::clone(&stream), Start::Snapshot);
+        tokio::time::timeout(PATIENCE, client.next()).await.unwrap();
+        let (server, peer) = socket_pair().await;
+        let lane = Arc::new(Lane::default());
+        assert!(client.park(&lane, &server));
+        writers.push(stream.lock().lanes.writers());
+        parked.push((client, lane, server, peer));
+    }
+
+    assert_eq!(writers, [1, 2, 2], "one writer per worker thread at most");
+    stream.publish(&updates(1, 11, 11));
+    stream.wake();
+    for (_, _, _, peer) in &mut parked {
+        read_until(peer, "\"seq\":11").await;
+    }
+}

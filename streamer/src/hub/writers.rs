@@ -9,15 +9,17 @@ use super::lanes::Next;
 use super::stream::{Cursor, Read, Stream};
 use crate::compression::Encoding;
 
-/// Starts the writers of `stream` unless they run.
-pub(crate) fn start(stream: &Arc<Stream>) {
-    let writers = tokio::runtime::Handle::current().metrics().num_workers();
-    if !stream.lock().lanes.start(writers) {
-        return;
-    }
-    for share in 0..writers.max(1) {
-        tokio::spawn(write(Arc::downgrade(stream), share, stream.watch()));
-    }
+/// Starts the writer of `share` of `stream`. Its first pass is at once: entries published
+/// between the park that made it needed and now are written too.
+pub(crate) fn start(stream: &Arc<Stream>, share: usize) {
+    let mut changed = stream.watch();
+    changed.mark_changed();
+    tokio::spawn(write(Arc::downgrade(stream), share, changed));
+}
+
+/// How many shares a stream's parked lanes are dealt into: one per worker thread.
+pub(crate) fn count() -> usize {
+    tokio::runtime::Handle::current().metrics().num_workers()
 }
 
 /// One writer of `stream`: on each of its wake-ups, writes what is new to the lanes of
