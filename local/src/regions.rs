@@ -122,6 +122,7 @@ impl Regions {
             s.ws_api = reserve(s.ws_api)?;
             s.sse = reserve(s.sse)?;
             s.web = reserve(s.web)?;
+            s.simulator = reserve(s.simulator)?;
         }
         let planned = names
             .iter()
@@ -136,11 +137,16 @@ impl Regions {
             s.regions.clone_from(&planned);
             allow_origins(s, &page_origins);
         }
-        let apis: std::collections::BTreeMap<_, _> = names
-            .iter()
-            .zip(&per_region)
-            .map(|(name, s)| (name.clone(), format!("http://{}", s.http_api)))
-            .collect();
+        let urls = |of: fn(&StackSettings) -> SocketAddr| -> std::collections::BTreeMap<_, _> {
+            names
+                .iter()
+                .zip(&per_region)
+                .map(|(name, s)| (name.clone(), format!("http://{}", of(s))))
+                .collect()
+        };
+        let apis = urls(|s| s.http_api);
+        // A region's streamer serves sessions homed in another from that region's simulators.
+        let simulators = urls(|s| s.simulator);
         let identity = Arc::new(
             AuthService::new(AuthSettings {
                 audience: settings.service.auth.token_audience.clone(),
@@ -161,6 +167,7 @@ impl Regions {
                 this: name.clone(),
                 primary: Some(names[0].clone()),
                 apis: apis.clone(),
+                simulators: simulators.clone(),
             };
             s.store = Some(Arc::new(control.replication.region(i)));
             s.endpoints_file = None;

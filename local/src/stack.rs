@@ -430,7 +430,8 @@ impl Stack {
             ),
             ws,
         );
-        let streamer_service = StreamService::new(&parts_of(&verifier, Component::Streamer));
+        let streamer_service = StreamService::new(&parts_of(&verifier, Component::Streamer))
+            .with_regions(Arc::new((*service.regions).clone()));
         // Follows the runtime settings from the local agent, as the function does in AWS.
         let integration = wiring::live_rest_router(
             &signer,

@@ -95,7 +95,8 @@ impl StreamerParts {
             store.clone(),
             backend,
             clock,
-        ));
+        ))
+        .with_regions(Arc::new((*settings.regions).clone()));
         let tokens = Arc::new(
             match discovery::watch_from_settings(&settings, Backend::Auth, Component::Streamer) {
                 Some(servers) => GrpcTokenValidator::balanced(&settings, &servers),

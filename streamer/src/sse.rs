@@ -125,12 +125,9 @@ pub(crate) async fn stream(
         ?start,
         "stream opened"
     );
-    // Fed from the server hosting the simulator (discovery), or the static one.
-    let host = admission
-        .simulator
-        .host
-        .as_ref()
-        .map(|h| h.address.as_str());
+    // Fed from the server hosting the simulator (discovery, or the home region's), or the
+    // static one.
+    let host = admission.source.as_deref();
     let mut subscription = app
         .hub
         .subscribe_on(host, &admission.backend_id, start)

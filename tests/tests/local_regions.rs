@@ -255,3 +255,66 @@ async fn a_token_minted_by_local_as_token_url_is_accepted_by_local_bs_api() {
     assert_eq!(listed.status(), StatusCode::OK);
     regions.shutdown().await.expect("a clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_b_streams_a_session_homed_in_local_a_from_local_as_simulator() {
+    let regions = two_regions(None).await;
+    let (alice_a, alice_b) = (Alice::in_region(&regions, 0), Alice::in_region(&regions, 1));
+    let session = alice_a.create_session().await;
+    let started = alice_a
+        .send(
+            Method::POST,
+            &format!("/v1/sessions/{session}/simulators"),
+            Some(json!({ "symbols": ["BTC-USD"] })),
+        )
+        .await;
+    assert!(started.status.is_success(), "{started:?}");
+    let simulator = started.body["simulator_id"].as_str().expect("an id");
+    let stream_a = format!(
+        "{}/v1/sessions/{session}/stream?simulator_id={simulator}",
+        regions.endpoints()[0].sse
+    );
+    let stream_b = stream_a.replacen(&regions.endpoints()[0].sse, &regions.endpoints()[1].sse, 1);
+    let bearer = format!("Bearer {}", alice_b.token);
+
+    // b's streamer admits it once the simulator's record has replicated there.
+    let deadline = Instant::now() + PATIENCE;
+    let mut in_b = loop {
+        match session_tests::sse::connect(&stream_b, &[("authorization", &bearer)]).await {
+            Ok(stream) => break stream,
+            Err(refused) => assert!(
+                Instant::now() < deadline,
+                "never admitted in local-b: {refused:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut in_a = session_tests::sse::connect(&stream_a, &[("authorization", &bearer)])
+        .await
+        .expect("local-a streams its own session");
+
+    // Both follow the one simulator in local-a: the same epoch, events in order.
+    let epoch_of = |event: &session_tests::sse::Event| {
+        let id = event.id.as_deref().expect("an id");
+        id.split_once('-').expect("<epoch>-<sequence>").0.to_owned()
+    };
+    let snapshot_b = next_where(&mut in_b, |e| e.event == "snapshot").await;
+    let snapshot_a = next_where(&mut in_a, |e| e.event == "snapshot").await;
+    assert_eq!(epoch_of(&snapshot_b), epoch_of(&snapshot_a));
+    let delta_b = next_where(&mut in_b, |e| e.event == "delta").await;
+    assert_eq!(epoch_of(&delta_b), epoch_of(&snapshot_a));
+}
+
+/// The next event of `stream` that `wanted` holds of, within [`PATIENCE`].
+async fn next_where(
+    stream: &mut session_tests::sse::SseStream,
+    wanted: impl Fn(&session_tests::sse::Event) -> bool,
+) -> session_tests::sse::Event {
+    loop {
+        let event = stream.next(PATIENCE).await.expect("the stream goes on");
+        if event.id.is_some() && wanted(&event) {
+            return event;
+        }
+        assert_ne!(event.event, "reset", "{event:?}");
+    }
+}

@@ -21,6 +21,10 @@ pub struct RegionSettings {
     pub primary: Option<RegionName>,
     /// Each region's HTTP API base URL, named in `421 wrong-region` answers (`home_api`).
     pub apis: BTreeMap<RegionName, String>,
+    /// Each region's static simulator server (that region's `backends.simulator_url`): where
+    /// this region's streamer subscribes for a session homed there whose simulator records no
+    /// discovered server (with discovery, the record names its server, whatever its region).
+    pub simulators: BTreeMap<RegionName, String>,
 }
 
 impl Default for RegionSettings {
@@ -33,19 +37,25 @@ impl Default for RegionSettings {
             this,
             primary: None,
             apis: BTreeMap::new(),
+            simulators: BTreeMap::new(),
         }
     }
 }
 
 impl RegionSettings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        for (region, url) in &self.apis {
-            let parsed = reqwest::Url::parse(url);
-            if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
-                return invalid(
-                    "regions.apis",
-                    format!("{region}: {url:?} is not an http:// or https:// URL"),
-                );
+        for (field, urls) in [
+            ("regions.apis", &self.apis),
+            ("regions.simulators", &self.simulators),
+        ] {
+            for (region, url) in urls {
+                let parsed = reqwest::Url::parse(url);
+                if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
+                    return invalid(
+                        field,
+                        format!("{region}: {url:?} is not an http:// or https:// URL"),
+                    );
+                }
             }
         }
         Ok(())
@@ -77,6 +87,16 @@ impl RegionSettings {
     /// `region`'s HTTP API base URL, if configured.
     pub fn api_of(&self, region: &RegionName) -> Option<&str> {
         self.apis.get(region).map(String::as_str)
+    }
+
+    /// The address (`host:port`) of `region`'s static simulator server, from `simulators`.
+    pub fn simulator_of(&self, region: &RegionName) -> Option<String> {
+        let url = reqwest::Url::parse(self.simulators.get(region)?).ok()?;
+        Some(format!(
+            "{}:{}",
+            url.host_str()?,
+            url.port_or_known_default()?
+        ))
     }
 }
 
@@ -112,9 +132,28 @@ mod tests {
     }
 
     #[test]
+    fn a_regions_simulator_server_is_its_urls_address() {
+        let toml =
+            "[regions.simulators]\na = \"http://10.0.0.5:50051\"\nb = \"https://sim.b.example\"";
+        let regions = with(toml).unwrap().regions;
+        let region = |name| RegionName::parse("region", name).unwrap();
+        assert_eq!(
+            regions.simulator_of(&region("a")).as_deref(),
+            Some("10.0.0.5:50051")
+        );
+        assert_eq!(
+            regions.simulator_of(&region("b")).as_deref(),
+            Some("sim.b.example:443")
+        );
+        assert_eq!(regions.simulator_of(&region("c")), None);
+    }
+
+    #[test]
     fn bad_region_names_and_urls_name_the_setting() {
         let err = with("[regions.apis]\na = \"not a url\"").unwrap_err();
         assert!(err.to_string().contains("regions.apis: a:"), "{err}");
+        let err = with("[regions.simulators]\nb = \"ftp://b.example\"").unwrap_err();
+        assert!(err.to_string().contains("regions.simulators: b:"), "{err}");
         let err = with("[regions]\nthis = \"EU_WEST\"").unwrap_err();
         assert!(err.to_string().contains("regions.this"), "{err}");
         assert!(with("[regions]\nprimary = \"x\"\nthis = \"y\"").is_ok());

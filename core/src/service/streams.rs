@@ -51,6 +51,10 @@ pub struct StreamAdmission {
     pub simulator: Simulator,
     /// The simulator's id at the backend (what the streamer subscribes to).
     pub backend_id: String,
+    /// The simulator server to subscribe to (`host:port`): the one its record names (found by
+    /// discovery), else, for a session homed in another region, that region's static server
+    /// (`regions.simulators`); `None`: this region's static server.
+    pub source: Option<String>,
     /// The ticket spent or resumed, to release when the connection ends.
     pub ticket: Option<TicketId>,
 }
@@ -70,6 +74,8 @@ pub struct StreamService {
     clock: Arc<dyn Clock>,
     streaming: StreamingSettings,
     health: HealthProbe,
+    /// This region and the others: where a session homed elsewhere streams from.
+    regions: Arc<crate::config::RegionSettings>,
 }
 
 impl StreamService {
@@ -105,7 +111,15 @@ impl StreamService {
             clock: parts.clock.clone(),
             streaming: parts.streaming.clone(),
             health: HealthProbe::new(parts.store.clone(), parts.backend.clone()),
+            regions: Arc::default(),
         }
+    }
+
+    /// The same, serving as `regions.this` among `regions` (the default: a single region).
+    #[must_use]
+    pub fn with_regions(mut self, regions: Arc<crate::config::RegionSettings>) -> Self {
+        self.regions = regions;
+        self
     }
 
     /// The health of the store and the simulator service, probed at most once per
@@ -151,13 +165,28 @@ impl StreamService {
             });
         }
         let (simulator, backend_id) = self.stream_source(&session.id, simulator).await?;
+        let source = match &simulator.host {
+            Some(host) => Some(host.address.clone()),
+            None => self.home_server(&session),
+        };
         Ok(StreamAdmission {
             user: session.owner.clone(),
             session,
             simulator,
             backend_id,
+            source,
             ticket,
         })
+    }
+
+    /// The static simulator server of `session`'s home, when that is another region: its
+    /// simulators run there (`docs/multi-region.md`, "Streams and simulators are regional").
+    fn home_server(&self, session: &Session) -> Option<String> {
+        let home = self.regions.resolve(session.home_region.as_ref());
+        if *home == self.regions.this {
+            return None;
+        }
+        self.regions.simulator_of(home)
     }
 
     /// The simulator a session's stream follows (`simulator`, or else its newest live one) and

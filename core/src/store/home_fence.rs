@@ -65,6 +65,7 @@ mod tests {
                 .iter()
                 .map(|r| (region(r), format!("https://{r}.example")))
                 .collect(),
+            simulators: std::collections::BTreeMap::new(),
         }
     }
 

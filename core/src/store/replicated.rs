@@ -694,6 +694,7 @@ mod tests {
                 apis: ["a", "b"]
                     .map(|r| (region(r), format!("https://{r}.example")))
                     .into(),
+                simulators: std::collections::BTreeMap::new(),
             };
             regions
                 .region(index)

@@ -21,6 +21,7 @@ pub fn store_of(h: &Harness, this: &str) -> SharedStore {
         apis: ["a", "b"]
             .map(|r| (region(r), format!("https://{r}.example")))
             .into(),
+        simulators: std::collections::BTreeMap::new(),
     };
     let fence = HomeFence::from_settings(&regions);
     assert!(fence.is_some(), "two regions are a multi-region deployment");
