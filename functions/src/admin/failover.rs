@@ -44,9 +44,16 @@ pub enum FailoverError {
         /// Why it is not a region name.
         problem: String,
     },
-    /// `--from` and `--to` are the same region.
-    #[error("--from and --to are both {0:?}: a failover moves sessions to another region")]
-    SameRegion(String),
+    /// The region the sessions leave and the one they go to are the same.
+    #[error("{from_flag} and {to_flag} are both {region:?}: sessions move to another region")]
+    SameRegion {
+        /// The flag naming the region left (`--from`, `--region`).
+        from_flag: &'static str,
+        /// The flag naming the region gone to (`--to`, `--into`).
+        to_flag: &'static str,
+        /// The region both name.
+        region: String,
+    },
     /// A `--sessions` entry is not a session id.
     #[error("--sessions: {0}")]
     BadSession(String),
@@ -86,6 +93,22 @@ fn region(flag: &'static str, value: &str) -> Result<RegionName, FailoverError> 
     })
 }
 
+/// The regions a move leaves and goes to, each with its flag: two different region names.
+fn regions(
+    (from_flag, from): (&'static str, &str),
+    (to_flag, to): (&'static str, &str),
+) -> Result<(RegionName, RegionName), FailoverError> {
+    let (from, to) = (region(from_flag, from)?, region(to_flag, to)?);
+    if from == to {
+        return Err(FailoverError::SameRegion {
+            from_flag,
+            to_flag,
+            region: from.to_string(),
+        });
+    }
+    Ok((from, to))
+}
+
 /// `--sessions`: `None` for `all`, else the ids.
 fn session_ids(text: &str) -> Result<Option<Vec<SessionId>>, FailoverError> {
     if text.trim() == "all" {
@@ -110,11 +133,7 @@ pub async fn failover(
     primary: &RegionName,
     out: &mut dyn Write,
 ) -> anyhow::Result<FailoverSummary> {
-    let from = region("--from", &request.from)?;
-    let to = region("--to", &request.to)?;
-    if from == to {
-        return Err(FailoverError::SameRegion(from.to_string()).into());
-    }
+    let (from, to) = regions(("--from", &request.from), ("--to", &request.to))?;
     let wanted = session_ids(&request.sessions)?;
 
     if !request.dry_run {
@@ -174,11 +193,7 @@ pub async fn reconcile(
     primary: &RegionName,
     out: &mut dyn Write,
 ) -> anyhow::Result<FailoverSummary> {
-    let region_name = region("--region", &request.region)?;
-    let into = region("--into", &request.into)?;
-    if region_name == into {
-        return Err(FailoverError::SameRegion(into.to_string()).into());
-    }
+    let (region_name, into) = regions(("--region", &request.region), ("--into", &request.into))?;
     let Some(Fenced { at, by }) = store.region_fence(&region_name).await? else {
         return Err(FailoverError::NotFenced(region_name.to_string()).into());
     };

@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(h["access-control-allow-origin"], "*");
         assert_eq!(
             h["access-control-expose-headers"],
-            "location,x-session-home"
+            "location,x-session-home,idempotency-region"
         );
         assert!(h.get("access-control-allow-credentials").is_none());
     }
@@ -435,7 +435,7 @@ mod tests {
             assert_eq!(open.headers()["access-control-allow-origin"], PAGE);
             assert_eq!(
                 open.headers()["access-control-expose-headers"],
-                "location,x-session-home"
+                "location,x-session-home,idempotency-region"
             );
             assert_eq!(refused.status(), StatusCode::FORBIDDEN);
             assert_eq!(refused.headers()["access-control-allow-origin"], PAGE);

@@ -258,6 +258,15 @@ async fn reconcile_lists_the_late_writes_of_a_fenced_region_and_takes_them_over_
     );
     assert_eq!(items(&table).await, landed);
 
+    // Into the region itself: refused, naming the flags.
+    let itself = reconcile(&table, &["--region", "a", "--into", "a"]);
+    assert!(!itself.status.success());
+    let stderr = String::from_utf8_lossy(&itself.stderr);
+    assert!(
+        stderr.contains("--region and --into are both \"a\""),
+        "{stderr}"
+    );
+
     // Into another region than the one the failover chose: refused, naming it.
     let elsewhere = reconcile(&table, &["--region", "a", "--into", "c"]);
     assert!(!elsewhere.status.success());
