@@ -56,6 +56,9 @@ pub struct Subscription {
     unwritten_emit_ns: Option<i64>,
     /// Set for a gzip response: what it has sent so far (`compression.rs`).
     gzip: Option<Gzip>,
+    /// The upstream's state this client was last told of while it waited for the stream's
+    /// first snapshot.
+    told: Option<UpstreamState>,
 }
 
 impl Subscription {
@@ -72,6 +75,7 @@ impl Subscription {
             conflations: VecDeque::new(),
             unwritten_emit_ns: None,
             gzip: None,
+            told: None,
         }
     }
 
@@ -186,7 +190,21 @@ impl Subscription {
         // lock on each wake-up, so nothing that can wait for the others belongs under it.
         let mut delivered = None;
         if let Position::Pending(start) = self.position {
-            let head = state.books.at?;
+            let Some(head) = state.books.at else {
+                // No snapshot yet. An upstream that is degraded (its subscribe failing) or
+                // ended (the simulator not found) may never give one: the client is told, once
+                // per state, instead of hearing heartbeats only.
+                let news = matches!(
+                    state.upstream,
+                    UpstreamState::Degraded(_) | UpstreamState::Ended(_)
+                ) && self.told.as_ref() != Some(&state.upstream);
+                if !news {
+                    return None;
+                }
+                self.told = Some(state.upstream.clone());
+                out.extend_from_slice(&status_notice(&state.upstream));
+                return Some(Delivery::Frames(out.freeze()));
+            };
             let cursor = match start {
                 Start::Snapshot => None,
                 Start::After(from) if from.epoch != head.epoch => {
@@ -390,6 +408,31 @@ mod tests {
         assert!(sent.contains("epoch_changed"), "{sent}");
         assert!(sent.contains(r#""cause":"reset""#), "{sent}");
         assert_eq!(client.last_delivered(), Some(position(2, 1)));
+    }
+
+    #[tokio::test]
+    async fn a_client_waiting_for_the_first_snapshot_is_told_once_how_the_upstream_fares() {
+        let stream = stream("sim");
+        let mut client = Subscription::new(Arc::clone(&stream), Start::Snapshot);
+        assert_eq!(ready(&mut client), None, "nothing yet");
+
+        let degraded = UpstreamState::Degraded("subscribe failed: unavailable".to_owned());
+        stream.set_upstream(degraded, None);
+        let told = ready(&mut client).expect("told it is degraded");
+        let again = ready(&mut client);
+        stream.set_upstream(UpstreamState::Ended("simulator not found".to_owned()), None);
+        let ended = ready(&mut client).expect("told it ended");
+
+        assert!(told.contains("event: status"), "{told}");
+        assert!(told.contains(r#""state":"degraded""#), "{told}");
+        assert!(told.contains("subscribe failed: unavailable"), "{told}");
+        assert_eq!(again, None, "once per state");
+        assert!(ended.contains(r#""state":"ended""#), "{ended}");
+        assert!(ended.contains("simulator not found"), "{ended}");
+        // The first snapshot still comes when the stream has one.
+        stream.publish(&[snapshot(1, 10)]);
+        let first = ready(&mut client).expect("the snapshot");
+        assert!(first.contains("event: snapshot"), "{first}");
     }
 
     /// A stream whose clients may be 1 KiB behind; `client` sits at its head.
