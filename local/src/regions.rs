@@ -494,10 +494,24 @@ fn offset(settings: &StackSettings, index: usize) -> StackSettings {
     }
 }
 
+/// Ports [`reserve`] picks from: below Linux's default ephemeral range (32768–60999).
+const RESERVED_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
 /// `addr`, with a free port picked now if it names port 0 (briefly bound, then released).
+/// Picked outside the ephemeral range: until its region's stack binds it, every other `:0` bind
+/// and outgoing connection of the process (another region's servers, their clients) draws
+/// from that range and could take a port released there.
 fn reserve(addr: SocketAddr) -> Result<SocketAddr, StackError> {
     if addr.port() != 0 {
         return Ok(addr);
+    }
+    for _ in 0..200 {
+        let port = rand::random_range(RESERVED_PORTS);
+        if let Ok(free) = std::net::TcpListener::bind(SocketAddr::new(addr.ip(), port))
+            .and_then(|l| l.local_addr())
+        {
+            return Ok(free);
+        }
     }
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     std::net::TcpListener::bind(addr)
@@ -511,6 +525,16 @@ fn reserve(addr: SocketAddr) -> Result<SocketAddr, StackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reserved_port_is_free_and_outside_the_ephemeral_range() {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let reserved = reserve(any).unwrap();
+        assert!(RESERVED_PORTS.contains(&reserved.port()), "{reserved}");
+        std::net::TcpListener::bind(reserved).expect("still free");
+        let fixed = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
+        assert_eq!(reserve(fixed).unwrap(), fixed, "a given port is kept");
+    }
 
     #[test]
     fn regions_are_named_local_a_local_b_and_so_on() {
