@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use session_core::config::{Settings, StoreBackend};
 use session_core::domain::RegionName;
+use session_local::regions::Regions;
+use session_local::stack::StackSettings;
 
 use crate::moto::Moto;
 use crate::test_api::TestApi;
@@ -44,4 +46,25 @@ pub async fn region_stack(
         configure(s);
     }))
     .await
+}
+
+/// `session-local --regions 2` in this process (`local-a`, the primary, and `local-b`) on free
+/// ports, `lag` between the replicas, the backends retried fast; the endpoints file written to
+/// `endpoints_file` if given.
+///
+/// # Panics
+/// The regions do not start.
+pub async fn two_local_regions(
+    lag: std::time::Duration,
+    endpoints_file: Option<std::path::PathBuf>,
+) -> Regions {
+    let mut service = Settings::default();
+    service.backends.retry_base_ms = std::time::Duration::from_millis(5);
+    let settings = StackSettings {
+        endpoints_file,
+        ..StackSettings::ephemeral(service)
+    };
+    Regions::start(settings, 2, lag)
+        .await
+        .expect("two regions start")
 }

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use session_core::config::Settings;
 use session_local::regions::Regions;
-use session_local::stack::StackSettings;
 
 /// Long enough that a read sent right after a write is surely early, even on a busy machine.
 const LAG: Duration = Duration::from_millis(1_000);
@@ -17,15 +15,7 @@ const LAG: Duration = Duration::from_millis(1_000);
 const PATIENCE: Duration = Duration::from_secs(15);
 
 async fn two_regions(endpoints_file: Option<std::path::PathBuf>) -> Regions {
-    let mut service = Settings::default();
-    service.backends.retry_base_ms = Duration::from_millis(5);
-    let settings = StackSettings {
-        endpoints_file,
-        ..StackSettings::ephemeral(service)
-    };
-    Regions::start(settings, 2, LAG)
-        .await
-        .expect("two regions start")
+    session_tests::regions::two_local_regions(LAG, endpoints_file).await
 }
 
 /// One answer: status, the `X-Session-Home` header, the body as JSON.

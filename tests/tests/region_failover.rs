@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use session_core::config::Settings;
 use session_local::regions::{RegionEndpoints, Regions};
-use session_local::stack::StackSettings;
 use session_tests::sse::{self, Event, SseStream};
 use session_tests::ws::{Socket, next_message};
 use tokio_tungstenite::tungstenite::Message;
@@ -242,11 +240,7 @@ impl Client {
 }
 
 async fn two_regions() -> Regions {
-    let mut service = Settings::default();
-    service.backends.retry_base_ms = Duration::from_millis(5);
-    Regions::start(StackSettings::ephemeral(service), 2, LAG)
-        .await
-        .expect("two regions start")
+    session_tests::regions::two_local_regions(LAG, None).await
 }
 
 /// Reads `count` events from `stream`; returns the last event id.

@@ -15,9 +15,7 @@ use anyhow::{Context as _, Result, ensure};
 use fantoccini::Client;
 use reqwest::StatusCode;
 use serde_json::Value;
-use session_core::config::Settings;
 use session_local::regions::Regions;
-use session_local::stack::StackSettings;
 use session_tests::browser::{Chromedriver, Shown, click, start_simulator_as, until};
 
 /// The replication lag between the regions.
@@ -98,11 +96,7 @@ async fn fail_over_under_the_page(page: &Client, regions: &Regions) -> Result<()
 }
 
 async fn two_regions() -> Regions {
-    let mut service = Settings::default();
-    service.backends.retry_base_ms = Duration::from_millis(5);
-    Regions::start(StackSettings::ephemeral(service), 2, LAG)
-        .await
-        .expect("two regions start")
+    session_tests::regions::two_local_regions(LAG, None).await
 }
 
 #[tokio::test]
