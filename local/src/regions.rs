@@ -37,7 +37,7 @@ use session_core::clock::{Clock, SystemClock};
 use session_core::config::{RegionSettings, StoreBackend, invalid};
 use session_core::domain::RegionName;
 use session_core::service::{HomeFailover, HomeFailoverError};
-use session_core::store::Replication;
+use session_core::store::{HomeFence, Replication};
 use tokio::sync::Mutex;
 
 use crate::auth::{AuthService, AuthSettings};
@@ -169,7 +169,10 @@ impl Regions {
                 apis: apis.clone(),
                 simulators: simulators.clone(),
             };
-            s.store = Some(Arc::new(control.replication.region(i)));
+            // Fenced to the sessions homed in this region, as a regional deployment's store is
+            // (`store::from_settings`): the REST `421` is not the only guard.
+            let fence = HomeFence::from_settings(&s.service.regions);
+            s.store = Some(Arc::new(control.replication.region(i).fenced_by(fence)));
             s.endpoints_file = None;
             s.identity = Some(Arc::clone(&identity));
             s.routes = Some(control.routes(i));
@@ -497,6 +500,12 @@ fn offset(settings: &StackSettings, index: usize) -> StackSettings {
 /// Ports [`reserve`] picks from: below Linux's default ephemeral range (32768–60999).
 const RESERVED_PORTS: std::ops::Range<u16> = 20_000..32_768;
 
+/// The ports [`reserve`] has handed out in this process: never twice, as the port is released
+/// until its stack binds it, and another multi-region stack of the process (tests start
+/// several at once) could otherwise be handed it meanwhile.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// `addr`, with a free port picked now if it names port 0 (briefly bound, then released).
 /// Picked outside the ephemeral range: until its region's stack binds it, every other `:0` bind
 /// and outgoing connection of the process (another region's servers, their clients) draws
@@ -505,11 +514,18 @@ fn reserve(addr: SocketAddr) -> Result<SocketAddr, StackError> {
     if addr.port() != 0 {
         return Ok(addr);
     }
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..200 {
         let port = rand::random_range(RESERVED_PORTS);
+        if handed_out.contains(&port) {
+            continue;
+        }
         if let Ok(free) = std::net::TcpListener::bind(SocketAddr::new(addr.ip(), port))
             .and_then(|l| l.local_addr())
         {
+            handed_out.insert(port);
             return Ok(free);
         }
     }
@@ -534,6 +550,15 @@ mod tests {
         std::net::TcpListener::bind(reserved).expect("still free");
         let fixed = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
         assert_eq!(reserve(fixed).unwrap(), fixed, "a given port is kept");
+    }
+
+    #[test]
+    fn a_port_is_reserved_once_per_process_though_released_meanwhile() {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        // Without the record, 2,000 random picks among 12,768 ports repeat one almost surely.
+        let ports: Vec<u16> = (0..2_000).map(|_| reserve(any).unwrap().port()).collect();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
     }
 
     #[test]

@@ -235,7 +235,7 @@ pub(crate) fn ws_post(outcome: &'static str, took: Duration) {
 }
 
 /// A failed step of the WebSocket push (`list_sessions`, `take_lease`, `lease_lost`,
-/// `read_connections`, `hand_over`, `record_position`, `push`); each is also logged.
+/// `read_connections`, `read_session`, `hand_over`, `record_position`, `push`); each is also logged.
 pub(crate) fn pusher_error(step: &'static str) {
     counter!("streamer_pusher_errors_total", "step" => step).increment(1);
 }

@@ -295,6 +295,83 @@ async fn local_b_streams_a_session_homed_in_local_a_from_local_as_simulator() {
     assert_eq!(epoch_of(&delta_b), epoch_of(&snapshot_a));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_of_local_b_streams_a_session_homed_in_local_a() {
+    let regions = two_regions(None).await;
+    let (alice_a, alice_b) = (Alice::in_region(&regions, 0), Alice::in_region(&regions, 1));
+    let session = alice_a.create_session().await;
+    let started = alice_a
+        .send(
+            Method::POST,
+            &format!("/v1/sessions/{session}/simulators"),
+            Some(json!({ "symbols": ["BTC-USD"] })),
+        )
+        .await;
+    assert!(started.status.is_success(), "{started:?}");
+    let simulator = started.body["simulator_id"].as_str().expect("an id");
+    let bearer = format!("Bearer {}", alice_a.token);
+    let stream_a = format!(
+        "{}/v1/sessions/{session}/stream?simulator_id={simulator}",
+        regions.endpoints()[0].sse
+    );
+    let mut in_a = session_tests::sse::connect(&stream_a, &[("authorization", &bearer)])
+        .await
+        .expect("local-a streams its own session");
+
+    // Act: a ticket of local-b (once the session has replicated there) opens a WebSocket on
+    // local-b's API, which admits it though the session is homed in local-a.
+    let tickets = format!("/v1/sessions/{session}/tickets");
+    let deadline = Instant::now() + PATIENCE;
+    let url = loop {
+        let ticket = alice_b
+            .send(Method::POST, &tickets, Some(json!({ "transport": "ws" })))
+            .await;
+        if ticket.status.is_success() {
+            break ticket.body["url"].as_str().expect("a URL").to_owned();
+        }
+        assert!(
+            ticket.status == StatusCode::NOT_FOUND && Instant::now() < deadline,
+            "no ticket from local-b: {ticket:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        url.starts_with(&regions.endpoints()[1].ws_api),
+        "a ticket of local-b is for local-b's API: {url}"
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("local-b admits the connection");
+
+    // Assert: local-b's streamer pushes the simulator of local-a to it: the epoch local-a's
+    // own client sees, a snapshot then deltas.
+    let snapshot_a = next_where(&mut in_a, |e| e.event == "snapshot").await;
+    let epoch_a = snapshot_a.id.as_deref().and_then(|id| id.split_once('-'));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let message = session_tests::ws::next_message(&mut socket, PATIENCE)
+            .await
+            .expect("local-b pushes events");
+        let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
+            continue;
+        };
+        let message: Value = serde_json::from_str(&text).expect("JSON messages");
+        for event in message["events"].as_array().into_iter().flatten() {
+            let kind = event["event"].as_str().unwrap_or_default().to_owned();
+            let id = event["id"].as_str().unwrap_or_default().to_owned();
+            seen.push((kind, id));
+        }
+    }
+    assert_eq!(seen[0].0, "snapshot", "{seen:?}");
+    for (_, id) in &seen {
+        assert_eq!(
+            id.split_once('-').map(|(epoch, _)| epoch),
+            epoch_a.map(|(epoch, _)| epoch),
+            "local-b pushes local-a's simulator: {seen:?}"
+        );
+    }
+}
+
 /// The next event of `stream` that `wanted` holds of, within [`PATIENCE`].
 async fn next_where(
     stream: &mut session_tests::sse::SseStream,

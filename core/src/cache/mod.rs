@@ -229,10 +229,9 @@ impl ConnectionStore for CachedStore {
     ) -> Result<(), StoreError> {
         let result = self.inner.put_connection(connection, max_per_session).await;
         let key = value::connection(&connection.session_id, &connection.id);
-        self.wrote(&key, result, |()| {
-            Some(Value::Connection(connection.clone()))
-        })
-        .await
+        // Not cached as passed: the store records it as its region's (`Connection::region`),
+        // so the next read fetches the record.
+        self.wrote(&key, result, |()| None).await
     }
 
     async fn get_connection(

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Compression, ConnectionId, EventId, SessionId, Timestamp, UserId};
+use super::{Compression, ConnectionId, EventId, RegionName, SessionId, Timestamp, UserId};
 
 /// What the heartbeat handler measured of a connection.
 #[derive(
@@ -51,6 +51,10 @@ pub struct Connection {
     /// How its pushes are encoded, as its ticket granted (records written before the field
     /// existed have none: uncompressed).
     pub compression: Compression,
+    /// The region whose WebSocket API holds it, in a multi-region deployment; `None`: the
+    /// primary region (or the only one). Stores set it: a connection is its region's alone
+    /// (connection ids and `@connections` endpoints are regional).
+    pub region: Option<RegionName>,
     /// Bumped by every change; stores write a change only over the version it was made from.
     pub version: u64,
 }
@@ -94,6 +98,7 @@ impl Connection {
             quality: ConnectionQuality::default(),
             served_by: None,
             compression: Compression::None,
+            region: None,
             version: 1,
         }
     }

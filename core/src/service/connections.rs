@@ -143,6 +143,8 @@ impl ConnectionService {
             // The first heartbeat records the lease holder.
             served_by: None,
             compression: admission.compression,
+            // The store names its own region.
+            region: None,
             version: 1,
         };
         self.connections

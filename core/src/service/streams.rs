@@ -165,10 +165,7 @@ impl StreamService {
             });
         }
         let (simulator, backend_id) = self.stream_source(&session.id, simulator).await?;
-        let source = match &simulator.host {
-            Some(host) => Some(host.address.clone()),
-            None => self.home_server(&session),
-        };
+        let source = self.server_of(&session, &simulator);
         Ok(StreamAdmission {
             user: session.owner.clone(),
             session,
@@ -177,6 +174,38 @@ impl StreamService {
             source,
             ticket,
         })
+    }
+
+    /// The simulator server a stream of `session`'s `simulator` is fed from: the one its record
+    /// names (discovery), else the home region's static server when that is another region;
+    /// `None`: this region's static server.
+    fn server_of(&self, session: &Session, simulator: &Simulator) -> Option<String> {
+        match &simulator.host {
+            Some(host) => Some(host.address.clone()),
+            None => self.home_server(session),
+        }
+    }
+
+    /// [`Self::server_of`] for the push to WebSocket connections, which knows only the session's
+    /// id: its item is read only when the home decides (a multi-region deployment, a record
+    /// without a server).
+    ///
+    /// # Errors
+    /// `NotFound` if the session is gone, or the store failed.
+    pub async fn server_for(
+        &self,
+        session_id: &SessionId,
+        simulator: &Simulator,
+    ) -> Result<Option<String>, ServiceError> {
+        if simulator.host.is_some() || !self.regions.is_multi_region() {
+            return Ok(simulator.host.as_ref().map(|h| h.address.clone()));
+        }
+        let session = self
+            .sessions
+            .get_session(session_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("session", session_id))?;
+        Ok(self.server_of(&session, simulator))
     }
 
     /// The static simulator server of `session`'s home, when that is another region: its

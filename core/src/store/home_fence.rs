@@ -4,7 +4,7 @@
 //! write takes. A single-region deployment has no fence and adds no condition.
 
 use crate::config::RegionSettings;
-use crate::domain::RegionName;
+use crate::domain::{Connection, RegionName};
 
 /// This region and the primary one, for the stores' home conditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,12 @@ impl HomeFence {
         self.this == self.primary
     }
 
+    /// This region as the keys and records of regional items name it: `None` for the primary,
+    /// whose keys and records predate regions (they stay as they were).
+    pub fn key_region(&self) -> Option<&RegionName> {
+        (!self.is_primary()).then_some(&self.this)
+    }
+
     /// The home a session's item records (`None`: the primary region).
     pub fn resolve<'a>(&'a self, home: Option<&'a RegionName>) -> &'a RegionName {
         home.unwrap_or(&self.primary)
@@ -47,6 +53,21 @@ impl HomeFence {
     pub fn is_home(&self, home: Option<&RegionName>) -> bool {
         *self.resolve(home) == self.this
     }
+}
+
+/// `connection` as the store of region `fence` records it: named as this region's (a fenced
+/// store sets the region, whatever the caller put there; an unfenced one, a replay's, keeps it).
+pub(crate) fn own_connection(fence: Option<&HomeFence>, connection: &Connection) -> Connection {
+    Connection {
+        region: fence.map_or_else(|| connection.region.clone(), |f| f.key_region().cloned()),
+        ..connection.clone()
+    }
+}
+
+/// Whether `connection` is region `fence`'s: a region's store sees, counts and removes only its
+/// own connections, the ones its `@connections` endpoint can reach (every one without a fence).
+pub(crate) fn is_own_connection(fence: Option<&HomeFence>, connection: &Connection) -> bool {
+    fence.is_none_or(|f| connection.region.as_ref() == f.key_region())
 }
 
 #[cfg(test)]

@@ -403,7 +403,10 @@ impl ConnectionStore for RegionalReplica {
             .replica
             .put_connection(connection, max_per_session)
             .await;
-        self.then_replicate(result, || Write::PutConnection(connection.clone()))
+        // Replicated as recorded here: named as this region's.
+        self.then_replicate(result, || {
+            Write::PutConnection(self.replica.own_connection(connection))
+        })
     }
 
     async fn get_connection(

@@ -323,8 +323,9 @@ impl Inner {
         let Ok((simulator, key)) = self.service.stream_source(session, None).await else {
             return Round::Continue;
         };
-        // Fed from the server hosting the simulator (discovery), or the static one.
-        let host = simulator.host.as_ref().map(|h| h.address.as_str());
+        // Fed from the server hosting the simulator (discovery), or the static one (of the
+        // session's home region): found once some connection needs a pusher.
+        let mut host: Option<Option<String>> = None;
         for connection in connections {
             if pushers
                 .get(&connection.id)
@@ -344,6 +345,17 @@ impl Inner {
                 .map_or(Start::Snapshot, Start::After);
             info!(connection_id = %connection.id, ?start, "feeding a connection");
             let from_snapshot = matches!(start, Start::Snapshot);
+            if host.is_none() {
+                match self.service.server_for(session, &simulator).await {
+                    Ok(server) => host = Some(server),
+                    Err(e) => {
+                        metrics::pusher_error("read_session");
+                        warn!(session_id = %session, error = %e, "cannot tell which server streams the session");
+                        return Round::Continue;
+                    }
+                }
+            }
+            let host = host.as_ref().and_then(Option::as_deref);
             let subscription = match self.hub.subscribe_on(host, &key, start) {
                 Ok(subscription) => subscription,
                 Err(error) => {

@@ -93,6 +93,7 @@ impl Harness {
             quality: ConnectionQuality::default(),
             served_by: None,
             compression: session_core::domain::Compression::None,
+            region: None,
             version: 1,
         }
     }

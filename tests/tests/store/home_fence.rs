@@ -1,10 +1,13 @@
 //! The home fence of session-item writes (`docs/multi-region.md`, "every conditional write
 //! names its region"): a store of a region that is not the session's home changes neither the
-//! session nor what counts on it (simulators, connections), whatever the write, until a
-//! failover moves the home there.
+//! session nor what counts on it (simulators), whatever the write, until a failover moves the
+//! home there. WebSocket connections are regional instead: every region admits, counts and
+//! sees its own, whatever the session's home.
 
 use session_core::config::RegionSettings;
-use session_core::domain::{RegionName, Session, SessionId, SimulatorStatus};
+use std::time::Duration;
+
+use session_core::domain::{Connection, RegionName, Session, SessionId, SimulatorStatus};
 use session_core::store::{HomeFence, HomeMove, SharedStore, StoreError, Takeover};
 
 use crate::helpers::{Harness, LIFETIME, quotas};
@@ -73,13 +76,14 @@ pub async fn a_region_that_is_not_the_home_cannot_write_the_session_until_the_ho
             .await,
         "a",
     );
-    let connected_in_b = h.connection(&session, "conn-in-b", LIFETIME);
-    homed_in(b.put_connection(&connected_in_b, 2).await, "a");
     let failed = running
         .transition(SimulatorStatus::Failed, Some("b".to_owned()), h.now())
         .unwrap();
     homed_in(b.update_simulator(&running, &failed).await, "a");
-    homed_in(b.delete_connection(&session.id, &in_a.id).await, "a");
+    assert!(
+        !b.delete_connection(&session.id, &in_a.id).await.unwrap(),
+        "a's connection is not b's to remove"
+    );
     homed_in(
         b.update_session(&session, &session.close(h.now()).unwrap())
             .await,
@@ -138,9 +142,8 @@ pub async fn a_region_that_is_not_the_home_cannot_write_the_session_until_the_ho
     b.create_simulator(&started_in_b, &session.owner, quotas(3))
         .await
         .unwrap();
-    b.put_connection(&connected_in_b, 4).await.unwrap();
     homed_in(
-        a.put_connection(&h.connection(&session, "conn-late", LIFETIME), 9)
+        a.create_simulator(&h.simulator(&session), &session.owner, quotas(9))
             .await,
         "b",
     );
@@ -152,14 +155,112 @@ pub async fn a_session_without_a_home_region_is_written_by_the_primary_only(h: H
     assert_eq!(session.home_region, None, "a bare session is the primary's");
     a.create_session(&session, 10).await.unwrap();
 
-    homed_in(
-        b.put_connection(&h.connection(&session, "conn-b", LIFETIME), 2)
+    let closed = session.close(h.now()).unwrap();
+    homed_in(b.update_session(&session, &closed).await, "a");
+    a.update_session(&session, &closed).await.unwrap();
+}
+
+fn is_full<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    match result {
+        Err(StoreError::QuotaExceeded { limit: 1, .. }) => {}
+        other => panic!("expected the connections quota: {other:?}"),
+    }
+}
+
+pub async fn each_region_admits_counts_and_sees_only_its_own_connections_whatever_the_home(
+    h: Harness,
+) {
+    let (a, b) = (store_of(&h, "a"), store_of(&h, "b"));
+    let session = Session {
+        home_region: Some(region("a")),
+        ..h.session("alice")
+    };
+    a.create_session(&session, 10).await.unwrap();
+    let in_a = h.connection(&session, "conn-a", LIFETIME);
+    a.put_connection(&in_a, 1).await.unwrap();
+
+    // Act: b, which is not the home, admits a connection of its own, counted apart from a's.
+    let in_b = h.connection(&session, "conn-b", LIFETIME);
+    b.put_connection(&in_b, 1).await.unwrap();
+
+    is_full(
+        b.put_connection(&h.connection(&session, "conn-b2", LIFETIME), 1)
             .await,
-        "a",
     );
-    a.put_connection(&h.connection(&session, "conn-a", LIFETIME), 2)
+    is_full(
+        a.put_connection(&h.connection(&session, "conn-a2", LIFETIME), 1)
+            .await,
+    );
+    // Each region sees its own only: the ones its `@connections` endpoint reaches.
+    let recorded_in_b = Connection {
+        region: Some(region("b")),
+        ..in_b.clone()
+    };
+    assert_eq!(
+        a.list_connections(&session.id).await.unwrap(),
+        vec![in_a.clone()]
+    );
+    assert_eq!(
+        b.list_connections(&session.id).await.unwrap(),
+        vec![recorded_in_b.clone()]
+    );
+    assert_eq!(b.get_connection(&session.id, &in_a.id).await.unwrap(), None);
+    assert_eq!(a.get_connection(&session.id, &in_b.id).await.unwrap(), None);
+    assert_eq!(
+        b.get_connection(&session.id, &in_b.id).await.unwrap(),
+        Some(recorded_in_b)
+    );
+    // The home's item is untouched by b.
+    assert_eq!(
+        a.get_session(&session.id).await.unwrap(),
+        Some(session.clone())
+    );
+
+    // A session only b streams is found by b's streamers, not a's.
+    let other = Session {
+        home_region: Some(region("a")),
+        ..h.session("bob")
+    };
+    a.create_session(&other, 10).await.unwrap();
+    let dying = h.connection(&other, "conn-b-other", Duration::from_secs(60));
+    b.put_connection(&dying, 1).await.unwrap();
+    assert_eq!(
+        a.sessions_with_connections().await.unwrap(),
+        vec![session.id.clone()]
+    );
+    let mut in_b_sessions = b.sessions_with_connections().await.unwrap();
+    in_b_sessions.sort();
+    let mut expected = vec![session.id.clone(), other.id.clone()];
+    expected.sort();
+    assert_eq!(in_b_sessions, expected);
+
+    // b removes its own and frees its slot; a's are not b's to remove.
+    assert!(!b.delete_connection(&session.id, &in_a.id).await.unwrap());
+    assert!(
+        a.get_connection(&session.id, &in_a.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(b.delete_connection(&session.id, &in_b.id).await.unwrap());
+    b.put_connection(&h.connection(&session, "conn-b2", LIFETIME), 1)
         .await
         .unwrap();
-    let closed = session.close(h.now()).unwrap();
-    a.update_session(&session, &closed).await.unwrap();
+    // A dead connection's slot in b is freed by b's next admission.
+    h.clock.advance(Duration::from_secs(60));
+    b.put_connection(&h.connection(&other, "conn-b-fresh", LIFETIME), 1)
+        .await
+        .unwrap();
+
+    // A session closed in its home takes no more connections in b.
+    a.update_session(&other, &other.close(h.now()).unwrap())
+        .await
+        .unwrap();
+    let refused = b
+        .put_connection(&h.connection(&other, "conn-b-late", LIFETIME), 9)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::SessionNotActive { .. })),
+        "{refused:?}"
+    );
 }

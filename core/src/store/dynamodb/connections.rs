@@ -1,6 +1,7 @@
 //! The DynamoDB adapter of [`ConnectionStore`]: one item per WebSocket connection
-//! (`SESSION#<id>` / `CONN#<id>`), counted on the session item in the same transaction, and
-//! indexed by shard in GSI1 for streamers looking for sessions to serve.
+//! (`SESSION#<id>` / `CONN#<id>`), counted in the same transaction (on the session item; in a
+//! multi-region deployment on the region's own counter item), and indexed by region and shard
+//! in GSI1 for streamers looking for sessions to serve.
 
 use crate::store::ports::{DELETE_ITEM, GET_ITEM, MethodActions, PUT_ITEM, QUERY, UPDATE_ITEM};
 use std::collections::BTreeSet;
@@ -8,23 +9,84 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 
 use super::item::{
-    CONN_PREFIX, SESSION_SK, WS_CONNECTION_SHARDS, connection_from, connection_item,
-    connection_session_from, key, ms, n, s, session_pk, ws_connections_pk,
+    CONN_PREFIX, SESSION_SK, WS_CONNECTION_SHARDS, connection_count_key, connection_from,
+    connection_item, connection_session_from, key, ms, n, s, session_from, session_pk,
+    ws_connections_pk,
 };
 use super::write::Write;
 use super::{DynamoStore, LIVE, TableSpec, applied, every_page, item};
 use crate::domain::{Connection, ConnectionId, SessionId, SessionStatus, Timestamp};
-use crate::store::{ConnectionStore, Quota, StoreError};
+use crate::store::home_fence::{is_own_connection, own_connection};
+use crate::store::{ConnectionStore, HomeFence, Quota, StoreError};
 
 impl DynamoStore {
-    /// One shard's unexpired WebSocket connection entries in GSI1 (one per connection, only
-    /// `session_id` projected), every page read. GSI reads are eventually consistent (they
-    /// cannot be otherwise).
+    /// Where this region counts a session's connections: `None` for the session item (a
+    /// single-region deployment), else this region's own counter item in the session's
+    /// partition. In a multi-region deployment each region counts its connections apart: each
+    /// counter is written by one region only (last writer wins never loses a slot), and a
+    /// region admits connections to sessions homed elsewhere, whose item only the home writes.
+    fn connection_counter(&self, session: &SessionId) -> Option<item::Item> {
+        self.home
+            .as_ref()
+            .map(|fence| connection_count_key(session, fence.this()))
+    }
+
+    /// Whether `connection` is this region's (see [`is_own_connection`]).
+    fn is_own(&self, connection: &Connection) -> bool {
+        is_own_connection(self.home.as_ref(), connection)
+    }
+
+    /// The write that counts `connection` under `max`: on the session item, conditional on the
+    /// session being usable; or on this region's counter item, after reading the session (the
+    /// replica's copy, which a condition in the transaction would see no fresher), `None` if
+    /// it is not usable.
+    async fn count_connection(
+        &self,
+        connection: &Connection,
+        max: u32,
+        now: Timestamp,
+    ) -> Result<Option<Write>, StoreError> {
+        let increment = "SET #connections = if_not_exists(#connections, :zero) + :one";
+        let under_max = "(attribute_not_exists(#connections) OR #connections < :max)";
+        let session = &connection.session_id;
+        let count = match self.connection_counter(session) {
+            None => Write::update(key(session_pk(session), SESSION_SK), increment)
+                .when(&format!(
+                    "#status = :active AND #expires_at > :now AND {under_max}"
+                ))
+                .bind(":active", s(SessionStatus::Active.as_str()))
+                .bind(":now", ms(now)),
+            Some(counter) => {
+                let usable = match self.get(key(session_pk(session), SESSION_SK)).await? {
+                    Some(item) => Some(session_from(&item)?).filter(|s| s.is_usable(now)),
+                    None => None,
+                };
+                let Some(usable) = usable else {
+                    return Ok(None);
+                };
+                // Kept as long as the session: it counts nothing after.
+                Write::update(counter, &format!("{increment}, #ttl = :ttl"))
+                    .when(under_max)
+                    .bind(":ttl", n(usable.expires_at.unix_seconds_ceil()))
+            }
+        };
+        Ok(Some(
+            count
+                .bind(":zero", n(0))
+                .bind(":one", n(1))
+                .bind(":max", n(max)),
+        ))
+    }
+
+    /// One shard's unexpired WebSocket connection entries of this region in GSI1 (one per
+    /// connection, only `session_id` projected), every page read. GSI reads are eventually
+    /// consistent (they cannot be otherwise).
     async fn query_connection_shard(
         &self,
         shard: u32,
         now: Timestamp,
     ) -> Result<Vec<item::Item>, StoreError> {
+        let region = self.home.as_ref().and_then(HomeFence::key_region);
         every_page(
             self.client
                 .query()
@@ -37,27 +99,31 @@ impl DynamoStore {
                 .expression_attribute_names("#GSI1PK", TableSpec::GSI1PK)
                 .expression_attribute_names("#expires_at", "expires_at")
                 .expression_attribute_names("#session_id", "session_id")
-                .expression_attribute_values(":shard", s(ws_connections_pk(shard)))
+                .expression_attribute_values(":shard", s(ws_connections_pk(region, shard)))
                 .expression_attribute_values(":now", ms(now)),
         )
         .await
     }
 
-    /// Deletes the session's expired connection records, releasing their quota slots.
+    /// Deletes the session's expired connection records of this region, releasing their quota
+    /// slots.
     async fn purge_expired_connections(&self, session: &SessionId) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let mut released = 0;
         for item in self.query_prefix(session_pk(session), CONN_PREFIX).await? {
             let connection = connection_from(&item)?;
-            if connection.is_expired(now) && self.delete_connection_record(&connection).await? {
+            if connection.is_expired(now)
+                && self.is_own(&connection)
+                && self.delete_connection_record(&connection).await?
+            {
                 released += 1;
             }
         }
         Ok(released)
     }
 
-    /// Deletes one connection record at its version and releases its slot; `false` if the
-    /// record changed or vanished meanwhile.
+    /// Deletes one connection record of this region at its version and releases its slot;
+    /// `false` if the record changed or vanished meanwhile.
     async fn delete_connection_record(&self, c: &Connection) -> Result<bool, StoreError> {
         let delete = Write::delete(key(
             session_pk(&c.session_id),
@@ -65,22 +131,18 @@ impl DynamoStore {
         ))
         .when("#version = :version")
         .bind(":version", n(c.version));
-        let release = self.homed_here(
-            Write::update(
-                key(session_pk(&c.session_id), SESSION_SK),
-                "SET #connections = #connections - :one",
-            )
+        let counter = self
+            .connection_counter(&c.session_id)
+            .unwrap_or_else(|| key(session_pk(&c.session_id), SESSION_SK));
+        let release = Write::update(counter, "SET #connections = #connections - :one")
             .when("attribute_exists(#PK) AND #connections > :zero")
             .bind(":one", n(1))
-            .bind(":zero", n(0)),
-        );
+            .bind(":zero", n(0));
         match self.transact(vec![delete.clone(), release]).await? {
             Ok(()) => Ok(true),
-            Err(c) if c.failed.first() == Some(&true) => Ok(false),
-            // Homed elsewhere: the record stays (its slot is counted there) until the home
-            // purges it once expired.
-            Err(_) if let Some(elsewhere) = self.not_home(&c.session_id).await? => Err(elsewhere),
-            // The session item is gone (or its counter already zero): the record alone goes.
+            Err(failure) if failure.failed.first() == Some(&true) => Ok(false),
+            // The counter is gone (or already zero: a record counted before this region kept
+            // its own count): the record alone goes.
             Err(_) => applied(self.write(delete).await),
         }
     }
@@ -108,25 +170,21 @@ impl ConnectionStore for DynamoStore {
         connection: &Connection,
         max_per_session: u32,
     ) -> Result<(), StoreError> {
+        let connection = &own_connection(self.home.as_ref(), connection);
+        let not_active = || StoreError::SessionNotActive {
+            id: connection.session_id.to_string(),
+        };
         for attempt in 0..2 {
             let now = self.clock.now();
+            let Some(count) = self
+                .count_connection(connection, max_per_session, now)
+                .await?
+            else {
+                return Err(not_active());
+            };
             let writes = vec![
                 Write::put(connection_item(connection)).when("attribute_not_exists(#PK)"),
-                self.homed_here(
-                    Write::update(
-                        key(session_pk(&connection.session_id), SESSION_SK),
-                        "SET #connections = if_not_exists(#connections, :zero) + :one",
-                    )
-                    .when(
-                        "#status = :active AND #expires_at > :now \
-                     AND (attribute_not_exists(#connections) OR #connections < :max)",
-                    )
-                    .bind(":active", s(SessionStatus::Active.as_str()))
-                    .bind(":now", ms(now))
-                    .bind(":zero", n(0))
-                    .bind(":one", n(1))
-                    .bind(":max", n(max_per_session)),
-                ),
+                count,
             ];
             match self.transact(writes).await? {
                 Ok(()) => return Ok(()),
@@ -136,13 +194,8 @@ impl ConnectionStore for DynamoStore {
                         id: connection.id.to_string(),
                     });
                 }
-                Err(_) if let Some(elsewhere) = self.not_home(&connection.session_id).await? => {
-                    return Err(elsewhere);
-                }
                 Err(_) if !self.session_usable(&connection.session_id).await? => {
-                    return Err(StoreError::SessionNotActive {
-                        id: connection.session_id.to_string(),
-                    });
+                    return Err(not_active());
                 }
                 Err(_) => {
                     if attempt == 0
@@ -173,7 +226,7 @@ impl ConnectionStore for DynamoStore {
             .get(key(session_pk(session), format!("{CONN_PREFIX}{id}")))
             .await?;
         let connection = item.as_ref().map(connection_from).transpose()?;
-        Ok(connection.filter(|c| !c.is_expired(now)))
+        Ok(connection.filter(|c| !c.is_expired(now) && self.is_own(c)))
     }
 
     async fn list_connections(&self, session: &SessionId) -> Result<Vec<Connection>, StoreError> {
@@ -182,7 +235,7 @@ impl ConnectionStore for DynamoStore {
         let mut connections = Vec::with_capacity(items.len());
         for item in &items {
             let connection = connection_from(item)?;
-            if !connection.is_expired(now) {
+            if !connection.is_expired(now) && self.is_own(&connection) {
                 connections.push(connection);
             }
         }
@@ -223,6 +276,10 @@ impl ConnectionStore for DynamoStore {
                 return Ok(false);
             };
             let connection = connection_from(&item)?;
+            // Another region's connection is not ours to remove: absent, as it reads here.
+            if !self.is_own(&connection) {
+                return Ok(false);
+            }
             if self.delete_connection_record(&connection).await? {
                 return Ok(!connection.is_expired(self.clock.now()));
             }

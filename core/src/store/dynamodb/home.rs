@@ -29,12 +29,7 @@ impl DynamoStore {
     /// The key of `owner`'s counters in this region: suffixed by the region in a region other
     /// than the primary, the unsuffixed item otherwise (see [`counters_key`]).
     pub(super) fn counters_key(&self, owner: &UserId) -> Item {
-        let region = self
-            .home
-            .as_ref()
-            .filter(|fence| !fence.is_primary())
-            .map(HomeFence::this);
-        counters_key(owner, region)
+        counters_key(owner, self.home.as_ref().and_then(HomeFence::key_region))
     }
 
     /// After a fenced session-item write failed: [`StoreError::NotHome`] if the session (as

@@ -71,6 +71,15 @@ pub(super) fn counters_region<'a>(
 }
 pub(super) const SIM_PREFIX: &str = "SIM#";
 pub(super) const CONN_PREFIX: &str = "CONN#";
+/// Sort key prefix of a region's count of a session's WebSocket connections (multi-region).
+pub(super) const CONN_COUNT_PREFIX: &str = "WSCOUNT#";
+
+/// The item on which region `region` counts a session's WebSocket connections in a
+/// multi-region deployment (`SESSION#<id>` / `WSCOUNT#<region>`): one per region, written by
+/// that region alone.
+pub(super) fn connection_count_key(session: &SessionId, region: &RegionName) -> Item {
+    key(session_pk(session), format!("{CONN_COUNT_PREFIX}{region}"))
+}
 
 /// How many GSI1 partitions the WebSocket connection entries are spread over.
 ///
@@ -98,21 +107,27 @@ pub(super) fn ws_connection_shard(session: &SessionId) -> u32 {
     (hash % u64::from(WS_CONNECTION_SHARDS)) as u32
 }
 
-/// GSI1 partition key of the WebSocket connection entries in `shard`.
-pub(super) fn ws_connections_pk(shard: u32) -> String {
-    format!("WSCONN#{shard}")
+/// GSI1 partition key of region `region`'s WebSocket connection entries in `shard`:
+/// `WSCONN#<shard>` for the primary region (or the only one), `WSCONN#<region>#<shard>` for
+/// another, so each region's streamers find their own connections only.
+pub(super) fn ws_connections_pk(region: Option<&RegionName>, shard: u32) -> String {
+    match region {
+        None => format!("WSCONN#{shard}"),
+        Some(region) => format!("WSCONN#{region}#{shard}"),
+    }
 }
 
-/// The GSI1 keys of a connection's sessions-with-connections entry (`WSCONN#<shard>` /
-/// `<session_id>#<connection_id>`).
+/// The GSI1 keys of a connection's sessions-with-connections entry (`WSCONN#[<region>#]<shard>`
+/// / `<session_id>#<connection_id>`).
 pub(super) fn ws_connection_entry(
+    region: Option<&RegionName>,
     session: &SessionId,
     connection: &str,
 ) -> [(String, AttributeValue); 2] {
     [
         (
             TableSpec::GSI1PK.to_owned(),
-            s(ws_connections_pk(ws_connection_shard(session))),
+            s(ws_connections_pk(region, ws_connection_shard(session))),
         ),
         (
             TableSpec::GSI1SK.to_owned(),
@@ -374,7 +389,14 @@ pub(super) fn connection_item(c: &Connection) -> Item {
     ]);
     // The sessions-with-connections entry: every connection item is in GSI1 under its
     // session's shard (updates put the whole item, so they keep it).
-    item.extend(ws_connection_entry(&c.session_id, c.id.as_str()));
+    item.extend(ws_connection_entry(
+        c.region.as_ref(),
+        &c.session_id,
+        c.id.as_str(),
+    ));
+    if let Some(region) = &c.region {
+        item.insert("region".to_owned(), s(region.as_str()));
+    }
     if let Some(last) = &c.last_event_id {
         item.insert("last_event_id".to_owned(), s(last));
     }
@@ -418,6 +440,11 @@ pub(super) fn connection_from(item: &Item) -> Result<Connection, StoreError> {
             None => Compression::None,
             Some(name) => Compression::parse(name).ok_or_else(|| malformed("compression"))?,
         },
+        // Absent: the primary region's (every item written before regions existed too).
+        region: item
+            .opt_string("region")
+            .map(|r| parse("region", RegionName::parse("region", r)))
+            .transpose()?,
         version: item.number("version")?,
     })
 }
@@ -513,6 +540,7 @@ mod tests {
     fn compression_is_an_optional_attribute_and_an_item_without_it_is_uncompressed() {
         let connection = Connection {
             compression: Compression::Deflate,
+            region: None,
             ..Connection::sample()
         };
         let mut item = connection_item(&connection);

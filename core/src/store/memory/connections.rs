@@ -1,11 +1,24 @@
 //! The in-memory adapter of [`ConnectionStore`]: WebSocket connections by session; the quota
-//! counts the unexpired ones.
+//! counts the unexpired ones of this region (all of them in a single-region deployment).
 
 use async_trait::async_trait;
 
 use super::{InMemoryStore, conflict};
 use crate::domain::{Connection, ConnectionId, SessionId};
+use crate::store::home_fence::{is_own_connection, own_connection};
 use crate::store::{ConnectionStore, Quota, StoreError};
+
+impl InMemoryStore {
+    /// `connection` as this store records it: named as its region's.
+    pub(crate) fn own_connection(&self, connection: &Connection) -> Connection {
+        own_connection(self.home.as_ref(), connection)
+    }
+
+    /// Whether `connection` is this store's region's.
+    fn is_own(&self, connection: &Connection) -> bool {
+        is_own_connection(self.home.as_ref(), connection)
+    }
+}
 
 #[async_trait]
 impl ConnectionStore for InMemoryStore {
@@ -15,8 +28,10 @@ impl ConnectionStore for InMemoryStore {
         max_per_session: u32,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
+        let connection = &self.own_connection(connection);
         let mut state = self.lock();
-        self.check_home(&state, &connection.session_id)?;
+        // Not the home's to admit: each region counts its own connections (see the DynamoDB
+        // adapter), so a session homed elsewhere is streamed here too.
         state.usable_session(&connection.session_id, now)?;
         let session = connection.session_id.clone();
         let key = (session.clone(), connection.id.clone());
@@ -32,8 +47,8 @@ impl ConnectionStore for InMemoryStore {
             .retain(|(s, _), c| s != &session || !c.is_expired(now));
         let live = state
             .connections
-            .keys()
-            .filter(|(s, _)| s == &session)
+            .iter()
+            .filter(|((s, _), c)| s == &session && self.is_own(c))
             .count();
         if live >= max_per_session as usize {
             return Err(StoreError::QuotaExceeded {
@@ -55,7 +70,7 @@ impl ConnectionStore for InMemoryStore {
             .lock()
             .connections
             .get(&(session.clone(), id.clone()))
-            .filter(|c| !c.is_expired(now))
+            .filter(|c| !c.is_expired(now) && self.is_own(c))
             .cloned())
     }
 
@@ -65,7 +80,7 @@ impl ConnectionStore for InMemoryStore {
             .lock()
             .connections
             .iter()
-            .filter(|((s, _), c)| s == session && !c.is_expired(now))
+            .filter(|((s, _), c)| s == session && !c.is_expired(now) && self.is_own(c))
             .map(|(_, c)| c.clone())
             .collect())
     }
@@ -78,7 +93,7 @@ impl ConnectionStore for InMemoryStore {
         let now = self.clock.now();
         let mut state = self.lock();
         let key = (previous.session_id.clone(), previous.id.clone());
-        match state.connections.get_mut(&key) {
+        match state.connections.get_mut(&key).filter(|c| self.is_own(c)) {
             Some(stored) if !stored.is_expired(now) && stored.version == previous.version => {
                 *stored = next.clone();
                 Ok(())
@@ -98,13 +113,12 @@ impl ConnectionStore for InMemoryStore {
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let mut state = self.lock();
-        if state
-            .connections
-            .contains_key(&(session.clone(), id.clone()))
-        {
-            self.check_home(&state, session)?;
+        let key = (session.clone(), id.clone());
+        // Another region's connection is not ours to remove: absent, as it reads here.
+        if !state.connections.get(&key).is_some_and(|c| self.is_own(c)) {
+            return Ok(false);
         }
-        let removed = state.connections.remove(&(session.clone(), id.clone()));
+        let removed = state.connections.remove(&key);
         Ok(removed.is_some_and(|c| !c.is_expired(now)))
     }
 
@@ -114,7 +128,7 @@ impl ConnectionStore for InMemoryStore {
             .lock()
             .connections
             .iter()
-            .filter(|(_, c)| !c.is_expired(now))
+            .filter(|(_, c)| !c.is_expired(now) && self.is_own(c))
             .map(|((session, _), _)| session.clone())
             .collect();
         // Keyed by (session, connection): a session's connections are adjacent.

@@ -98,6 +98,7 @@ async fn served_session(clock: &ManualClock) -> (SharedStore, SessionId) {
         quality: ConnectionQuality::default(),
         served_by: None,
         compression: session_core::domain::Compression::None,
+        region: None,
         version: 1,
     };
     store.put_connection(&connection, 10).await.unwrap();

@@ -38,7 +38,7 @@ impl Migration for ConnectionIndex {
         if is_connection && !item.contains_key(TableSpec::GSI1PK) {
             let session = session_of(item)?;
             let connection = item.string("id")?;
-            let [(_, pk), (_, sk)] = ws_connection_entry(&session, connection);
+            let [(_, pk), (_, sk)] = ws_connection_entry(None, &session, connection);
             // Only while it still lacks the entry: a heartbeat's put since brought it up.
             return Ok(Some(
                 Write::update(key, "SET #GSI1PK = :gsi1pk, #GSI1SK = :gsi1sk")

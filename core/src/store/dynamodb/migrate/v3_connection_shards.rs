@@ -41,7 +41,7 @@ impl Migration for ConnectionShards {
         let is_connection = item.string(TableSpec::SK)?.starts_with(CONN_PREFIX);
         if is_connection {
             let session = session_of(item)?;
-            let [(_, pk), (_, sk)] = ws_connection_entry(&session, item.string("id")?);
+            let [(_, pk), (_, sk)] = ws_connection_entry(None, &session, item.string("id")?);
             let current = item.get(TableSpec::GSI1PK);
             if current == Some(&pk) && version >= VERSION {
                 return Ok(None);
