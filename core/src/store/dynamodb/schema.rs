@@ -7,15 +7,17 @@
 //! | --- | --- | --- | --- |
 //! | session | `SESSION#<session_id>` | `SESSION` | `OWNER#<user>` / `<session_id>` |
 //! | simulator | `SESSION#<session_id>` | `SIM#<simulator_id>` | |
-//! | connection | `SESSION#<session_id>` | `CONN#<connection_id>` | `WSCONN#<shard>` / `<session_id>#<connection_id>` |
+//! | connection | `SESSION#<session_id>` | `CONN#<connection_id>` | `WSCONN#[<region>#]<shard>` / `<session_id>#<connection_id>` |
+//! | a region's connection count (multi-region) | `SESSION#<session_id>` | `WSCOUNT#<region>` | |
 //! | owner's counters | `OWNER#<user>` | `QUOTA` (`QUOTA#<region>` outside the primary region) | |
 //! | consumed ticket | `TICKET#<jti>` | `TICKET` | |
 //! | idempotency key | `IDEM#<user>` | `KEY#<key>` | |
 //! | lease | `LEASE#<name>` | `LEASE` | |
 //!
 //! GSI1 is overloaded: sessions by owner (`OWNER#…`), and every WebSocket connection under its
-//! session's shard (`WSCONN#0`…`WSCONN#15`, see `item::WS_CONNECTION_SHARDS`) for streamers to
-//! find the sessions that have connections. The prefixes keep the two apart.
+//! session's shard (`WSCONN#0`…`WSCONN#15`, see `item::WS_CONNECTION_SHARDS`; a region other
+//! than the primary's under `WSCONN#<region>#…`) for streamers to find the sessions that have
+//! connections. The prefixes keep the two apart.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters as _;
