@@ -29,6 +29,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
 use crate::admission::Admission;
+use crate::beat::RegionBeat;
 use crate::error::StreamerError;
 use crate::hub::{Hub, HubSettings, UpstreamState};
 use crate::push::{ConnectionsApi, PushSettings, Pusher};
@@ -38,9 +39,15 @@ use crate::upstream::{Upstream, UpstreamSettings};
 use crate::{http1, metrics, sse};
 
 /// The store methods the streamer calls: SSE admission and the tickets' resume chain, the
-/// WebSocket push (connections and leases), the stream rate limits. `StreamerRole` in
-/// `infra/template.yaml` grants exactly their DynamoDB actions (`tests/tests/infra.rs`).
-pub const PORTS: &[&[PortUse]] = &[StreamService::PORTS, Pusher::PORTS, RateLimiter::PORTS];
+/// WebSocket push (connections and leases), the stream rate limits, the region's beat.
+/// `StreamerRole` in `infra/template.yaml` grants exactly their DynamoDB actions
+/// (`tests/tests/infra.rs`).
+pub const PORTS: &[&[PortUse]] = &[
+    StreamService::PORTS,
+    Pusher::PORTS,
+    RateLimiter::PORTS,
+    RegionBeat::PORTS,
+];
 
 /// What the streamer is built from (the local stack passes its own service and validator).
 #[derive(Debug, Clone)]
@@ -129,6 +136,8 @@ pub struct Streamer {
     state: AppState,
     draining: watch::Sender<bool>,
     pusher: Option<Pusher>,
+    /// This region's beat (multi-region only).
+    beat: Option<RegionBeat>,
 }
 
 impl Streamer {
@@ -164,6 +173,11 @@ impl Streamer {
         let (draining, draining_rx) = watch::channel(false);
         let limits = crate::limits::StreamLimits::new(&settings.rate_limits, parts.store.clone());
         let runtime = crate::runtime::live(settings, streamer);
+        let beat = RegionBeat::from_settings(
+            &settings.regions,
+            parts.store.clone(),
+            Arc::new(SystemClock),
+        );
         let pusher = parts.connections.map(|api| {
             Pusher::new(
                 hub.clone(),
@@ -176,6 +190,7 @@ impl Streamer {
         });
         Ok(Self {
             pusher,
+            beat,
             listener,
             state: AppState {
                 service: parts.service,
@@ -230,6 +245,9 @@ impl Streamer {
         let pushing = self
             .pusher
             .map(|pusher| tokio::spawn(pusher.run(draining_rx.clone())));
+        let beating = self
+            .beat
+            .map(|beat| tokio::spawn(beat.run(draining_rx.clone())));
         // Its own task: a slow or failing CloudWatch never holds up the data path.
         let publishing = crate::cloudwatch::Publisher::from_settings(
             &self.state.settings,
@@ -252,6 +270,9 @@ impl Streamer {
                 let _ = publishing.await;
             }
             following.abort();
+            if let Some(beating) = beating {
+                beating.abort();
+            }
             served.map_err(StreamerError::Serve)
         };
         // The server returns once every connection has ended; past the deadline, whatever is

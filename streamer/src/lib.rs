@@ -11,6 +11,7 @@
 
 mod admission;
 pub mod app;
+pub mod beat;
 pub mod book;
 pub mod cloudwatch;
 mod compression;

@@ -18,11 +18,12 @@ async fn two_regions(endpoints_file: Option<std::path::PathBuf>) -> Regions {
     session_tests::regions::two_local_regions(LAG, endpoints_file).await
 }
 
-/// One answer: status, the `X-Session-Home` header, the body as JSON.
+/// One answer: status, the `X-Session-Home` and `X-Replica-Lag-Ms` headers, the body as JSON.
 #[derive(Debug)]
 struct Answer {
     status: StatusCode,
     home: Option<String>,
+    lag_ms: Option<u64>,
     body: Value,
 }
 
@@ -58,8 +59,19 @@ impl Alice {
             .get("x-session-home")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let lag_ms = response.headers().get("x-replica-lag-ms").map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .expect("milliseconds")
+        });
         let body = response.json().await.unwrap_or(Value::Null);
-        Answer { status, home, body }
+        Answer {
+            status,
+            home,
+            lag_ms,
+            body,
+        }
     }
 
     async fn create_session(&self) -> String {
@@ -108,6 +120,17 @@ async fn a_session_born_in_local_a_is_read_in_local_b_after_the_lag_and_written_
     let read = b.read_until(&session, |r| r.status == StatusCode::OK).await;
     assert_eq!(read.home.as_deref(), Some("local-a; epoch=1"));
     assert_eq!(read.body["status"], "active");
+    // How far behind local-a local-b's replica is: the lag, plus at most a beat period (and
+    // this machine's scheduling); local-a, the home, is not behind itself.
+    let lag = read
+        .lag_ms
+        .expect("local-b says how far behind local-a it is");
+    assert!(
+        (lag_ms(LAG)..lag_ms(LAG) + 2_000).contains(&lag),
+        "lag {lag} ms"
+    );
+    let at_home = a.send(Method::GET, &path, None).await;
+    assert_eq!(at_home.lag_ms, Some(0));
 
     let close_in_b = b.send(Method::DELETE, &path, None).await;
     assert_eq!(
@@ -141,11 +164,17 @@ async fn a_session_born_in_local_a_is_read_in_local_b_after_the_lag_and_written_
     regions.shutdown().await.expect("a clean stop");
 }
 
+fn lag_ms(lag: Duration) -> u64 {
+    u64::try_from(lag.as_millis()).expect("a short lag")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_acknowledged_in_local_a_during_a_partition_reaches_local_b_once_it_heals() {
     let regions = two_regions(None).await;
     let a = Alice::in_region(&regions, 0);
     let b = Alice::in_region(&regions, 1);
+    let before = a.create_session().await;
+    b.read_until(&before, |r| r.status == StatusCode::OK).await;
     regions.replication().partition(true);
 
     let session = a.create_session().await;
@@ -155,11 +184,23 @@ async fn a_write_acknowledged_in_local_a_during_a_partition_reaches_local_b_once
         .await;
     assert_eq!(held.status, StatusCode::NOT_FOUND, "{held:?}");
     assert_eq!(regions.replication().pending(), 1);
+    // local-b says so: its replica is behind local-a by the partition's length and more.
+    let behind = b
+        .send(Method::GET, &format!("/v1/sessions/{before}"), None)
+        .await;
+    let lag = behind.lag_ms.expect("a lag");
+    assert!(lag >= lag_ms(LAG * 2), "lag {lag} ms during the partition");
 
     regions.replication().partition(false);
     let healed = b.read_until(&session, |r| r.status == StatusCode::OK).await;
     assert_eq!(healed.home.as_deref(), Some("local-a; epoch=1"));
     assert_eq!(regions.replication().pending(), 0);
+    let caught_up = b
+        .read_until(&before, |r| {
+            r.lag_ms.is_some_and(|l| l < lag_ms(LAG) + 2_000)
+        })
+        .await;
+    assert!(caught_up.lag_ms.is_some());
     regions.shutdown().await.expect("a clean stop");
 }
 

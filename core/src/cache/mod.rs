@@ -50,8 +50,9 @@ use crate::domain::{
     StoredResponse, TicketId, Timestamp, UserId,
 };
 use crate::store::{
-    ConnectionStore, HomeMove, IdempotencyStore, LeaseStore, RateLimitStore, RevocationStore,
-    SessionStore, SharedStore, SimulatorQuotas, SimulatorStore, StoreError, Takeover, TicketStore,
+    ConnectionStore, HomeMove, IdempotencyStore, LeaseStore, RateLimitStore, RegionBeatStore,
+    RevocationStore, SessionStore, SharedStore, SimulatorQuotas, SimulatorStore, StoreError,
+    Takeover, TicketStore,
 };
 
 /// `store` behind the cache `settings` describe, or `store` itself when `cache.enabled` is off.
@@ -388,6 +389,18 @@ impl RevocationStore for CachedStore {
         subject: &UserId,
     ) -> Result<Option<Revocation>, StoreError> {
         self.inner.revocation(token_id, subject).await
+    }
+}
+
+/// Not cached: a beat read is how stale the replica is, now.
+#[async_trait]
+impl RegionBeatStore for CachedStore {
+    async fn beat(&self, region: &RegionName, at: Timestamp) -> Result<(), StoreError> {
+        self.inner.beat(region, at).await
+    }
+
+    async fn last_beat(&self, region: &RegionName) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.last_beat(region).await
     }
 }
 

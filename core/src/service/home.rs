@@ -2,6 +2,8 @@
 //! not the session's home is refused before anything is claimed or written, naming the home;
 //! a read names the home so that a client needing read-your-writes can go there.
 
+use std::time::Duration;
+
 use super::{ServiceError, SessionService};
 use crate::auth::Principal;
 use crate::domain::{RegionName, Session, SessionId};
@@ -45,6 +47,29 @@ impl SessionService {
     /// single-region deployment.
     pub fn answering_region(&self) -> Option<&RegionName> {
         self.regions.is_multi_region().then_some(&self.regions.this)
+    }
+
+    /// How far behind `session`'s home this region's replica may be, for reads to say
+    /// (`X-Replica-Lag-Ms`): zero at the home; elsewhere the age of the home's last beat as
+    /// replicated here (the replication lag plus at most one beat period: an upper bound, and
+    /// one that grows while the home is cut off or down). `None` in a single-region deployment,
+    /// before any beat of the home has arrived, or when the store cannot say (logged: the read
+    /// itself is answered).
+    pub async fn replica_lag(&self, session: &Session) -> Option<Duration> {
+        if !self.regions.is_multi_region() {
+            return None;
+        }
+        let home = self.regions.resolve(session.home_region.as_ref());
+        if *home == self.regions.this {
+            return Some(Duration::ZERO);
+        }
+        match self.region_beats.last_beat(home).await {
+            Ok(beat) => beat.map(|at| self.clock.now().since(at)),
+            Err(error) => {
+                tracing::warn!(%error, %home, "the home region's beat could not be read");
+                None
+            }
+        }
     }
 
     /// `session`'s home region and epoch, for reads to name (`X-Session-Home`); `None` in a

@@ -41,7 +41,9 @@ use crate::clock::Clock;
 use crate::config::{Limits, StreamingSettings, WebSocketSettings};
 use crate::domain::{Session, SessionId};
 use crate::store::ports::{Port, PortUse};
-use crate::store::{ConnectionStore, RevocationStore, SessionStore, SharedStore, SimulatorStore};
+use crate::store::{
+    ConnectionStore, RegionBeatStore, RevocationStore, SessionStore, SharedStore, SimulatorStore,
+};
 
 /// The REST API's use cases: sessions, simulators, connect tickets, revocations, health.
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct SessionService {
     connections: Arc<dyn ConnectionStore>,
     /// Written by admins' revocations (reads go through `revocations`' cache).
     revocation_list: Arc<dyn RevocationStore>,
+    /// Read only: how far behind a session's home this region's replica is.
+    region_beats: Arc<dyn RegionBeatStore>,
     backend: Arc<dyn SimulatorBackend>,
     ticket_signer: Option<TicketSigner>,
     clock: Arc<dyn Clock>,
@@ -177,6 +181,10 @@ impl SessionService {
             port: Port::Revocations,
             methods: &["revoke", "revocation"],
         },
+        PortUse {
+            port: Port::RegionBeats,
+            methods: &["last_beat"],
+        },
     ];
 
     /// A service over `parts`.
@@ -186,6 +194,7 @@ impl SessionService {
             simulators: parts.store.clone(),
             connections: parts.store.clone(),
             revocation_list: parts.store.clone(),
+            region_beats: parts.store.clone(),
             health: health::HealthProbe::new(parts.store, parts.backend.clone()),
             backend: parts.backend,
             ticket_signer: parts.ticket_signer,

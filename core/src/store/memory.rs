@@ -12,6 +12,7 @@ mod connections;
 mod idempotency;
 mod leases;
 mod rate_limit;
+mod region_beat;
 mod revocation;
 mod sessions;
 mod simulators;
@@ -23,8 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{HomeFence, StoreError};
 use crate::clock::Clock;
 use crate::domain::{
-    Connection, ConnectionId, EventId, IdempotencyKey, Lease, RequestFingerprint, Session,
-    SessionId, Simulator, SimulatorId, StoredResponse, TicketId, Timestamp, UserId,
+    Connection, ConnectionId, EventId, IdempotencyKey, Lease, RegionName, RequestFingerprint,
+    Session, SessionId, Simulator, SimulatorId, StoredResponse, TicketId, Timestamp, UserId,
 };
 
 #[derive(Debug)]
@@ -70,6 +71,8 @@ struct State {
     revocations: HashMap<crate::domain::RevocationTarget, Timestamp>,
     /// Rate-limit keys' theoretical arrival times, in µs (`rate_limit.rs`).
     rate_limits: HashMap<String, i64>,
+    /// Each region's latest beat (`region_beat.rs`).
+    beats: HashMap<RegionName, Timestamp>,
 }
 
 impl State {

@@ -294,6 +294,20 @@ pub trait RateLimitStore: Send + Sync + std::fmt::Debug {
     ) -> Result<crate::ratelimit::Decision, StoreError>;
 }
 
+/// Each region's heartbeat in the replicated table (`REGION#<name>` / `BEAT`), written by that
+/// region and read by the others: how far behind the home region a replica is
+/// (`docs/multi-region.md`, "How stale a replica is").
+#[async_trait]
+pub trait RegionBeatStore: Send + Sync + std::fmt::Debug {
+    /// Records that `region` was alive at `at`. A beat never moves back: a later one already
+    /// recorded (another process of the region) is kept.
+    async fn beat(&self, region: &RegionName, at: Timestamp) -> Result<(), StoreError>;
+
+    /// The latest beat of `region` this store holds (its replica's: as late as replication
+    /// brought it), if any.
+    async fn last_beat(&self, region: &RegionName) -> Result<Option<Timestamp>, StoreError>;
+}
+
 /// Every port at once, for processes that use them all (the local stack, tests).
 pub trait Store:
     SessionStore
@@ -304,6 +318,7 @@ pub trait Store:
     + LeaseStore
     + RevocationStore
     + RateLimitStore
+    + RegionBeatStore
     + std::fmt::Debug
 {
 }
@@ -317,6 +332,7 @@ impl<T> Store for T where
         + LeaseStore
         + RevocationStore
         + RateLimitStore
+        + RegionBeatStore
         + std::fmt::Debug
 {
 }

@@ -38,6 +38,8 @@ pub enum Port {
     Revocations,
     /// [`super::RateLimitStore`].
     RateLimits,
+    /// [`super::RegionBeatStore`].
+    RegionBeats,
 }
 
 /// One port method and the DynamoDB actions the adapter's implementation of it makes.
@@ -45,7 +47,7 @@ pub type MethodActions = (&'static str, &'static [&'static str]);
 
 impl Port {
     /// Every port.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Sessions,
         Self::Simulators,
         Self::Connections,
@@ -54,6 +56,7 @@ impl Port {
         Self::Leases,
         Self::Revocations,
         Self::RateLimits,
+        Self::RegionBeats,
     ];
 
     /// The trait's name.
@@ -67,6 +70,7 @@ impl Port {
             Self::Leases => "LeaseStore",
             Self::Revocations => "RevocationStore",
             Self::RateLimits => "RateLimitStore",
+            Self::RegionBeats => "RegionBeatStore",
         }
     }
 

@@ -33,8 +33,8 @@ use tokio::time::Instant;
 
 use super::{
     ConnectionStore, HomeFence, HomeMove, IdempotencyStore, InMemoryStore, LeaseStore,
-    RateLimitStore, RevocationStore, SessionStore, SimulatorQuotas, SimulatorStore, StoreError,
-    Takeover, TicketStore,
+    RateLimitStore, RegionBeatStore, RevocationStore, SessionStore, SimulatorQuotas,
+    SimulatorStore, StoreError, Takeover, TicketStore,
 };
 use crate::clock::Clock;
 use crate::domain::{
@@ -60,6 +60,8 @@ enum Write {
     /// A home takeover: the session, the home it left (region and epoch), its new home, the
     /// primary region.
     TakeOverHome(SessionId, RegionName, u64, RegionName, RegionName),
+    /// A region's beat.
+    Beat(RegionName, Timestamp),
 }
 
 /// Replication does not re-check quotas: the region that made the write did.
@@ -69,6 +71,12 @@ const NO_QUOTA: SimulatorQuotas = SimulatorQuotas {
 };
 
 impl Write {
+    /// Whether it is data a client wrote (what [`Replication::pending`] counts), not a region's
+    /// beat, which every region makes all the time.
+    fn is_data(&self) -> bool {
+        !matches!(self, Self::Beat(..))
+    }
+
     /// Replays the write on `replica`, with the same conditions except quotas.
     async fn apply(self, replica: &InMemoryStore) -> Result<(), StoreError> {
         match self {
@@ -102,6 +110,7 @@ impl Write {
                     .await
             }
             Self::Revoke(r) => replica.revoke(&r).await,
+            Self::Beat(region, at) => replica.beat(&region, at).await,
             Self::TakeOverHome(id, from, epoch, to, primary) => {
                 let step = HomeMove {
                     from: &from,
@@ -217,7 +226,8 @@ impl Replication {
         self.shared.diverged.load(Ordering::Relaxed)
     }
 
-    /// How many writes are queued for another region and not yet replayed there.
+    /// How many writes are queued for another region and not yet replayed there (regions'
+    /// beats aside).
     pub fn pending(&self) -> u64 {
         self.shared.pending.load(Ordering::Relaxed)
     }
@@ -237,11 +247,12 @@ async fn replay(
         tokio::time::sleep_until(due).await;
         // The sender lives in `shared`, so the channel cannot close while this task runs.
         let _ = isolated.wait_for(|all| !all[from] && !all[to]).await;
+        let counted = u64::from(write.is_data());
         if let Err(error) = write.clone().apply(&replica).await {
             shared.diverged.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(from, to, ?write, %error, "a replicated write diverged; dropped");
         }
-        shared.pending.fetch_sub(1, Ordering::Relaxed);
+        shared.pending.fetch_sub(counted, Ordering::Relaxed);
     }
 }
 
@@ -274,11 +285,12 @@ impl RegionalReplica {
     /// Queues `write` (which succeeded here) for every other region.
     fn replicate(&self, write: &Write) {
         let due = Instant::now() + self.lag;
+        let counted = u64::from(write.is_data());
         for link in self.links.iter() {
-            self.shared.pending.fetch_add(1, Ordering::Relaxed);
+            self.shared.pending.fetch_add(counted, Ordering::Relaxed);
             if link.send((due, write.clone())).is_err() {
                 // The runtime that ran the task is gone: nothing is left to replicate to.
-                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                self.shared.pending.fetch_sub(counted, Ordering::Relaxed);
             }
         }
     }
@@ -588,6 +600,19 @@ impl RateLimitStore for RegionalReplica {
         rate: crate::ratelimit::Rate,
     ) -> Result<crate::ratelimit::Decision, StoreError> {
         self.replica.acquire_rate(key, rate).await
+    }
+}
+
+/// Replicated: a region's beat is how the others tell how far behind its writes they are.
+#[async_trait]
+impl RegionBeatStore for RegionalReplica {
+    async fn beat(&self, region: &RegionName, at: Timestamp) -> Result<(), StoreError> {
+        let result = self.replica.beat(region, at).await;
+        self.then_replicate(result, || Write::Beat(region.clone(), at))
+    }
+
+    async fn last_beat(&self, region: &RegionName) -> Result<Option<Timestamp>, StoreError> {
+        self.replica.last_beat(region).await
     }
 }
 

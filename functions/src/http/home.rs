@@ -1,6 +1,7 @@
 //! A session's home region at the REST edge (`docs/multi-region.md`): a write served by another
 //! region answers `421` `wrong-region` before anything is claimed (idempotency key included) or
-//! written; a read of a session names its home in [`SESSION_HOME`].
+//! written; a read of a session names its home in [`SESSION_HOME`] and how far behind it this
+//! region's replica is in [`REPLICA_LAG`].
 
 use axum::http::{HeaderName, HeaderValue};
 use session_core::auth::Principal;
@@ -25,9 +26,22 @@ pub(super) async fn check_write(
     }
 }
 
-/// The [`SESSION_HOME`] header naming `session`'s home, in a multi-region deployment.
-pub(super) fn header(app: &App, session: &Session) -> Option<(HeaderName, HeaderValue)> {
-    let (region, epoch) = app.service.home_of(session)?;
-    let value = HeaderValue::from_str(&format!("{region}; epoch={epoch}")).ok()?;
-    Some((SESSION_HOME, value))
+/// `X-Replica-Lag-Ms: <n>` on reads of a multi-region deployment: how far behind the session's
+/// home this region's replica may be (0 at the home).
+pub const REPLICA_LAG: HeaderName = HeaderName::from_static("x-replica-lag-ms");
+
+/// The headers of a read of `session` in a multi-region deployment: [`SESSION_HOME`] naming its
+/// home, and [`REPLICA_LAG`] once the home's beat has been seen here.
+pub(super) async fn headers(app: &App, session: &Session) -> Vec<(HeaderName, HeaderValue)> {
+    let Some((region, epoch)) = app.service.home_of(session) else {
+        return Vec::new();
+    };
+    let mut headers = Vec::with_capacity(2);
+    if let Ok(home) = HeaderValue::from_str(&format!("{region}; epoch={epoch}")) {
+        headers.push((SESSION_HOME, home));
+    }
+    if let Some(lag) = app.service.replica_lag(session).await {
+        headers.push((REPLICA_LAG, HeaderValue::from(lag.as_millis() as u64)));
+    }
+    headers
 }

@@ -34,7 +34,7 @@ use session_core::store::IdempotencyStore;
 use session_core::store::ports::{Port, PortUse};
 
 pub use caller::Caller;
-pub use home::SESSION_HOME;
+pub use home::{REPLICA_LAG, SESSION_HOME};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REGION, IDEMPOTENT_REPLAYED};
 pub use input::MAX_BODY_BYTES;
 pub use problem::{ApiError, Problem};

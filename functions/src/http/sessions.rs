@@ -89,7 +89,10 @@ pub(super) async fn list(
     params(("session_id" = String, Path, description = "The session's id.")),
     responses(
         (status = 200, description = "The session", body = SessionDetailBody,
-         headers(("X-Session-Home" = String, description = "Multi-region deployments only: the session's home region and epoch (`eu-west-1; epoch=1`); writes go there"))),
+         headers(
+             ("X-Session-Home" = String, description = "Multi-region deployments only: the session's home region and epoch (`eu-west-1; epoch=1`); writes go there"),
+             ("X-Replica-Lag-Ms" = u64, description = "Multi-region deployments only: how far behind the session's home this region's replica may be, in milliseconds (0 at the home; elsewhere the age of the home's last heartbeat seen here: the replication lag plus at most 500 ms, growing while the home is cut off). Absent until a heartbeat of the home has arrived"),
+         )),
     ),
     security(("bearer" = ["sessions:read"]))
 )]
@@ -107,7 +110,7 @@ pub(super) async fn get(
             state: SessionStatus::Closed.as_str(),
         });
     }
-    let home = home::header(&app, &detail.session);
+    let home = home::headers(&app, &detail.session).await;
     Ok((
         AppendHeaders(home),
         axum::Json(SessionDetailBody::from(&detail)),

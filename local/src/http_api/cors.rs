@@ -58,7 +58,12 @@ impl Default for CorsConfiguration {
                 "traceparent",
                 "tracestate",
             ]),
-            expose_headers: words(&["location", "x-session-home", "idempotency-region"]),
+            expose_headers: words(&[
+                "location",
+                "x-session-home",
+                "x-replica-lag-ms",
+                "idempotency-region",
+            ]),
             max_age: Some(Duration::from_secs(600)),
         }
     }
@@ -261,7 +266,7 @@ mod tests {
         assert_eq!(h["access-control-allow-origin"], "*");
         assert_eq!(
             h["access-control-expose-headers"],
-            "location,x-session-home,idempotency-region"
+            "location,x-session-home,x-replica-lag-ms,idempotency-region"
         );
         assert!(h.get("access-control-allow-credentials").is_none());
     }
@@ -435,7 +440,7 @@ mod tests {
             assert_eq!(open.headers()["access-control-allow-origin"], PAGE);
             assert_eq!(
                 open.headers()["access-control-expose-headers"],
-                "location,x-session-home,idempotency-region"
+                "location,x-session-home,x-replica-lag-ms,idempotency-region"
             );
             assert_eq!(refused.status(), StatusCode::FORBIDDEN);
             assert_eq!(refused.headers()["access-control-allow-origin"], PAGE);

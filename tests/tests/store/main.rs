@@ -20,6 +20,7 @@ mod idempotency;
 mod leases;
 mod migrations;
 mod rate_limits;
+mod region_beats;
 mod regional_quotas;
 mod restore;
 mod revocations;
@@ -74,6 +75,7 @@ contract!(
     home_fence::a_region_that_is_not_the_home_cannot_write_the_session_until_the_home_moves_there,
     home_fence::a_session_without_a_home_region_is_written_by_the_primary_only,
     home_fence::each_region_admits_counts_and_sees_only_its_own_connections_whatever_the_home,
+    region_beats::a_regions_latest_beat_is_kept_whatever_order_beats_come_in,
     regional_quotas::a_user_at_the_sessions_quota_in_one_region_can_still_create_in_another,
     regional_quotas::a_session_taken_over_counts_in_its_new_home_and_no_longer_in_the_old,
     simulators::simulators_are_created_listed_and_transitioned,

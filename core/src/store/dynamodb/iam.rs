@@ -14,6 +14,7 @@ pub(in crate::store) fn iam_actions(port: Port) -> &'static [MethodActions] {
         Port::Leases => super::leases::IAM_ACTIONS,
         Port::Revocations => super::revocation::IAM_ACTIONS,
         Port::RateLimits => super::rate_limit::IAM_ACTIONS,
+        Port::RegionBeats => super::region_beat::IAM_ACTIONS,
     }
 }
 
@@ -68,6 +69,7 @@ mod tests {
             Port::Leases => vec![include_str!("leases.rs")],
             Port::Revocations => vec![include_str!("revocation.rs")],
             Port::RateLimits => vec![include_str!("rate_limit.rs")],
+            Port::RegionBeats => vec![include_str!("region_beat.rs")],
         }
     }
 

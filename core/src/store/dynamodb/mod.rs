@@ -23,6 +23,7 @@ mod item;
 mod leases;
 pub mod migrate;
 mod rate_limit;
+mod region_beat;
 mod revocation;
 mod schema;
 mod sessions;

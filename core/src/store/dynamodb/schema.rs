@@ -13,6 +13,7 @@
 //! | consumed ticket | `TICKET#<jti>` | `TICKET` | |
 //! | idempotency key | `IDEM#<user>` | `KEY#<key>` | |
 //! | lease | `LEASE#<name>` | `LEASE` | |
+//! | a region's beat / fence (multi-region) | `REGION#<region>` | `BEAT` / `FENCE` | |
 //!
 //! GSI1 is overloaded: sessions by owner (`OWNER#…`), and every WebSocket connection under its
 //! session's shard (`WSCONN#0`…`WSCONN#15`, see `item::WS_CONNECTION_SHARDS`; a region other
