@@ -346,6 +346,7 @@ impl Control {
             primary: &self.names[0],
             dry_run: false,
             late_since: None,
+            clock: &SystemClock,
         }
         .run(None, &mut report)
         .await

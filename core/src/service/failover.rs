@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use futures_util::StreamExt as _;
 
+use crate::clock::Clock;
 use crate::domain::{PageRequest, RegionName, Session, SessionId};
-use crate::store::{HomeMove, SessionStore, StoreError, Takeover};
+use crate::store::{HomeMove, Store, StoreError, Takeover};
 
 /// Sessions taken over at the same time: enough to move thousands in seconds, few enough not
 /// to throttle a table that is taking a region's traffic.
@@ -24,7 +25,9 @@ const PAGE: u32 = 100;
 #[derive(Debug, Clone, Copy)]
 pub struct HomeFailover<'a> {
     /// The store, as the region taking the sessions over sees it.
-    pub store: &'a dyn SessionStore,
+    pub store: &'a dyn Store,
+    /// The time, for the age of the old home's last beat.
+    pub clock: &'a dyn Clock,
     /// The region the sessions leave.
     pub from: &'a RegionName,
     /// The region taking them over.
@@ -53,6 +56,10 @@ pub struct FailoverSummary {
     pub gone: usize,
     /// Simulators failed.
     pub failed_simulators: usize,
+    /// How old the old home's last beat seen here was when the takeover began, in
+    /// milliseconds: what the old home acknowledged in that time may be missing here (the RPO
+    /// of this failover); `None` if no beat of it was seen (or in a reconcile).
+    pub old_home_beat_age_ms: Option<u64>,
 }
 
 /// Why a takeover run stopped.
@@ -79,6 +86,9 @@ impl HomeFailover<'_> {
     ) -> Result<FailoverSummary, HomeFailoverError> {
         let started = Instant::now();
         let mut summary = FailoverSummary::default();
+        if self.late_since.is_none() {
+            summary.old_home_beat_age_ms = self.old_home_beat_age(out).await?;
+        }
         if let Some(ids) = sessions {
             let mut found = Vec::with_capacity(ids.len());
             for id in ids {
@@ -115,6 +125,7 @@ impl HomeFailover<'_> {
             conflicts,
             gone,
             failed_simulators,
+            ..
         } = summary;
         let (from, to) = (self.from, self.to);
         let elapsed = started.elapsed().as_millis();
@@ -132,6 +143,30 @@ impl HomeFailover<'_> {
             )?;
         }
         Ok(summary)
+    }
+
+    /// The age of the last beat of `from` this store holds, with a line saying what it means
+    /// (`docs/multi-region.md`, "How stale a replica is").
+    async fn old_home_beat_age<W: Write + ?Sized>(
+        &self,
+        out: &mut W,
+    ) -> Result<Option<u64>, HomeFailoverError> {
+        let from = self.from;
+        let Some(beat) = self.store.last_beat(from).await? else {
+            writeln!(
+                out,
+                "rpo: no beat of {from} seen here: what it acknowledged last cannot be bounded"
+            )?;
+            return Ok(None);
+        };
+        let age = u64::try_from(self.clock.now().since(beat).as_millis()).unwrap_or(u64::MAX);
+        writeln!(
+            out,
+            "rpo: {from}'s last beat seen here is {age} ms old ({}): what {from} acknowledged \
+             since may be missing here until it is back and reconciled",
+            beat.to_rfc3339()
+        )?;
+        Ok(Some(age))
     }
 
     /// Takes `sessions` over, [`PARALLEL`] at a time (or, in a dry run, says what would be

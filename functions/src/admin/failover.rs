@@ -14,6 +14,7 @@
 
 use std::io::Write;
 
+use session_core::clock::SystemClock;
 use session_core::domain::{RegionName, SessionId};
 use session_core::service::{FailoverSummary, HomeFailover, HomeFailoverError};
 use session_core::store::{DynamoStore, Fence, Fenced, StoreError};
@@ -157,6 +158,7 @@ pub async fn failover(
         primary,
         dry_run: request.dry_run,
         late_since: None,
+        clock: &SystemClock,
     }
     .run(wanted, out)
     .await?;
@@ -217,6 +219,7 @@ pub async fn reconcile(
         primary,
         dry_run: request.dry_run,
         late_since: Some(at),
+        clock: &SystemClock,
     }
     .run(None, out)
     .await?;

@@ -104,9 +104,16 @@ async fn failover_moves_as_sessions_to_b_fails_their_simulators_and_a_sends_thei
         "{dry}"
     );
     assert_eq!(items(&table).await, before);
-
     // Act
     let stdout = stdout_of(&failover(&table, &["--from", "a", "--to", "b"]));
+
+    // Assert: the RPO bound, the age of a's last beat (its streamer beats every 500 ms).
+    let age: u64 = stdout
+        .split_once("rpo: a's last beat seen here is ")
+        .and_then(|(_, rest)| rest.split_once(" ms old"))
+        .and_then(|(age, _)| age.parse().ok())
+        .unwrap_or_else(|| panic!("the RPO line: {stdout}"));
+    assert!(age < 10_000, "{age} ms: {stdout}");
 
     // Assert: each session homed in b at epoch 2, the simulator failed, a fence on a.
     assert!(stdout.contains("fenced a at "), "{stdout}");
