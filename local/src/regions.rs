@@ -116,13 +116,19 @@ impl Regions {
         let mut per_region: Vec<StackSettings> =
             (0..count).map(|i| offset(&settings, i)).collect::<Vec<_>>();
         // Every region names every region's HTTP API, and every region's page knows every
-        // region (and may call its APIs: CORS), so each must be known before any starts.
+        // region (and may call its APIs: CORS), so each must be known before any starts. The
+        // servers only the region itself calls are reserved too: a restored region binds its
+        // ports again, and one taken from the ephemeral range could have gone meanwhile to an
+        // outgoing connection.
         for s in &mut per_region {
             s.http_api = reserve(s.http_api)?;
             s.ws_api = reserve(s.ws_api)?;
             s.sse = reserve(s.sse)?;
             s.web = reserve(s.web)?;
             s.simulator = reserve(s.simulator)?;
+            s.cloudmap = reserve(s.cloudmap)?;
+            s.auth = reserve(s.auth)?;
+            s.appconfig = reserve(s.appconfig)?;
         }
         let planned = names
             .iter()

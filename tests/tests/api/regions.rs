@@ -36,18 +36,32 @@ async fn region_stack_with_keys(
 
 /// The session item as stored, every attribute.
 async fn session_item(table: &str, session: &str) -> BTreeMap<String, AttributeValue> {
+    item(table, &format!("SESSION#{session}"), "SESSION")
+        .await
+        .expect("the session item")
+}
+
+/// The item `pk` / `sk` of `table`, if any.
+async fn item(table: &str, pk: &str, sk: &str) -> Option<BTreeMap<String, AttributeValue>> {
     let client =
         DynamoStore::local_client(Moto::shared().endpoint(), &StoreSettings::default(), None);
     let out = client
         .get_item()
         .table_name(table)
-        .key("PK", AttributeValue::S(format!("SESSION#{session}")))
-        .key("SK", AttributeValue::S("SESSION".to_owned()))
+        .key("PK", AttributeValue::S(pk.to_owned()))
+        .key("SK", AttributeValue::S(sk.to_owned()))
         .consistent_read(true)
         .send()
         .await
         .expect("moto answers");
-    out.item.expect("the session item").into_iter().collect()
+    out.item.map(|item| item.into_iter().collect())
+}
+
+/// The `connections` count of `item`, 0 if it has none.
+fn connections_of(item: Option<&BTreeMap<String, AttributeValue>>) -> u32 {
+    item.and_then(|i| i.get("connections"))
+        .and_then(|n| n.as_n().ok())
+        .map_or(0, |n| n.parse().expect("a count"))
 }
 
 fn assert_wrong_region(answer: &Answer) {
@@ -205,21 +219,73 @@ async fn a_ticket_minted_in_a_is_refused_by_b_naming_a_and_admits_one_connection
 }
 
 #[tokio::test]
-async fn a_websocket_opened_in_b_for_a_session_homed_in_a_is_refused_and_counts_nothing() {
+async fn a_websocket_opened_in_b_for_a_session_homed_in_a_is_counted_by_b_and_not_on_the_session() {
     let table = format!("regions-{}", ulid::Ulid::new().to_string().to_lowercase());
     let a = region_stack("a", &table).await;
     let b = region_stack("b", &table).await;
     let session = a.user("alice").create_session().await;
 
     // Tickets are not writes: b issues one for its own stream of a's session.
+    let open = |url: String| async move {
+        tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("the region admits the connection")
+            .0
+    };
     let (_, ws_url) = b.user("alice").ws_ticket(&session).await;
-    let in_b = session_tests::ws::handshake_status(&ws_url).await;
-
-    // The connection would be counted on the session item, which only a writes.
-    assert_eq!(in_b, 403);
-    let item = session_item(&table, &session).await;
-    let counted = item.get("connections").and_then(|n| n.as_n().ok());
-    assert!(counted.is_none_or(|n| n == "0"), "{item:?}");
+    let mut in_b = open(ws_url).await;
     let (_, ws_url) = a.user("alice").ws_ticket(&session).await;
-    assert_eq!(session_tests::ws::handshake_status(&ws_url).await, 101);
+    let _in_a = open(ws_url).await;
+
+    // Each region admits its own and counts it on its own item; the session item, which only
+    // a writes, counts nothing.
+    let pk = format!("SESSION#{session}");
+    assert_eq!(
+        connections_of(Some(&session_item(&table, &session).await)),
+        0
+    );
+    for region in ["a", "b"] {
+        let counter = item(&table, &pk, &format!("WSCOUNT#{region}")).await;
+        assert_eq!(connections_of(counter.as_ref()), 1, "{region}: {counter:?}");
+    }
+    // b's connection is b's, indexed for b's streamers (the primary's index is a's).
+    let client =
+        DynamoStore::local_client(Moto::shared().endpoint(), &StoreSettings::default(), None);
+    let connections = client
+        .query()
+        .table_name(&table)
+        .key_condition_expression("PK = :pk AND begins_with(SK, :conn)")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+        .expression_attribute_values(":conn", AttributeValue::S("CONN#".to_owned()))
+        .send()
+        .await
+        .expect("moto answers")
+        .items
+        .unwrap_or_default();
+    let mut indexed: Vec<(Option<String>, String)> = connections
+        .iter()
+        .map(|c| {
+            let region = c.get("region").and_then(|r| r.as_s().ok()).cloned();
+            let gsi = c["GSI1PK"].as_s().expect("an index key").clone();
+            (region, gsi.rsplit_once('#').expect("a shard").0.to_owned())
+        })
+        .collect();
+    indexed.sort();
+    assert_eq!(
+        indexed,
+        [
+            (None, "WSCONN".to_owned()),
+            (Some("b".to_owned()), "WSCONN#b".to_owned())
+        ]
+    );
+
+    // b's `$disconnect` frees b's slot.
+    in_b.close(None).await.expect("a clean close");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while connections_of(item(&table, &pk, "WSCOUNT#b").await.as_ref()) != 0 {
+        assert!(std::time::Instant::now() < deadline, "b's slot never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let in_a = item(&table, &pk, "WSCOUNT#a").await;
+    assert_eq!(connections_of(in_a.as_ref()), 1);
 }

@@ -10,8 +10,7 @@ use async_trait::async_trait;
 
 use super::item::{
     CONN_PREFIX, SESSION_SK, WS_CONNECTION_SHARDS, connection_count_key, connection_from,
-    connection_item, connection_session_from, key, ms, n, s, session_from, session_pk,
-    ws_connections_pk,
+    connection_item, connection_session_from, key, ms, n, s, session_pk, ws_connections_pk,
 };
 use super::write::Write;
 use super::{DynamoStore, LIVE, TableSpec, applied, every_page, item};
@@ -57,11 +56,7 @@ impl DynamoStore {
                 .bind(":active", s(SessionStatus::Active.as_str()))
                 .bind(":now", ms(now)),
             Some(counter) => {
-                let usable = match self.get(key(session_pk(session), SESSION_SK)).await? {
-                    Some(item) => Some(session_from(&item)?).filter(|s| s.is_usable(now)),
-                    None => None,
-                };
-                let Some(usable) = usable else {
+                let Some(usable) = self.usable_session(session).await? else {
                     return Ok(None);
                 };
                 // Kept as long as the session: it counts nothing after.

@@ -32,6 +32,7 @@ mod tests {
         (".get_item()", Some(GET_ITEM)),
         ("self.get(", Some(GET_ITEM)),
         (".session_usable(", Some(GET_ITEM)),
+        (".usable_session(", Some(GET_ITEM)),
         (".missing_or_conflict(", Some(GET_ITEM)),
         (".query()", Some(QUERY)),
         (".query_prefix(", Some(QUERY)),

@@ -175,10 +175,18 @@ impl DynamoStore {
 
     /// Whether the session can take new simulators or connections now.
     async fn session_usable(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.usable_session(id).await?.is_some())
+    }
+
+    /// Session `id` if it is active and unexpired (a consistent read).
+    async fn usable_session(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<crate::domain::Session>, StoreError> {
         let now = self.clock.now();
         Ok(match self.get(key(session_pk(id), SESSION_SK)).await? {
-            Some(item) => session_from(&item)?.is_usable(now),
-            None => false,
+            Some(item) => Some(session_from(&item)?).filter(|s| s.is_usable(now)),
+            None => None,
         })
     }
 
