@@ -12,15 +12,17 @@
 //! everywhere, as a global identity provider's would be; tickets stay regional (each region has
 //! its own keys).
 //!
-//! Every region's HTTP API serves `POST /_local/regions/{name}/fail`, `/restore` and
-//! `/failover?to=<region>`, for any region, itself included: a single region serving them
-//! could not be failed, and the operator's tools outlive any one region. A failed region's
-//! stack stops (its listeners refuse connections, its streams end) and its replication is held;
-//! restored, it starts again on the same ports over the same replica (new ticket keys: tickets
-//! of before are void; tokens stay valid) and the held writes drain to and from it. `failover`
-//! runs the takeover of `session-admin region failover` (`session_core::service::HomeFailover`)
-//! on the target region's replica; the fence is the outage itself, so it is refused for a
-//! region that runs.
+//! Every region's HTTP API serves `POST /_local/regions/{name}/fail`, `/restore`,
+//! `/failover?to=<region>`, `/partition` and `/heal`, for any region, itself included: a single
+//! region serving them could not be failed, and the operator's tools outlive any one region. A
+//! failed region's stack stops (its listeners refuse connections, its streams end) and its
+//! replication is held; restored, it starts again on the same ports over the same replica (new
+//! ticket keys: tickets of before are void; tokens stay valid) and the held writes drain to and
+//! from it. `failover` runs the takeover of `session-admin region failover`
+//! (`session_core::service::HomeFailover`) on the target region's replica; the fence is the
+//! outage itself, so it is refused for a region that runs. `partition` cuts a running region
+//! off from the others (its replication held both ways, the region serving on) and `heal`
+//! reconnects it: the queues drain in order.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -334,6 +336,17 @@ impl Control {
         Ok(())
     }
 
+    /// Cuts running region `index` off from the others (`true`: a partition; its writes and
+    /// theirs are held, nothing is dropped) or heals it. A failed region stays cut off until
+    /// restored.
+    async fn partition(&self, index: usize, cut: bool) -> Result<(), OutageError> {
+        if self.stacks.lock().await[index].0.is_none() {
+            return Err(OutageError::Failed(self.names[index].to_string()));
+        }
+        self.replication.isolate(index, cut);
+        Ok(())
+    }
+
     /// Moves the home of every session homed in region `from` to region `to`, on `to`'s
     /// replica, as `session-admin region failover` does; `from` must be failed (its fence).
     async fn failover(&self, from: usize, to: usize) -> Result<Value, OutageError> {
@@ -372,7 +385,7 @@ impl Control {
 enum OutageError {
     #[error("name: must be one of {0}")]
     Unknown(String),
-    #[error("action: must be fail, restore or failover, not {0:?}")]
+    #[error("action: must be fail, restore, failover, partition or heal, not {0:?}")]
     Action(String),
     #[error("to: required by failover (the region taking the sessions over)")]
     NoTarget,
@@ -380,13 +393,16 @@ enum OutageError {
     SameRegion,
     #[error("{0} runs: fail it first (its outage is the local stack's fence)")]
     Running(String),
+    #[error("{0} is failed: restore it (a failed region stays cut off)")]
+    Failed(String),
     #[error(transparent)]
     Stack(StackError),
     #[error(transparent)]
     Takeover(HomeFailoverError),
 }
 
-/// `POST /_local/regions/{name}/fail`, `/restore` and `/failover?to=<region>`.
+/// `POST /_local/regions/{name}/fail`, `/restore`, `/failover?to=<region>`, `/partition` and
+/// `/heal`.
 async fn outage(
     State(serving): State<Serving>,
     Path((name, action)): Path<(String, String)>,
@@ -416,6 +432,14 @@ async fn outage(
                 let to = control.index(query.to.as_deref().ok_or(OutageError::NoTarget)?)?;
                 Ok((StatusCode::OK, control.failover(index, to).await?))
             }
+            "partition" | "heal" => {
+                let cut = action == "partition";
+                control.partition(index, cut).await?;
+                Ok((
+                    StatusCode::OK,
+                    json!({ "region": name, "partitioned": cut }),
+                ))
+            }
             other => Err(OutageError::Action(other.to_owned())),
         }
     };
@@ -429,7 +453,7 @@ async fn outage(
             )
                 .into_response()
         }
-        Err(e @ OutageError::Running(_)) => (
+        Err(e @ (OutageError::Running(_) | OutageError::Failed(_))) => (
             StatusCode::CONFLICT,
             Json(json!({ "message": e.to_string() })),
         )

@@ -175,7 +175,16 @@ async fn a_write_acknowledged_in_local_a_during_a_partition_reaches_local_b_once
     let b = Alice::in_region(&regions, 1);
     let before = a.create_session().await;
     b.read_until(&before, |r| r.status == StatusCode::OK).await;
-    regions.replication().partition(true);
+    // The switch, on any region's API: local-a is cut off from local-b and serves on.
+    let switch = |action: &str| {
+        let url = format!("{}/_local/regions/local-a/{action}", b.base);
+        let action = action.to_owned();
+        async move {
+            let answer = reqwest::Client::new().post(url).send().await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "{action}");
+        }
+    };
+    switch("partition").await;
 
     let session = a.create_session().await;
     tokio::time::sleep(LAG * 2).await;
@@ -191,7 +200,7 @@ async fn a_write_acknowledged_in_local_a_during_a_partition_reaches_local_b_once
     let lag = behind.lag_ms.expect("a lag");
     assert!(lag >= lag_ms(LAG * 2), "lag {lag} ms during the partition");
 
-    regions.replication().partition(false);
+    switch("heal").await;
     let healed = b.read_until(&session, |r| r.status == StatusCode::OK).await;
     assert_eq!(healed.home.as_deref(), Some("local-a; epoch=1"));
     assert_eq!(regions.replication().pending(), 0);

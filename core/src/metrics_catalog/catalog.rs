@@ -318,7 +318,7 @@ pub static METRICS: &[MetricSpec] = &[
     )
     .labels(&[label(
         "step",
-        "`list_sessions`, `take_lease`, `lease_lost`, `read_connections`, `hand_over`, \
+        "`list_sessions`, `take_lease`, `lease_lost`, `read_connections`, `read_session`, `hand_over`, \
          `record_position`, `push`",
     )])
     .alerts(&["SessionStreamerPusherErrors"])
