@@ -159,6 +159,9 @@ sed 's/SESSION_REGIONS__THIS: us-east-1/SESSION_REGIONS__THIS: eu-west-1/' "$wor
     >"$work/region-this.yaml"
 refused "SESSION_REGIONS__THIS another region than AWS_REGION" \
     "SESSION_REGIONS__THIS=eu-west-1 is not AWS_REGION=us-east-1" "$work/region-this.yaml"
+sed -E 's#cidr: 10\.[12]0\.0\.0/16#cidr: 0.0.0.0/0#' "$work/k8s/prod-us-east-1.yaml" >"$work/region-egress.yaml"
+refused "a multi-region streamer whose policy lets gRPC out to everywhere or its own cluster only" \
+    "its NetworkPolicy must let it reach their clusters" "$work/region-egress.yaml"
 done_step "regional copies: refused"
 
 # The CRD schemas are strict and prod runs only a pinned image: broken copies of the prod render

@@ -706,7 +706,25 @@ def region(by_kind: dict, data: dict, failures: Failures) -> None:
     failures.check(this in apis, f"SESSION_REGIONS__APIS__* names {apis}, not this region {this}")
     primary = data.get("SESSION_REGIONS__PRIMARY", this)
     failures.check(primary in apis, f"SESSION_REGIONS__PRIMARY={primary} has no SESSION_REGIONS__APIS__* entry")
+    if len(apis) > 1:
+        # Sessions homed elsewhere stream from their home's simulator servers, in another
+        # cluster: an address outside this one, on the simulator port.
+        port = endpoint_port(data.get("SESSION_BACKENDS__SIMULATOR_URL", "")) or 50051
+        failures.check(
+            any(other_clusters(rule, port) for policy in by_kind.get("NetworkPolicy", [])
+                for rule in policy["spec"].get("egress", [])),
+            f"a multi-region streamer streams the other regions' simulators: its NetworkPolicy must "
+            f"let it reach their clusters (an ipBlock narrower than 0.0.0.0/0) on port {port}",
+        )
     print(f"    region {this} (primary {primary}, regions {apis}): AWS_REGION, @connections and ticket keys agree")
+
+
+def other_clusters(rule: dict, port: int) -> bool:
+    """Whether egress `rule` lets the streamer reach addresses outside its cluster, but not
+    everywhere, on `port`."""
+    blocks = [peer["ipBlock"]["cidr"] for peer in rule.get("to", []) if "ipBlock" in peer]
+    ports = [p.get("port") for p in rule.get("ports", [])]
+    return bool(blocks) and "0.0.0.0/0" not in blocks and port in ports
 
 
 # The SSE edge (Gateway, HTTPRoute and NGINX Gateway Fabric's policies; infra/k8s/base).
