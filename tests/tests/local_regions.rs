@@ -296,8 +296,9 @@ async fn a_token_minted_by_local_as_token_url_is_accepted_by_local_bs_api() {
     regions.shutdown().await.expect("a clean stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_b_streams_a_session_homed_in_local_a_from_local_as_simulator() {
+/// Two regions and alice in each, with a session homed in `local-a` whose simulator runs
+/// there: the session's id and the URL of its stream from `local-a`'s streamer.
+async fn simulating_in_local_a() -> (Regions, Alice, Alice, String, String) {
     let regions = two_regions(None).await;
     let (alice_a, alice_b) = (Alice::in_region(&regions, 0), Alice::in_region(&regions, 1));
     let session = alice_a.create_session().await;
@@ -314,6 +315,12 @@ async fn local_b_streams_a_session_homed_in_local_a_from_local_as_simulator() {
         "{}/v1/sessions/{session}/stream?simulator_id={simulator}",
         regions.endpoints()[0].sse
     );
+    (regions, alice_a, alice_b, session, stream_a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_b_streams_a_session_homed_in_local_a_from_local_as_simulator() {
+    let (regions, _, alice_b, _, stream_a) = simulating_in_local_a().await;
     let stream_b = stream_a.replacen(&regions.endpoints()[0].sse, &regions.endpoints()[1].sse, 1);
     let bearer = format!("Bearer {}", alice_b.token);
 
@@ -347,23 +354,8 @@ async fn local_b_streams_a_session_homed_in_local_a_from_local_as_simulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_client_of_local_b_streams_a_session_homed_in_local_a() {
-    let regions = two_regions(None).await;
-    let (alice_a, alice_b) = (Alice::in_region(&regions, 0), Alice::in_region(&regions, 1));
-    let session = alice_a.create_session().await;
-    let started = alice_a
-        .send(
-            Method::POST,
-            &format!("/v1/sessions/{session}/simulators"),
-            Some(json!({ "symbols": ["BTC-USD"] })),
-        )
-        .await;
-    assert!(started.status.is_success(), "{started:?}");
-    let simulator = started.body["simulator_id"].as_str().expect("an id");
+    let (regions, alice_a, alice_b, session, stream_a) = simulating_in_local_a().await;
     let bearer = format!("Bearer {}", alice_a.token);
-    let stream_a = format!(
-        "{}/v1/sessions/{session}/stream?simulator_id={simulator}",
-        regions.endpoints()[0].sse
-    );
     let mut in_a = session_tests::sse::connect(&stream_a, &[("authorization", &bearer)])
         .await
         .expect("local-a streams its own session");

@@ -314,7 +314,7 @@ async fn the_http_api_answers_the_pages_preflights_itself_and_labels_its_respons
     assert_eq!(created.headers()["access-control-allow-origin"], origin);
     assert_eq!(
         created.headers()["access-control-expose-headers"],
-        "location,x-session-home,idempotency-region"
+        "location,x-session-home,x-replica-lag-ms,idempotency-region"
     );
     stack.shutdown().await?;
     Ok(())

@@ -46,6 +46,17 @@ pub async fn take_over_from_a_to_b(store: &SharedStore, id: &SessionId) -> Takeo
     store.take_over_home(id, &step).await.unwrap()
 }
 
+/// The stores of regions `a` and `b`, and a session of `owner` created in `a`, its home.
+async fn homed_in_a(h: &Harness, owner: &str) -> (SharedStore, SharedStore, Session) {
+    let (a, b) = (store_of(h, "a"), store_of(h, "b"));
+    let session = Session {
+        home_region: Some(region("a")),
+        ..h.session(owner)
+    };
+    a.create_session(&session, 10).await.unwrap();
+    (a, b, session)
+}
+
 fn homed_in<T: std::fmt::Debug>(result: Result<T, StoreError>, home: &str) {
     match result {
         Err(StoreError::NotHome { home_region, .. }) => assert_eq!(home_region.as_str(), home),
@@ -56,12 +67,7 @@ fn homed_in<T: std::fmt::Debug>(result: Result<T, StoreError>, home: &str) {
 pub async fn a_region_that_is_not_the_home_cannot_write_the_session_until_the_home_moves_there(
     h: Harness,
 ) {
-    let (a, b) = (store_of(&h, "a"), store_of(&h, "b"));
-    let session = Session {
-        home_region: Some(region("a")),
-        ..h.session("alice")
-    };
-    a.create_session(&session, 10).await.unwrap();
+    let (a, b, session) = homed_in_a(&h, "alice").await;
     let running = h.simulator(&session);
     a.create_simulator(&running, &session.owner, quotas(2))
         .await
@@ -170,12 +176,7 @@ fn is_full<T: std::fmt::Debug>(result: Result<T, StoreError>) {
 pub async fn each_region_admits_counts_and_sees_only_its_own_connections_whatever_the_home(
     h: Harness,
 ) {
-    let (a, b) = (store_of(&h, "a"), store_of(&h, "b"));
-    let session = Session {
-        home_region: Some(region("a")),
-        ..h.session("alice")
-    };
-    a.create_session(&session, 10).await.unwrap();
+    let (a, b, session) = homed_in_a(&h, "alice").await;
     let in_a = h.connection(&session, "conn-a", LIFETIME);
     a.put_connection(&in_a, 1).await.unwrap();
 
@@ -217,11 +218,7 @@ pub async fn each_region_admits_counts_and_sees_only_its_own_connections_whateve
     );
 
     // A session only b streams is found by b's streamers, not a's.
-    let other = Session {
-        home_region: Some(region("a")),
-        ..h.session("bob")
-    };
-    a.create_session(&other, 10).await.unwrap();
+    let (_, _, other) = homed_in_a(&h, "bob").await;
     let dying = h.connection(&other, "conn-b-other", Duration::from_secs(60));
     b.put_connection(&dying, 1).await.unwrap();
     assert_eq!(
