@@ -164,6 +164,31 @@ async fn a_session_born_in_local_a_is_read_in_local_b_after_the_lag_and_written_
     regions.shutdown().await.expect("a clean stop");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_at_the_sessions_quota_in_local_a_can_still_create_in_local_b() {
+    let regions = two_regions(None).await;
+    let (a, b) = (Alice::in_region(&regions, 0), Alice::in_region(&regions, 1));
+    // Arrange: alice's quota (10 open sessions, the default) filled in local-a, and replicated.
+    let mut last = String::new();
+    for _ in 0..10 {
+        last = a.create_session().await;
+    }
+    b.read_until(&last, |r| r.status == StatusCode::OK).await;
+    let refused = a.send(Method::POST, "/v1/sessions", Some(json!({}))).await;
+    assert_eq!(
+        refused.body["type"], "urn:session-service:problem:quota-exceeded",
+        "{refused:?}"
+    );
+
+    // Act: local-b counts the sessions homed in local-b only (its store is fenced to its region,
+    // as a deployment's is).
+    let created = b.send(Method::POST, "/v1/sessions", Some(json!({}))).await;
+
+    // Assert
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    regions.shutdown().await.expect("a clean stop");
+}
+
 fn lag_ms(lag: Duration) -> u64 {
     u64::try_from(lag.as_millis()).expect("a short lag")
 }
