@@ -84,6 +84,13 @@ impl RegionSettings {
         region.unwrap_or_else(|| self.primary())
     }
 
+    /// The home of a session whose item records `region` (see [`Self::resolve`]) when that is
+    /// another region than this one; `None` when the session is homed here.
+    pub fn home_elsewhere<'a>(&'a self, region: Option<&'a RegionName>) -> Option<&'a RegionName> {
+        let home = self.resolve(region);
+        (*home != self.this).then_some(home)
+    }
+
     /// `region`'s HTTP API base URL, if configured.
     pub fn api_of(&self, region: &RegionName) -> Option<&str> {
         self.apis.get(region).map(String::as_str)

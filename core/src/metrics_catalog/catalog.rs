@@ -318,8 +318,8 @@ pub static METRICS: &[MetricSpec] = &[
     )
     .labels(&[label(
         "step",
-        "`list_sessions`, `take_lease`, `lease_lost`, `read_connections`, `read_session`, `hand_over`, \
-         `record_position`, `push`",
+        "`list_sessions`, `take_lease`, `lease_lost`, `read_connections`, `read_session`, \
+         `hand_over`, `record_position`, `push`",
     )])
     .alerts(&["SessionStreamerPusherErrors"])
     .on_failure(),

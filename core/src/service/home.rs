@@ -30,10 +30,9 @@ impl SessionService {
             // Someone else's session is as absent as a missing one: only the id speaks.
             _ => (id.region(), 1),
         };
-        let home = self.regions.resolve(region.as_ref());
-        if *home == self.regions.this {
+        let Some(home) = self.regions.home_elsewhere(region.as_ref()) else {
             return Ok(());
-        }
+        };
         Err(ServiceError::WrongRegion {
             session: id.to_string(),
             home_region: home.clone(),
@@ -59,10 +58,9 @@ impl SessionService {
         if !self.regions.is_multi_region() {
             return None;
         }
-        let home = self.regions.resolve(session.home_region.as_ref());
-        if *home == self.regions.this {
+        let Some(home) = self.regions.home_elsewhere(session.home_region.as_ref()) else {
             return Some(Duration::ZERO);
-        }
+        };
         match self.region_beats.last_beat(home).await {
             Ok(beat) => beat.map(|at| self.clock.now().since(at)),
             Err(error) => {

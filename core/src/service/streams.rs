@@ -211,10 +211,7 @@ impl StreamService {
     /// The static simulator server of `session`'s home, when that is another region: its
     /// simulators run there (`docs/multi-region.md`, "Streams and simulators are regional").
     fn home_server(&self, session: &Session) -> Option<String> {
-        let home = self.regions.resolve(session.home_region.as_ref());
-        if *home == self.regions.this {
-            return None;
-        }
+        let home = self.regions.home_elsewhere(session.home_region.as_ref())?;
         self.regions.simulator_of(home)
     }
 

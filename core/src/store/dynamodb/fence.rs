@@ -4,7 +4,7 @@
 //! component.
 
 use super::DynamoStore;
-use super::item::{ItemExt as _, key, ms, s};
+use super::item::{ItemExt as _, key, ms, region_pk, s};
 use super::write::{Write, WriteError};
 use crate::domain::{RegionName, Timestamp};
 use crate::store::StoreError;
@@ -44,7 +44,7 @@ impl DynamoStore {
     /// # Errors
     /// The store's, or a fence item that cannot be read.
     pub async fn region_fence(&self, region: &RegionName) -> Result<Option<Fenced>, StoreError> {
-        let Some(found) = self.get(key(format!("REGION#{region}"), FENCE_SK)).await? else {
+        let Some(found) = self.get(key(region_pk(region), FENCE_SK)).await? else {
             return Ok(None);
         };
         Ok(Some(Fenced {
@@ -63,8 +63,7 @@ impl DynamoStore {
         by: &RegionName,
     ) -> Result<Fence, StoreError> {
         let at = self.clock.now();
-        let pk = format!("REGION#{region}");
-        let mut item = key(pk.clone(), FENCE_SK);
+        let mut item = key(region_pk(region), FENCE_SK);
         item.insert("fenced_at".to_owned(), ms(at));
         item.insert("fenced_by".to_owned(), s(by.as_str()));
         match self

@@ -45,6 +45,11 @@ pub(super) fn owner_pk(owner: &UserId) -> String {
     format!("OWNER#{owner}")
 }
 
+/// The partition of a region's own items: its beat and, after a failover, its fence.
+pub(super) fn region_pk(region: &RegionName) -> String {
+    format!("REGION#{region}")
+}
+
 pub(super) const SESSION_SK: &str = "SESSION";
 pub(super) const QUOTA_SK: &str = "QUOTA";
 

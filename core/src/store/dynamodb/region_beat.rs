@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::item::{ItemExt as _, key, ms, n};
+use super::item::{ItemExt as _, key, ms, n, region_pk};
 use super::write::Write;
 use super::{DynamoStore, TableSpec, applied};
 use crate::domain::{RegionName, Timestamp};
@@ -17,7 +17,7 @@ const BEAT_SK: &str = "BEAT";
 const BEAT_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 fn beat_key(region: &RegionName) -> super::item::Item {
-    key(format!("REGION#{region}"), BEAT_SK)
+    key(region_pk(region), BEAT_SK)
 }
 
 /// The DynamoDB actions of each method of [`RegionBeatStore`] here (checked against the calls
